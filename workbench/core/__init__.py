@@ -1,0 +1,1 @@
+"""Records, the project store, formats and statistics. Never imports Qt or torch."""

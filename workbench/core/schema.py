@@ -1,0 +1,134 @@
+"""The project file's schema as a list of forward migrations.
+
+``MIGRATIONS[i]`` moves a project from ``PRAGMA user_version`` i to i + 1. A migration is never edited
+once released: a new need gets a new entry, so that every older project file can still be opened.
+"""
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the concepts of DESIGN.md §2.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE annotators (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL DEFAULT 'human',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE prompts (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        text TEXT NOT NULL,
+        messages TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        source TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE responses (
+        id INTEGER PRIMARY KEY,
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+        hash TEXT NOT NULL UNIQUE,
+        text TEXT NOT NULL,
+        messages TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        source TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX responses_prompt ON responses(prompt_id);
+    CREATE TABLE comparisons (
+        id INTEGER PRIMARY KEY,
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+        response_a INTEGER NOT NULL REFERENCES responses(id),
+        response_b INTEGER NOT NULL REFERENCES responses(id),
+        hash TEXT NOT NULL UNIQUE,
+        rand_key INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        CHECK (response_a != response_b)
+    );
+    CREATE INDEX comparisons_rand ON comparisons(rand_key, id);
+    CREATE INDEX comparisons_prompt ON comparisons(prompt_id, id);
+    CREATE TABLE judgments (
+        id INTEGER PRIMARY KEY,
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        choice TEXT CHECK (choice IN ('a', 'b', 'tie', 'both_bad', 'skip')),
+        strength INTEGER CHECK (strength BETWEEN 1 AND 4),
+        left_side TEXT CHECK (left_side IN ('a', 'b')),
+        kind TEXT NOT NULL DEFAULT 'label',
+        note TEXT NOT NULL DEFAULT '',
+        flags TEXT NOT NULL DEFAULT '[]',
+        supersedes INTEGER REFERENCES judgments(id),
+        shown_at REAL,
+        answered_at REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX judgments_comparison ON judgments(comparison_id, annotator_id);
+    CREATE INDEX judgments_annotator ON judgments(annotator_id, id);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        mode TEXT NOT NULL,
+        backbone TEXT NOT NULL,
+        config TEXT NOT NULL,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        data_snapshot TEXT NOT NULL DEFAULT '{}',
+        summary TEXT NOT NULL DEFAULT '{}',
+        finished_at REAL
+    );
+    CREATE TABLE run_metrics (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        epoch REAL,
+        split TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX run_metrics_run ON run_metrics(run_id, step);
+    CREATE TABLE pair_scores (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+        split TEXT NOT NULL,
+        chosen TEXT NOT NULL CHECK (chosen IN ('a', 'b')),
+        r_chosen REAL NOT NULL,
+        r_rejected REAL NOT NULL,
+        PRIMARY KEY (run_id, step, comparison_id)
+    ) WITHOUT ROWID;
+    """,
+    # 1 -> 2: the current label per (annotator, comparison) kept as a table so that the next-comparison
+    # query is an index probe instead of a scan of the history; pair-level marks (flag, exclude) that
+    # belong to no judgment; the embedding cache of head mode.
+    """
+    CREATE TABLE current_labels (
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+        judgment_id INTEGER NOT NULL REFERENCES judgments(id),
+        choice TEXT,
+        PRIMARY KEY (annotator_id, comparison_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX current_labels_comparison ON current_labels(comparison_id, choice);
+    INSERT INTO current_labels (annotator_id, comparison_id, judgment_id, choice)
+        SELECT j.annotator_id, j.comparison_id, j.id, j.choice FROM judgments j
+        WHERE j.id = (SELECT MAX(id) FROM judgments k
+                      WHERE k.annotator_id = j.annotator_id AND k.comparison_id = j.comparison_id);
+    CREATE TABLE comparison_marks (
+        id INTEGER PRIMARY KEY,
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+        mark TEXT NOT NULL CHECK (mark IN ('flag', 'exclude')),
+        value INTEGER NOT NULL,
+        annotator_id INTEGER REFERENCES annotators(id),
+        note TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX comparison_marks_comparison ON comparison_marks(comparison_id, mark, id);
+    CREATE TABLE embeddings (
+        backbone TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (backbone, text_hash)
+    ) WITHOUT ROWID;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

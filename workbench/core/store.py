@@ -1,0 +1,942 @@
+"""The project store: one SQLite file per project (DESIGN.md §2).
+
+Judgments are append-only. The current label of an (annotator, comparison) is the latest judgment row;
+an undo or a relabel writes a new row that ``supersedes`` the old one, so history is never rewritten.
+Every write is one transaction, committed before the call returns; WAL lets readers (the GUI, a trainer
+thread, a second app instance) run beside the writer, and ``BEGIN IMMEDIATE`` with a busy timeout
+serialises writers from several processes without losing any.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.core.records import (
+    CHOICES,
+    JUDGMENT_KINDS,
+    Comparison,
+    Judgment,
+    PairRecord,
+    PromptRecord,
+    Text,
+    content_hash,
+)
+from workbench.core.schema import MIGRATIONS, SCHEMA_VERSION
+
+ORDERS = ("new", "random", "prompt", "uncertain", "disagree")
+_ORDER_KEYS = {"new": ("id",), "random": ("rand_key", "id"), "prompt": ("prompt_id", "id")}
+
+
+class ProjectError(Exception):
+    """A user-facing problem with a project file (missing, not a project, too new)."""
+
+
+@dataclass
+class ImportSummary:
+    prompts_added: int = 0
+    responses_added: int = 0
+    comparisons_added: int = 0
+    judgments_added: int = 0
+    duplicates: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prompts_added": self.prompts_added,
+            "responses_added": self.responses_added,
+            "comparisons_added": self.comparisons_added,
+            "judgments_added": self.judgments_added,
+            "duplicates": self.duplicates,
+            **self.extra,
+        }
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _hash_int(*parts: str) -> int:
+    """A 60-bit integer from a content hash: fits SQLite's signed 64-bit integers."""
+    return int(content_hash(*parts)[:15], 16)
+
+
+def prompt_hash(prompt: Text) -> str:
+    return content_hash("prompt", prompt.key)
+
+
+def response_hash(p_hash: str, response: Text) -> str:
+    return content_hash("response", p_hash, response.key)
+
+
+def comparison_hash(ra_hash: str, rb_hash: str) -> str:
+    """Order-free: (a, b) and (b, a) are the same comparison."""
+    return content_hash("comparison", *sorted((ra_hash, rb_hash)))
+
+
+class Project:
+    """An open project file. One instance per thread: sqlite3 connections are not shared."""
+
+    def __init__(self, path: str | os.PathLike, conn: sqlite3.Connection):
+        self.path = Path(path)
+        self.conn = conn
+        self._annotator_ids: dict[str, int] = {}
+        # Per (annotator, order, phase): the key of the last comparison handed out. Answered ones are
+        # skipped by the query itself, so a cursor only saves re-scanning the finished prefix.
+        self._cursors: dict[tuple[int, str, int], tuple] = {}
+        self._seed: int | None = None
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def create(cls, path: str | os.PathLike, name: str | None = None, seed: int = 0) -> Project:
+        path = Path(path)
+        if path.exists():
+            raise ProjectError(f"{path}: a file already exists there; open it instead")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        project = cls._connect(path)
+        with project.transaction():
+            project._set_meta("name", name or path.stem)
+            project._set_meta("seed", str(int(seed)))
+            project._set_meta("created_at", str(_now()))
+            project._set_meta("guidelines", "")
+        return project
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Project:
+        path = Path(path)
+        if not path.is_file():
+            raise ProjectError(f"{path}: no such project file")
+        return cls._connect(path)
+
+    @classmethod
+    def open_or_create(cls, path: str | os.PathLike, **kwargs) -> Project:
+        path = Path(path)
+        return cls.open(path) if path.exists() else cls.create(path, **kwargs)
+
+    @classmethod
+    def _connect(cls, path: Path) -> Project:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+        except FileNotFoundError:
+            head = b""
+        except OSError as exc:
+            raise ProjectError(f"{path}: cannot read the project file ({exc.strerror})") from None
+        if head and not head.startswith(b"SQLite format 3"):
+            raise ProjectError(f"{path}: not a Preference Workbench project (not an SQLite file)")
+        conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=True)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a judgment survives power loss, not just a killed process, once its call returns.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 60000")
+        project = cls(path, conn)
+        project._migrate()
+        return project
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{self.path}: made by a newer Preference Workbench (schema {version}, this one reads "
+                f"up to {SCHEMA_VERSION}); upgrade the app"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0 and self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            raise ProjectError(f"{self.path}: an SQLite file, but not a Preference Workbench project")
+        with self.transaction():
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version, SCHEMA_VERSION):
+                for statement in _split_sql(MIGRATIONS[target]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {target + 1}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    @property
+    def checkpoint_root(self) -> Path:
+        """The folder beside the project file that holds model checkpoints."""
+        return self.path.with_name(self.path.name + ".checkpoints")
+
+    def checkpoint_dir(self, run_id: int) -> Path:
+        return self.checkpoint_root / f"run-{run_id}"
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; all or nothing. Nested use joins the outer one."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -------------------------------------------------------------------- meta
+    def _set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self._set_meta(key, value)
+
+    @property
+    def name(self) -> str:
+        return self.get_meta("name", self.path.stem) or self.path.stem
+
+    @property
+    def seed(self) -> int:
+        if self._seed is None:
+            self._seed = int(self.get_meta("seed", "0") or 0)
+        return self._seed
+
+    @property
+    def guidelines(self) -> str:
+        return self.get_meta("guidelines", "") or ""
+
+    @guidelines.setter
+    def guidelines(self, text: str) -> None:
+        self.set_meta("guidelines", text)
+
+    # -------------------------------------------------------------- annotators
+    def annotator_id(self, name: str, kind: str = "human") -> int:
+        """The id of an annotator, registered on first use."""
+        name = name.strip()
+        if not name:
+            raise ValueError("annotator name is empty")
+        if name in self._annotator_ids:
+            return self._annotator_ids[name]
+        row = self.conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            with self.transaction():
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO annotators(name, kind, created_at) VALUES (?, ?, ?)",
+                    (name, kind, _now()),
+                )
+                row = self.conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
+        self._annotator_ids[name] = row[0]
+        return row[0]
+
+    def annotators(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT id, name, kind, created_at FROM annotators ORDER BY id", self.conn)
+
+    # ------------------------------------------------------------ adding data
+    def add_records(
+        self,
+        records: Iterable[PairRecord | PromptRecord],
+        source: str,
+        annotator: str | None = None,
+    ) -> ImportSummary:
+        """Add prompts, responses, comparisons and imported labels in ONE transaction.
+
+        Everything is deduplicated by content hash, so importing a file twice adds nothing. Labelled
+        pairs get a judgment from ``annotator`` (default ``import:<source>``) unless that annotator
+        already holds the same current label.
+        """
+        summary = ImportSummary()
+        now = _now()
+        seed = self.seed
+        default_annotator = annotator or f"import:{source}"
+        with self.transaction():
+            conn = self.conn
+            prompt_ids = dict(conn.execute("SELECT hash, id FROM prompts"))
+            response_ids = dict(conn.execute("SELECT hash, id FROM responses"))
+            comparison_rows = {
+                h: (cid, ra) for h, cid, ra in conn.execute("SELECT hash, id, response_a FROM comparisons")
+            }
+            next_prompt = (conn.execute("SELECT MAX(id) FROM prompts").fetchone()[0] or 0) + 1
+            next_response = (conn.execute("SELECT MAX(id) FROM responses").fetchone()[0] or 0) + 1
+            next_comparison = (conn.execute("SELECT MAX(id) FROM comparisons").fetchone()[0] or 0) + 1
+            new_prompts: list[tuple] = []
+            new_responses: list[tuple] = []
+            new_comparisons: list[tuple] = []
+            labels: list[tuple[int, str, str, int | None, str]] = []  # (comparison, choice, annotator, strength, note)
+
+            def prompt_id_of(prompt: Text, metadata: dict) -> tuple[int, str]:
+                nonlocal next_prompt
+                h = prompt_hash(prompt)
+                pid = prompt_ids.get(h)
+                if pid is None:
+                    pid = prompt_ids[h] = next_prompt
+                    next_prompt += 1
+                    new_prompts.append(
+                        (pid, h, prompt.text, _json_or_none(prompt.messages), _json(metadata), source, now)
+                    )
+                return pid, h
+
+            def response_id_of(pid: int, p_hash: str, response: Text) -> tuple[int, str]:
+                nonlocal next_response
+                h = response_hash(p_hash, response)
+                rid = response_ids.get(h)
+                if rid is None:
+                    rid = response_ids[h] = next_response
+                    next_response += 1
+                    new_responses.append((rid, pid, h, response.text, _json_or_none(response.messages), source, now))
+                return rid, h
+
+            def comparison_of(pid: int, ra: int, ha: str, rb: int, hb: str) -> tuple[int, bool]:
+                """The comparison id and whether it is stored the other way round (b, a)."""
+                nonlocal next_comparison
+                h = comparison_hash(ha, hb)
+                row = comparison_rows.get(h)
+                if row is not None:
+                    summary.duplicates += 1
+                    return row[0], row[1] != ra
+                cid = next_comparison
+                next_comparison += 1
+                comparison_rows[h] = (cid, ra)
+                new_comparisons.append((cid, pid, ra, rb, h, _hash_int(str(seed), "order", h), now))
+                return cid, False
+
+            for record in records:
+                if isinstance(record, PromptRecord):
+                    pid, ph = prompt_id_of(record.prompt, record.metadata)
+                    ids = [response_id_of(pid, ph, r) for r in record.responses]
+                    unique = list(dict.fromkeys(ids))
+                    for i in range(len(unique)):
+                        for j in range(i + 1, len(unique)):
+                            comparison_of(pid, *unique[i], *unique[j])
+                    continue
+                pid, ph = prompt_id_of(record.prompt, record.metadata)
+                ra, ha = response_id_of(pid, ph, record.response_a)
+                rb, hb = response_id_of(pid, ph, record.response_b)
+                if ra == rb:
+                    if record.choice in ("a", "b"):
+                        summary.extra["identical_pairs"] = summary.extra.get("identical_pairs", 0) + 1
+                    continue
+                cid, flipped = comparison_of(pid, ra, ha, rb, hb)
+                if record.choice is not None:
+                    choice = {"a": "b", "b": "a"}.get(record.choice, record.choice) if flipped else record.choice
+                    labels.append((cid, choice, record.annotator or default_annotator, record.strength, ""))
+
+            conn.executemany(
+                "INSERT INTO prompts(id, hash, text, messages, metadata, source, created_at) VALUES (?,?,?,?,?,?,?)",
+                new_prompts,
+            )
+            conn.executemany(
+                "INSERT INTO responses(id, prompt_id, hash, text, messages, source, created_at) VALUES (?,?,?,?,?,?,?)",
+                new_responses,
+            )
+            conn.executemany(
+                "INSERT INTO comparisons(id, prompt_id, response_a, response_b, hash, rand_key, created_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                new_comparisons,
+            )
+            summary.prompts_added = len(new_prompts)
+            summary.responses_added = len(new_responses)
+            summary.comparisons_added = len(new_comparisons)
+            summary.judgments_added = self._add_imported_labels(labels, now)
+        self._cursors.clear()
+        return summary
+
+    def _add_imported_labels(self, labels: list[tuple[int, str, str, int | None, str]], now: float) -> int:
+        if not labels:
+            return 0
+        conn = self.conn
+        annotator_ids = {name: self._annotator_in_tx(name, "import" if name.startswith("import:") else "human")
+                         for name in {label[2] for label in labels}}
+        current = {
+            (a, c): (jid, choice, strength)
+            for a, c, jid, choice, strength in conn.execute(
+                "SELECT cl.annotator_id, cl.comparison_id, cl.judgment_id, cl.choice, j.strength "
+                "FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
+            )
+        }
+        next_judgment = (conn.execute("SELECT MAX(id) FROM judgments").fetchone()[0] or 0) + 1
+        rows, current_rows = [], []
+        for cid, choice, name, strength, note in labels:
+            aid = annotator_ids[name]
+            previous = current.get((aid, cid))
+            if previous is not None and previous[1:] == (choice, strength):
+                continue
+            jid = next_judgment
+            next_judgment += 1
+            current[(aid, cid)] = (jid, choice, strength)
+            rows.append((jid, cid, aid, choice, strength, "import", note, previous[0] if previous else None, now))
+            current_rows.append((aid, cid, jid, choice))
+        conn.executemany(
+            "INSERT INTO judgments(id, comparison_id, annotator_id, choice, strength, kind, note, supersedes,"
+            " created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        conn.executemany("INSERT OR REPLACE INTO current_labels VALUES (?,?,?,?)", current_rows)
+        return len(rows)
+
+    def _annotator_in_tx(self, name: str, kind: str) -> int:
+        row = self.conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return row[0]
+        return self.conn.execute(
+            "INSERT INTO annotators(name, kind, created_at) VALUES (?, ?, ?)", (name, kind, _now())
+        ).lastrowid
+
+    # ---------------------------------------------------------------- reading
+    def comparison(self, comparison_id: int) -> Comparison:
+        row = self.conn.execute(
+            "SELECT c.id, c.prompt_id, c.hash, p.text AS pt, p.messages AS pm,"
+            " ra.id AS ra_id, ra.text AS ra_text, ra.messages AS ra_m,"
+            " rb.id AS rb_id, rb.text AS rb_text, rb.messages AS rb_m"
+            " FROM comparisons c JOIN prompts p ON p.id = c.prompt_id"
+            " JOIN responses ra ON ra.id = c.response_a JOIN responses rb ON rb.id = c.response_b"
+            " WHERE c.id = ?",
+            (comparison_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no comparison {comparison_id}")
+        return Comparison(
+            id=row["id"],
+            prompt_id=row["prompt_id"],
+            prompt=_text(row["pt"], row["pm"]),
+            response_a_id=row["ra_id"],
+            response_a=_text(row["ra_text"], row["ra_m"]),
+            response_b_id=row["rb_id"],
+            response_b=_text(row["rb_text"], row["rb_m"]),
+            left=self.left_side(row["hash"]),
+        )
+
+    def left_side(self, comparison_hash_: str) -> str:
+        """Which response is shown on the left: random per comparison, fixed by the project's seed."""
+        return "a" if _hash_int(str(self.seed), "left", comparison_hash_) & 1 else "b"
+
+    def counts(self) -> dict[str, int]:
+        one = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "prompts": one("SELECT COUNT(*) FROM prompts"),
+            "responses": one("SELECT COUNT(*) FROM responses"),
+            "comparisons": one("SELECT COUNT(*) FROM comparisons"),
+            "judgments": one("SELECT COUNT(*) FROM judgments"),
+            "annotators": one("SELECT COUNT(*) FROM annotators"),
+            "runs": one("SELECT COUNT(*) FROM runs"),
+        }
+
+    # ------------------------------------------------------------- the queue
+    def next_comparison(self, annotator: str, order: str = "new", exclude: Sequence[int] = ()) -> int | None:
+        """The id of the next comparison ``annotator`` should judge, or None when all are done.
+
+        Phases, in turn: (for ``new``) comparisons nobody has labelled; comparisons this annotator has not
+        answered; comparisons this annotator skipped. ``uncertain`` and ``disagree`` order by the latest
+        run's per-pair scores and fall back to ``new`` for pairs it did not score.
+        """
+        if order not in ORDERS:
+            raise ValueError(f"unknown queue order {order!r}; expected one of {', '.join(ORDERS)}")
+        aid = self.annotator_id(annotator)
+        if order in ("uncertain", "disagree"):
+            found = self._next_by_model(aid, order, exclude)
+            return found if found is not None else self.next_comparison(annotator, "new", exclude)
+        mine_open = (
+            "NOT EXISTS (SELECT 1 FROM current_labels cl WHERE cl.annotator_id = :a"
+            " AND cl.comparison_id = c.id AND cl.choice IS NOT NULL)"
+        )
+        nobody = (
+            "NOT EXISTS (SELECT 1 FROM current_labels cl WHERE cl.comparison_id = c.id"
+            " AND cl.choice IS NOT NULL AND cl.choice != 'skip')"
+        )
+        skipped = (
+            "EXISTS (SELECT 1 FROM current_labels cl WHERE cl.annotator_id = :a"
+            " AND cl.comparison_id = c.id AND cl.choice = 'skip')"
+        )
+        phases = [f"{nobody} AND {mine_open}", mine_open, skipped] if order == "new" else [mine_open, skipped]
+        keys = _ORDER_KEYS[order]
+        columns = ", ".join(f"c.{k}" for k in keys)
+        placeholders = ", ".join("?" for _ in keys)
+        not_in = f" AND c.id NOT IN ({','.join(str(int(i)) for i in exclude)})" if exclude else ""
+        for phase, condition in enumerate(phases):
+            condition = condition.replace(":a", str(aid)) + not_in
+            cursor_key = (aid, order, phase)
+            start = self._cursors.get(cursor_key)
+            for bound in ((start,) if start is None else (start, None)):
+                where = condition if bound is None else f"({columns}) >= ({placeholders}) AND {condition}"
+                row = self.conn.execute(
+                    f"SELECT {columns} FROM comparisons c WHERE {where} ORDER BY {columns} LIMIT 1",
+                    bound or (),
+                ).fetchone()
+                if row is not None:
+                    self._cursors[cursor_key] = tuple(row)
+                    return row[-1] if keys[-1] == "id" else row[0]
+        return None
+
+    def _next_by_model(self, aid: int, order: str, exclude: Sequence[int]) -> int | None:
+        """``uncertain``: unanswered pairs with the smallest |margin| under the latest scored run.
+        ``disagree``: labelled pairs the model ranks the other way, most negative margin first, until this
+        annotator has looked at them again after that run."""
+        latest = self.conn.execute("SELECT MAX(run_id) FROM pair_scores").fetchone()[0]
+        if latest is None:
+            return None
+        step = self.conn.execute("SELECT MAX(step) FROM pair_scores WHERE run_id = ?", (latest,)).fetchone()[0]
+        not_in = f" AND s.comparison_id NOT IN ({','.join(str(int(i)) for i in exclude)})" if exclude else ""
+        if order == "uncertain":
+            where = (
+                "NOT EXISTS (SELECT 1 FROM current_labels cl WHERE cl.annotator_id = :a"
+                " AND cl.comparison_id = s.comparison_id AND cl.choice IS NOT NULL)"
+            )
+            key = "ABS(s.r_chosen - s.r_rejected)"
+        else:
+            where = (
+                "s.split != 'unlabelled' AND s.r_chosen - s.r_rejected <= 0 AND NOT EXISTS (SELECT 1 FROM"
+                " current_labels cl JOIN judgments j ON j.id = cl.judgment_id WHERE cl.annotator_id = :a"
+                " AND cl.comparison_id = s.comparison_id AND cl.choice IS NOT NULL"
+                " AND j.created_at > (SELECT created_at FROM runs WHERE id = :run))"
+            )
+            key = "s.r_chosen - s.r_rejected"
+        row = self.conn.execute(
+            f"SELECT s.comparison_id FROM pair_scores s WHERE s.run_id = :run AND s.step = :step"
+            f" AND {where}{not_in} ORDER BY {key}, s.comparison_id LIMIT 1",
+            {"a": aid, "run": latest, "step": step},
+        ).fetchone()
+        return row[0] if row else None
+
+    def queue_position(self, annotator: str) -> tuple[int, int]:
+        """(answered, total) for ``annotator``; skips do not count as answered."""
+        aid = self.annotator_id(annotator)
+        done = self.conn.execute(
+            "SELECT COUNT(*) FROM current_labels WHERE annotator_id = ? AND choice IS NOT NULL AND choice != 'skip'",
+            (aid,),
+        ).fetchone()[0]
+        total = self.conn.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
+        return done, total
+
+    # -------------------------------------------------------------- judging
+    def record_judgment(
+        self,
+        comparison_id: int,
+        annotator: str,
+        choice: str,
+        strength: int | None = None,
+        left: str | None = None,
+        shown_at: float | None = None,
+        note: str = "",
+        flags: Sequence[str] = (),
+        kind: str = "label",
+    ) -> int:
+        """Append a judgment and make it the annotator's current label; durable when this returns."""
+        if choice not in CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
+        if kind not in JUDGMENT_KINDS or kind == "undo":
+            raise ValueError(f"kind must be one of label, relabel, import, adjudication, not {kind!r}")
+        if strength is not None:
+            if choice not in ("a", "b"):
+                raise ValueError("a strength is given only with a choice of a or b")
+            if int(strength) not in (1, 2, 3, 4):
+                raise ValueError(f"strength must be 1 to 4, not {strength!r}")
+            strength = int(strength)
+        if left not in (None, "a", "b"):
+            raise ValueError(f"left must be 'a' or 'b', not {left!r}")
+        aid = self.annotator_id(annotator, "adjudicator" if kind == "adjudication" else "human")
+        with self.transaction():
+            if self.conn.execute("SELECT 1 FROM comparisons WHERE id = ?", (comparison_id,)).fetchone() is None:
+                raise KeyError(f"no comparison {comparison_id}")
+            previous = self._current_judgment_id(aid, comparison_id)
+            return self._insert_judgment(
+                comparison_id, aid, choice, strength, left, kind, note, list(flags), previous, shown_at, _now()
+            )
+
+    def _current_judgment_id(self, aid: int, comparison_id: int) -> int | None:
+        row = self.conn.execute(
+            "SELECT judgment_id FROM current_labels WHERE annotator_id = ? AND comparison_id = ?",
+            (aid, comparison_id),
+        ).fetchone()
+        return row[0] if row else None
+
+    def _insert_judgment(self, cid, aid, choice, strength, left, kind, note, flags, supersedes, shown_at, answered_at):
+        now = _now()
+        jid = self.conn.execute(
+            "INSERT INTO judgments(comparison_id, annotator_id, choice, strength, left_side, kind, note, flags,"
+            " supersedes, shown_at, answered_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (cid, aid, choice, strength, left, kind, note, json.dumps(flags), supersedes, shown_at, answered_at, now),
+        ).lastrowid
+        self.conn.execute(
+            "INSERT OR REPLACE INTO current_labels(annotator_id, comparison_id, judgment_id, choice) VALUES (?,?,?,?)",
+            (aid, cid, jid, choice),
+        )
+        return jid
+
+    def undo_last(self, annotator: str) -> Judgment | None:
+        """Undo ``annotator``'s most recent judgment that is still in force; repeatable.
+
+        Writes an ``undo`` row that restores what the undone judgment replaced (usually nothing), and
+        returns the undone judgment so the caller can show its comparison with the old answer.
+        """
+        aid = self.annotator_id(annotator)
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT j.* FROM judgments j JOIN current_labels cl ON cl.judgment_id = j.id"
+                " WHERE j.annotator_id = ? AND j.kind NOT IN ('undo', 'import') ORDER BY j.id DESC LIMIT 1",
+                (aid,),
+            ).fetchone()
+            if row is None:
+                return None
+            restored = None
+            if row["supersedes"] is not None:
+                restored = self.conn.execute("SELECT * FROM judgments WHERE id = ?", (row["supersedes"],)).fetchone()
+            self._insert_judgment(
+                row["comparison_id"],
+                aid,
+                restored["choice"] if restored else None,
+                restored["strength"] if restored else None,
+                restored["left_side"] if restored else None,
+                "undo",
+                restored["note"] if restored else "",
+                json.loads(restored["flags"]) if restored else [],
+                row["id"],
+                None,
+                None,
+            )
+        for key in [k for k in self._cursors if k[0] == aid]:
+            del self._cursors[key]
+        return self._judgment_from_row(row, annotator)
+
+    def judgment(self, judgment_id: int) -> Judgment:
+        row = self.conn.execute(
+            "SELECT j.*, a.name FROM judgments j JOIN annotators a ON a.id = j.annotator_id WHERE j.id = ?",
+            (judgment_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no judgment {judgment_id}")
+        return self._judgment_from_row(row, row["name"])
+
+    def current_judgment(self, comparison_id: int, annotator: str) -> Judgment | None:
+        jid = self._current_judgment_id(self.annotator_id(annotator), comparison_id)
+        return None if jid is None else self.judgment(jid)
+
+    @staticmethod
+    def _judgment_from_row(row: sqlite3.Row, annotator: str) -> Judgment:
+        return Judgment(
+            id=row["id"],
+            comparison_id=row["comparison_id"],
+            annotator=annotator,
+            choice=row["choice"],
+            strength=row["strength"],
+            left=row["left_side"],
+            kind=row["kind"],
+            note=row["note"],
+            flags=tuple(json.loads(row["flags"])),
+            supersedes=row["supersedes"],
+            shown_at=row["shown_at"],
+            answered_at=row["answered_at"],
+        )
+
+    # ------------------------------------------------------ pair-level marks
+    def set_mark(self, comparison_id: int, mark: str, value: bool, annotator: str | None = None, note: str = "") -> None:
+        """Flag a pair for review or exclude it from training (append-only; the latest mark wins)."""
+        if mark not in ("flag", "exclude"):
+            raise ValueError(f"mark must be 'flag' or 'exclude', not {mark!r}")
+        aid = self.annotator_id(annotator) if annotator else None
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO comparison_marks(comparison_id, mark, value, annotator_id, note, created_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (comparison_id, mark, int(bool(value)), aid, note, _now()),
+            )
+
+    def marked(self, mark: str) -> set[int]:
+        """Comparisons whose latest ``mark`` is on."""
+        rows = self.conn.execute(
+            "SELECT m.comparison_id FROM comparison_marks m WHERE m.mark = ? AND m.value = 1 AND m.id ="
+            " (SELECT MAX(id) FROM comparison_marks n WHERE n.comparison_id = m.comparison_id AND n.mark = m.mark)",
+            (mark,),
+        )
+        return {r[0] for r in rows}
+
+    # ------------------------------------------------------------- data frames
+    def labels(self) -> pd.DataFrame:
+        """Every annotator's current label (one row per annotator and comparison), with the texts."""
+        df = pd.read_sql_query(
+            "SELECT j.id AS judgment_id, c.id AS comparison_id, c.prompt_id, a.name AS annotator,"
+            " a.kind AS annotator_kind, j.kind, j.choice, j.strength, j.left_side AS left, j.note, j.flags,"
+            " j.shown_at, j.answered_at, p.text AS prompt, ra.text AS response_a, rb.text AS response_b"
+            " FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
+            " JOIN annotators a ON a.id = cl.annotator_id JOIN comparisons c ON c.id = cl.comparison_id"
+            " JOIN prompts p ON p.id = c.prompt_id JOIN responses ra ON ra.id = c.response_a"
+            " JOIN responses rb ON rb.id = c.response_b WHERE cl.choice IS NOT NULL ORDER BY j.id",
+            self.conn,
+        )
+        df["strength"] = df["strength"].astype("Int64")
+        flagged = self.marked("flag")
+        df["flagged"] = df["comparison_id"].isin(flagged) | (df["flags"] != "[]")
+        df["excluded"] = df["comparison_id"].isin(self.marked("exclude"))
+        return df
+
+    def resolved_labels(self) -> pd.DataFrame:
+        """One label per comparison: an adjudication if there is one, else the majority of the current
+        labels (a, b, tie, both_bad; skips do not vote). An even split without adjudication stays
+        unresolved (choice None) and is not trained on."""
+        rows = self.conn.execute(
+            "SELECT cl.comparison_id, j.id, j.choice, j.strength, j.kind, a.name FROM current_labels cl"
+            " JOIN judgments j ON j.id = cl.judgment_id JOIN annotators a ON a.id = cl.annotator_id"
+            " WHERE cl.choice IS NOT NULL AND cl.choice != 'skip' ORDER BY cl.comparison_id, j.id"
+        ).fetchall()
+        out = []
+        i = 0
+        while i < len(rows):
+            j = i
+            while j < len(rows) and rows[j][0] == rows[i][0]:
+                j += 1
+            group = rows[i:j]
+            adjudicated = [r for r in group if r[4] == "adjudication"]
+            if adjudicated:
+                chosen = adjudicated[-1]
+                choice = chosen[2]
+            else:
+                votes: dict[str, int] = {}
+                for r in group:
+                    votes[r[2]] = votes.get(r[2], 0) + 1
+                best = max(votes.values())
+                winners = [c for c, n in votes.items() if n == best]
+                choice = winners[0] if len(winners) == 1 else None
+                chosen = next((r for r in reversed(group) if r[2] == choice), group[-1])
+            out.append(
+                (group[0][0], choice, chosen[3] if choice in ("a", "b") else None, chosen[1], chosen[5], len(group),
+                 len({r[2] for r in group}) > 1)
+            )
+            i = j
+        df = pd.DataFrame(
+            out,
+            columns=["comparison_id", "choice", "strength", "judgment_id", "annotator", "n_labels", "disagreement"],
+        )
+        df["strength"] = df["strength"].astype("Int64")
+        return df
+
+    def training_pairs(self) -> pd.DataFrame:
+        """Pairs to train on: resolved labels of a or b, excluded pairs left out, texts as chosen/rejected."""
+        resolved = self.resolved_labels()
+        resolved = resolved[resolved["choice"].isin(["a", "b"])]
+        resolved = resolved[~resolved["comparison_id"].isin(self.marked("exclude"))]
+        texts = self._comparison_texts(resolved["comparison_id"].tolist())
+        df = resolved.merge(texts, on="comparison_id", how="left")
+        a_wins = df["choice"] == "a"
+        df["chosen"] = np.where(a_wins, df["response_a"], df["response_b"])
+        df["rejected"] = np.where(a_wins, df["response_b"], df["response_a"])
+        df["chosen_messages"] = np.where(a_wins, df["response_a_messages"], df["response_b_messages"])
+        df["rejected_messages"] = np.where(a_wins, df["response_b_messages"], df["response_a_messages"])
+        for col in ("prompt_messages", "chosen_messages", "rejected_messages"):
+            df[col] = [json.loads(v) if isinstance(v, str) else None for v in df[col]]
+        return df[
+            ["comparison_id", "prompt_id", "prompt", "prompt_messages", "chosen", "rejected", "chosen_messages",
+             "rejected_messages", "choice", "strength", "annotator", "judgment_id"]
+        ].reset_index(drop=True)
+
+    def _comparison_texts(self, comparison_ids: list[int] | None = None) -> pd.DataFrame:
+        sql = (
+            "SELECT c.id AS comparison_id, c.prompt_id, p.text AS prompt, p.messages AS prompt_messages,"
+            " ra.text AS response_a, ra.messages AS response_a_messages,"
+            " rb.text AS response_b, rb.messages AS response_b_messages"
+            " FROM comparisons c JOIN prompts p ON p.id = c.prompt_id"
+            " JOIN responses ra ON ra.id = c.response_a JOIN responses rb ON rb.id = c.response_b"
+        )
+        df = pd.read_sql_query(sql + " ORDER BY c.id", self.conn)
+        if comparison_ids is not None:
+            df = df[df["comparison_id"].isin(comparison_ids)]
+        return df
+
+    def comparisons_frame(self) -> pd.DataFrame:
+        """All comparisons with their texts (conversations as JSON strings)."""
+        return self._comparison_texts()
+
+    def judgment_log(self) -> pd.DataFrame:
+        """Every judgment ever written, history included, oldest first."""
+        df = pd.read_sql_query(
+            "SELECT j.id AS judgment_id, j.comparison_id, c.hash AS comparison_hash, a.name AS annotator,"
+            " j.kind, j.choice, j.strength, j.left_side AS left, j.note, j.flags, j.supersedes,"
+            " j.shown_at, j.answered_at, j.created_at, p.text AS prompt, ra.text AS response_a, rb.text AS response_b"
+            " FROM judgments j JOIN annotators a ON a.id = j.annotator_id JOIN comparisons c ON c.id = j.comparison_id"
+            " JOIN prompts p ON p.id = c.prompt_id JOIN responses ra ON ra.id = c.response_a"
+            " JOIN responses rb ON rb.id = c.response_b ORDER BY j.id",
+            self.conn,
+        )
+        for col in ("strength", "supersedes"):
+            df[col] = df[col].astype("Int64")
+        return df
+
+    # -------------------------------------------------------------- statistics
+    def statistics(self) -> dict[str, Any]:
+        counts = self.counts()
+        by_choice = dict(
+            self.conn.execute(
+                "SELECT choice, COUNT(*) FROM current_labels WHERE choice IS NOT NULL GROUP BY choice"
+            ).fetchall()
+        )
+        judged = self.conn.execute(
+            "SELECT COUNT(DISTINCT comparison_id) FROM current_labels WHERE choice IS NOT NULL AND choice != 'skip'"
+        ).fetchone()[0]
+        per_annotator = []
+        for row in self.conn.execute(
+            "SELECT a.name, a.kind,"
+            " SUM(cl.choice IS NOT NULL AND cl.choice != 'skip') AS judged,"
+            " SUM(cl.choice IN ('a', 'b')) AS preferences,"
+            " SUM(cl.choice = 'tie') AS ties, SUM(cl.choice = 'both_bad') AS both_bad,"
+            " SUM(cl.choice = 'skip') AS skips,"
+            " AVG(CASE WHEN j.shown_at IS NOT NULL AND j.answered_at IS NOT NULL"
+            "     THEN j.answered_at - j.shown_at END) AS seconds_per_item"
+            " FROM annotators a JOIN current_labels cl ON cl.annotator_id = a.id"
+            " JOIN judgments j ON j.id = cl.judgment_id GROUP BY a.id ORDER BY a.name"
+        ):
+            per_annotator.append({k: row[k] for k in row.keys()})
+        resolved = self.resolved_labels()
+        return {
+            "project": self.name,
+            "path": str(self.path),
+            "schema_version": self.schema_version,
+            **counts,
+            "judged_comparisons": judged,
+            "labels": {c: int(by_choice.get(c, 0)) for c in CHOICES},
+            "trainable_pairs": int(
+                (resolved["choice"].isin(["a", "b"]) & ~resolved["comparison_id"].isin(self.marked("exclude"))).sum()
+            ),
+            "excluded": len(self.marked("exclude")),
+            "flagged": len(self.marked("flag")),
+            "annotators_detail": per_annotator,
+        }
+
+    # ------------------------------------------------------------------ runs
+    def create_run(self, mode: str, backbone: str, config: dict, data_snapshot: dict | None = None) -> int:
+        with self.transaction():
+            return self.conn.execute(
+                "INSERT INTO runs(created_at, mode, backbone, config, status, data_snapshot) VALUES (?,?,?,?,?,?)",
+                (_now(), mode, backbone, json.dumps(config), "running", json.dumps(data_snapshot or {})),
+            ).lastrowid
+
+    def update_run(self, run_id: int, status: str | None = None, message: str | None = None,
+                   summary: dict | None = None) -> None:
+        sets, args = [], []
+        if status is not None:
+            sets.append("status = ?")
+            args.append(status)
+            if status in ("finished", "failed", "cancelled", "stopped"):
+                sets.append("finished_at = ?")
+                args.append(_now())
+        if message is not None:
+            sets.append("message = ?")
+            args.append(message)
+        if summary is not None:
+            sets.append("summary = ?")
+            args.append(json.dumps(summary))
+        if not sets:
+            return
+        with self.transaction():
+            self.conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id}")
+        out = dict(row)
+        for key in ("config", "data_snapshot", "summary"):
+            out[key] = json.loads(out[key])
+        return out
+
+    def runs(self) -> pd.DataFrame:
+        df = pd.read_sql_query(
+            "SELECT id, created_at, mode, backbone, status, message, summary, finished_at FROM runs ORDER BY id",
+            self.conn,
+        )
+        df["summary"] = [json.loads(s) for s in df["summary"]]
+        return df
+
+    def add_metrics(self, run_id: int, step: int, split: str, metrics: dict[str, float],
+                    epoch: float | None = None) -> None:
+        now = _now()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO run_metrics(run_id, step, epoch, split, name, value, created_at) VALUES (?,?,?,?,?,?,?)",
+                [(run_id, step, epoch, split, name, float(value), now) for name, value in metrics.items()],
+            )
+
+    def run_metrics(self, run_id: int) -> pd.DataFrame:
+        return pd.read_sql_query(
+            "SELECT step, epoch, split, name, value FROM run_metrics WHERE run_id = ? ORDER BY step, rowid",
+            self.conn,
+            params=(run_id,),
+        )
+
+    def add_pair_scores(self, run_id: int, step: int, rows: Iterable[tuple[int, str, str, float, float]]) -> None:
+        """Store per-pair scores: rows of (comparison_id, split, chosen side 'a'/'b', r_chosen, r_rejected)."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO pair_scores(run_id, step, comparison_id, split, chosen, r_chosen, r_rejected)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [(run_id, step, int(c), s, ch, float(rc), float(rr)) for c, s, ch, rc, rr in rows],
+            )
+
+    def pair_scores(self, run_id: int, step: int | None = None) -> pd.DataFrame:
+        """Per-pair scores of a run at ``step`` (default: its latest evaluation), margin included."""
+        if step is None:
+            step = self.conn.execute("SELECT MAX(step) FROM pair_scores WHERE run_id = ?", (run_id,)).fetchone()[0]
+        return pd.read_sql_query(
+            "SELECT comparison_id, split, chosen, r_chosen, r_rejected, r_chosen - r_rejected AS margin"
+            " FROM pair_scores WHERE run_id = ? AND step = ? ORDER BY comparison_id",
+            self.conn,
+            params=(run_id, step if step is not None else -1),
+        )
+
+    # ------------------------------------------------------- embedding cache
+    def cached_embeddings(self, backbone: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(text_hashes), 900):
+            chunk = list(text_hashes[start:start + 900])
+            rows = self.conn.execute(
+                f"SELECT text_hash, vector FROM embeddings WHERE backbone = ? AND text_hash IN ({','.join('?' * len(chunk))})",
+                (backbone, *chunk),
+            )
+            for h, blob in rows:
+                out[h] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def store_embeddings(self, backbone: str, vectors: dict[str, np.ndarray]) -> None:
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings(backbone, text_hash, vector) VALUES (?,?,?)",
+                [(backbone, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
+            )
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else _json(value)
+
+
+def _text(text: str, messages: str | None) -> Text:
+    return Text(text, json.loads(messages) if messages else None)

@@ -1,0 +1,1 @@
+"""The reward model, its data collation, loss and trainer. Never imports Qt."""
