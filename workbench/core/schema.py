@@ -129,6 +129,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (backbone, text_hash)
     ) WITHOUT ROWID;
     """,
+    # 2 -> 3: an annotator's skipped comparisons, oldest skip first, for the last phase of the queue.
+    """
+    CREATE INDEX current_labels_annotator ON current_labels(annotator_id, choice, judgment_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,6 +37,9 @@ from workbench.core.schema import MIGRATIONS, SCHEMA_VERSION
 ORDERS = ("new", "random", "prompt", "uncertain", "disagree")
 _ORDER_KEYS = {"new": ("id",), "random": ("rand_key", "id"), "prompt": ("prompt_id", "id")}
 
+SYNCHRONOUS = "FULL"
+_QUEUE_EPOCH = "queue_epoch"
+
 
 class ProjectError(Exception):
     """A user-facing problem with a project file (missing, not a project, too new)."""
@@ -91,9 +94,17 @@ class Project:
         self.path = Path(path)
         self.conn = conn
         self._annotator_ids: dict[str, int] = {}
-        # Per (annotator, order, phase): the key of the last comparison handed out. Answered ones are
+        # Per (annotator, order, phase name): the key of the last comparison handed out. Answered ones are
         # skipped by the query itself, so a cursor only saves re-scanning the finished prefix.
-        self._cursors: dict[tuple[int, str, int], tuple] = {}
+        self._cursors: dict[tuple[int, str, str], tuple] = {}
+        # ((annotator, order, phase), exclude) found empty by a full scan, so that the end of a phase is not
+        # scanned again on every call (with 100,000 comparisons a scan takes tens of ms). Only a write that
+        # can put a comparison back into a phase ends it: new comparisons, a skip, an undo. Such writes
+        # change the project's queue epoch (meta), which other connections notice (_notice_other_writers);
+        # plain labels only take comparisons out of phases and leave the memo alone.
+        self._exhausted: set[tuple] = set()
+        self._data_version: int | None = None
+        self._queue_epoch: str | None = None
         self._seed: int | None = None
 
     # ----------------------------------------------------------------- opening
@@ -134,35 +145,58 @@ class Project:
             raise ProjectError(f"{path}: cannot read the project file ({exc.strerror})") from None
         if head and not head.startswith(b"SQLite format 3"):
             raise ProjectError(f"{path}: not a Preference Workbench project (not an SQLite file)")
-        conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=True)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: a judgment survives power loss, not just a killed process, once its call returns.
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 60000")
-        project = cls(path, conn)
-        project._migrate()
+        try:
+            conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=True)
+        except sqlite3.Error as exc:
+            raise ProjectError(f"{path}: cannot open the project file ({exc})") from None
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 60000")
+            # Check what the file is before changing anything in it: a foreign SQLite file or one from a
+            # newer app must be left exactly as it was (switching to WAL would rewrite its header).
+            cls._check_version(path, conn)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            project = cls(path, conn)
+            project._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise ProjectError(f"{path}: not a readable Preference Workbench project ({exc})") from None
+        except BaseException:
+            conn.close()
+            raise
         return project
 
-    def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+    @staticmethod
+    def _check_version(path: Path, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise ProjectError(
-                f"{self.path}: made by a newer Preference Workbench (schema {version}, this one reads "
+                f"{path}: made by a newer Preference Workbench (schema {version}, this one reads "
                 f"up to {SCHEMA_VERSION}); upgrade the app"
             )
-        if version == SCHEMA_VERSION:
+        if version == 0 and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            raise ProjectError(f"{path}: an SQLite file, but not a Preference Workbench project")
+
+    def _migrate(self) -> None:
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
             return
-        if version == 0 and self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-            raise ProjectError(f"{self.path}: an SQLite file, but not a Preference Workbench project")
-        with self.transaction():
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            for target in range(version, SCHEMA_VERSION):
-                for statement in _split_sql(MIGRATIONS[target]):
-                    self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {target + 1}")
+        version = None
+        try:
+            with self.transaction():
+                # Re-read under the write lock: another process may have migrated meanwhile.
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                for target in range(version, SCHEMA_VERSION):
+                    for statement in _split_sql(MIGRATIONS[target]):
+                        self.conn.execute(statement)
+                    self.conn.execute(f"PRAGMA user_version = {target + 1}")
+        except sqlite3.Error as exc:
+            # One transaction: a failed upgrade leaves the file as it was.
+            raise ProjectError(
+                f"{self.path}: could not upgrade the project from schema {version} to {SCHEMA_VERSION} ({exc}); "
+                "the file is unchanged"
+            ) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -195,7 +229,10 @@ class Project:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # Some errors (SQLITE_FULL, SQLITE_IOERR) roll back by themselves; a second ROLLBACK would
+            # raise and hide the original error.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
@@ -242,12 +279,16 @@ class Project:
             return self._annotator_ids[name]
         row = self.conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
         if row is None:
+            # Inside a caller's transaction the new row may yet be rolled back: do not cache its id then.
+            cache = not self.conn.in_transaction
             with self.transaction():
                 self.conn.execute(
                     "INSERT OR IGNORE INTO annotators(name, kind, created_at) VALUES (?, ?, ?)",
                     (name, kind, _now()),
                 )
                 row = self.conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
+            if not cache:
+                return row[0]
         self._annotator_ids[name] = row[0]
         return row[0]
 
@@ -360,7 +401,10 @@ class Project:
             summary.responses_added = len(new_responses)
             summary.comparisons_added = len(new_comparisons)
             summary.judgments_added = self._add_imported_labels(labels, now)
+            if summary.comparisons_added or summary.judgments_added:
+                self._bump_queue_epoch()
         self._cursors.clear()
+        self._exhausted.clear()
         return summary
 
     def _add_imported_labels(self, labels: list[tuple[int, str, str, int | None, str]], now: float) -> int:
@@ -448,8 +492,11 @@ class Project:
         """The id of the next comparison ``annotator`` should judge, or None when all are done.
 
         Phases, in turn: (for ``new``) comparisons nobody has labelled; comparisons this annotator has not
-        answered; comparisons this annotator skipped. ``uncertain`` and ``disagree`` order by the latest
-        run's per-pair scores and fall back to ``new`` for pairs it did not score.
+        answered, in the order's sequence (``new``: as imported; ``random``: a fixed shuffle from the
+        project's seed; ``prompt``: grouped by prompt); then the ones this annotator skipped, the longest
+        skipped first, so that skipping one again sends it to the back. ``uncertain`` and ``disagree``
+        order by the latest run's per-pair scores and fall back to ``new`` for pairs it did not score.
+        A comparison stays the answer until it is judged (or listed in ``exclude``).
         """
         if order not in ORDERS:
             raise ValueError(f"unknown queue order {order!r}; expected one of {', '.join(ORDERS)}")
@@ -458,36 +505,77 @@ class Project:
             found = self._next_by_model(aid, order, exclude)
             return found if found is not None else self.next_comparison(annotator, "new", exclude)
         mine_open = (
-            "NOT EXISTS (SELECT 1 FROM current_labels cl WHERE cl.annotator_id = :a"
+            f"NOT EXISTS (SELECT 1 FROM current_labels cl WHERE cl.annotator_id = {aid}"
             " AND cl.comparison_id = c.id AND cl.choice IS NOT NULL)"
         )
         nobody = (
             "NOT EXISTS (SELECT 1 FROM current_labels cl WHERE cl.comparison_id = c.id"
             " AND cl.choice IS NOT NULL AND cl.choice != 'skip')"
         )
-        skipped = (
-            "EXISTS (SELECT 1 FROM current_labels cl WHERE cl.annotator_id = :a"
-            " AND cl.comparison_id = c.id AND cl.choice = 'skip')"
-        )
-        phases = [f"{nobody} AND {mine_open}", mine_open, skipped] if order == "new" else [mine_open, skipped]
+        phases = [("nobody", f"{nobody} AND {mine_open}")] if order == "new" else []
+        phases += [("open", mine_open), ("skipped", None)]
         keys = _ORDER_KEYS[order]
         columns = ", ".join(f"c.{k}" for k in keys)
         placeholders = ", ".join("?" for _ in keys)
-        not_in = f" AND c.id NOT IN ({','.join(str(int(i)) for i in exclude)})" if exclude else ""
-        for phase, condition in enumerate(phases):
-            condition = condition.replace(":a", str(aid)) + not_in
+        excluded = tuple(sorted({int(i) for i in exclude}))
+        ids = ",".join(map(str, excluded))
+        self._notice_other_writers()
+        for phase, condition in phases:
             cursor_key = (aid, order, phase)
-            start = self._cursors.get(cursor_key)
-            for bound in ((start,) if start is None else (start, None)):
-                where = condition if bound is None else f"({columns}) >= ({placeholders}) AND {condition}"
+            if (cursor_key, excluded) in self._exhausted:
+                continue
+            if condition is None:  # skipped: an index probe on (annotator, choice, judgment)
                 row = self.conn.execute(
-                    f"SELECT {columns} FROM comparisons c WHERE {where} ORDER BY {columns} LIMIT 1",
-                    bound or (),
+                    "SELECT comparison_id FROM current_labels WHERE annotator_id = ? AND choice = 'skip'"
+                    + (f" AND comparison_id NOT IN ({ids})" if excluded else "")
+                    + " ORDER BY judgment_id LIMIT 1",
+                    (aid,),
+                ).fetchone()
+                if row is not None:
+                    return row[0]
+                self._exhausted.add((cursor_key, excluded))
+                continue
+            condition += f" AND c.id NOT IN ({ids})" if excluded else ""
+            start = self._cursors.get(cursor_key)
+            # From the cursor to the end, then from the start up to the cursor: one pass at most. Answered
+            # comparisons fail the condition, so the cursor only saves re-reading the finished prefix.
+            bounds = [("", ())] if start is None else [(">=", start), ("<", start)]
+            for op, bound in bounds:
+                where = f"({columns}) {op} ({placeholders}) AND {condition}" if op else condition
+                row = self.conn.execute(
+                    f"SELECT {columns} FROM comparisons c WHERE {where} ORDER BY {columns} LIMIT 1", bound
                 ).fetchone()
                 if row is not None:
                     self._cursors[cursor_key] = tuple(row)
-                    return row[-1] if keys[-1] == "id" else row[0]
+                    return row[-1]
+            self._exhausted.add((cursor_key, excluded))
         return None
+
+    def _notice_other_writers(self) -> None:
+        """Forget the empty-phase memo when another connection has reopened comparisons since the last look
+        (``PRAGMA data_version`` changes on any commit by another connection; the epoch says whether it
+        was one that reopens)."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            epoch = self.get_meta(_QUEUE_EPOCH, "")
+            if epoch != self._queue_epoch:
+                self._queue_epoch = epoch
+                self._exhausted.clear()
+
+    def _bump_queue_epoch(self) -> None:
+        """Inside a write that can put comparisons back into a queue phase: mark it for other connections.
+
+        A fresh random token rather than a counter, so that a value from a rolled-back transaction can
+        never be confused with a later committed one. When this connection had seen every earlier
+        change, its memo stays valid apart from what the caller itself drops; otherwise it is dropped.
+        """
+        before = self.get_meta(_QUEUE_EPOCH, "")
+        after = os.urandom(8).hex()
+        self._set_meta(_QUEUE_EPOCH, after)
+        if before != self._queue_epoch:
+            self._exhausted.clear()
+        self._queue_epoch = after
 
     def _next_by_model(self, aid: int, order: str, exclude: Sequence[int]) -> int | None:
         """``uncertain``: unanswered pairs with the smallest |margin| under the latest scored run.
@@ -559,10 +647,25 @@ class Project:
         with self.transaction():
             if self.conn.execute("SELECT 1 FROM comparisons WHERE id = ?", (comparison_id,)).fetchone() is None:
                 raise KeyError(f"no comparison {comparison_id}")
-            previous = self._current_judgment_id(aid, comparison_id)
-            return self._insert_judgment(
-                comparison_id, aid, choice, strength, left, kind, note, list(flags), previous, shown_at, _now()
+            current = self.conn.execute(
+                "SELECT judgment_id, choice FROM current_labels WHERE annotator_id = ? AND comparison_id = ?",
+                (aid, comparison_id),
+            ).fetchone()
+            jid = self._insert_judgment(
+                comparison_id, aid, choice, strength, left, kind, note, list(flags),
+                current[0] if current else None, shown_at, _now(),
             )
+            if choice == "skip":
+                self._bump_queue_epoch()
+        if choice == "skip":
+            # A skip puts the comparison into this annotator's "skipped" phase, and back into everyone's
+            # "nobody has labelled it" phase when it replaces a real label.
+            replaced_label = current is not None and current[1] not in (None, "skip")
+            self._exhausted = {
+                k for k in self._exhausted
+                if not (k[0][2] == "skipped" and k[0][0] == aid) and not (replaced_label and k[0][2] == "nobody")
+            }
+        return jid
 
     def _current_judgment_id(self, aid: int, comparison_id: int) -> int | None:
         row = self.conn.execute(
@@ -587,23 +690,23 @@ class Project:
     def undo_last(self, annotator: str) -> Judgment | None:
         """Undo ``annotator``'s most recent judgment that is still in force; repeatable.
 
-        Writes an ``undo`` row that restores what the undone judgment replaced (usually nothing), and
-        returns the undone judgment so the caller can show its comparison with the old answer.
+        Writes an ``undo`` row that restores what the undone judgment replaced (usually nothing) and
+        returns the undone judgment so the caller can show its comparison with the old answer. The undo
+        row's ``supersedes`` names the judgment it undoes. Repeated calls walk back through the
+        annotator's submits, newest first, including a judgment that an earlier undo brought back (label
+        X on 1, label Y on 2, relabel 1: three undos take back the relabel, then Y, then X).
+        Imported labels are never undone here.
         """
         aid = self.annotator_id(annotator)
         with self.transaction():
-            row = self.conn.execute(
-                "SELECT j.* FROM judgments j JOIN current_labels cl ON cl.judgment_id = j.id"
-                " WHERE j.annotator_id = ? AND j.kind NOT IN ('undo', 'import') ORDER BY j.id DESC LIMIT 1",
-                (aid,),
-            ).fetchone()
-            if row is None:
+            target = self._undo_target(aid)
+            if target is None:
                 return None
             restored = None
-            if row["supersedes"] is not None:
-                restored = self.conn.execute("SELECT * FROM judgments WHERE id = ?", (row["supersedes"],)).fetchone()
+            if target["supersedes"] is not None:
+                restored = self.conn.execute("SELECT * FROM judgments WHERE id = ?", (target["supersedes"],)).fetchone()
             self._insert_judgment(
-                row["comparison_id"],
+                target["comparison_id"],
                 aid,
                 restored["choice"] if restored else None,
                 restored["strength"] if restored else None,
@@ -611,13 +714,47 @@ class Project:
                 "undo",
                 restored["note"] if restored else "",
                 json.loads(restored["flags"]) if restored else [],
-                row["id"],
+                target["id"],
                 None,
                 None,
             )
+            self._bump_queue_epoch()
         for key in [k for k in self._cursors if k[0] == aid]:
             del self._cursors[key]
-        return self._judgment_from_row(row, annotator)
+        self._exhausted.clear()
+        return self._judgment_from_row(target, annotator)
+
+    def _undo_target(self, aid: int) -> sqlite3.Row | None:
+        """The annotator's newest own judgment (not an undo, not an import) whose content is in force."""
+        in_force: dict[int, int | None] = {}
+        rows = self.conn.execute(
+            "SELECT * FROM judgments WHERE annotator_id = ? AND kind NOT IN ('undo', 'import') ORDER BY id DESC",
+            (aid,),
+        )
+        for row in rows:
+            cid = row["comparison_id"]
+            if cid not in in_force:
+                in_force[cid] = self._in_force(self._current_judgment_id(aid, cid))
+            if in_force[cid] == row["id"]:
+                return row
+        return None
+
+    def _in_force(self, judgment_id: int | None) -> int | None:
+        """The judgment whose content a current-label row carries: itself, or for an undo row what that
+        undo restored (followed through earlier undos); None when it carries no label."""
+        while judgment_id is not None:
+            row = self.conn.execute(
+                "SELECT kind, choice, supersedes FROM judgments WHERE id = ?", (judgment_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            if row["kind"] != "undo":
+                return judgment_id if row["choice"] is not None else None
+            if row["supersedes"] is None:
+                return None
+            undone = self.conn.execute("SELECT supersedes FROM judgments WHERE id = ?", (row["supersedes"],)).fetchone()
+            judgment_id = undone[0] if undone else None
+        return None
 
     def judgment(self, judgment_id: int) -> Judgment:
         row = self.conn.execute(
@@ -629,8 +766,13 @@ class Project:
         return self._judgment_from_row(row, row["name"])
 
     def current_judgment(self, comparison_id: int, annotator: str) -> Judgment | None:
-        jid = self._current_judgment_id(self.annotator_id(annotator), comparison_id)
-        return None if jid is None else self.judgment(jid)
+        """The row that holds ``annotator``'s current label of the comparison, or None when there is no
+        label in force (never judged, or every judgment undone)."""
+        row = self.conn.execute(
+            "SELECT judgment_id, choice FROM current_labels WHERE annotator_id = ? AND comparison_id = ?",
+            (self.annotator_id(annotator), comparison_id),
+        ).fetchone()
+        return None if row is None or row["choice"] is None else self.judgment(row["judgment_id"])
 
     @staticmethod
     def _judgment_from_row(row: sqlite3.Row, annotator: str) -> Judgment:
@@ -757,10 +899,14 @@ class Project:
             " FROM comparisons c JOIN prompts p ON p.id = c.prompt_id"
             " JOIN responses ra ON ra.id = c.response_a JOIN responses rb ON rb.id = c.response_b"
         )
-        df = pd.read_sql_query(sql + " ORDER BY c.id", self.conn)
-        if comparison_ids is not None:
-            df = df[df["comparison_id"].isin(comparison_ids)]
-        return df
+        if comparison_ids is None:
+            return pd.read_sql_query(sql + " ORDER BY c.id", self.conn)
+        # Only the rows asked for: one JSON parameter instead of reading every text and filtering.
+        return pd.read_sql_query(
+            sql + " WHERE c.id IN (SELECT value FROM json_each(?)) ORDER BY c.id",
+            self.conn,
+            params=(json.dumps([int(i) for i in comparison_ids]),),
+        )
 
     def comparisons_frame(self) -> pd.DataFrame:
         """All comparisons with their texts (conversations as JSON strings)."""
@@ -927,7 +1073,17 @@ class Project:
 
 
 def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Complete statements of a script, one by one (``executescript`` would commit the migration's
+    transaction half way); ``complete_statement`` keeps semicolons in strings and triggers intact."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return [st for st in statements if st.rstrip(";").strip()]
 
 
 def _json(value: Any) -> str:

@@ -1,0 +1,234 @@
+"""Training configuration shared by the GUI, the CLI and checkpoints.
+
+One dataclass with a one-line help per field (TRL's ``RewardConfig`` style), so the three front ends
+cannot drift apart: the CLI builds its flags from the fields, the GUI reads the help texts, and a
+checkpoint stores ``to_dict()`` and reads it back with ``from_dict()``, which ignores keys written by
+a newer version instead of failing on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["head", "finetune"]
+HeadKind = Literal["linear", "mlp"]
+MarginScale = Literal["small", "large"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+
+#: Llama 2's margins per strength level (Touvron et al. 2023, table 28): 4 = significantly better,
+#: 3 = better, 2 = slightly better, 1 = negligibly better / unsure.
+MARGIN_SCALES: dict[str, dict[int, float]] = {
+    "small": {4: 1.0, 3: 2.0 / 3.0, 2: 1.0 / 3.0, 1: 0.0},
+    "large": {4: 3.0, 3: 2.0, 2: 1.0, 1: 0.0},
+}
+
+# Learning rates when the user leaves ``learning_rate`` unset. A head on frozen embeddings is a tiny
+# convex-ish problem: 1e-3 with AdamW converges in a few epochs. Full fine-tuning of a small encoder
+# sits at the top of BERT's usual 2e-5..5e-5 range because ENV.md measured that 2e-5 for one epoch
+# barely moves the loss (0.693 -> 0.65) on our data sizes. LoRA adapters need a larger step (the usual
+# 1e-4..3e-4 for LoRA; TRL's RewardConfig default is 1e-4).
+DEFAULT_LR = {"head": 1e-3, "finetune": 5e-5, "lora": 2e-4}
+# A head pass over cached embeddings costs milliseconds, so it can afford many epochs; fine-tuning a
+# backbone on one core costs about a second per step, so it gets two.
+DEFAULT_EPOCHS = {"head": 20, "finetune": 2}
+
+# CLI aliases beyond the flag derived from the field name.
+_ALIASES = {"learning_rate": ["--lr"]}
+
+
+def margin_for_strength(strength: int | None, scale: str = "small") -> float:
+    """The margin m in -log σ(r_c - r_r - m) for a judgment's strength (None, e.g. imported: 0)."""
+    if scale not in MARGIN_SCALES:
+        raise ValueError(f"margin_scale must be one of {sorted(MARGIN_SCALES)}, got {scale!r}")
+    if strength is None:
+        return 0.0
+    if isinstance(strength, bool) or not isinstance(strength, int) or strength not in MARGIN_SCALES[scale]:
+        raise ValueError(f"strength must be an integer from 1 to 4 or None, got {strength!r}")
+    return MARGIN_SCALES[scale][strength]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a reward-model training run."""
+
+    mode: Mode = field(default="head", metadata=_help(
+        "head: train a small head on frozen, cached embeddings (seconds); finetune: train the backbone too"))
+    backbone: str = field(default="minilm", metadata=_help(
+        "'minilm' for the bundled all-MiniLM-L6-v2, or a local Hugging Face model folder"))
+    lora: bool = field(default=False, metadata=_help(
+        "fine-tune LoRA adapters instead of all backbone weights (mode finetune only)"))
+    head: HeadKind = field(default="linear", metadata=_help(
+        "linear: a linear map on the pooled features; mlp: one hidden layer (encoders only)"))
+    learning_rate: float | None = field(default=None, metadata=_help(
+        "AdamW learning rate; unset: 1e-3 for head, 5e-5 for finetune, 2e-4 for LoRA"))
+    epochs: int | None = field(default=None, metadata=_help(
+        "passes over the training pairs; unset: 20 for head, 2 for finetune"))
+    batch_size: int = field(default=8, metadata=_help(
+        "pairs per step (chosen and rejected go through the model together, so 2x texts)"))
+    max_length: int = field(default=256, metadata=_help(
+        "tokens per text; longer texts lose the start of the prompt first"))
+    margin_from_strength: bool = field(default=False, metadata=_help(
+        "subtract a margin from the reward gap according to the judgment's strength (Llama 2)"))
+    margin_scale: MarginScale = field(default="small", metadata=_help(
+        "Llama 2 margin scale: small (0..1) or large (0..3)"))
+    center_rewards_coefficient: float = field(default=0.0, metadata=_help(
+        "weight of the reward-centring penalty mean((r_c + r_r)^2); 0 turns it off"))
+    weight_decay: float = field(default=0.01, metadata=_help(
+        "AdamW decoupled weight decay"))
+    val_fraction: float = field(default=0.2, metadata=_help(
+        "fraction of prompts held out for validation (split by prompt, never by pair)"))
+    seed: int = field(default=0, metadata=_help(
+        "seed for the split, the batch order and the head's initialisation"))
+    eval_every: int = field(default=0, metadata=_help(
+        "evaluate every this many steps; 0 evaluates at the end of each epoch"))
+    threads: int = field(default=0, metadata=_help(
+        "torch CPU threads; 0 picks 1, the fastest measured on small machines"))
+    device: Device = field(default="auto", metadata=_help(
+        "auto picks cuda, then mps, then cpu"))
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field; GUI and CLI show the message as is."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+        if self.learning_rate is not None and not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size!r}")
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8 tokens, got {self.max_length!r}")
+        for name in ("center_rewards_coefficient", "weight_decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be zero or a positive number, got {value!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be at least 0 and below 1, got {self.val_fraction!r}")
+        for name in ("eval_every", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)!r}")
+        if not self.backbone.strip():
+            raise ValueError("backbone must be 'minilm' or the path of a local Hugging Face model folder")
+        if self.lora and self.mode != "finetune":
+            raise ValueError("lora applies only to mode 'finetune'; set mode to 'finetune' or turn lora off")
+
+    # ----------------------------------------------------------------- resolution
+    def resolved_lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        if self.mode == "finetune" and self.lora:
+            return DEFAULT_LR["lora"]
+        return DEFAULT_LR[self.mode]
+
+    def resolved_epochs(self) -> int:
+        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS[self.mode]
+
+    def resolved_threads(self) -> int:
+        """Threads for ``torch.set_num_threads``; auto is 1 (ENV.md: 2 threads ran 4x slower on 2 cores)."""
+        return self.threads if self.threads > 0 else 1
+
+    def resolve_device(self) -> str:
+        """The torch device name to use; an explicit device that is missing is a user error, not a fallback."""
+        import torch  # config must stay importable (and cheap) without torch for the CLI's --help
+
+        cuda = torch.cuda.is_available()
+        mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+        if self.device == "auto":
+            return "cuda" if cuda else "mps" if mps else "cpu"
+        if self.device == "cuda" and not cuda:
+            raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use device 'auto' or 'cpu'")
+        if self.device == "mps" and not mps:
+            raise ValueError("device 'mps' was asked for but Apple MPS is not available; use device 'auto' or 'cpu'")
+        return self.device
+
+    def margin(self, strength: int | None) -> float:
+        """The margin for one judgment under this config (0 unless margin_from_strength)."""
+        return margin_for_strength(strength, self.margin_scale) if self.margin_from_strength else 0.0
+
+    # ----------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a stored dict; unknown keys (from a newer version) are ignored, bad values raise."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a training configuration must be a mapping, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        return
+    if value is None:
+        if type(None) in args:
+            return
+        raise ValueError(f"{name} must be set, got None")
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if base is bool:
+        ok = isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        raise ValueError(f"{name} must be of type {base.__name__}, got {value!r}")
+
+
+# --------------------------------------------------------------------- CLI
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add one flag per TrainConfig field. Unset flags stay None so ``from_args`` can overlay a base."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        hint = hints[f.name]
+        flags = [_flag(f.name), *_ALIASES.get(f.name, [])]
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) is Literal:
+            kwargs.update(choices=list(args), type=str)
+        elif hint is bool:
+            kwargs.update(action=argparse.BooleanOptionalAction)
+        else:
+            base = next((a for a in args if a is not type(None)), hint) if args else hint
+            kwargs.update(type=base, metavar=f.name.upper())
+        parser.add_argument(*flags, **kwargs)
+
+
+def from_args(namespace: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """The config that ``base`` (or the defaults) becomes with the flags given on the command line."""
+    values = (base or TrainConfig()).to_dict()
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(namespace, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return TrainConfig.from_dict(values)

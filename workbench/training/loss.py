@@ -1,0 +1,47 @@
+"""The pairwise (Bradley-Terry) reward loss and its batch metrics.
+
+The same formula as TRL's RewardTrainer, so a run here and a run on the exported TRL dataset are
+comparable: -log σ(r_c - r_r - m), plus the optional centring penalty η · mean((r_c + r_r)²) from
+Eisenstein et al. 2023 that keeps rewards near zero without changing their order.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pairwise_loss(
+    r_chosen: torch.Tensor,
+    r_rejected: torch.Tensor,
+    margin: torch.Tensor | float | None = None,
+    center_coef: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Return the loss to backpropagate and plain-float metrics for this batch.
+
+    ``margin`` is per pair (shape [B]) or one number; None means no margin. Accuracy is strict
+    (r_c > r_r): an untrained model that scores both sides the same is 0% accurate, not 50%, and
+    ``ties`` says how many pairs that was. The metrics are computed without grad and synchronise
+    with the device (``.item()``), so call this at log time or accept one sync per step.
+    """
+    if r_chosen.shape != r_rejected.shape or r_chosen.dim() != 1:
+        raise ValueError(f"rewards must be two 1-D tensors of equal length, got {tuple(r_chosen.shape)} "
+                         f"and {tuple(r_rejected.shape)}")
+    diff = r_chosen - r_rejected
+    logits = diff if margin is None else diff - torch.as_tensor(margin, dtype=diff.dtype, device=diff.device)
+    loss = -F.logsigmoid(logits).mean()
+    if center_coef:
+        loss = loss + center_coef * torch.mean((r_chosen + r_rejected) ** 2)
+
+    with torch.no_grad():
+        d = diff.detach().float()
+        metrics = {
+            "loss": float(loss.detach()),
+            "accuracy": float((d > 0).float().mean()),
+            "ties": float((d == 0).sum()),
+            "margin": float(d.mean()),
+            "chosen_mean": float(r_chosen.detach().float().mean()),
+            "rejected_mean": float(r_rejected.detach().float().mean()),
+            "n": float(d.numel()),
+        }
+    return loss, metrics

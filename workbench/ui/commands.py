@@ -1,0 +1,33 @@
+"""The GUI's commands for ``workbench``: ``gui`` (the default) and ``demo``.
+
+Only argparse here; Qt is imported inside the handlers, so ``workbench --help`` and the other
+commands stay fast and work without a display.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    gui = subparsers.add_parser("gui", help="open the main window (the default command)",
+                                description="Open the Preference Workbench window.")
+    gui.add_argument("--project", metavar="P", help="a project file to open (created when missing)")
+    gui.add_argument("--annotator", metavar="NAME", help="label as NAME (remembered for next time)")
+    gui.set_defaults(func=gui_command)
+    demo = subparsers.add_parser("demo", help="open the demo project in the main window",
+                                 description="Build the demo project if needed and open it.")
+    demo.add_argument("--annotator", metavar="NAME", help="label as NAME (remembered for next time)")
+    demo.set_defaults(func=demo_command)
+
+
+def gui_command(args: argparse.Namespace) -> int:
+    from workbench.ui.app import run_gui
+
+    return run_gui(project=getattr(args, "project", None), annotator=getattr(args, "annotator", None))
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from workbench.ui.app import run_gui
+
+    return run_gui(annotator=getattr(args, "annotator", None), demo=True)

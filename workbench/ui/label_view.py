@@ -1,0 +1,951 @@
+"""The Label view (DESIGN.md §5): judge two responses side by side, or rank all of a prompt's responses.
+
+Keys are window-level ``QAction`` shortcuts (``Qt.WindowShortcut``), so they work whichever child has
+focus; the response browsers take mouse selection only, so they do not claim the arrow keys. Editable
+fields (the note, the guidelines editor) claim printable keys first, as they should: typing a note does
+not judge anything. Each key is registered once and its handler dispatches on the mode (pair or rank),
+so no two enabled shortcuts ever share a key.
+
+A judgment is recorded (committed to the project file) before the next comparison is shown.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from workbench.core.records import STRENGTHS, Comparison, Judgment, Text
+from workbench.ui import queries, settings, style
+from workbench.ui.safe_text import SafeTextBrowser, build_diff_document, build_document, word_diff
+from workbench.ui.widgets import Card, KeyButton
+
+DEFAULT_STRENGTH = 3
+STRENGTH_LABELS = {1: "Negligibly", 2: "Slightly", 3: "Better", 4: "Much better  ⇧"}
+ORDER_LABELS = {
+    "new": "New first",
+    "random": "Random",
+    "prompt": "By prompt",
+    "uncertain": "Model-uncertain first",
+    "disagree": "Model disagrees first",
+}
+CHOICE_WORDS = {"tie": "Tie", "both_bad": "Both bad", "skip": "Skipped"}
+
+
+@dataclass
+class _Pending:
+    """What the annotator has set for the comparison on screen but not yet submitted."""
+
+    note: str = ""
+    flag: bool = False
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _preview(text: Text, limit: int = 160) -> str:
+    flat = " ".join(text.text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class GuidelinesPanel(QWidget):
+    """The project's labelling guidelines (Markdown): read, edit, save."""
+
+    saved = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setMinimumWidth(220)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        card = Card("Guidelines", "G")
+        layout.addWidget(card)
+        self.view = SafeTextBrowser()
+        self.editor = QPlainTextEdit()
+        self.editor.setPlaceholderText("Write the labelling guidelines here (Markdown).")
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.view)
+        self.stack.addWidget(self.editor)
+        card.set_body(self.stack)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(10, 6, 10, 10)
+        self.edit_button = QPushButton("Edit")
+        self.save_button = QPushButton("Save")
+        self.save_button.setObjectName("Primary")
+        self.cancel_button = QPushButton("Cancel")
+        for b in (self.edit_button, self.save_button, self.cancel_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        buttons.addStretch(1)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.edit_button)
+        buttons.addWidget(self.save_button)
+        card.body.addLayout(buttons)
+        self.edit_button.clicked.connect(self.start_editing)
+        self.save_button.clicked.connect(self.save)
+        self.cancel_button.clicked.connect(self.cancel)
+        self._text = ""
+        self._show_view()
+
+    def set_text(self, text: str) -> None:
+        self._text = text or ""
+        shown = self._text.strip() or "*No guidelines yet.* Click **Edit** to write them; they are saved in the project."
+        self.view.set_text(shown)
+        self._show_view()
+
+    def text(self) -> str:
+        return self._text
+
+    def start_editing(self) -> None:
+        self.editor.setPlainText(self._text)
+        self.stack.setCurrentWidget(self.editor)
+        self.edit_button.hide()
+        self.save_button.show()
+        self.cancel_button.show()
+        self.editor.setFocus()
+
+    def is_editing(self) -> bool:
+        return self.stack.currentWidget() is self.editor
+
+    def save(self) -> None:
+        text = self.editor.toPlainText()
+        self.set_text(text)
+        self.saved.emit(text)
+
+    def cancel(self) -> None:
+        self._show_view()
+
+    def _show_view(self) -> None:
+        self.stack.setCurrentWidget(self.view)
+        self.edit_button.show()
+        self.save_button.hide()
+        self.cancel_button.hide()
+
+
+class RankPanel(QWidget):
+    """All of a prompt's responses in one list, best first; reorder by keys or drag."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(10)
+        left = Card("Ranking, best first", "Alt+↑ / Alt+↓ · 1–9")
+        self.list = QListWidget()
+        self.list.setObjectName("RankList")
+        self.list.setWordWrap(True)
+        self.list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        self.list.setDefaultDropAction(Qt.DropAction.MoveAction)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        left.set_body(self.list)
+        self.hint = QLabel("Select with ↑ ↓ or the mouse · move with Alt+↑ ↓, a number key or drag · "
+                           "Ctrl+Enter submits · Esc goes back to pairs")
+        self.hint.setObjectName("Muted")
+        self.hint.setWordWrap(True)
+        self.hint.setContentsMargins(12, 4, 12, 4)
+        left.body.addWidget(self.hint)
+        right = Card("Selected response")
+        self.preview = SafeTextBrowser()
+        right.set_body(self.preview)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setChildrenCollapsible(False)
+        layout.addWidget(self.splitter)
+        self._texts: dict[int, Text] = {}
+        self.list.currentItemChanged.connect(self._on_current_changed)
+        self.list.model().rowsMoved.connect(lambda *_: self._renumber())
+
+    def set_responses(self, responses: list[tuple[int, Text]]) -> None:
+        self._texts = dict(responses)
+        self.list.clear()
+        for rid, text in responses:
+            item = QListWidgetItem()
+            item.setData(Qt.ItemDataRole.UserRole, rid)
+            item.setToolTip(_preview(text, 600))
+            self.list.addItem(item)
+        self._renumber()
+        if self.list.count():
+            self.list.setCurrentRow(0)
+
+    def order(self) -> list[int]:
+        return [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())]
+
+    def move_current(self, delta: int) -> None:
+        row = self.list.currentRow()
+        if row < 0:
+            return
+        self.place_current(row + delta)
+
+    def place_current(self, target: int) -> None:
+        """Move the selected response to position ``target`` (0-based), keeping it selected."""
+        row = self.list.currentRow()
+        target = max(0, min(self.list.count() - 1, target))
+        if row < 0 or row == target:
+            return
+        item = self.list.takeItem(row)
+        self.list.insertItem(target, item)
+        self.list.setCurrentRow(target)
+        self._renumber()
+
+    def _renumber(self) -> None:
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            rid = item.data(Qt.ItemDataRole.UserRole)
+            text = self._texts.get(rid)
+            item.setText(f"{i + 1}.  {_preview(text) if text else ''}")
+
+    def _on_current_changed(self, current, _previous) -> None:
+        if current is None:
+            return
+        text = self._texts.get(current.data(Qt.ItemDataRole.UserRole))
+        if text is not None:
+            self.preview.set_text(text)
+
+
+class LabelView(QWidget):
+    """Judge comparisons for one annotator in one project."""
+
+    message = Signal(str)  # a short status-bar message
+    judged = Signal()  # a judgment (or a ranking) was committed
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("LabelView")
+        self.project = None
+        self.annotator = ""
+        self.order = "new"
+        self.current: Comparison | None = None
+        self.shown_at: float | None = None
+        self.previous: Judgment | None = None  # the answer being revised after an undo
+        self.pending = _Pending()
+        self.rank_mode = False
+        self.diff_mode = False
+        self.session_started = time.time()
+        self.session_judgments = 0
+        self._done = 0
+        self._total = 0
+        self._busy = False
+        self._active = False
+        self._response_count = 0
+        self._build()
+        self._build_actions()
+        self._clock = QTimer(self)
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self._update_clock)
+        self.set_project(None)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        root = QHBoxLayout(self)
+        root.setContentsMargins(14, 12, 14, 10)
+        root.setSpacing(0)
+        self.outer_splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.outer_splitter.setChildrenCollapsible(False)
+        root.addWidget(self.outer_splitter)
+
+        main = QWidget()
+        col = QVBoxLayout(main)
+        col.setContentsMargins(0, 0, 10, 0)
+        col.setSpacing(8)
+
+        # Header: where we are and how the queue runs.
+        head = QHBoxLayout()
+        head.setSpacing(10)
+        self.position_label = QLabel("")
+        self.position_label.setObjectName("Section")
+        head.addWidget(self.position_label)
+        self.flag_badge = QLabel("⚑ flagged")
+        self.flag_badge.setStyleSheet(f"color: {style.PREVIOUS}; font-weight: 600;")
+        self.flag_badge.hide()
+        head.addWidget(self.flag_badge)
+        head.addStretch(1)
+        order_label = QLabel("Queue")
+        order_label.setObjectName("Muted")
+        head.addWidget(order_label)
+        self.order_combo = QComboBox()
+        self.order_combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.order_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        head.addWidget(self.order_combo)
+        self.diff_button = KeyButton("Word diff", "D", object_name="Toggle")
+        self.rank_button = KeyButton("Rank all", "R", object_name="Toggle")
+        self.guide_button = KeyButton("Guidelines", "G", object_name="Toggle")
+        for b in (self.diff_button, self.rank_button, self.guide_button):
+            b.setCheckable(True)
+            head.addWidget(b)
+        col.addLayout(head)
+
+        self.banner = QLabel("")
+        self.banner.setObjectName("Banner")
+        self.banner.setWordWrap(True)
+        self.banner.hide()
+        col.addWidget(self.banner)
+
+        # Prompt above, the two responses (or the ranking) below.
+        self.prompt_card = Card("Prompt")
+        self.prompt_view = SafeTextBrowser()
+        self.prompt_card.set_body(self.prompt_view)
+        col.addWidget(self.prompt_card)
+
+        self.left_card = Card("Left", "1 · ←")
+        self.left_view = self.left_card.set_body(SafeTextBrowser())
+        self.right_card = Card("Right", "2 · →")
+        self.right_view = self.right_card.set_body(SafeTextBrowser())
+        self.pair_splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.pair_splitter.setChildrenCollapsible(False)
+        self.pair_splitter.setHandleWidth(10)
+        self.pair_splitter.addWidget(self.left_card)
+        self.pair_splitter.addWidget(self.right_card)
+        self.rank_panel = RankPanel()
+        self.body_stack = QStackedWidget()
+        self.body_stack.addWidget(self.pair_splitter)
+        self.body_stack.addWidget(self.rank_panel)
+        self.empty_label = QLabel("")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setObjectName("Subtitle")
+        self.empty_label.setWordWrap(True)
+        self.body_stack.addWidget(self.empty_label)
+        col.addWidget(self.body_stack, 1)
+
+        # Choices: left under left, right under right, the others in the middle.
+        choices = QHBoxLayout()
+        choices.setSpacing(8)
+        self.left_button = KeyButton("◀  Left is better", "1 · ←")
+        self.tie_button = KeyButton("Tie", "=")
+        self.bad_button = KeyButton("Both bad", "0")
+        self.right_button = KeyButton("Right is better  ▶", "2 · →")
+        self.submit_rank_button = KeyButton("Submit ranking", "Ctrl+Enter", object_name="Primary")
+        choices.addWidget(self.left_button, 3)
+        choices.addStretch(1)
+        choices.addWidget(self.tie_button, 2)
+        choices.addWidget(self.bad_button, 2)
+        choices.addWidget(self.submit_rank_button, 3)
+        choices.addStretch(1)
+        choices.addWidget(self.right_button, 3)
+        col.addLayout(choices)
+
+        # Strength, and the secondary actions.
+        row = QHBoxLayout()
+        row.setSpacing(0)
+        self.strength_label = QLabel("Strength")
+        self.strength_label.setObjectName("Muted")
+        row.addWidget(self.strength_label)
+        row.addSpacing(8)
+        self.strength_group = QButtonGroup(self)
+        self.strength_group.setExclusive(True)
+        self.strength_buttons: dict[int, QPushButton] = {}
+        for level in (1, 2, 3, 4):
+            b = QPushButton(STRENGTH_LABELS[level])
+            b.setObjectName("Strength")
+            b.setCheckable(True)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.setToolTip(f"{STRENGTHS[level].capitalize()} (Alt+{level})" + ("; or hold Shift with 1 / 2" if level == 4 else ""))
+            self.strength_group.addButton(b, level)
+            self.strength_buttons[level] = b
+            row.addWidget(b)
+        row.addStretch(1)
+        self.skip_button = KeyButton("Skip", "S", object_name="Secondary")
+        self.note_button = KeyButton("Note", "N", object_name="Secondary")
+        self.flag_button = KeyButton("Flag", "F", object_name="Secondary")
+        self.flag_button.setCheckable(True)
+        self.undo_button = KeyButton("Undo", "Ctrl+Z", object_name="Secondary")
+        for b in (self.skip_button, self.note_button, self.flag_button, self.undo_button):
+            row.addSpacing(6)
+            row.addWidget(b)
+        col.addLayout(row)
+
+        # The note, inline: Enter keeps it for this comparison, Esc leaves it as it was.
+        self.note_row = QWidget()
+        note_layout = QHBoxLayout(self.note_row)
+        note_layout.setContentsMargins(0, 0, 0, 0)
+        note_caption = QLabel("Note")
+        note_caption.setObjectName("Muted")
+        note_layout.addWidget(note_caption)
+        self.note_edit = QLineEdit()
+        self.note_edit.setPlaceholderText("A note saved with this judgment · Enter keeps it · Esc cancels")
+        self.note_edit.setClearButtonEnabled(True)
+        note_layout.addWidget(self.note_edit, 1)
+        self.note_row.hide()
+        col.addWidget(self.note_row)
+        self.note_label = QLabel("")
+        self.note_label.setObjectName("Muted")
+        self.note_label.setWordWrap(True)
+        self.note_label.hide()
+        col.addWidget(self.note_label)
+
+        # Progress.
+        prog = QHBoxLayout()
+        prog.setSpacing(10)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.setFixedHeight(6)
+        self.progress_bar.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        prog.addWidget(self.progress_bar, 1)
+        self.progress_label = QLabel("")
+        self.progress_label.setObjectName("Progress")
+        prog.addWidget(self.progress_label)
+        col.addLayout(prog)
+
+        self.outer_splitter.addWidget(main)
+        self.guidelines = GuidelinesPanel()
+        self.outer_splitter.addWidget(self.guidelines)
+        self.outer_splitter.setStretchFactor(0, 4)
+        self.outer_splitter.setStretchFactor(1, 1)
+
+        # Wiring.
+        self.left_button.clicked.connect(lambda: self.choose("left"))
+        self.right_button.clicked.connect(lambda: self.choose("right"))
+        self.tie_button.clicked.connect(lambda: self.commit("tie"))
+        self.bad_button.clicked.connect(lambda: self.commit("both_bad"))
+        self.skip_button.clicked.connect(self.skip)
+        self.note_button.clicked.connect(self.start_note)
+        self.flag_button.clicked.connect(lambda: self.toggle_flag())
+        self.undo_button.clicked.connect(self.undo)
+        self.submit_rank_button.clicked.connect(self.submit_ranking)
+        self.diff_button.toggled.connect(self.set_diff)
+        self.rank_button.toggled.connect(self.set_rank_mode)
+        self.guide_button.toggled.connect(self.set_guidelines_visible)
+        self.order_combo.currentIndexChanged.connect(self._on_order_changed)
+        self.note_edit.returnPressed.connect(self.finish_note)
+        self.note_edit.installEventFilter(self)
+        self.guidelines.saved.connect(self._on_guidelines_saved)
+        self.submit_rank_button.hide()
+        self._reset_strength()
+
+    def _build_actions(self) -> None:
+        """One QAction per key; window-wide; handlers dispatch on the mode."""
+        self.actions_by_name: dict[str, QAction] = {}
+
+        def make(name: str, text: str, keys: list[str], handler, checkable: bool = False) -> QAction:
+            action = QAction(text, self)
+            action.setShortcuts([QKeySequence(k) for k in keys])
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            action.setAutoRepeat(False)
+            action.setCheckable(checkable)
+            if checkable:
+                action.toggled.connect(handler)
+            else:
+                action.triggered.connect(lambda _checked=False: handler())
+            self.addAction(action)
+            self.actions_by_name[name] = action
+            return action
+
+        # "1" and "←" are separate actions: in rank mode the number places the selected response,
+        # while the arrow does nothing.
+        make("left", "Left is better", ["1"], lambda: self._on_number(1, side="left"))
+        make("right", "Right is better", ["2"], lambda: self._on_number(2, side="right"))
+        make("left_arrow", "Left is better (arrow)", ["Left"], lambda: self.choose("left"))
+        make("right_arrow", "Right is better (arrow)", ["Right"], lambda: self.choose("right"))
+        make("left_much", "Left is much better", ["Shift+1", "Shift+Left"], lambda: self.choose("left", much=True))
+        make("right_much", "Right is much better", ["Shift+2", "Shift+Right"], lambda: self.choose("right", much=True))
+        for n in range(3, 10):
+            make(f"place_{n}", f"Place at rank {n}", [str(n)], lambda n=n: self._on_number(n))
+        make("tie", "Tie", ["="], lambda: self.commit("tie"))
+        make("both_bad", "Both bad", ["0"], lambda: self.commit("both_bad"))
+        make("skip", "Skip", ["S"], self.skip)
+        make("undo", "Undo Last Judgment", ["Ctrl+Z"], self.undo)
+        make("note", "Note…", ["N"], self.start_note)
+        make("flag", "Flag for Review", ["F"], self.toggle_flag)
+        for level in (1, 2, 3, 4):
+            make(f"strength_{level}", f"Strength: {STRENGTHS[level]}", [f"Alt+{level}"],
+                 lambda level=level: self.set_strength(level))
+        make("diff", "Word Diff", ["D"], lambda: self.diff_button.toggle())
+        make("rank", "Rank All Responses", ["R"], lambda: self.rank_button.toggle())
+        make("guidelines", "Guidelines Panel", ["G"], lambda: self.guide_button.toggle())
+        make("rank_up", "Move Up in Ranking", ["Alt+Up"], lambda: self.rank_panel.move_current(-1))
+        make("rank_down", "Move Down in Ranking", ["Alt+Down"], lambda: self.rank_panel.move_current(1))
+        make("rank_submit", "Submit Ranking", ["Ctrl+Return", "Ctrl+Enter"], self.submit_ranking)
+        make("rank_cancel", "Back to Pairs", ["Escape"], lambda: self.rank_button.setChecked(False))
+        self._update_enabled()
+
+    def menu_actions(self) -> dict[str, QAction]:
+        """The actions the main window puts in its menus."""
+        return self.actions_by_name
+
+    # ------------------------------------------------------------------ project and annotator
+    def set_project(self, project) -> None:
+        self.project = project
+        self.current = None
+        self.previous = None
+        self.rank_mode = False
+        with QSignalBlocker(self.rank_button):
+            self.rank_button.setChecked(False)
+        self.session_started = time.time()
+        self.session_judgments = 0
+        if project is None:
+            self._clock.stop()
+            self._show_empty("Open a project to start labelling.")
+            self._update_enabled()
+            return
+        self.guidelines.set_text(project.guidelines)
+        self._fill_orders()
+        self._restore_layout()
+        self._total = queries.comparison_total(project)
+        if self.annotator:
+            self.load_next()
+        self._clock.start()
+
+    def set_annotator(self, name: str) -> None:
+        self.annotator = name
+        if self.project is not None:
+            self.current = None
+            self.previous = None
+            self.session_judgments = 0
+            self.session_started = time.time()
+            self.load_next()
+
+    def set_active(self, active: bool) -> None:
+        """The main window says whether this view is the one on screen."""
+        self._active = active
+        self._update_enabled()
+
+    def refresh(self) -> None:
+        """Data changed elsewhere (an import): re-read totals and fill an empty screen."""
+        if self.project is None:
+            return
+        self._total = queries.comparison_total(self.project)
+        self._fill_orders()
+        if self.current is None:
+            self.load_next()
+        else:
+            self._update_progress()
+
+    # ------------------------------------------------------------------ the queue
+    def _fill_orders(self) -> None:
+        orders = ["new", "random", "prompt"]
+        if self.project is not None and queries.has_model_scores(self.project):
+            orders += ["uncertain", "disagree"]
+        saved = str(settings.value("label/order", "new") or "new")
+        with QSignalBlocker(self.order_combo):
+            self.order_combo.clear()
+            for key in orders:
+                self.order_combo.addItem(ORDER_LABELS[key], key)
+            self.order = saved if saved in orders else "new"
+            self.order_combo.setCurrentIndex(orders.index(self.order))
+
+    def _on_order_changed(self, index: int) -> None:
+        key = self.order_combo.itemData(index)
+        if not key or key == self.order:
+            return
+        self.order = key
+        settings.set_value("label/order", key)
+        if self.project is not None and self.previous is None:
+            self.load_next()
+
+    def set_order(self, key: str) -> None:
+        index = self.order_combo.findData(key)
+        if index >= 0:
+            self.order_combo.setCurrentIndex(index)
+
+    def load_next(self) -> None:
+        if self.project is None or not self.annotator:
+            return
+        cid = self.project.next_comparison(self.annotator, self.order)
+        if cid is None:
+            self.current = None
+            done, total = self.project.queue_position(self.annotator)
+            self._done, self._total = done, total
+            if total == 0:
+                self._show_empty("No comparisons yet.\nImport a data file in the Data view (Ctrl+I).")
+            else:
+                self._show_empty(f"All done: you have answered all {total:,} comparisons.\n"
+                                 "Ctrl+Z brings back your last answer.")
+            self._update_progress()
+            self._update_enabled()
+            return
+        self.show_comparison(cid)
+
+    def show_comparison(self, comparison_id: int, previous: Judgment | None = None) -> None:
+        """Show a comparison; ``previous`` is the answer being revised (after an undo)."""
+        comp = self.project.comparison(comparison_id)
+        self.current = comp
+        self.previous = previous
+        self.pending = _Pending(note=previous.note if previous else "",
+                                flag=bool(previous and "flag" in previous.flags))
+        self._response_count = queries.response_count(self.project, comp.prompt_id)
+        if self.rank_mode and self._response_count < 3:
+            self.set_rank_mode(False)
+        self._render()
+        self._reset_strength(previous.strength if previous and previous.strength else DEFAULT_STRENGTH)
+        self._show_previous(previous)
+        self._update_pending()
+        self._update_progress()
+        self._update_enabled()
+        self.shown_at = time.time()
+        self._update_clock()
+
+    def _render(self) -> None:
+        comp = self.current
+        font = style.reading_font(self.font())
+        self.prompt_view.setDocument(build_document(comp.prompt, font, self.prompt_view))
+        self._fit_prompt()
+        if self.rank_mode:
+            self._fill_rank()
+            self.body_stack.setCurrentWidget(self.rank_panel)
+            return
+        left_text = comp.response_a if comp.left == "a" else comp.response_b
+        right_text = comp.response_b if comp.left == "a" else comp.response_a
+        if self.diff_mode:
+            l_runs, r_runs = word_diff(left_text.text, right_text.text)
+            self.left_view.setDocument(build_diff_document(l_runs, font, self.left_view))
+            self.right_view.setDocument(build_diff_document(r_runs, font, self.right_view))
+        else:
+            self.left_view.setDocument(build_document(left_text, font, self.left_view))
+            self.right_view.setDocument(build_document(right_text, font, self.right_view))
+        self.body_stack.setCurrentWidget(self.pair_splitter)
+
+    def _fit_prompt(self) -> None:
+        """The prompt takes the height it needs, up to a third of the view; longer ones scroll."""
+        doc = self.prompt_view.document()
+        width = max(200, self.prompt_view.viewport().width())
+        doc.setTextWidth(width)
+        needed = int(doc.size().height()) + self.prompt_card.header.sizeHint().height() + 6
+        limit = max(90, int(self.height() * 0.33))
+        self.prompt_card.setFixedHeight(max(70, min(needed, limit)))
+
+    def resizeEvent(self, event):  # noqa: N802
+        super().resizeEvent(event)
+        if self.current is not None:
+            self._fit_prompt()
+
+    def _show_empty(self, text: str) -> None:
+        self.current = None
+        self.prompt_card.hide()
+        self.empty_label.setText(text)
+        self.body_stack.setCurrentWidget(self.empty_label)
+        self.position_label.setText("")
+        self.banner.hide()
+        self.flag_badge.hide()
+        self.note_label.hide()
+
+    # ------------------------------------------------------------------ answering
+    def _on_number(self, n: int, side: str | None = None) -> None:
+        if self.rank_mode:
+            self.rank_panel.place_current(n - 1)
+        elif side is not None:
+            self.choose(side)
+
+    def choose(self, screen_side: str, much: bool = False) -> None:
+        """The response on ``screen_side`` ("left"/"right") is better."""
+        if self.current is None or self.rank_mode:
+            return
+        strength = 4 if much else self.strength()
+        self.commit(self.current.side(screen_side), strength)
+
+    def skip(self) -> None:
+        self.commit("skip")
+
+    def commit(self, choice: str, strength: int | None = None) -> bool:
+        """Record the judgment for the comparison on screen; show the next one only once it is stored."""
+        if self.current is None or self.project is None or self.rank_mode or self._busy:
+            return False
+        if self.note_row.isVisible():
+            self.finish_note()
+        comp = self.current
+        self._busy = True
+        try:
+            self.project.record_judgment(
+                comp.id,
+                self.annotator,
+                choice,
+                strength=strength if choice in ("a", "b") else None,
+                left=comp.left,
+                shown_at=self.shown_at,
+                note=self.pending.note,
+                flags=["flag"] if self.pending.flag else [],
+            )
+        except sqlite3.Error as exc:
+            self.message.emit(f"Could not save the judgment ({exc}); nothing was recorded. Try again.")
+            return False
+        finally:
+            self._busy = False
+        if choice != "skip":
+            self.session_judgments += 1
+        self.judged.emit()
+        self.load_next()
+        return True
+
+    def undo(self) -> None:
+        """Take back the latest judgment still in force and show its comparison with that answer marked."""
+        if self.project is None or not self.annotator or self._busy:
+            return
+        undone = self.project.undo_last(self.annotator)
+        if undone is None:
+            self.message.emit("Nothing to undo.")
+            return
+        if undone.choice not in (None, "skip"):
+            self.session_judgments = max(0, self.session_judgments - 1)
+        if self.rank_mode:
+            self.rank_button.setChecked(False)
+        self.show_comparison(undone.comparison_id, previous=undone)
+        self.message.emit("Undone: answer this comparison again.")
+        self.judged.emit()
+
+    # ------------------------------------------------------------------ strength, note, flag
+    def strength(self) -> int:
+        level = self.strength_group.checkedId()
+        return level if level in STRENGTHS else DEFAULT_STRENGTH
+
+    def set_strength(self, level: int) -> None:
+        if level in self.strength_buttons:
+            self.strength_buttons[level].setChecked(True)
+
+    def _reset_strength(self, level: int = DEFAULT_STRENGTH) -> None:
+        self.set_strength(level)
+
+    def start_note(self) -> None:
+        if self.current is None:
+            return
+        self.note_edit.setText(self.pending.note)
+        self.note_row.show()
+        self.note_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.note_edit.selectAll()
+
+    def finish_note(self) -> None:
+        self.pending.note = self.note_edit.text().strip()
+        self._close_note()
+
+    def cancel_note(self) -> None:
+        self._close_note()
+
+    def _close_note(self) -> None:
+        self.note_row.hide()
+        self.setFocus(Qt.FocusReason.OtherFocusReason)
+        self._update_pending()
+
+    def eventFilter(self, obj, event):  # noqa: N802
+        if obj is self.note_edit and event.type() == event.Type.KeyPress and event.key() == Qt.Key.Key_Escape:
+            self.cancel_note()
+            return True
+        return super().eventFilter(obj, event)
+
+    def toggle_flag(self, value: bool | None = None) -> None:
+        if self.current is None:
+            return
+        self.pending.flag = (not self.pending.flag) if value is None else bool(value)
+        self._update_pending()
+
+    def _update_pending(self) -> None:
+        with QSignalBlocker(self.flag_button):
+            self.flag_button.setChecked(self.pending.flag)
+        self.flag_badge.setVisible(self.pending.flag and self.current is not None)
+        if self.pending.note and self.current is not None:
+            self.note_label.setText(f"Note: {self.pending.note}")
+            self.note_label.show()
+        else:
+            self.note_label.hide()
+
+    def _show_previous(self, previous: Judgment | None) -> None:
+        buttons = {"left": self.left_button, "right": self.right_button, "tie": self.tie_button,
+                   "both_bad": self.bad_button, "skip": self.skip_button}
+        marked = None
+        if previous is not None and previous.choice is not None and self.current is not None:
+            if previous.choice in ("a", "b"):
+                marked = "left" if previous.choice == self.current.left else "right"
+            else:
+                marked = previous.choice
+        for key, button in buttons.items():
+            button.set_previous(key == marked)
+        if previous is None:
+            self.banner.hide()
+            return
+        if previous.choice in ("a", "b"):
+            side = "Left" if marked == "left" else "Right"
+            what = f"{side} is better ({STRENGTHS.get(previous.strength or DEFAULT_STRENGTH)})"
+        else:
+            what = CHOICE_WORDS.get(previous.choice or "", "no answer")
+        self.banner.setText(f"Undone. Your previous answer was <b>{what}</b> (marked with a dashed outline). "
+                            "Answer again, or press Ctrl+Z to go back further.")
+        self.banner.setTextFormat(Qt.TextFormat.RichText)
+        self.banner.show()
+
+    # ------------------------------------------------------------------ modes
+    def set_diff(self, on: bool) -> None:
+        self.diff_mode = bool(on)
+        with QSignalBlocker(self.diff_button):
+            self.diff_button.setChecked(self.diff_mode)
+        if self.current is not None and not self.rank_mode:
+            self._render()
+
+    def set_rank_mode(self, on: bool) -> None:
+        on = bool(on)
+        if on and (self.current is None or self._response_count < 3):
+            self.message.emit("Ranking needs a prompt with three or more responses.")
+            on = False
+        self.rank_mode = on
+        with QSignalBlocker(self.rank_button):
+            self.rank_button.setChecked(on)
+        if self.current is not None:
+            self._render()
+            if on:
+                self.rank_panel.list.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self._update_enabled()
+
+    def _fill_rank(self) -> None:
+        comp = self.current
+        responses = queries.prompt_responses(self.project, comp.prompt_id)
+        first = [comp.response_a_id if comp.left == "a" else comp.response_b_id,
+                 comp.response_b_id if comp.left == "a" else comp.response_a_id]
+        by_id = dict(responses)
+        ordered = [(rid, by_id[rid]) for rid in first if rid in by_id]
+        ordered += [(rid, t) for rid, t in responses if rid not in first]
+        self.rank_panel.set_responses(ordered)
+
+    def submit_ranking(self) -> int:
+        """Record one judgment per comparison among the ranked responses (K(K-1)/2), in one transaction."""
+        if not self.rank_mode or self.current is None or self._busy:
+            return 0
+        rank = {rid: i for i, rid in enumerate(self.rank_panel.order())}
+        pairs = [(cid, ra, rb) for cid, ra, rb in queries.prompt_comparisons(self.project, self.current.prompt_id)
+                 if ra in rank and rb in rank]
+        flags = ["flag"] if self.pending.flag else []
+        self._busy = True
+        try:
+            with self.project.transaction():
+                for cid, ra, rb in pairs:
+                    self.project.record_judgment(
+                        cid, self.annotator, "a" if rank[ra] < rank[rb] else "b",
+                        shown_at=self.shown_at, note=self.pending.note, flags=flags, kind="label",
+                    )
+        except sqlite3.Error as exc:
+            self.message.emit(f"Could not save the ranking ({exc}); nothing was recorded. Try again.")
+            return 0
+        finally:
+            self._busy = False
+        self.session_judgments += len(pairs)
+        self.message.emit(f"Ranking saved as {len(pairs)} pairwise judgments.")
+        self.set_rank_mode(False)
+        self.judged.emit()
+        self.load_next()
+        return len(pairs)
+
+    def set_guidelines_visible(self, on: bool) -> None:
+        self.guidelines.setVisible(bool(on))
+        with QSignalBlocker(self.guide_button):
+            self.guide_button.setChecked(bool(on))
+        settings.set_value("label/guidelines_visible", bool(on))
+
+    def _on_guidelines_saved(self, text: str) -> None:
+        if self.project is None:
+            return
+        try:
+            self.project.guidelines = text
+        except sqlite3.Error as exc:
+            self.message.emit(f"Could not save the guidelines ({exc}).")
+            return
+        self.message.emit("Guidelines saved.")
+
+    # ------------------------------------------------------------------ state shown
+    def _update_enabled(self) -> None:
+        has_item = self.current is not None and self.project is not None
+        live = self._active and self.project is not None
+        pair = live and has_item and not self.rank_mode
+        rank = live and has_item and self.rank_mode
+        a = self.actions_by_name
+        for name in ("left", "right"):
+            a[name].setEnabled(pair or rank)
+        for n in range(3, 10):
+            a[f"place_{n}"].setEnabled(rank)
+        for name in ("left_arrow", "right_arrow", "left_much", "right_much", "tie", "both_bad", "skip", "diff"):
+            a[name].setEnabled(pair)
+        for name in ("note", "flag"):
+            a[name].setEnabled(live and has_item)
+        for level in (1, 2, 3, 4):
+            a[f"strength_{level}"].setEnabled(pair)
+        a["undo"].setEnabled(live)
+        a["guidelines"].setEnabled(live)
+        a["rank"].setEnabled(live and has_item and (self._response_count >= 3 or self.rank_mode))
+        for name in ("rank_up", "rank_down", "rank_submit", "rank_cancel"):
+            a[name].setEnabled(rank)
+        for b in (self.left_button, self.right_button, self.tie_button, self.bad_button, self.skip_button):
+            b.setEnabled(has_item and not self.rank_mode)
+        for b in self.strength_buttons.values():
+            b.setEnabled(has_item and not self.rank_mode)
+        self.note_button.setEnabled(has_item)
+        self.flag_button.setEnabled(has_item)
+        self.undo_button.setEnabled(self.project is not None)
+        self.diff_button.setEnabled(has_item and not self.rank_mode)
+        self.rank_button.setEnabled(has_item and (self._response_count >= 3 or self.rank_mode))
+        self.rank_button.setToolTip(
+            f"Rank all {self._response_count} responses of this prompt (R)" if self._response_count >= 3
+            else "Ranking needs a prompt with three or more responses"
+        )
+        for b in (self.left_button, self.right_button, self.tie_button, self.bad_button):
+            b.setVisible(not self.rank_mode)
+        self.submit_rank_button.setVisible(self.rank_mode)
+        self.strength_label.setVisible(not self.rank_mode)
+        for b in self.strength_buttons.values():
+            b.setVisible(not self.rank_mode)
+        self.prompt_card.setVisible(has_item)
+
+    def _update_progress(self) -> None:
+        if self.project is None or not self.annotator:
+            return
+        done, total = self.project.queue_position(self.annotator)
+        self._done, self._total = done, total
+        self.progress_bar.setMaximum(max(1, total))
+        self.progress_bar.setValue(min(done, total))
+        if self.current is not None:
+            where = f"Comparison #{self.current.id}"
+            self.position_label.setText(f"{where}  ·  item {min(done + 1, total):,} of {total:,}")
+        self._update_clock()
+
+    def _update_clock(self) -> None:
+        if self.project is None:
+            return
+        elapsed = max(1.0, time.time() - self.session_started)
+        rate = self.session_judgments * 3600.0 / max(elapsed, 60.0)
+        parts = [f"{self._done:,} / {self._total:,} done", f"{rate:.0f} per hour this session"]
+        if self.current is not None and self.shown_at is not None:
+            parts.append(f"{_format_duration(time.time() - self.shown_at)} on this item")
+        self.progress_label.setText("  ·  ".join(parts))
+
+    # ------------------------------------------------------------------ layout memory
+    def _restore_layout(self) -> None:
+        sizes = settings.int_list("label/outer_splitter")
+        if sizes and len(sizes) == 2:
+            self.outer_splitter.setSizes(sizes)
+        else:
+            self.outer_splitter.setSizes([1000, 280])
+        sizes = settings.int_list("label/pair_splitter")
+        if sizes and len(sizes) == 2:
+            self.pair_splitter.setSizes(sizes)
+        visible = settings.value("label/guidelines_visible", None)
+        if visible is None:  # by default only where the responses keep enough width
+            window = self.window()
+            visible = (window.width() if window is not None else self.width()) >= 1500
+        if isinstance(visible, str):
+            visible = visible.lower() == "true"
+        self.set_guidelines_visible(bool(visible))
+
+    def save_layout(self) -> None:
+        if self.guidelines.isVisible():
+            settings.set_value("label/outer_splitter", self.outer_splitter.sizes())
+        settings.set_value("label/pair_splitter", self.pair_splitter.sizes())
