@@ -68,10 +68,9 @@ def start_writer(tmp_path: Path, path: Path, annotator: str, count: int = 0, go:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    fh = open(out, "wb")
-    proc = subprocess.Popen([sys.executable, str(script), str(path), annotator, str(count), go, str(pause)],
-                            stdout=fh, stderr=subprocess.PIPE, env=env)
-    fh.close()
+    with open(out, "wb") as fh:  # the child writes straight to the file: what it printed survives the kill
+        proc = subprocess.Popen([sys.executable, str(script), str(path), annotator, str(count), go, str(pause)],
+                                stdout=fh, stderr=subprocess.PIPE, env=env)
     return proc, out
 
 

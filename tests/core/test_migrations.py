@@ -10,7 +10,13 @@ import pytest
 from workbench.core import store
 from workbench.core.records import Text
 from workbench.core.schema import MIGRATIONS, SCHEMA_VERSION
-from workbench.core.store import Project, ProjectError, comparison_hash, prompt_hash, response_hash
+from workbench.core.store import (
+    Project,
+    ProjectError,
+    comparison_hash,
+    prompt_hash,
+    response_hash,
+)
 
 ANN, BOB = 1, 2
 

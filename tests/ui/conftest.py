@@ -3,15 +3,21 @@ and a guard that fails any test leaving a QThread running."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from weakref import WeakKeyDictionary
 
-# Before anything imports Qt.
-os.environ["QT_QPA_PLATFORM"] = "offscreen"
-os.environ.setdefault("WORKBENCH_SETTINGS_DIR", str(Path(__file__).parent / ".settings-unused"))
+# Before anything imports Qt: the offscreen platform, with one 1920x1080 screen (its default screen is
+# 800x800, smaller than the window, which would clamp restored geometry).
+_SCREEN = Path(tempfile.gettempdir()) / "workbench-test-screen.json"
+_SCREEN.write_text(json.dumps({"screens": [{"name": "test", "x": 0, "y": 0, "width": 1920, "height": 1080,
+                                            "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]}))
+os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={_SCREEN}"
+os.environ.setdefault("WORKBENCH_SETTINGS_DIR", tempfile.mkdtemp(prefix="workbench-test-settings-"))
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # a source checkout that is not installed
@@ -19,12 +25,9 @@ if str(ROOT) not in sys.path:  # a source checkout that is not installed
 
 import pytest  # noqa: E402
 from PySide6.QtCore import QThread, QThreadPool  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-from workbench.core.store import Project  # noqa: E402
-
 from ui_helpers import ANNOTATOR, activate, pair_records, ranked_record  # noqa: E402
 
+from workbench.core.store import Project  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

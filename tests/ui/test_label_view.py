@@ -7,10 +7,9 @@ import json
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
+from ui_helpers import ANNOTATOR, activate
 
 from workbench.core.store import Project
-
-from ui_helpers import ANNOTATOR, activate
 
 K = Qt.Key
 SHIFT = Qt.KeyboardModifier.ShiftModifier
@@ -269,6 +268,15 @@ def test_ranking_four_responses_records_six_consistent_judgments(qtbot, main_win
     press(qtbot, window, K.Key_Left)  # arrows mean nothing in rank mode
     final = view.rank_panel.order()
     assert final == [order[3], order[1], order[0], order[2]]
+    # A drag and drop moves rows in the model: the same move and back, numbers follow.
+    from PySide6.QtCore import QModelIndex
+
+    model = view.rank_panel.list.model()
+    assert model.moveRow(QModelIndex(), 0, QModelIndex(), 4)
+    assert view.rank_panel.list.item(3).text().startswith("4.")
+    assert model.moveRow(QModelIndex(), 3, QModelIndex(), 0)
+    assert view.rank_panel.order() == final
+    assert view.rank_panel.list.item(0).text().startswith("1.")
     assert project.counts()["judgments"] == 0
     press(qtbot, window, K.Key_Return, CTRL)
     assert not view.rank_mode

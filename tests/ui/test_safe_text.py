@@ -10,7 +10,13 @@ from PySide6.QtCore import QPoint, Qt, QUrl
 from PySide6.QtGui import QTextDocument
 
 from workbench.core.records import PairRecord, Text
-from workbench.ui.safe_text import SafeDocument, SafeTextBrowser, build_document, prepare_markdown, word_diff
+from workbench.ui.safe_text import (
+    SafeDocument,
+    SafeTextBrowser,
+    build_document,
+    prepare_markdown,
+    word_diff,
+)
 
 
 @pytest.fixture

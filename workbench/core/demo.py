@@ -66,15 +66,24 @@ def demo_project_path() -> Path:
 
 
 def demo_data():
-    """The packaged demo data (a Traversable; use ``importlib.resources.as_file`` for a real path)."""
-    return importlib.resources.files("workbench.resources") / "demo" / "demo.jsonl"
+    """The packaged demo data (a Traversable; use ``importlib.resources.as_file`` for a real path).
+
+    Installed, ``workbench.resources`` is the top-level ``resources/`` folder (see pyproject.toml); run
+    from a source checkout that was never installed, that package does not exist, so fall back to the
+    folder itself.
+    """
+    try:
+        return importlib.resources.files("workbench.resources") / "demo" / "demo.jsonl"
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "resources" / "demo" / "demo.jsonl"
 
 
 def ensure_demo_project(path: str | os.PathLike | None = None, source: str | os.PathLike | None = None) -> Path:
     """The demo project's path, creating the project first if it does not exist yet.
 
-    It is built under a temporary name and renamed into place, so an interrupted build never leaves a
-    half-made demo that later runs would take for finished. ``source`` replaces the packaged data.
+    It is built under a temporary name and linked into place, so an interrupted build never leaves a
+    half-made demo that later runs would take for finished, and two processes building it at once never
+    replace the one the other may already have opened. ``source`` replaces the packaged data.
     """
     path = Path(path) if path is not None else demo_project_path()
     if path.exists():
@@ -90,7 +99,12 @@ def ensure_demo_project(path: str | os.PathLike | None = None, source: str | os.
                 raise FileNotFoundError(f"the demo data is missing from this installation ({resource})")
             with importlib.resources.as_file(resource) as data_path:
                 build_demo_project(tmp, data_path)
-        os.replace(tmp, path)
+        try:
+            os.link(tmp, path)  # atomic "create unless it exists"
+        except FileExistsError:
+            pass  # another process finished first: use its demo
+        except OSError:  # a file system without hard links
+            os.replace(tmp, path)
     finally:
         _remove_project_files(tmp)
     return path
@@ -121,28 +135,32 @@ def build_demo_project(path: Path, source: Path, seed: int = 0) -> None:
                 hashes = [response_hash(p_hash, r) for r in record.responses]
                 for i in range(len(hashes)):
                     for j in range(i + 1, len(hashes)):
-                        cid = project.conn.execute(
+                        row = project.conn.execute(
                             "SELECT id FROM comparisons WHERE hash = ?", (comparison_hash(hashes[i], hashes[j]),)
-                        ).fetchone()[0]
-                        comparison = project.comparison(cid)
+                        ).fetchone()
+                        if row is None:  # two identical responses: the store keeps no comparison for them
+                            continue
+                        comparison = project.comparison(row[0])
                         winner = i if position[i] < position[j] else j
                         choice = "a" if comparison.response_a.key == record.responses[winner].key else "b"
                         strength = STRENGTH_BY_DISTANCE[min(abs(position[i] - position[j]), 3)]
-                        # Reading two responses and deciding: a few seconds per hundred words, with noise.
+                        # Time to answer: reading both at about six words a second, plus a few seconds to decide.
                         words = len(comparison.response_a.text.split()) + len(comparison.response_b.text.split())
                         seconds = 4.0 + words / 6.0 * rng.uniform(0.6, 1.4)
-                        project.record_judgment(cid, DEMO_ANNOTATOR, choice, strength, left=comparison.left,
+                        project.record_judgment(comparison.id, DEMO_ANNOTATOR, choice, strength, left=comparison.left,
                                                 shown_at=now - seconds)
+        # Everything into the main file before it is linked into place without its -wal companion.
+        project.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def _ranking(source: Path, line: int, record: PromptRecord) -> tuple[list[int], bool]:
+def _ranking(source: Path, row: int, record: PromptRecord) -> tuple[list[int], bool]:
     """Take ``ranking`` and ``judged`` out of the record's metadata (they are not prompt metadata)."""
     ranking = record.metadata.pop("ranking", None)
     judged = record.metadata.pop("judged", False)
     if not isinstance(ranking, list) or sorted(ranking) != list(range(len(record.responses))):
         raise FormatError(source, f"expected a ranking of the indices 0 to {len(record.responses) - 1}, "
-                                  f"got {ranking!r}", line=line, field="ranking")
+                                  f"got {ranking!r}", row=row, field="ranking")
     if not isinstance(judged, bool):
-        raise FormatError(source, f"expected true or false, got {judged!r}", line=line, field="judged")
+        raise FormatError(source, f"expected true or false, got {judged!r}", row=row, field="judged")
     record.metadata["demo"] = True
     return ranking, judged

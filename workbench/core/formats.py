@@ -159,14 +159,15 @@ def _bulk() -> Iterator[None]:
             gc.enable()
 
 
-def _read(path, shape, progress, cancel):
+def _read(path: str | os.PathLike, shape: str, progress: Progress | None,
+          cancel: Cancel | None) -> tuple[list[PairRecord | PromptRecord], ReadInfo]:
     src = _Source(path)
     rows, locs = src.load()
     if not rows:
         raise FormatError(path, "the file holds no rows" if src.container != "jsonl" else "the file is empty")
     columns = _columns(rows)
     if shape == "auto":
-        shape = _detect_shape(src, rows[0], columns, locs[0] if locs else 1)
+        shape = _detect_shape(src, rows[0], columns)
     convert, consumed = _converter(src, shape, columns)
     total = len(rows)
     records: list[PairRecord | PromptRecord] = []
@@ -234,7 +235,8 @@ class _Source:
         self.name = os.fspath(path)
         self.container = ""
         self.where = "row"  # "line" for JSONL: its rows are lines
-        self.null = "null"
+        self.null = "null"  # how a missing value is named: "an empty cell" in CSV
+        self.sep = ","
 
     def error(self, loc: int | None, message: str, field: str | None = None) -> FormatError:
         if loc is None:
@@ -266,8 +268,7 @@ class _Source:
 
     def _read_bytes(self) -> bytes:
         try:
-            with open(self.path, "rb") as fh:
-                return fh.read()
+            return _read_file(self.path)
         except FileNotFoundError:
             raise FormatError(self.name, "no such file") from None
         except IsADirectoryError:
@@ -283,13 +284,13 @@ class _Source:
             suffixes.pop()
         if suffixes and suffixes[-1] in _CONTAINERS:
             kind = _CONTAINERS[suffixes[-1]]
-            if kind == "csv" and suffixes[-1] == ".tsv":
-                self._sep = "\t"
+            if suffixes[-1] == ".tsv":
+                self.sep = "\t"
             return kind
         # No telling extension: sniff the content.
         if data[:4] == b"PAR1":
             return "parquet"
-        head = data.lstrip()[:1]
+        head = data[:4096].lstrip()[:1]
         if head == b"[":
             return "json"
         if head == b"{":
@@ -320,14 +321,21 @@ class _Source:
         """Line by line with json.loads: exact line numbers, and faster than pandas for this."""
         self.where = "line"
         self.container = "jsonl"
-        loads = json.loads
+        # raw_decode skips json.loads' per-call wrapper (about a third of the parse); anything it does not
+        # take cleanly (leading blanks, trailing data, errors) goes through json.loads for its verdict.
+        decode = json.JSONDecoder().raw_decode
         rows: list[dict] = []
         locs: list[int] = []
         for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON allows raw U+2028
             if not line or line.isspace():
                 continue
             try:
-                obj = loads(line)
+                try:
+                    obj, end = decode(line)
+                    if end != len(line) and not line[end:].isspace():
+                        obj = json.loads(line)
+                except json.JSONDecodeError:
+                    obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FormatError(self.name, f"not valid JSON: {exc.msg} (column {exc.colno})", line=lineno) from None
             except RecursionError:
@@ -363,7 +371,7 @@ class _Source:
 
         self.null = "an empty cell"
         try:
-            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=getattr(self, "_sep", ","))
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=self.sep)
         except pd.errors.EmptyDataError:
             raise FormatError(self.name, "the file is empty") from None
         except (pd.errors.ParserError, ValueError) as exc:
@@ -372,7 +380,7 @@ class _Source:
         list_fields = [c for c in _LIST_FIELDS if c in df.columns]
         for row in rows:
             for key, value in row.items():
-                if value == "":
+                if value == "" or value != value:  # a ragged row's missing cells come back as NaN
                     row[key] = None  # CSV cannot tell an empty string from a missing value
             for key in list_fields:
                 value = row[key]
@@ -388,6 +396,12 @@ class _Source:
         except Exception as exc:  # pyarrow raises several types for a damaged or foreign file
             raise FormatError(self.name, f"not a readable Parquet file ({_one_line(exc)})") from None
         return [{k: _plain(v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def _read_file(path: str | os.PathLike) -> bytes:
+    """The one place an input file is opened (tests replace it to simulate what root cannot see)."""
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def _json_list_cell(value: str, key: str) -> Any:
@@ -408,8 +422,8 @@ def _plain(value: Any) -> Any:
     """Plain Python from what pandas hands back for Parquet: arrays to lists, NaN to None."""
     if isinstance(value, float):
         return None if math.isnan(value) else value
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
+    if isinstance(value, (str, int, bool, bytes)) or value is None:
+        return value  # bytes stay bytes: binary data where text is expected must fail, not turn into "b'...'"
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -459,7 +473,8 @@ def _suggest(name: str, candidates) -> str | None:
 
 
 # ================================================================================================ shapes
-def _detect_shape(src: _Source, first: dict, columns: list[str], loc: int) -> str:
+def _detect_shape(src: _Source, first: dict, columns: list[str]) -> str:
+    """The shape the columns (and the first row's values) fit, or a FormatError saying what was found."""
     cols = set(columns)
     if {"chosen", "rejected"} <= cols:
         chosen = first.get("chosen")
@@ -482,11 +497,7 @@ def _detect_shape(src: _Source, first: dict, columns: list[str], loc: int) -> st
     message = f"the data fits no known shape; found fields {found}; expected {_SHAPE_HELP}"
     if hints:
         message += "; " + " ".join(hints)
-    return _raise(src.error(None, message, misspelt_field))
-
-
-def _raise(error: Exception):
-    raise error
+    raise src.error(None, message, misspelt_field)
 
 
 def _converter(src: _Source, shape: str, columns: list[str]):
@@ -572,9 +583,9 @@ def _converter(src: _Source, shape: str, columns: list[str]):
             annotator, strength = label_fields(row, loc)
             meta = metadata(row, loc)
             prompt_value = row.get("prompt")
-            if prompt_value is not None:
-                prompt = _text(src, prompt_value, loc, "prompt")
-                return PairRecord(prompt, Text.of(chosen), Text.of(rejected), "a", strength, annotator, meta)
+            if prompt_value is not None:  # an explicit prompt (text or messages): the responses are whole
+                return PairRecord(_text(src, prompt_value, loc, "prompt"), Text.of(chosen), Text.of(rejected), "a",
+                                  strength, annotator, meta)
             shared, chosen_rest, rejected_rest = split_conversations(chosen, rejected, src, loc)
             return PairRecord(Text.of(shared), Text.of(chosen_rest), Text.of(rejected_rest), "a", strength,
                               annotator, meta)
@@ -601,12 +612,6 @@ def _converter(src: _Source, shape: str, columns: list[str]):
 
 
 _MISSING = object()
-_REQUIRED = {
-    "explicit": ("prompt", "chosen", "rejected"),
-    "implicit": ("chosen", "rejected"),
-    "conversational": ("chosen", "rejected"),
-    "unlabeled": ("prompt", "response_a", "response_b", "responses"),
-}
 
 
 def _missing(src: _Source, row: dict, loc: int, name: str, shape: str) -> FormatError:
@@ -691,16 +696,16 @@ def _strength(src: _Source, value: Any, loc: int) -> int | None:
 def _margin(src: _Source, value: Any, loc: int) -> float | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    number = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
             pass
-        else:
-            if math.isfinite(number):
-                return number
+    if number is not None and math.isfinite(number):
+        return number
     raise src.error(loc, f"expected a number, got {_kind(value) if not isinstance(value, str) else repr(value)}",
                     "margin")
 
@@ -781,12 +786,9 @@ def import_file(
     labelled pairs are the file's name (``import:<name>``); a per-row ``annotator`` column wins over
     ``annotator``.
     """
-    half: list[int] = [0]
-
     def read_progress(done: int, total: int) -> None:
-        half[0] = total
         if progress is not None:
-            progress(done, 2 * total)
+            progress(done, 2 * total)  # reading is the first half of the work
 
     records, info = read_records(path, format, read_progress, cancel)
     return import_records(project, records, info, annotator, progress, cancel)
@@ -849,7 +851,7 @@ def export_pairs(project: Project, out_path: str | os.PathLike, with_margin: boo
     prompts, prompt_msgs = pairs["prompt"].tolist(), pairs["prompt_messages"].tolist()
     chosen, chosen_msgs = pairs["chosen"].tolist(), pairs["chosen_messages"].tolist()
     rejected, rejected_msgs = pairs["rejected"].tolist(), pairs["rejected_messages"].tolist()
-    strengths = [None if _is_na(s) else int(s) for s in pairs["strength"].tolist()]
+    strengths = [None if _is_na(s) else int(s) for s in pairs["strength"].astype(object).tolist()]
     labels = ["chosen"] * len(ids)
     if include_ties:
         resolved = project.resolved_labels()
@@ -896,27 +898,34 @@ def export_judgments(project: Project, out_path: str | os.PathLike) -> int:
     """Write the whole judgment log (history included, oldest first) to CSV, Parquet or JSONL."""
     kind = _out_kind(out_path, ("csv", "parquet", "jsonl"))
     log = project.judgment_log()
-    columns = {c: [None if _is_na(v) else v for v in log[c].tolist()] for c in log.columns}
-    _write_table(columns, out_path, kind)
+    if kind == "jsonl":  # JSON has no NaN: missing values become null
+        _write_table({c: [None if _is_na(v) else v for v in log[c].astype(object).tolist()] for c in log.columns},
+                     out_path, kind)
+    else:  # the frame itself, so that Parquet keeps its nullable integer columns
+        _write_table(log, out_path, kind)
     return len(log)
 
 
 def _is_na(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ == "NAType"
+    """None, NaN or pandas' NA (nullable integer columns)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return type(value).__name__ == "NAType"
 
 
 def _out_kind(out_path: str | os.PathLike, allowed: tuple[str, ...]) -> str:
+    """The output format, from the file's extension."""
     suffix = Path(out_path).suffix.lower()
     kind = {".jsonl": "jsonl", ".parquet": "parquet", ".csv": "csv"}.get(suffix)
     if kind not in allowed:
-        names = ", ".join(f".{k}" for k in allowed)
-        raise FormatError(out_path, f"cannot write {'files without an extension' if not suffix else suffix} "
-                                    f"here; use {names}")
+        names = " or ".join(f".{k}" for k in allowed)
+        raise FormatError(out_path, f"unknown output format {suffix or '(no extension)'}; name the file {names}")
     return kind
 
 
-def _write_table(columns: dict[str, list], out_path: str | os.PathLike, kind: str) -> None:
-    """Write to a temporary file beside the target and rename it over: a failed export leaves no half file."""
+def _write_table(columns, out_path: str | os.PathLike, kind: str) -> None:
+    """Write a dict of columns (or a DataFrame, for CSV and Parquet) to a temporary file beside the target,
+    then rename it over the target: a failed export leaves no half-written file."""
     out = Path(out_path)
     if out.is_dir():
         raise FormatError(out, "is a directory; give a file name")
@@ -925,13 +934,14 @@ def _write_table(columns: dict[str, list], out_path: str | os.PathLike, kind: st
     try:
         if kind == "jsonl":
             names = list(columns)
-            encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder: json.dumps(**kw) builds one per call
+            encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(**kw) would build one per row
             with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-                fh.writelines(encode(dict(zip(names, values))) + "\n" for values in zip(*columns.values()))
+                fh.writelines(encode(dict(zip(names, values, strict=True))) + "\n"
+                              for values in zip(*columns.values(), strict=True))
         else:
             import pandas as pd
 
-            df = pd.DataFrame(columns)
+            df = columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(columns)
             if kind == "parquet":
                 df.to_parquet(tmp, index=False)
             else:

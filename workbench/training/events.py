@@ -18,6 +18,9 @@ class RunStarted:
     n_overlong: int
     total_steps: int
     resumed_from_step: int = 0
+    #: what the run resolved: learning_rate, epochs, batch_size (head mode may raise it), steps_per_epoch,
+    #: warmup_steps, device, world_size, backbone_path.
+    details: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ commands stay fast and work without a display.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,13 +23,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=demo_command)
 
 
+def _no_display() -> str | None:
+    """Why a window cannot open here (Linux without a display), or None."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display to open a window on (DISPLAY and WAYLAND_DISPLAY are not set); run it in a desktop "
+            "session, or use the command-line tools: workbench import / export / stats")
+
+
 def gui_command(args: argparse.Namespace) -> int:
+    problem = _no_display()
+    if problem:
+        print(f"workbench: error: {problem}", file=sys.stderr)
+        return 1
     from workbench.ui.app import run_gui
 
     return run_gui(project=getattr(args, "project", None), annotator=getattr(args, "annotator", None))
 
 
 def demo_command(args: argparse.Namespace) -> int:
+    problem = _no_display()
+    if problem:
+        print(f"workbench: error: {problem}", file=sys.stderr)
+        return 1
     from workbench.ui.app import run_gui
 
     return run_gui(annotator=getattr(args, "annotator", None), demo=True)

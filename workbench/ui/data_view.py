@@ -270,18 +270,23 @@ class DataView(QWidget):
         )
         if data.get("duplicates"):
             text += f" ({data['duplicates']:,} already in the project)"
-        self.import_status.setText(text + ".")
+        self._set_status(self.import_status, text + ".")
         self.message.emit(text + ".")
         self.refresh_counts()
         self.data_changed.emit()
 
     def _on_cancelled(self, name: str) -> None:
-        self.import_status.setText(f"Import of {name} cancelled; nothing was added.")
+        self._set_status(self.import_status, f"Import of {name} cancelled; nothing was added.")
         self.message.emit("Import cancelled; nothing was added.")
 
+    def _set_status(self, label: QLabel, text: str, error: bool = False) -> None:
+        label.setText(text)
+        label.setObjectName("Error" if error else "Muted")
+        label.style().unpolish(label)
+        label.style().polish(label)
+
     def _on_failed(self, title: str, message: str, imported: bool = False) -> None:
-        status = self.import_status if imported else self.export_status
-        status.setText(message)
+        self._set_status(self.import_status if imported else self.export_status, message, error=True)
         box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
         box.setInformativeText(
             "Nothing was imported; the project is unchanged. Fix the file, or pick its shape in the Shape "
@@ -299,7 +304,7 @@ class DataView(QWidget):
         self._set_idle()
 
     def _set_busy(self, text: str) -> None:
-        self.import_status.setText(text)
+        self._set_status(self.import_status, text)
         self.progress.setRange(0, 0)
         self.progress.show()
         self.cancel_button.show()
@@ -319,7 +324,8 @@ class DataView(QWidget):
     def choose_export_pairs(self) -> None:
         if self.project is None or self.busy():
             return
-        start = str(Path(str(settings.value("data/last_dir", "") or Path.home())) / f"{self.project.path.stem}-pairs.jsonl")
+        folder = Path(str(settings.value("data/last_dir", "") or Path.home()))
+        start = str(folder / f"{self.project.path.stem}-pairs.jsonl")
         path, _ = QFileDialog.getSaveFileName(self, "Export preference pairs", start,
                                               "JSON Lines (*.jsonl);;Parquet (*.parquet)")
         if path:
@@ -328,7 +334,8 @@ class DataView(QWidget):
     def choose_export_log(self) -> None:
         if self.project is None or self.busy():
             return
-        start = str(Path(str(settings.value("data/last_dir", "") or Path.home())) / f"{self.project.path.stem}-judgments.csv")
+        folder = Path(str(settings.value("data/last_dir", "") or Path.home()))
+        start = str(folder / f"{self.project.path.stem}-judgments.csv")
         path, _ = QFileDialog.getSaveFileName(self, "Export the judgment log", start,
                                               "CSV (*.csv);;Parquet (*.parquet);;JSON Lines (*.jsonl)")
         if path:
@@ -367,5 +374,5 @@ class DataView(QWidget):
 
     def _on_exported(self, path: str, what: str, n) -> None:
         text = f"Wrote {int(n or 0):,} {what} to {path}."
-        self.export_status.setText(text)
+        self._set_status(self.export_status, text)
         self.message.emit(text)

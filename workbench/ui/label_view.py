@@ -113,7 +113,8 @@ class GuidelinesPanel(QWidget):
 
     def set_text(self, text: str) -> None:
         self._text = text or ""
-        shown = self._text.strip() or "*No guidelines yet.* Click **Edit** to write them; they are saved in the project."
+        shown = self._text.strip() or (
+            "*No guidelines yet.* Click **Edit** to write them; they are saved in the project.")
         self.view.set_text(shown)
         self._show_view()
 
@@ -162,6 +163,8 @@ class RankPanel(QWidget):
         self.list.setDefaultDropAction(Qt.DropAction.MoveAction)
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
         left.set_body(self.list)
         self.hint = QLabel("Select with ↑ ↓ or the mouse · move with Alt+↑ ↓, a number key or drag · "
                            "Ctrl+Enter submits · Esc goes back to pairs")
@@ -342,6 +345,7 @@ class LabelView(QWidget):
         self.bad_button = KeyButton("Both bad", "0")
         self.right_button = KeyButton("Right is better  ▶", "2 · →")
         self.submit_rank_button = KeyButton("Submit ranking", "Ctrl+Enter", object_name="Primary")
+        self.submit_rank_button.setMaximumWidth(340)
         choices.addWidget(self.left_button, 3)
         choices.addStretch(1)
         choices.addWidget(self.tie_button, 2)
@@ -366,7 +370,8 @@ class LabelView(QWidget):
             b.setObjectName("Strength")
             b.setCheckable(True)
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            b.setToolTip(f"{STRENGTHS[level].capitalize()} (Alt+{level})" + ("; or hold Shift with 1 / 2" if level == 4 else ""))
+            tip = f"{STRENGTHS[level].capitalize()} (Alt+{level})"
+            b.setToolTip(tip + ("; or hold Shift with 1 / 2 / ← / →" if level == 4 else ""))
             self.strength_group.addButton(b, level)
             self.strength_buttons[level] = b
             row.addWidget(b)
@@ -587,6 +592,7 @@ class LabelView(QWidget):
         comp = self.project.comparison(comparison_id)
         self.current = comp
         self.previous = previous
+        self.note_row.hide()
         self.pending = _Pending(note=previous.note if previous else "",
                                 flag=bool(previous and "flag" in previous.flags))
         self._response_count = queries.response_count(self.project, comp.prompt_id)
@@ -606,6 +612,9 @@ class LabelView(QWidget):
         font = style.reading_font(self.font())
         self.prompt_view.setDocument(build_document(comp.prompt, font, self.prompt_view))
         self._fit_prompt()
+        if comp.prompt.messages:  # a conversation: its last turn matters most, so show the end
+            bar = self.prompt_view.verticalScrollBar()
+            bar.setValue(bar.maximum())
         if self.rank_mode:
             self._fill_rank()
             self.body_stack.setCurrentWidget(self.rank_panel)
@@ -644,6 +653,7 @@ class LabelView(QWidget):
         self.banner.hide()
         self.flag_badge.hide()
         self.note_label.hide()
+        self.note_row.hide()
 
     # ------------------------------------------------------------------ answering
     def _on_number(self, n: int, side: str | None = None) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -84,7 +84,6 @@ class MainWindow(QMainWindow):
         self.start_page.browse_requested.connect(self.browse_project)
         self.start_page.demo_requested.connect(self.open_demo)
         self.data_view.data_changed.connect(self.label_view.refresh)
-        self.label_view.judged.connect(self._on_judged)
         self._restore_window()
         self._show_start()
 
@@ -93,7 +92,7 @@ class MainWindow(QMainWindow):
         """Add a view to the navigation (and the View menu, Ctrl+<n>); returns its index."""
         index = self.stack.addWidget(widget)
         item = QListWidgetItem(name)
-        item.setSizeHint(item.sizeHint().expandedTo(self.nav.sizeHintForIndex(self.nav.model().index(0, 0))))
+        item.setSizeHint(QSize(0, 38))
         self.nav.addItem(item)
         self.views.append((name, widget))
         action = QAction(name, self)
@@ -369,9 +368,6 @@ class MainWindow(QMainWindow):
         self.label_view.set_guidelines_visible(True)
         self.label_view.guidelines.start_editing()
 
-    def _on_judged(self) -> None:
-        pass
-
     # ------------------------------------------------------------------ window state
     def _restore_window(self) -> None:
         geometry = settings.bytes_value("window/geometry")
@@ -387,9 +383,9 @@ class MainWindow(QMainWindow):
                 widget.save_layout()
 
     def closeEvent(self, event):  # noqa: N802
-        if self.data_view.busy():
+        if self.data_view.busy():  # an import stops at its next check; an export runs to its end
             self.data_view.cancel_import()
-            self.data_view.task.wait(10000)
+            self.data_view.task.wait()
         settings.set_value("window/geometry", QByteArray(self.saveGeometry()))
         settings.set_value("window/state", QByteArray(self.saveState()))
         self._save_layouts()

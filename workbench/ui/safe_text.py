@@ -76,8 +76,15 @@ class SafeTextBrowser(QTextBrowser):
 
 
 # ------------------------------------------------------------------ building documents
+_STRUCTURE = re.compile(r"^(\s|[-*+] |\d{1,9}[.)] |[#>|]|(-{3,}|\*{3,}|_{3,}|={3,})\s*$)")
+
+
 def prepare_markdown(text: str) -> str:
-    """Keep the author's line breaks: a single newline outside code fences becomes a hard break."""
+    """Keep the author's line breaks: a single newline between two plain lines becomes a hard break.
+
+    Lines that carry Markdown structure (list items and their indented continuations, headings,
+    quotes, tables, rules, code) are left alone: a hard break there would split a list item in two.
+    """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     out = []
     in_fence = False
@@ -87,7 +94,8 @@ def prepare_markdown(text: str) -> str:
             out.append(line)
             continue
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        if not in_fence and line.strip() and nxt.strip() and not _FENCE.match(nxt) and not line.endswith("  "):
+        if (not in_fence and line.strip() and nxt.strip() and not line.endswith("  ")
+                and not _STRUCTURE.match(line) and not _STRUCTURE.match(nxt) and not _FENCE.match(nxt)):
             line += "  "
         out.append(line)
     return "\n".join(out)
@@ -106,9 +114,12 @@ def _polish(doc: QTextDocument, start: int = 0) -> None:
     inline_code: list[tuple[int, int]] = []
     links: list[tuple[int, int, str]] = []
     images: list[tuple[int, int, str]] = []
+    headings: list[tuple[int, int, int]] = []
     block = doc.findBlock(start)
     while block.isValid():
         fmt = block.blockFormat()
+        if fmt.headingLevel() > 0:
+            headings.append((block.position(), block.length() - 1, fmt.headingLevel()))
         is_code = fmt.nonBreakableLines() or fmt.hasProperty(QTextFormat.Property.BlockCodeFence)
         if is_code:
             code_blocks.append((block.position(), block.length() - 1))
@@ -148,6 +159,13 @@ def _polish(doc: QTextDocument, start: int = 0) -> None:
         cursor.setBlockFormat(fmt)
         select(pos, length)
         cursor.mergeCharFormat(code_char)
+    # Qt draws h1 at twice the text size; dataset text reads better with quieter headings.
+    for pos, length, level in headings:
+        select(pos, length)
+        heading = QTextCharFormat()
+        heading.setProperty(QTextFormat.Property.FontSizeAdjustment, 1 if level <= 2 else 0)
+        heading.setFontWeight(QFont.Weight.DemiBold)
+        cursor.mergeCharFormat(heading)
     inline = QTextCharFormat()
     inline.setBackground(QColor(style.INLINE_CODE_BG))
     inline.setFontFamilies(mono.families())
@@ -190,17 +208,18 @@ def build_document(text: Text | str, font: QFont, parent=None) -> SafeDocument:
     role_fmt = QTextCharFormat()
     role_fmt.setFontWeight(QFont.Weight.DemiBold)
     role_fmt.setForeground(QColor(style.MUTED))
-    role_fmt.setFontPointSize(max(8.0, font.pointSizeF() - 1.5))
+    role_fmt.setFontPointSize(max(8.0, font.pointSizeF() - 2))
     role_fmt.setFontCapitalization(QFont.Capitalization.AllUppercase)
-    role_fmt.setFontLetterSpacing(104)
+    role_fmt.setFontLetterSpacing(106)
     for i, message in enumerate(text.messages):
         role = str(message.get("role", "")).strip() or "message"
         frame = QTextFrameFormat()
         frame.setBackground(QColor(style.ROLE_BG.get(role.lower(), "#f7f7f9")))
         frame.setBorder(1)
+        frame.setBorderStyle(QTextFrameFormat.BorderStyle.BorderStyle_Solid)
         frame.setBorderBrush(QColor(style.BORDER))
         frame.setPadding(8)
-        frame.setTopMargin(0 if i == 0 else 8)
+        frame.setTopMargin(0 if i == 0 else 6)
         cursor.movePosition(QTextCursor.MoveOperation.End)
         cursor.insertFrame(frame)
         start = cursor.position()
@@ -208,7 +227,28 @@ def build_document(text: Text | str, font: QFont, parent=None) -> SafeDocument:
         cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
         cursor.insertMarkdown(prepare_markdown(str(message.get("content", ""))), MARKDOWN)
         _polish(doc, start)
+    _squash_gaps(doc)
     return doc
+
+
+def _squash_gaps(doc: QTextDocument) -> None:
+    """The empty blocks Qt keeps between (and before) frames: make them a few pixels high."""
+    root = doc.rootFrame()
+    cursor = QTextCursor(doc)
+    thin = QTextBlockFormat()
+    thin.setLineHeight(2, QTextBlockFormat.LineHeightTypes.FixedHeight.value)
+    thin.setTopMargin(0)
+    thin.setBottomMargin(0)
+    tiny = QTextCharFormat()
+    tiny.setFontPointSize(1)
+    block = doc.begin()
+    while block.isValid():
+        if block.length() <= 1:
+            cursor.setPosition(block.position())
+            if cursor.currentFrame() == root:
+                cursor.setBlockFormat(thin)
+                cursor.setBlockCharFormat(tiny)
+        block = block.next()
 
 
 # ------------------------------------------------------------------ word diff

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QColor, QFont, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory
 
 # Colours used by code as well as by the style sheet.
 WINDOW = "#f4f5f7"
@@ -66,10 +66,10 @@ QStatusBar {{ background: #eceef2; border-top: 1px solid {BORDER}; color: {MUTED
 QStatusBar::item {{ border: none; }}
 QSplitter::handle {{ background: transparent; }}
 QSplitter::handle:hover {{ background: #d6dae0; }}
-QLineEdit, QComboBox {{
+QLineEdit {{
     background: {PANEL}; border: 1px solid {BORDER}; border-radius: 5px; padding: 4px 8px;
 }}
-QLineEdit:focus, QComboBox:focus {{ border-color: {ACCENT}; }}
+QLineEdit:focus {{ border-color: {ACCENT}; }}
 QProgressBar {{
     background: #e6e8ec; border: none; border-radius: 3px; height: 6px; text-align: center; color: transparent;
 }}
@@ -83,9 +83,13 @@ QHeaderView::section {{
     background: #f7f8fa; border: none; border-bottom: 1px solid {BORDER}; padding: 6px 8px;
     color: {MUTED}; font-weight: 600;
 }}
-QGroupBox {{ background: {PANEL}; border: 1px solid {BORDER}; border-radius: 8px; margin-top: 14px; padding: 14px 12px 10px 12px; }}
+QGroupBox {{
+    background: {PANEL}; border: 1px solid {BORDER}; border-radius: 8px; margin-top: 14px;
+    padding: 14px 12px 10px 12px;
+}}
 QGroupBox::title {{ subcontrol-origin: margin; left: 10px; padding: 0 4px; color: {TEXT}; font-weight: 600; }}
-QListWidget#Recent, QListWidget#RankList {{
+QListWidget#RankList {{ background: {PANEL}; border: none; outline: none; padding: 2px; }}
+QListWidget#Recent {{
     background: {PANEL}; border: 1px solid {BORDER}; border-radius: 8px; outline: none; padding: 4px;
 }}
 QListWidget#Recent::item {{ padding: 8px 10px; border-radius: 6px; }}
@@ -95,9 +99,20 @@ QToolTip {{ background: {PANEL}; color: {TEXT}; border: 1px solid {BORDER}; padd
 """
 
 
+class _QuietStyle(QProxyStyle):
+    """Fusion without the stock icons on dialog buttons (a green tick on OK reads as noise)."""
+
+    def styleHint(self, hint, option=None, widget=None, return_data=None):  # noqa: N802
+        if hint == QStyle.StyleHint.SH_DialogButtonBox_ButtonsHaveIcons:
+            return 0
+        return super().styleHint(hint, option, widget, return_data)
+
+
 def apply(app: QApplication) -> None:
     """Fusion, a light palette and the style sheet; a readable default font."""
-    app.setStyle("Fusion")
+    quiet = _QuietStyle(QStyleFactory.create("Fusion"))
+    app.setStyle(quiet)
+    app._workbench_style = quiet  # keep the Python wrapper alive as long as the application
     pal = QPalette()
     pal.setColor(QPalette.ColorRole.Window, QColor(WINDOW))
     pal.setColor(QPalette.ColorRole.WindowText, QColor(TEXT))

@@ -54,7 +54,10 @@ class KeyButton(QPushButton):
 
     def set_previous(self, previous: bool) -> None:
         """Mark the answer given before an undo."""
-        self.setProperty("previous", "true" if previous else "false")
+        value = "true" if previous else "false"
+        if self.property("previous") == value:
+            return
+        self.setProperty("previous", value)
         self.style().unpolish(self)
         self.style().polish(self)
 

@@ -1,0 +1,806 @@
+"""The reward-model trainer: a generator of plain events, paused, resumed and cancelled between steps.
+
+    trainer = Trainer("p.wbp", TrainConfig(mode="head"))
+    for event in trainer.events():      # RunStarted, PhaseProgress, StepMetrics, Evaluation, ...
+        ...                             # another thread may call trainer.pause() / resume() / cancel()
+
+It reads top to bottom the way a run goes (nanoGPT's directness, TRL's loss and metrics):
+
+1. data: ``Project.training_pairs()`` (ties, both-bad, skips and excluded pairs are already out), split
+   by prompt with the seed, recorded as the run's data snapshot (judgment ids, choices, split);
+2. model: backbone + scalar head (``model.py``), LoRA when asked, PairEncoder with left truncation;
+   over-length pairs are kept and counted;
+3. head mode only: pooled embeddings of every text, read from the project's cache or computed once and
+   stored there; the head then trains on those tensors (milliseconds per step);
+4. steps: chosen and rejected in one batch, -log σ(r_c - r_r - m) (+ centring), AdamW, linear warmup
+   then linear decay, gradient clipping at 1.0; batches bucketed by length, in an order derived from
+   seed + epoch; metrics accumulate on the device and are read (``.tolist()``) only at log points;
+5. evaluation every ``eval_every`` steps (0: each epoch) and at the end: train and validation
+   metrics and per-pair scores; at the end also every comparison that is not a training pair
+   ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue;
+6. checkpoints (``checkpoint.py``) at each epoch's end, on pause and on cancel; ``resume_run`` continues
+   a run from its last one on the same curve.
+
+The trainer opens its own ``Project`` inside ``events()`` (so it can run in a worker thread), and under
+``torchrun`` only rank 0 writes to it (see ``distributed.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.core.store import Project, ProjectError
+from workbench.training import checkpoint, data, distributed
+from workbench.training.config import TrainConfig
+from workbench.training.events import (
+    CheckpointSaved,
+    Evaluation,
+    Event,
+    Failed,
+    Finished,
+    Paused,
+    PhaseProgress,
+    Resumed,
+    RunStarted,
+    StepMetrics,
+)
+from workbench.training.loss import pairwise_loss
+from workbench.training.model import (
+    BackboneError,
+    PairEncoder,
+    build_reward_model,
+    collate_pairs,
+    make_batches,
+    resolve_backbone_path,
+)
+
+WARMUP_FRACTION = 0.06
+MAX_GRAD_NORM = 1.0
+#: head mode trains on cached tensors, where a step of 8 pairs is all Python overhead: it takes at
+#: least ``batch_size`` and about 16 steps per epoch, at most this many pairs per step.
+HEAD_MAX_BATCH = 512
+HEAD_STEPS_PER_EPOCH = 16
+EMBED_BATCH = 32
+#: the split name of the per-step (logged) training metrics in ``run_metrics``
+STEP_SPLIT = "train_step"
+#: buffered step metrics are written at evaluations and checkpoints, or after this many seconds
+METRICS_FLUSH_S = 2.0
+#: accumulated per step: loss, correct, ties, margin sum, chosen sum, rejected sum, pairs, grad norm
+_ACC = ("loss", "correct", "ties", "margin", "chosen", "rejected", "n", "grad_norm")
+
+
+_OOM = getattr(torch, "OutOfMemoryError", MemoryError)
+
+
+class _Failure(Exception):
+    """Stops a run with a message for the user and a hint of what to do."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def warm_up_torch() -> None:
+    """Pay torch's one-time optimizer import (about 2 s) now, e.g. at start-up in a process without a GUI."""
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1e-3)
+    p.sum().backward()
+    opt.step()
+
+
+def head_batch_size(batch_size: int, n_train: int) -> int:
+    """Pairs per step in head mode: ``batch_size`` at least, about 16 steps per epoch, 512 at most."""
+    return max(batch_size, min(HEAD_MAX_BATCH, math.ceil(n_train / HEAD_STEPS_PER_EPOCH)))
+
+
+def lr_at(step: int, base: float, warmup: int, total: int) -> float:
+    """Learning rate for the 0-based optimizer step ``step``: linear warmup, then linear decay to 0."""
+    if step < warmup:
+        return base * (step + 1) / (warmup + 1)
+    return base * max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _pair_terms(r_c: torch.Tensor, r_r: torch.Tensor, margin: torch.Tensor, center_coef: float) -> torch.Tensor:
+    """Per-pair loss terms whose mean is ``loss.pairwise_loss`` (without its syncing metrics)."""
+    terms = -F.logsigmoid(r_c - r_r - margin)
+    if center_coef:
+        terms = terms + center_coef * (r_c + r_r) ** 2
+    return terms
+
+
+class _OutOnly(nn.Module):
+    """The head's output layer alone, for a head whose hidden layer is frozen (precomputed once)."""
+
+    def __init__(self, out: nn.Linear):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x).squeeze(-1)
+
+
+@dataclass
+class _Progress:
+    """What a checkpoint must restore besides tensors."""
+
+    step: int = 0
+    elapsed_s: float = 0.0
+    train_s: float = 0.0
+    pairs_trained: int = 0
+    last_eval_step: int = -1
+    unlabelled_step: int = -1
+    last_ckpt_step: int = -1
+    train_metrics: dict = field(default_factory=dict)
+    val_metrics: dict = field(default_factory=dict)
+    n_unlabelled: int = 0
+
+
+class Trainer:
+    """Trains a reward model on a project's labels; ``events()`` runs it. Thread-safe controls."""
+
+    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, *,
+                 log_every: int | None = None):
+        self.project_path = Path(project_path)
+        self.config = config
+        self.resume_run = resume_run
+        #: the run being trained; set once ``events()`` has created (or reopened) it
+        self.run_id: int | None = resume_run
+        self._log_every = log_every
+        self._cancel = threading.Event()
+        self._go = threading.Event()  # cleared while paused
+        self._go.set()
+
+    # ----------------------------------------------------------------- controls (any thread)
+    def pause(self) -> None:
+        """Stop at the next step boundary (after yielding ``Paused``) until ``resume`` or ``cancel``."""
+        self._go.clear()
+
+    def resume(self) -> None:
+        self._go.set()
+
+    def cancel(self) -> None:
+        """Stop at the next step boundary: checkpoint, run marked 'cancelled', ``Finished('cancelled')``."""
+        self._cancel.set()
+        self._go.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def pause_requested(self) -> bool:
+        return not self._go.is_set()
+
+    # ----------------------------------------------------------------- the run
+    def events(self) -> Iterator[Event]:
+        """Run the training and yield its events: ``RunStarted`` first (unless the run cannot start,
+        when ``Failed`` comes alone), ``Finished`` or ``Failed`` last."""
+        torch.set_num_threads(self.config.resolved_threads())  # per thread: this one runs the steps
+        try:
+            self._project = Project.open(self.project_path)
+        except ProjectError as exc:
+            yield Failed(None, str(exc), "choose an existing project file")
+            return
+        self._dist = distributed.SINGLE
+        self._ready = False  # training state exists, so a checkpoint can be written
+        try:
+            yield from self._run()
+        except _Failure as f:
+            self._mark(status="failed", message=f.message)
+            yield Failed(self.run_id, f.message, f.hint)
+        except GeneratorExit:
+            # The consumer stopped iterating (e.g. the window closed): keep a resumable state.
+            self._abandon("stopped by the caller")
+            raise
+        except KeyboardInterrupt:
+            self._mark(status="cancelled", message="interrupted; resume from the last checkpoint")
+            raise
+        except _OOM as exc:
+            message = f"out of memory: {str(exc).splitlines()[0]}"
+            self._mark(status="failed", message=message)
+            yield Failed(self.run_id, message, "lower batch_size or max_length, or use head mode or LoRA")
+        except BaseException as exc:
+            self._mark(status="failed", message=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self._project.close()
+            distributed.teardown(self._dist)
+
+    def _run(self) -> Iterator[Event]:
+        self._t_session = time.perf_counter()
+        self._paused_s = 0.0
+        device_type = self.config.resolve_device()
+        self._dist = distributed.setup(device_type)
+        self._device = torch.device(distributed.device_for(self._dist, device_type))
+        self._main = self._dist.is_main
+        self._metric_rows: list[tuple[int, float, dict[str, float]]] = []
+        self._last_flush = time.perf_counter()
+        if self._log_every is None:
+            self._log_every = 1 if self._device.type == "cpu" else 10  # .item() is a sync point on a GPU
+
+        ckpt = yield from self._load_data()
+        yield from self._build(ckpt)
+        cfg, p = self.cfg, self._p
+        yield RunStarted(self.run_id, cfg.to_dict(), self.n_train, self.n_val, self.n_overlong,
+                         self.total_steps, resumed_from_step=p.step, details=self._details())
+        if cfg.mode == "head":
+            finished_embedding = yield from self._embed_pairs()
+            if not finished_embedding:
+                yield from self._stop("cancelled")
+                return
+        self._phase_start = time.perf_counter()
+        status = yield from self._train()
+        yield from self._stop(status)
+
+    # ----------------------------------------------------------------- 1. data
+    def _load_data(self) -> Iterator[Event]:
+        project, dist = self._project, self._dist
+        ckpt = None
+        if self.resume_run is None:
+            cfg = self.config
+            pairs = data.pairs_from_frame(project.training_pairs())
+            is_val = data.split_by_prompt(pairs.prompt_keys, cfg.val_fraction, cfg.seed)
+            snapshot = data.make_snapshot(pairs, is_val, excluded=len(project.marked("exclude")))
+            run_id = None
+            if self._main:
+                run_id = project.create_run(cfg.mode, cfg.backbone, cfg.to_dict(), snapshot)
+            self.run_id = distributed.broadcast_object(run_id, dist)
+        else:
+            try:
+                run = project.run(self.resume_run)
+            except KeyError:
+                raise _Failure(f"there is no run {self.resume_run} in {self.project_path.name}",
+                               "list the runs and pick one that was cancelled or stopped") from None
+            if run["status"] == "finished":
+                raise _Failure(f"run {self.resume_run} has already finished", "start a new run instead")
+            path = checkpoint.latest(project.checkpoint_dir(self.resume_run))
+            if path is None:
+                raise _Failure(f"run {self.resume_run} has no checkpoint to resume from (it stopped before "
+                               "its first epoch ended)", "start a new run")
+            try:
+                ckpt = checkpoint.load(path)
+            except checkpoint.CheckpointError as exc:
+                raise _Failure(str(exc), "start a new run") from None
+            # The run's own configuration; only where it runs may change.
+            cfg = TrainConfig.from_dict(ckpt.state["config"]).replace(
+                threads=self.config.threads, device=self.config.device)
+            snapshot = run["data_snapshot"]
+            try:
+                pairs, is_val = data.pairs_from_snapshot(project.comparisons_frame(), snapshot)
+            except data.DataError as exc:
+                raise _Failure(str(exc), exc.hint) from None
+            if self._main:
+                _truncate_run(project, self.resume_run, ckpt.step)
+                project.update_run(self.resume_run, status="running", message="")
+        self.cfg, self.pairs, self.is_val, self.snapshot = cfg, pairs, is_val, snapshot
+        self.train_idx = np.flatnonzero(~is_val)
+        self.val_idx = np.flatnonzero(is_val)
+        self.n_train, self.n_val = len(self.train_idx), len(self.val_idx)
+        if len(pairs) < data.MIN_PAIRS:
+            more = data.MIN_PAIRS - len(pairs)
+            raise _Failure(
+                f"only {len(pairs)} pair(s) can be trained on; a run needs at least {data.MIN_PAIRS}",
+                f"label at least {more} more pair(s) with a preference (A or B); ties, both-bad, skipped and "
+                "excluded pairs are not trained on")
+        if self.n_val == 0 or self.n_train == 0:
+            side = "validation" if self.n_val == 0 else "training"
+            hint = ("set val_fraction above 0" if cfg.val_fraction == 0 else
+                    "label pairs for at least two different prompts (the split keeps each prompt on one side)")
+            raise _Failure(f"the {side} split is empty ({len(pairs)} pairs from "
+                           f"{len(set(pairs.prompt_keys))} prompt(s))", hint)
+        return ckpt
+        yield  # a generator, for ``yield from``
+
+    # ----------------------------------------------------------------- 2. model and optimizer
+    def _build(self, ckpt: checkpoint.Checkpoint | None) -> Iterator[Event]:
+        cfg, device = self.cfg, self._device
+        torch.manual_seed(cfg.seed)  # the same initialisation (LoRA adapters too) on every rank and rerun
+        try:
+            self.backbone_path = resolve_backbone_path(cfg.backbone)
+            model, tokenizer = build_reward_model(cfg.backbone, cfg.head, seed=cfg.seed)
+            if cfg.lora:
+                model.apply_lora()
+        except BackboneError as exc:
+            raise _Failure(str(exc), "choose another backbone (a local Hugging Face model folder) or 'minilm'") from None
+        model.set_trainable(cfg.mode)
+        model.to(device)
+        self.model, self.tokenizer = model, tokenizer
+        try:
+            self.encoder = PairEncoder.for_model(model, tokenizer, cfg.max_length)
+        except ValueError as exc:
+            raise _Failure(str(exc), "lower max_length") from None
+
+        pairs = self.pairs
+        self.enc_c = data.encode_sides(self.encoder, pairs.prompts, pairs.chosen)
+        self.enc_r = data.encode_sides(self.encoder, pairs.prompts, pairs.rejected)
+        self.n_overlong = int(np.count_nonzero(self.enc_c.overlong | self.enc_r.overlong))
+        self.pair_lengths = [max(a, b) for a, b in zip(self.enc_c.lengths, self.enc_r.lengths)]
+        self.margins = torch.tensor([cfg.margin(s) for s in pairs.strengths], dtype=torch.float32, device=device)
+
+        self.batch_size = cfg.batch_size if cfg.mode == "finetune" else head_batch_size(cfg.batch_size, self.n_train)
+        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
+        self.epochs = cfg.resolved_epochs()
+        self.total_steps = self.steps_per_epoch * self.epochs
+        self.warmup = int(round(WARMUP_FRACTION * self.total_steps))
+        self.lr = cfg.resolved_lr()
+
+        # What a step trains: the whole model on tokens, or (head mode) the head on cached features. A
+        # head whose hidden layer is frozen (the 'linear' head on an encoder's pooler) is the output layer
+        # on tanh(dense(h0)), computed once instead of at every step.
+        head = model.head
+        self.frozen_dense = cfg.mode == "head" and head.dense is not None and not head.dense.weight.requires_grad
+        self.scorer: nn.Module = model if cfg.mode == "finetune" else (_OutOnly(head.out) if self.frozen_dense else head)
+        self.net = distributed.wrap(self.scorer, self._dist, str(device))
+
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for _, p in named if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr)
+        self.params = [p for _, p in named]
+        self._acc = torch.zeros(len(_ACC), dtype=torch.float64, device=device)
+        self._acc_steps = 0
+
+        p = self._p = _Progress()
+        if ckpt is not None:
+            try:
+                checkpoint.load_trainable_state(model, ckpt.model)
+                self.optimizer.load_state_dict(ckpt.optimizer)
+            except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
+                raise _Failure(f"the checkpoint of run {self.run_id} does not fit: {exc}", "start a new run") from None
+            s = ckpt.state
+            if s.get("steps_per_epoch") != self.steps_per_epoch or s.get("total_steps") != self.total_steps:
+                raise _Failure(f"run {self.run_id}'s data no longer matches its checkpoint", "start a new run")
+            for name in ("step", "elapsed_s", "train_s", "pairs_trained", "last_eval_step", "unlabelled_step",
+                         "train_metrics", "val_metrics", "n_unlabelled"):
+                setattr(p, name, s.get(name, getattr(p, name)))
+            p.last_ckpt_step = p.step
+            checkpoint.set_rng_state(ckpt.state["rng"])  # last: nothing after this may draw random numbers
+        else:
+            # Dropout differs per rank (different data anyway); rank 0 of a DDP run matches a 1-process run.
+            torch.manual_seed(cfg.seed + 1_000_003 * self._dist.rank)
+        self.resumed_from = p.step
+        self._ready = True
+        return
+        yield
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "learning_rate": self.lr, "epochs": self.epochs, "batch_size": self.batch_size,
+            "steps_per_epoch": self.steps_per_epoch, "warmup_steps": self.warmup, "device": str(self._device),
+            "world_size": self._dist.world_size, "backbone_path": self.backbone_path,
+            "log_every": self._log_every,
+        }
+
+    # ----------------------------------------------------------------- 3. embeddings (head mode)
+    def _embed_pairs(self) -> Iterator[Event]:
+        """Pooled features of every pair's two texts, from the cache or computed (and cached) now."""
+        features = yield from self._embed(self.enc_c.texts + self.enc_r.texts,
+                                          self.enc_c.input_ids + self.enc_r.input_ids)
+        if features is None:
+            return False
+        n = len(self.pairs)
+        self.H, rows = features
+        self.ci = torch.as_tensor(rows[:n], device=self._device)
+        self.ri = torch.as_tensor(rows[n:], device=self._device)
+        self.X = self._head_input(self.H)
+        return True
+
+    def _head_input(self, H: torch.Tensor) -> torch.Tensor:
+        if not self.frozen_dense:
+            return H
+        with torch.no_grad():
+            return torch.tanh(self.model.head.dense(H))
+
+    def _embed(self, texts: list[str], input_ids: list[list[int]]) -> Iterator[Event]:
+        """(unique feature matrix on the device, row of each text) or None when cancelled."""
+        project, dist = self._project, self._dist
+        key = self._embedding_key()
+        hashes = [data.text_hash(t) for t in texts]
+        unique: dict[str, int] = {}
+        first: list[int] = []
+        for i, h in enumerate(hashes):
+            if h not in unique:
+                unique[h] = len(first)
+                first.append(i)
+        vectors: dict[str, np.ndarray] = project.cached_embeddings(key, list(unique))
+        missing = [h for h in unique if h not in vectors]
+        self.cached_texts = getattr(self, "cached_texts", 0) + len(unique) - len(missing)
+        self.embedded_texts = getattr(self, "embedded_texts", 0) + len(missing)
+        t0 = time.perf_counter()
+        if missing:
+            mine = missing[dist.rank::dist.world_size]
+            lengths = [len(input_ids[first[unique[h]]]) for h in mine]
+            order = [i for b in make_batches(lengths, EMBED_BATCH, shuffle=False) for i in b]
+            done = 0
+            pending: dict[str, np.ndarray] = {}
+            new: dict[str, np.ndarray] = {}
+            self.model.eval()
+            yield PhaseProgress(self.run_id, "embedding", 0, len(missing))
+            for s in range(0, len(order), EMBED_BATCH):
+                if not dist.enabled and self._cancel.is_set():
+                    if pending and self._main:
+                        project.store_embeddings(key, pending)  # keep what was computed
+                    return None
+                chunk = [mine[i] for i in order[s:s + EMBED_BATCH]]
+                ids, mask = _pad([input_ids[first[unique[h]]] for h in chunk], self.tokenizer.pad_token_id)
+                with torch.inference_mode():
+                    pooled = self.model.embed(ids.to(self._device), mask.to(self._device)).float().cpu().numpy()
+                for h, v in zip(chunk, pooled):
+                    pending[h] = new[h] = v
+                done += len(chunk)
+                if not dist.enabled and (len(pending) >= 512 or done == len(mine)):
+                    if self._main:
+                        project.store_embeddings(key, pending)
+                    pending = {}
+                yield PhaseProgress(self.run_id, "embedding", min(len(missing), done * dist.world_size),
+                                    len(missing))
+            self.model.train()
+            if dist.enabled:
+                merged: dict[str, np.ndarray] = {}
+                for part in distributed.all_gather_objects(new, dist):
+                    merged.update(part)
+                if self._main:
+                    project.store_embeddings(key, merged)
+                new = merged
+            vectors.update(new)
+            yield PhaseProgress(self.run_id, "embedding", len(missing), len(missing))
+        self.embed_s = getattr(self, "embed_s", 0.0) + time.perf_counter() - t0
+        H = torch.from_numpy(np.stack([vectors[h] for h in unique])).to(self._device) if unique else \
+            torch.zeros((0, self.model.config.get_text_config().hidden_size), device=self._device)
+        rows = np.array([unique[h] for h in hashes], dtype=np.int64)
+        return H, rows
+
+    def _embedding_key(self) -> str:
+        if not hasattr(self, "_emb_key"):
+            self._emb_key = data.embedding_key(self.backbone_path, self.model.pooling, self.cfg.max_length)
+        return self._emb_key
+
+    # ----------------------------------------------------------------- 4. steps
+    def _train(self) -> Iterator[Event]:
+        """Run the remaining steps; returns 'finished' or 'cancelled'."""
+        p, spe = self._p, self.steps_per_epoch
+        yield PhaseProgress(self.run_id, "training", p.step, self.total_steps)
+        while p.step < self.total_steps:
+            epoch, done_in_epoch = divmod(p.step, spe)
+            # The epoch's order depends on seed + epoch only, so a resumed run skips exactly the batches done.
+            batches = make_batches(self.pair_lengths_train, self.batch_size, seed=self.cfg.seed + epoch)
+            for batch in batches[done_in_epoch:]:
+                if (yield from self._boundary()):
+                    return "cancelled"
+                t0 = time.perf_counter()
+                self._step([int(self.train_idx[i]) for i in batch])
+                p.step += 1
+                p.pairs_trained += len(batch)
+                if p.step % self._log_every == 0 or p.step % spe == 0:
+                    yield from self._log()
+                p.train_s += time.perf_counter() - t0
+                end_of_epoch = p.step % spe == 0
+                every = self.cfg.eval_every
+                if (every and p.step % every == 0) or (not every and end_of_epoch):
+                    if not (yield from self._evaluate(final=p.step == self.total_steps)):
+                        return "cancelled"
+                if end_of_epoch:
+                    yield from self._checkpoint()
+        if p.last_eval_step != p.step or p.unlabelled_step != p.step:
+            if not (yield from self._evaluate(final=True)):
+                return "cancelled"
+        return "finished"
+
+    @property
+    def pair_lengths_train(self) -> list[int]:
+        if not hasattr(self, "_lengths_train"):
+            # Head mode: all features are the same size, so only the seeded shuffle matters.
+            self._lengths_train = ([self.pair_lengths[i] for i in self.train_idx] if self.cfg.mode == "finetune"
+                                   else [0] * self.n_train)
+        return self._lengths_train
+
+    def _boundary(self) -> Iterator[Event]:
+        """Between two steps: wait while paused; True when the run must stop (on every rank at once)."""
+        p = self._p
+        if not self._go.is_set() and not self._cancel.is_set():
+            t0 = time.perf_counter()
+            if self._acc_steps and not self._dist.enabled:
+                yield from self._log()  # checks the loss before the weights are saved
+            if self._main:
+                self._flush_metrics()
+                yield from self._checkpoint()
+                self._project.update_run(self.run_id, status="paused")
+            yield Paused(self.run_id, p.step)
+            self._go.wait()
+            self._paused_s += time.perf_counter() - t0
+            if not self._cancel.is_set():
+                if self._main:
+                    self._project.update_run(self.run_id, status="running")
+                yield Resumed(self.run_id, p.step)
+        return distributed.any_rank(self._cancel.is_set(), self._dist, str(self._device))
+
+    def _rewards(self, index: list[int], net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r_chosen, r_rejected) of the pairs ``index``: one forward over 2B rows, split in two."""
+        if self.cfg.mode == "head":
+            idx = torch.as_tensor(index, device=self._device)
+            x = torch.cat([self.X[self.ci[idx]], self.X[self.ri[idx]]])
+            r = net(x)
+        else:
+            batch = collate_pairs([self.enc_c.input_ids[i] for i in index], [self.enc_r.input_ids[i] for i in index],
+                                  self.tokenizer.pad_token_id)
+            r = net(batch["input_ids"].to(self._device), batch["attention_mask"].to(self._device))
+        return r.float().chunk(2)
+
+    def _step(self, batch: list[int]) -> None:
+        """One optimizer step on a global batch; this rank computes its share of it."""
+        n_global = len(batch)
+        mine = distributed.shard(batch, self._dist)
+        weight = float(self._dist.world_size) / n_global  # DDP averages over ranks: this makes it a global mean
+        if not mine:  # more ranks than pairs: join the collective with a zero-weight pair
+            mine, weight = batch[:1], 0.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self._p.step, self.lr, self.warmup, self.total_steps)
+        self.scorer.train()
+        r_c, r_r = self._rewards(mine, self.net)
+        terms = _pair_terms(r_c, r_r, self.margins[mine], self.cfg.center_rewards_coefficient)
+        loss = terms.sum() * weight
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():  # accumulated on the device; read at the next log point only
+            d = (r_c - r_r).detach()
+            w = 1.0 if weight else 0.0
+            self._acc += torch.stack([x.double() for x in (
+                terms.detach().sum() / n_global, (d > 0).sum(), (d == 0).sum(), d.sum(), r_c.detach().sum(),
+                r_r.detach().sum(), d.new_tensor(float(len(mine))), grad_norm.detach() / self._dist.world_size,
+            )]) * w
+        self._acc_steps += 1
+
+    def _log(self) -> Iterator[Event]:
+        """A log point: read the accumulated metrics (summed over ranks), check them, emit them."""
+        p = self._p
+        acc = distributed.all_reduce_sum(self._acc.clone(), self._dist).tolist()
+        steps = max(1, self._acc_steps)
+        self._acc.zero_()
+        self._acc_steps = 0
+        v = dict(zip(_ACC, acc))
+        n = max(1.0, v["n"])
+        metrics = {
+            "loss": v["loss"] / steps, "accuracy": v["correct"] / n, "ties": v["ties"], "margin": v["margin"] / n,
+            "chosen_mean": v["chosen"] / n, "rejected_mean": v["rejected"] / n, "grad_norm": v["grad_norm"] / steps,
+            "learning_rate": self.optimizer.param_groups[0]["lr"],
+        }
+        if not all(math.isfinite(x) for x in (metrics["loss"], metrics["margin"], metrics["chosen_mean"])):
+            raise _Failure(
+                f"the loss became {metrics['loss']} at step {p.step}: training diverged (learning rate "
+                f"{self.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
+        epoch = p.step / self.steps_per_epoch
+        if self._main:
+            self._metric_rows.append((p.step, epoch, metrics))
+            if time.perf_counter() - self._last_flush > METRICS_FLUSH_S:
+                self._flush_metrics()
+        yield StepMetrics(self.run_id, p.step, epoch, self.total_steps, metrics, self._elapsed())
+
+    def _flush_metrics(self) -> None:
+        """Write the buffered step metrics in one transaction (one per step would be slow)."""
+        if self._metric_rows and self._main:
+            with self._project.transaction():
+                for step, epoch, metrics in self._metric_rows:
+                    self._project.add_metrics(self.run_id, step, STEP_SPLIT, metrics, epoch)
+            self._metric_rows = []
+        self._last_flush = time.perf_counter()
+
+    # ----------------------------------------------------------------- 5. evaluation
+    def _evaluate(self, final: bool) -> Iterator[Event]:
+        """Score every labelled pair (and at the end the other comparisons), store and emit them.
+        Returns False when cancelled before the labelled scores were complete."""
+        p, pairs, dist = self._p, self.pairs, self._dist
+        n = len(pairs)
+        if p.last_eval_step != p.step or not hasattr(self, "_last_scores"):
+            scores = yield from self._score_pairs(list(range(n)))
+            if scores is None:
+                return False
+            r_c, r_r = scores
+            train, val = (self._split_metrics(r_c, r_r, idx) for idx in (self.train_idx, self.val_idx))
+            split = np.where(self.is_val, "val", "train")
+            if self._main and p.last_eval_step != p.step:
+                with self._project.transaction():
+                    self._flush_metrics()
+                    self._project.add_metrics(self.run_id, p.step, "train", train, p.step / self.steps_per_epoch)
+                    self._project.add_metrics(self.run_id, p.step, "val", val, p.step / self.steps_per_epoch)
+                    self._project.add_pair_scores(self.run_id, p.step, zip(
+                        pairs.comparison_ids.tolist(), split.tolist(), pairs.choices, r_c.tolist(), r_r.tolist()))
+            p.last_eval_step, p.train_metrics, p.val_metrics = p.step, train, val
+            self._last_scores = (pairs.comparison_ids, split, r_c, r_r)
+        cids, split, r_c, r_r = self._last_scores
+        if final and p.unlabelled_step != p.step:
+            unl = yield from self._score_unlabelled()
+            if unl is not None:
+                u_ids, r_a, r_b = unl
+                if self._main and len(u_ids):
+                    self._project.add_pair_scores(self.run_id, p.step, zip(
+                        u_ids.tolist(), ["unlabelled"] * len(u_ids), ["a"] * len(u_ids), r_a.tolist(), r_b.tolist()))
+                p.unlabelled_step, p.n_unlabelled = p.step, len(u_ids)
+                cids = np.concatenate([cids, u_ids])
+                split = np.concatenate([split, np.full(len(u_ids), "unlabelled")])
+                r_c, r_r = np.concatenate([r_c, r_a]), np.concatenate([r_r, r_b])
+        yield Evaluation(self.run_id, p.step, p.step / self.steps_per_epoch, dict(p.train_metrics),
+                         dict(p.val_metrics), np.asarray(cids), np.asarray(split), np.asarray(r_c), np.asarray(r_r))
+        return not (final and p.unlabelled_step != p.step)
+
+    def _split_metrics(self, r_c: np.ndarray, r_r: np.ndarray, idx: np.ndarray) -> dict[str, float]:
+        _, metrics = pairwise_loss(torch.from_numpy(r_c[idx]), torch.from_numpy(r_r[idx]),
+                                   self.margins[torch.as_tensor(idx)].cpu().double(),
+                                   self.cfg.center_rewards_coefficient)
+        return metrics
+
+    def _score_pairs(self, index: list[int]) -> Iterator[Event]:
+        """(r_chosen, r_rejected) as float64 numpy arrays for pairs ``index``, or None when cancelled."""
+        if self.cfg.mode == "head":
+            yield PhaseProgress(self.run_id, "evaluating", 0, len(index))
+            with torch.no_grad():
+                idx = torch.as_tensor(index, dtype=torch.long, device=self._device)
+                r_c = self.scorer(self.X[self.ci[idx]]).double().cpu().numpy()
+                r_r = self.scorer(self.X[self.ri[idx]]).double().cpu().numpy()
+            yield PhaseProgress(self.run_id, "evaluating", len(index), len(index))
+            return r_c, r_r
+        return (yield from self._score_tokens([self.enc_c.input_ids[i] for i in index],
+                                              [self.enc_r.input_ids[i] for i in index]))
+
+    def _score_tokens(self, a_ids: list[list[int]], b_ids: list[list[int]]) -> Iterator[Event]:
+        """Fine-tune mode: rewards of token sequences in length-sorted batches, split across ranks."""
+        dist = self._dist
+        lengths = [max(len(a), len(b)) for a, b in zip(a_ids, b_ids)]
+        batches = make_batches(lengths, max(2 * self.cfg.batch_size, 16), shuffle=False)
+        mine = batches[dist.rank::dist.world_size]
+        out_a, out_b = np.zeros(len(a_ids)), np.zeros(len(a_ids))
+        self.model.eval()
+        try:
+            yield PhaseProgress(self.run_id, "evaluating", 0, len(batches))
+            for k, batch in enumerate(mine):
+                if not dist.enabled and self._cancel.is_set():
+                    return None
+                b = collate_pairs([a_ids[i] for i in batch], [b_ids[i] for i in batch], self.tokenizer.pad_token_id)
+                with torch.no_grad():
+                    r = self.model(b["input_ids"].to(self._device), b["attention_mask"].to(self._device))
+                ra, rb = r.double().cpu().numpy().reshape(2, -1)
+                out_a[batch], out_b[batch] = ra, rb
+                yield PhaseProgress(self.run_id, "evaluating", min(len(batches), (k + 1) * dist.world_size),
+                                    len(batches))
+        finally:
+            self.model.train()
+        if dist.enabled:
+            for part, (pa, pb) in zip(batches_by_rank(batches, dist.world_size),
+                                      distributed.all_gather_objects((out_a, out_b), dist)):
+                out_a[part], out_b[part] = pa[part], pb[part]
+            yield PhaseProgress(self.run_id, "evaluating", len(batches), len(batches))
+        return out_a, out_b
+
+    def _score_unlabelled(self) -> Iterator[Event]:
+        """(comparison ids, r_a, r_b) of every comparison that is not a training pair, or None when cancelled."""
+        unl = data.unlabelled_from_frame(self._project.comparisons_frame(), self.pairs.comparison_ids.tolist())
+        if not len(unl):
+            return unl.comparison_ids, np.zeros(0), np.zeros(0)
+        enc_a = data.encode_sides(self.encoder, unl.prompts, unl.response_a)
+        enc_b = data.encode_sides(self.encoder, unl.prompts, unl.response_b)
+        if self.cfg.mode == "head":
+            features = yield from self._embed(enc_a.texts + enc_b.texts, enc_a.input_ids + enc_b.input_ids)
+            if features is None:
+                return None
+            H, rows = features
+            X = self._head_input(H)
+            n = len(unl)
+            with torch.no_grad():
+                r_a = self.scorer(X[torch.as_tensor(rows[:n], device=self._device)]).double().cpu().numpy()
+                r_b = self.scorer(X[torch.as_tensor(rows[n:], device=self._device)]).double().cpu().numpy()
+            return unl.comparison_ids, r_a, r_b
+        scores = yield from self._score_tokens(enc_a.input_ids, enc_b.input_ids)
+        if scores is None:
+            return None
+        return unl.comparison_ids, scores[0], scores[1]
+
+    # ----------------------------------------------------------------- 6. checkpoints and the end
+    def _checkpoint(self) -> Iterator[Event]:
+        p = self._p
+        if not self._main or p.last_ckpt_step == p.step:
+            return
+        self._flush_metrics()
+        state = {
+            "run_id": self.run_id, "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+            "epoch": p.step / self.steps_per_epoch, "batch_size": self.batch_size, "config": self.cfg.to_dict(),
+            "snapshot": self.snapshot, "elapsed_s": self._elapsed(), "train_s": p.train_s,
+            "pairs_trained": p.pairs_trained, "last_eval_step": p.last_eval_step,
+            "unlabelled_step": p.unlabelled_step, "train_metrics": p.train_metrics, "val_metrics": p.val_metrics,
+            "n_unlabelled": p.n_unlabelled,
+        }
+        path = checkpoint.save(self._project.checkpoint_dir(self.run_id), p.step,
+                               checkpoint.trainable_state(self.model), self.optimizer, state)
+        p.last_ckpt_step = p.step
+        yield CheckpointSaved(self.run_id, p.step, str(path))
+
+    def _stop(self, status: str) -> Iterator[Event]:
+        """Finish ('finished') or stop ('cancelled'): log what is pending, checkpoint, store the summary."""
+        if self._acc_steps:
+            yield from self._log()
+        yield from self._checkpoint()
+        summary = self._summary(status)
+        if self._main:
+            self._flush_metrics()
+            self._project.update_run(self.run_id, status=status, summary=summary,
+                                     message="" if status == "finished" else f"cancelled at step {self._p.step}")
+        distributed.barrier(self._dist)
+        yield Finished(self.run_id, status, summary)
+
+    def _abandon(self, message: str) -> None:
+        """The generator was closed mid-run: checkpoint if the state is whole, mark the run cancelled."""
+        if not self._main or self.run_id is None:
+            return
+        try:
+            if self._ready:
+                for _ in self._checkpoint():
+                    pass
+            self._flush_metrics()
+            self._project.update_run(self.run_id, status="cancelled", message=message,
+                                     summary=self._summary("cancelled") if self._ready else None)
+        except Exception:  # noqa: BLE001 - best effort while the caller is going away
+            pass
+
+    def _mark(self, status: str, message: str) -> None:
+        if self._main and self.run_id is not None:
+            try:
+                self._flush_metrics()
+                self._project.update_run(self.run_id, status=status, message=message)
+            except Exception:  # noqa: BLE001 - never hide the error being reported
+                pass
+
+    def _elapsed(self) -> float:
+        """Seconds this run has taken, earlier sessions included, pauses not."""
+        return self._p.elapsed_s + time.perf_counter() - self._t_session - self._paused_s
+
+    def _summary(self, status: str) -> dict[str, Any]:
+        p = self._p
+        val, train = p.val_metrics, p.train_metrics
+        elapsed = self._elapsed()
+        return {
+            "status": status,
+            "val_accuracy": val.get("accuracy"), "val_loss": val.get("loss"), "val_ties": val.get("ties"),
+            "train_accuracy": train.get("accuracy"), "train_loss": train.get("loss"),
+            "n_train": self.n_train, "n_val": self.n_val, "n_overlong": self.n_overlong,
+            "n_unlabelled_scored": p.n_unlabelled,
+            "steps": p.step, "total_steps": self.total_steps, "epochs": self.epochs, "batch_size": self.batch_size,
+            "learning_rate": self.lr, "time_s": round(elapsed, 3), "train_s": round(p.train_s, 3),
+            "training_phase_s": round(time.perf_counter() - self._phase_start, 3)
+            if hasattr(self, "_phase_start") else None,
+            "pairs_per_s": round(p.pairs_trained / p.train_s, 2) if p.train_s > 0 else None,
+            "embedded_texts": getattr(self, "embedded_texts", 0), "cached_texts": getattr(self, "cached_texts", 0),
+            "embed_s": round(getattr(self, "embed_s", 0.0), 3), "resumed_from_step": self.resumed_from,
+            "device": str(self._device), "world_size": self._dist.world_size,
+        }
+
+
+def batches_by_rank(batches: list[list[int]], world: int) -> list[list[int]]:
+    """The pair indices each rank scored when rank r took batches r, r + world, ..."""
+    return [[i for b in batches[r::world] for i in b] for r in range(world)]
+
+
+def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from workbench.training.model import pad_batch
+
+    return pad_batch(seqs, pad_id)
+
+
+def _truncate_run(project: Project, run_id: int, step: int) -> None:
+    """Forget what a killed process wrote after its last checkpoint, so a resumed run continues one curve.
+    (The store has no API for this yet; see the trainer's report.)"""
+    with project.transaction():
+        project.conn.execute("DELETE FROM run_metrics WHERE run_id = ? AND step > ?", (run_id, step))
+        project.conn.execute("DELETE FROM pair_scores WHERE run_id = ? AND step > ?", (run_id, step))
