@@ -74,6 +74,21 @@ def ms(seconds: list[float]) -> dict[str, float]:
             "max": round(max(v), 3)}
 
 
+def fsync_probe(work: Path, n: int = 200) -> dict[str, float]:
+    """Time ``n`` fsyncs of a one-byte append to a small file."""
+    probe = work / "fsync-probe"
+    times = []
+    with open(probe, "wb") as fh:
+        for _ in range(n):
+            fh.write(b"x")
+            fh.flush()
+            t = time.perf_counter()
+            os.fsync(fh.fileno())
+            times.append(time.perf_counter() - t)
+    probe.unlink()
+    return ms(times)
+
+
 def do_import(project: Project, path: Path) -> tuple[float, str, dict]:
     if formats is not None and hasattr(formats, "import_file"):
         t0 = time.perf_counter()
@@ -173,6 +188,13 @@ def main() -> None:
     # queue is scanned to its end once before the annotator's own phase answers.
     project.annotator_id("cold")
     project.close()
+
+    # What one fsync costs on this disk now: a FULL commit is about this plus ~0.05 ms. On a shared VM it
+    # swings between ~0.15 ms and ~4 ms as other work writes to the same disk; the probe tells such a
+    # period apart from a slower store.
+    out["fsync_before_ms"] = fsync_probe(work)
+    print(f"fsync of a small file, before the judgments: {out['fsync_before_ms']}")
+
     project = Project.open(work / "bench.wbp")
     t0 = time.perf_counter()
     project.next_comparison("cold", "new")
@@ -238,6 +260,8 @@ def main() -> None:
     print(f"baseline record_judgment x{args.baseline_judgments:,}: synchronous={other} "
           f"{out[f'judgment_ms_{other.lower()}']}; synchronous={store_module.SYNCHRONOUS} "
           f"{out[f'judgment_ms_{store_module.SYNCHRONOUS.lower()}_same_phase']}")
+    out["fsync_after_ms"] = fsync_probe(work)
+    print(f"fsync of a small file, after the judgments: {out['fsync_after_ms']}")
     out["integrity"] = project.integrity_check()
     out["load_after"] = round(os.getloadavg()[0], 2)
     out["db_mb"] = round(os.path.getsize(work / "bench.wbp") / 1e6, 1)
@@ -268,6 +292,8 @@ def main() -> None:
     print(f"| Next comparison, first call of a connection (new / uncertain) | {out['next_cold_ms']:.0f} / "
           f"{out['next_uncertain_cold_ms']:.0f} ms | — |")
     print(f"| Undo | {out['undo_mean_ms']:.2f} ms | — |")
+    print(f"| (disk) one fsync, p50 before / after | {out['fsync_before_ms']['p50']:.2f} / "
+          f"{out['fsync_after_ms']['p50']:.2f} ms | — |")
     print(json.dumps(out))
     tmp.cleanup()
 

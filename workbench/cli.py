@@ -25,7 +25,12 @@ import traceback
 from workbench import __version__
 
 #: In priority order: the first module to register a command name owns it.
-COMMAND_MODULES = ("workbench.ui.commands", "workbench.training.commands", "workbench.core.commands")
+COMMAND_MODULES = (
+    "workbench.ui.commands",
+    "workbench.training.commands",
+    "workbench.core.commands",
+    "workbench.core.team_commands",
+)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL_ERROR = 70

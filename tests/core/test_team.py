@@ -471,7 +471,7 @@ def test_bias_report_by_hand(tmp_path):
 
 
 def test_team_statistics_is_json(team_project):
-    stats = team_commands.team_statistics(team_project)
+    stats = team.team_statistics(team_project)
     assert set(stats) == {"agreement", "bias"}
     json.dumps(stats, allow_nan=False)
     text = team.format_team_statistics(stats)

@@ -112,12 +112,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from workbench.core.team import format_team_statistics, team_statistics
+
     with _open_existing(args.project) as project:
         stats = project.statistics()
+        team = team_statistics(project)
     if args.json:
-        print(json.dumps(stats, indent=2, ensure_ascii=False, default=str))
+        print(json.dumps({**stats, **team}, indent=2, ensure_ascii=False, default=str))
     else:
         print(format_statistics(stats))
+        print(format_team_statistics(team))
     return 0
 
 

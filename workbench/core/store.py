@@ -39,12 +39,14 @@ _ORDER_KEYS = {"new": ("id",), "random": ("rand_key", "id"), "prompt": ("prompt_
 
 #: ``PRAGMA synchronous`` of every connection. With WAL, FULL fsyncs the WAL at every commit, so a judgment
 #: is on disk when ``record_judgment`` returns: it survives a killed process *and* a power cut or OS crash.
-#: NORMAL fsyncs only at checkpoints: a killed app still loses nothing (the committed WAL frames are in the
-#: OS's page cache and are replayed on the next open), but a power cut can take back the last commits
-#: (never corrupting the file). Measured by benchmarks/bench_store.py on the development VM, 100,000
-#: comparisons: FULL 0.22 ms mean / 0.9 ms p99 per judgment, NORMAL 0.06 / 0.3 ms; the target is p99
-#: <= 5 ms, so FULL stays. A laptop SSD's fsync costs about 0.1-2 ms, a spinning disk's about 10 ms: on such
-#: a disk NORMAL would be the setting that keeps the target, at the cost just described.
+#: NORMAL fsyncs only at checkpoints (about every 1,000 pages, i.e. every ~200 judgments): a killed app still
+#: loses nothing (committed WAL frames are in the OS page cache and are replayed on the next open), but a
+#: power cut or OS crash can take back everything since the last checkpoint (the file stays consistent).
+#: Measured by benchmarks/bench_store.py on the shared development VM, 100,000 comparisons: FULL 0.2-0.3 ms
+#: mean and 0.4-1.7 ms p99 per judgment while an fsync costs ~0.2 ms; NORMAL 0.05 ms mean, 0.25-0.3 ms p99.
+#: When other work loads the same disk an fsync costs ~4 ms for a while and FULL's p99 goes to 6-8 ms. FULL
+#: stays: the p99 target (5 ms) holds on an unloaded disk, a person cannot see a few ms, and a dead laptop
+#: battery should not cost an annotator the last ~200 judgments.
 SYNCHRONOUS = "FULL"
 _QUEUE_EPOCH = "queue_epoch"
 _SKIP_EPOCH = "skip_epoch:"
@@ -360,9 +362,15 @@ class Project:
             new_comparisons: list[tuple] = []
             labels: list[tuple[int, str, str, int | None, str]] = []  # (comparison, choice, annotator, strength, note)
 
+            seen_prompts: dict[str, tuple[int, str]] = {}  # a prompt shared by several pairs is hashed once
+
             def prompt_id_of(prompt: Text, metadata: dict) -> tuple[int, str]:
                 nonlocal next_prompt
-                h = prompt_hash(prompt)
+                key = prompt.key
+                known = seen_prompts.get(key)
+                if known is not None:
+                    return known
+                h = content_hash("prompt", key)
                 pid = prompt_ids.get(h)
                 if pid is None:
                     pid = prompt_ids[h] = next_prompt
@@ -370,6 +378,7 @@ class Project:
                     new_prompts.append(
                         (pid, h, prompt.text, _json_or_none(prompt.messages), _json(metadata), source, now)
                     )
+                seen_prompts[key] = (pid, h)
                 return pid, h
 
             def response_id_of(pid: int, p_hash: str, response: Text) -> tuple[int, str]:

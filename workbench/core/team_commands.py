@@ -1,4 +1,4 @@
-"""The team subcommand of ``workbench``: merge. Also ``team_statistics`` for ``workbench stats --json``.
+"""The team subcommand of ``workbench``: merge.
 
 Like ``workbench.core.commands``, handlers import the store (and so pandas) only when they run, and raise
 user errors (ProjectError, ValueError, OSError) for ``workbench.cli`` to print as one line.
@@ -7,7 +7,6 @@ user errors (ProjectError, ValueError, OSError) for ``workbench.cli`` to print a
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
 def register(subparsers) -> None:
@@ -29,9 +28,3 @@ def cmd_merge(args: argparse.Namespace) -> int:
     print(summary.line())
     return 0
 
-
-def team_statistics(project) -> dict[str, Any]:
-    """{"agreement": ..., "bias": ...} of an open project, to merge into ``workbench stats --json``."""
-    from workbench.core.team import team_statistics as compute
-
-    return compute(project)

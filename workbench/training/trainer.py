@@ -190,18 +190,22 @@ class Trainer:
         try:
             self._project = Project.open(self.project_path)
         except ProjectError as exc:
-            yield Failed(None, str(exc), "choose an existing project file")
+            yield Failed(None, str(exc), "choose an existing project file (or create one by importing data)")
             return
         self._dist = distributed.SINGLE
         self._ready = False  # training state exists, so a checkpoint can be written
+        self._over = False  # the last event (Finished or Failed) has been produced
         try:
             yield from self._run()
         except _Failure as f:
             self._mark(status="failed", message=f.message)
+            self._over = True
             yield Failed(self.run_id, f.message, f.hint)
         except GeneratorExit:
-            # The consumer stopped iterating (e.g. the window closed): keep a resumable state.
-            self._abandon("stopped by the caller")
+            # The consumer stopped iterating (e.g. the window closed): keep a resumable state. (Closing
+            # after the last event, Finished or Failed, changes nothing.)
+            if not self._over:
+                self._abandon("stopped by the caller")
             raise
         except KeyboardInterrupt:
             self._mark(status="cancelled", message="interrupted; resume from the last checkpoint")
@@ -209,6 +213,7 @@ class Trainer:
         except _OOM as exc:
             message = f"out of memory: {str(exc).splitlines()[0]}"
             self._mark(status="failed", message=message)
+            self._over = True
             yield Failed(self.run_id, message, "lower batch_size or max_length, or use head mode or LoRA")
         except BaseException as exc:
             self._mark(status="failed", message=f"{type(exc).__name__}: {exc}")
@@ -738,6 +743,7 @@ class Trainer:
             self._project.update_run(self.run_id, status=status, summary=summary,
                                      message="" if status == "finished" else f"cancelled at step {self._p.step}")
         distributed.barrier(self._dist)
+        self._over = True
         yield Finished(self.run_id, status, summary)
 
     def _abandon(self, message: str) -> None:

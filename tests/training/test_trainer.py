@@ -1,0 +1,441 @@
+"""The trainer: learning, events, stored results, controls, failures, head-mode caching and speed."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from training_helpers import collect, comparable_metrics, make_project, synthetic_records
+
+from workbench.core.records import PairRecord, Text
+from workbench.core.store import Project
+from workbench.training import checkpoint, data
+from workbench.training.config import TrainConfig
+from workbench.training.events import (
+    CheckpointSaved,
+    Evaluation,
+    Failed,
+    Finished,
+    Paused,
+    PhaseProgress,
+    Resumed,
+    RunStarted,
+    StepMetrics,
+)
+from workbench.training.loss import pairwise_loss
+from workbench.training.trainer import Trainer, _pair_terms, head_batch_size, lr_at
+
+# Settings under which the tiny random BERT learns the keyword task in a fraction of a second.
+FT = dict(mode="finetune", learning_rate=5e-3, epochs=4)
+HEAD = dict(mode="head", learning_rate=3e-2, epochs=30)
+
+
+@pytest.fixture
+def learnable(tmp_path):
+    """48 labelled pairs over 24 prompts: the chosen response says "excellent", the rejected one never."""
+    return make_project(tmp_path / "learn.wbp")
+
+
+def names(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+def one(events, kind):
+    found = [e for e in events if isinstance(e, kind)]
+    assert len(found) == 1, names(events)
+    return found[0]
+
+
+# --------------------------------------------------------------------- learning
+def test_finetune_learns_and_changes_the_backbone(learnable, tiny_bert_dir):
+    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, **FT)))
+    done = events[-1]
+    assert isinstance(done, Finished) and done.status == "finished", events[-1]
+    assert done.summary["val_accuracy"] > 0.9 and done.summary["train_accuracy"] > 0.9
+    steps = [e for e in events if isinstance(e, StepMetrics)]
+    assert steps[-1].metrics["loss"] < steps[0].metrics["loss"] - 0.05  # the loss moved, not only the sign
+
+    saved = load_file(str(checkpoint.latest(Project.open(learnable).checkpoint_dir(done.run_id)) / "model.safetensors"))
+    original = load_file(f"{tiny_bert_dir}/model.safetensors")
+    name = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.allclose(saved[f"backbone.{name}"], original[name])  # the backbone was trained
+    assert saved["head.out.weight"].abs().sum() > 0  # the head left its zero initialisation
+
+
+def test_head_mode_learns_on_cached_embeddings_and_never_embeds_twice(learnable, tiny_bert_dir):
+    config = TrainConfig(backbone=tiny_bert_dir, **HEAD)
+    first = collect(Trainer(learnable, config))
+    done = first[-1]
+    assert isinstance(done, Finished), done
+    assert done.summary["val_accuracy"] > 0.9
+    assert done.summary["embedded_texts"] == 96 and done.summary["cached_texts"] == 0  # 48 pairs x 2 texts
+    assert [e.phase for e in first if isinstance(e, PhaseProgress)][0] == "embedding"
+
+    second = collect(Trainer(learnable, config))
+    assert second[-1].summary["embedded_texts"] == 0 and second[-1].summary["cached_texts"] == 96
+    assert not [e for e in second if isinstance(e, PhaseProgress) and e.phase == "embedding"]
+    # Only the head is trained and saved; the frozen backbone is not in the checkpoint.
+    with Project.open(learnable) as p:
+        saved = load_file(str(checkpoint.latest(p.checkpoint_dir(done.run_id)) / "model.safetensors"))
+        assert set(saved) == {"head.out.weight", "head.out.bias"}
+        # The same features give the same result: the second run is the first one again.
+        assert p.pair_scores(1).equals(p.pair_scores(2))
+
+
+def test_the_embedding_cache_key_follows_backbone_pooling_and_max_length(learnable, tiny_bert_dir):
+    collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, **HEAD)))
+    other = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, max_length=64, **HEAD)))
+    assert other[-1].summary["embedded_texts"] == 96  # another max_length: other vectors
+    key = data.embedding_key(tiny_bert_dir, "first_token", 256)
+    assert key != data.embedding_key(tiny_bert_dir, "first_token", 64)
+    assert key != data.embedding_key(tiny_bert_dir, "last_token", 256)
+
+
+def test_lora_trains_adapters_and_head_only(learnable, tiny_bert_dir):
+    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, lora=True, mode="finetune",
+                                                    learning_rate=2e-2, epochs=4)))
+    assert isinstance(events[-1], Finished), events[-1]
+    assert events[-1].summary["val_accuracy"] > 0.9
+    with Project.open(learnable) as p:
+        saved = load_file(str(checkpoint.latest(p.checkpoint_dir(events[-1].run_id)) / "model.safetensors"))
+    assert saved and all("lora_" in k or k.startswith("head.") for k in saved)
+
+
+@pytest.mark.parametrize("mode", ["finetune", "head"])
+def test_decoder_backbones_train(learnable, tiny_gpt2_dir, tiny_llama_dir, mode):
+    for folder in (tiny_gpt2_dir, tiny_llama_dir):
+        events = collect(Trainer(learnable, TrainConfig(backbone=folder, mode=mode, epochs=1)))
+        assert isinstance(events[-1], Finished), events[-1]
+
+
+def test_determinism_same_seed_same_run(learnable, tiny_bert_dir):
+    config = TrainConfig(backbone=tiny_bert_dir, **FT)  # tiny BERT has dropout: the RNG is seeded too
+    a, b = (collect(Trainer(learnable, config))[-1] for _ in range(2))
+    c = collect(Trainer(learnable, config.replace(seed=1)))[-1]
+    assert comparable_metrics(learnable, a.run_id) == comparable_metrics(learnable, b.run_id)
+    with Project.open(learnable) as p:
+        assert p.pair_scores(a.run_id).equals(p.pair_scores(b.run_id))
+        assert not p.pair_scores(a.run_id)["margin"].equals(p.pair_scores(c.run_id)["margin"])
+
+
+# --------------------------------------------------------------------- events and stored results
+def test_events_come_in_order_and_results_are_stored(learnable, tiny_bert_dir):
+    config = TrainConfig(backbone=tiny_bert_dir, **FT)
+    events = collect(Trainer(learnable, config))
+    started, done = events[0], events[-1]
+    assert isinstance(started, RunStarted) and isinstance(done, Finished)
+    assert started.n_train + started.n_val == 48 and started.total_steps == 4 * math.ceil(started.n_train / 8)
+    assert started.details["batch_size"] == 8 and started.details["learning_rate"] == 5e-3
+    assert all(not isinstance(e, (RunStarted, Finished, Failed)) for e in events[1:-1])
+    assert {e.phase for e in events if isinstance(e, PhaseProgress)} == {"training", "evaluating"}
+
+    steps = [e.step for e in events if isinstance(e, StepMetrics)]
+    assert steps == list(range(1, started.total_steps + 1))  # on the CPU every step is a log point
+    per_epoch = started.total_steps // 4
+    evals = [e for e in events if isinstance(e, Evaluation)]
+    saves = [e for e in events if isinstance(e, CheckpointSaved)]
+    assert [e.step for e in evals] == [e.step for e in saves] == [per_epoch * k for k in (1, 2, 3, 4)]
+    for ev, save in zip(evals, saves):  # each epoch: its last step, then the evaluation, then the checkpoint
+        assert events.index(ev) < events.index(save)
+        assert isinstance(events[events.index(ev) - 1], PhaseProgress)
+    last = evals[-1]
+    assert set(last.split) == {"train", "val"} and len(last.comparison_ids) == 48
+    assert isinstance(last.r_chosen, np.ndarray) and last.margins.shape == (48,)
+    assert last.val["accuracy"] == done.summary["val_accuracy"]
+
+    with Project.open(learnable) as p:
+        run = p.run(done.run_id)
+        assert run["status"] == "finished" and run["config"] == config.to_dict()
+        s = run["summary"]
+        for key in ("val_accuracy", "time_s", "pairs_per_s", "n_overlong", "n_train", "n_val"):
+            assert s[key] is not None, key
+        # The data snapshot names the judgments the run saw.
+        assert sorted(run["data_snapshot"]["judgment_ids"]) == sorted(p.training_pairs()["judgment_id"])
+        metrics = p.run_metrics(done.run_id)
+        assert set(metrics["split"]) == {"train", "val", "train_step"}
+        val = metrics[(metrics["split"] == "val") & (metrics["name"] == "accuracy")]
+        assert list(val["step"]) == [e.step for e in evals]
+        assert set(metrics[metrics["split"] == "train_step"]["step"]) == set(steps)
+        scores = p.pair_scores(done.run_id)
+        assert len(scores) == 48 and set(scores["split"]) == {"train", "val"}
+        assert np.allclose(scores.sort_values("comparison_id")["margin"],
+                           last.margins[np.argsort(last.comparison_ids)])
+        choice = p.training_pairs().set_index("comparison_id")["choice"]
+        assert (scores["chosen"].to_numpy() == choice.loc[scores["comparison_id"]].to_numpy()).all()
+
+
+def test_eval_every_steps_and_the_end(learnable, tiny_bert_dir):
+    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=1,
+                                                    eval_every=2)))
+    total = events[0].total_steps
+    expected = sorted(set(range(2, total + 1, 2)) | {total})
+    assert [e.step for e in events if isinstance(e, Evaluation)] == expected
+
+
+def test_unlabelled_comparisons_are_scored_at_the_end(tmp_path, tiny_bert_dir):
+    path = make_project(tmp_path / "u.wbp", unlabelled=1)  # 24 comparisons with no label
+    for mode in ("head", "finetune"):
+        events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode=mode, epochs=2)))
+        evals = [e for e in events if isinstance(e, Evaluation)]
+        assert "unlabelled" not in set(evals[0].split)  # only the final evaluation scores them
+        final = evals[-1]
+        unl = final.split == "unlabelled"
+        assert unl.sum() == 24 and events[-1].summary["n_unlabelled_scored"] == 24
+        with Project.open(path) as p:
+            scores = p.pair_scores(events[-1].run_id)
+            u = scores[scores["split"] == "unlabelled"]
+            assert len(u) == 24 and set(u["chosen"]) == {"a"}
+            assert np.allclose(np.sort(u["r_chosen"]), np.sort(final.r_chosen[unl]))
+
+
+# --------------------------------------------------------------------- data handling
+def test_no_prompt_is_on_both_sides_of_the_split(tmp_path, tiny_bert_dir):
+    path = make_project(tmp_path / "s.wbp", n_prompts=20, per_prompt=3)
+    events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1)))
+    with Project.open(path) as p:
+        scores = p.pair_scores(events[-1].run_id).merge(p.training_pairs()[["comparison_id", "prompt_id"]])
+    train, val = (set(scores[scores["split"] == s]["prompt_id"]) for s in ("train", "val"))
+    assert train and val and not train & val
+    assert len(val) == 4  # 20% of 20 prompts
+
+
+def test_split_by_prompt_is_seeded_stable_and_order_free():
+    keys = [f"prompt {i % 30}" for i in range(90)]
+    mask = data.split_by_prompt(keys, 0.2, seed=3)
+    assert len({k for k, v in zip(keys, mask) if v}) == 6
+    assert not {k for k, v in zip(keys, mask) if v} & {k for k, v in zip(keys, mask) if not v}
+    assert np.array_equal(mask, data.split_by_prompt(keys, 0.2, seed=3))
+    flipped = data.split_by_prompt(keys[::-1], 0.2, seed=3)[::-1]
+    assert np.array_equal(mask, flipped)
+    assert not np.array_equal(mask, data.split_by_prompt(keys, 0.2, seed=4))
+    assert data.split_by_prompt(["one", "two"], 0.1, seed=0).sum() == 1  # at least one prompt held out
+
+
+def test_ties_are_left_out_and_overlong_pairs_counted_not_dropped(tmp_path, tiny_bert_dir):
+    path = tmp_path / "t.wbp"
+    long_answer = "An excellent answer " + " ".join(["with many many words"] * 20) + "."
+    with Project.create(path) as p:
+        p.add_records(synthetic_records(12, 2, unlabelled=1), source="s")
+        p.add_records([PairRecord(Text(f"Long question {i}"), Text(long_answer + f" {i}"), Text(f"A plain one {i}."),
+                                  choice="a") for i in range(3)], source="long")
+        unlabelled = p.comparisons_frame()["comparison_id"][~p.comparisons_frame()["comparison_id"].isin(
+            p.training_pairs()["comparison_id"])].tolist()
+        for cid, choice in zip(unlabelled, ["tie", "tie", "both_bad", "skip"]):
+            p.record_judgment(cid, "ann", choice)
+        n_pairs = len(p.training_pairs())
+    assert n_pairs == 27
+    events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1, max_length=32)))
+    started, done = events[0], events[-1]
+    assert started.n_train + started.n_val == 27  # the over-length pairs are trained, the ties are not
+    assert started.n_overlong == 3 and done.summary["n_overlong"] == 3
+    with Project.open(path) as p:
+        snap = p.run(done.run_id)["data_snapshot"]
+        assert not set(snap["comparison_ids"]) & set(unlabelled[:4])
+
+
+def test_excluded_pairs_are_not_in_the_next_run(learnable, tiny_bert_dir):
+    with Project.open(learnable) as p:
+        excluded = p.training_pairs()["comparison_id"].tolist()[:2]
+        for cid in excluded:
+            p.set_mark(cid, "exclude", True)
+    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1)))
+    assert events[0].n_train + events[0].n_val == 46
+    with Project.open(learnable) as p:
+        snap = p.run(events[-1].run_id)["data_snapshot"]
+        assert not set(snap["comparison_ids"]) & set(excluded) and snap["n_excluded"] == 2
+        scores = p.pair_scores(events[-1].run_id)
+        assert set(scores[scores["comparison_id"].isin(excluded)]["split"]) == {"unlabelled"}
+
+
+# --------------------------------------------------------------------- failures
+def test_too_few_pairs_fails_with_a_hint(tmp_path, tiny_bert_dir):
+    path = make_project(tmp_path / "few.wbp", n_prompts=3, per_prompt=2)
+    events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir)))
+    assert len(events) == 1 and isinstance(events[0], Failed)
+    assert "at least 8" in events[0].message and "label at least 2 more" in events[0].hint
+    with Project.open(path) as p:
+        assert p.run(events[0].run_id)["status"] == "failed"
+
+
+def test_an_empty_validation_split_fails_with_a_hint(tmp_path, tiny_bert_dir):
+    path = make_project(tmp_path / "one.wbp", n_prompts=1, per_prompt=10)
+    events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir)))
+    assert isinstance(events[-1], Failed) and "validation split is empty" in events[-1].message
+    assert "two different prompts" in events[-1].hint
+
+
+def test_a_diverging_loss_fails_with_a_hint(learnable, tiny_bert_dir):
+    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", learning_rate=1e30)))
+    assert isinstance(events[0], RunStarted) and isinstance(events[-1], Failed)
+    assert "loss became" in events[-1].message and "lower the learning rate" in events[-1].hint
+    assert not any(isinstance(e, (Finished, CheckpointSaved)) for e in events)  # no diverged weights saved
+    with Project.open(learnable) as p:
+        run = p.run(events[-1].run_id)
+        assert run["status"] == "failed" and "loss became" in run["message"]
+
+
+def test_a_missing_backbone_or_project_fails_with_a_message(learnable, tmp_path):
+    events = collect(Trainer(learnable, TrainConfig(backbone=str(tmp_path / "nowhere"))))
+    assert isinstance(events[-1], Failed) and "neither 'minilm' nor an existing folder" in events[-1].message
+    events = collect(Trainer(tmp_path / "missing.wbp", TrainConfig()))
+    assert len(events) == 1 and isinstance(events[0], Failed) and events[0].run_id is None
+
+
+# --------------------------------------------------------------------- controls
+def _run_in_thread(trainer, on_event=None):
+    events: list = []
+    thread = threading.Thread(target=lambda: events.extend(collect(trainer, on_event)), daemon=True)
+    thread.start()
+    return thread, events
+
+
+def test_cancel_from_another_thread_stops_within_one_step(learnable, tiny_bert_dir):
+    trainer = Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=50))
+    reached = threading.Event()
+    seen_at_cancel: list[int] = []
+
+    def on_event(e):
+        if isinstance(e, StepMetrics) and e.step == 3:
+            reached.set()
+
+    thread, events = _run_in_thread(trainer, on_event)
+    assert reached.wait(30)
+    seen_at_cancel.append(trainer._p.step)  # the trainer may be inside the next step right now
+    trainer.cancel()
+    thread.join(30)
+    assert not thread.is_alive()
+    done = events[-1]
+    assert isinstance(done, Finished) and done.status == "cancelled"
+    last_step = max(e.step for e in events if isinstance(e, StepMetrics))
+    assert last_step <= seen_at_cancel[0] + 1
+    save = events[-2]
+    assert isinstance(save, CheckpointSaved) and save.step == last_step
+    with Project.open(learnable) as p:
+        assert p.run(done.run_id)["status"] == "cancelled"
+        assert checkpoint.latest(p.checkpoint_dir(done.run_id)).name == f"step-{last_step:06d}"
+
+
+def test_pause_blocks_at_a_step_boundary_until_resumed(learnable, tiny_bert_dir):
+    trainer = Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=2))
+    paused = threading.Event()
+
+    def on_event(e):
+        if isinstance(e, StepMetrics) and e.step == 2:
+            trainer.pause()
+        if isinstance(e, Paused):
+            paused.set()
+
+    thread, events = _run_in_thread(trainer, on_event)
+    assert paused.wait(30)
+    n_while_paused = len(events)
+    time.sleep(0.3)
+    assert len(events) == n_while_paused  # nothing happens while paused
+    with Project.open(learnable) as p:
+        assert p.runs()["status"].tolist() == ["paused"]
+    trainer.resume()
+    thread.join(30)
+    kinds = names(events)
+    assert kinds.index("Paused") < kinds.index("Resumed") and kinds[-1] == "Finished"
+    pause_at = one(events, Paused).step
+    assert pause_at == 2 and one(events, Resumed).step == 2
+    after = [e.step for e in events[kinds.index("Resumed"):] if isinstance(e, StepMetrics)]
+    assert after[0] == 3  # continues with the next step
+    assert events[-1].status == "finished"
+
+
+def test_cancel_while_paused(learnable, tiny_bert_dir):
+    trainer = Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=2))
+    trainer.pause()  # before the first step
+    thread, events = _run_in_thread(trainer, lambda e: trainer.cancel() if isinstance(e, Paused) else None)
+    thread.join(30)
+    assert names(events)[-1] == "Finished" and events[-1].status == "cancelled"
+    assert "Resumed" not in names(events) and not any(isinstance(e, StepMetrics) for e in events)
+
+
+def test_closing_the_generator_keeps_a_resumable_run(learnable, tiny_bert_dir):
+    gen = Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=3)).events()
+    for event in gen:
+        if isinstance(event, StepMetrics) and event.step == 7:
+            break
+    gen.close()
+    with Project.open(learnable) as p:
+        run = p.runs().iloc[-1]
+        assert run["status"] == "cancelled"
+        assert checkpoint.latest(p.checkpoint_dir(int(run["id"]))).name == "step-000007"
+
+
+# --------------------------------------------------------------------- pieces
+def test_step_loss_is_the_pairwise_loss():
+    gen = torch.Generator().manual_seed(0)
+    r_c, r_r = torch.randn(16, generator=gen), torch.randn(16, generator=gen)
+    margin = torch.rand(16, generator=gen)
+    for coef in (0.0, 0.01):
+        loss, _ = pairwise_loss(r_c, r_r, margin, coef)
+        assert torch.allclose(_pair_terms(r_c, r_r, margin, coef).mean(), loss)
+
+
+def test_learning_rate_warms_up_then_decays():
+    lrs = [lr_at(i, 1.0, 6, 100) for i in range(100)]
+    assert lrs[0] < lrs[5] < lrs[6] == 1.0 and lrs[-1] > 0
+    assert all(a >= b for a, b in zip(lrs[6:], lrs[7:]))
+    assert lr_at(0, 1.0, 0, 5) == 1.0
+
+
+def test_head_mode_batches():
+    assert head_batch_size(8, 40) == 8
+    assert head_batch_size(8, 1800) == 113
+    assert head_batch_size(8, 100_000) == 512 and head_batch_size(1024, 100) == 1024
+
+
+def test_head_mode_10_epochs_over_10000_cached_pairs_takes_at_most_3_seconds(tmp_path):
+    """The interactive default: 10 epochs over 10,000 pairs whose MiniLM embeddings are cached."""
+    from workbench.training.model import PairEncoder, bundled_minilm_path, load_tokenizer
+    from workbench.training.trainer import warm_up_torch
+
+    path = tmp_path / "big.wbp"
+    rng = np.random.default_rng(0)
+    with Project.create(path) as p:
+        p.add_records([PairRecord(Text(f"Prompt {i % 2500}: say something."), Text(f"A good answer {i}."),
+                                  Text(f"A bad answer {i}."), choice="ab"[i % 2]) for i in range(10_000)], source="s")
+        pairs = data.pairs_from_frame(p.training_pairs())
+        model_path = bundled_minilm_path()
+        encoder = PairEncoder(load_tokenizer(model_path), 256)
+        texts = {encoder.text(pr, r)[0] for pr, c, rj in zip(pairs.prompts, pairs.chosen, pairs.rejected)
+                 for r in (c, rj)}
+        p.store_embeddings(data.embedding_key(model_path, "first_token", 256),
+                           {data.text_hash(t): rng.standard_normal(384).astype(np.float32) for t in texts})
+    warm_up_torch()  # the one-time optimizer import is not the trainer's time
+    events = collect(Trainer(path, TrainConfig(mode="head", epochs=10)))
+    done = events[-1]
+    assert isinstance(done, Finished) and done.summary["embedded_texts"] == 0
+    assert done.summary["steps"] == 10 * math.ceil(8000 / done.summary["batch_size"])
+    print(f"head mode, 10 epochs x 10,000 cached pairs: training phase {done.summary['training_phase_s']:.2f} s "
+          f"(steps {done.summary['train_s']:.2f} s), whole run {done.summary['time_s']:.2f} s")
+    # Steps, an evaluation with 10,000 per-pair scores and a checkpoint each epoch.
+    assert done.summary["training_phase_s"] <= 3.0
+
+
+def test_real_minilm_head_mode_learns_a_small_project(tmp_path):
+    """The bundled MiniLM, frozen: 40 pairs embedded once, then a linear head."""
+    path = make_project(tmp_path / "m.wbp", n_prompts=20, per_prompt=2)
+    started = time.perf_counter()
+    events = collect(Trainer(path, TrainConfig(mode="head", epochs=30, learning_rate=1e-2)))
+    done = events[-1]
+    assert isinstance(done, Finished), done
+    assert done.summary["embedded_texts"] == 80 and done.summary["val_accuracy"] > 0.9
+    assert time.perf_counter() - started < 30
+
+
+def test_closing_the_generator_after_the_last_event_changes_nothing(learnable, tiny_bert_dir):
+    gen = Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1)).events()
+    for event in gen:
+        if isinstance(event, Finished):
+            break
+    gen.close()  # e.g. the CLI returns as soon as it sees Finished
+    with Project.open(learnable) as p:
+        assert p.runs()["status"].tolist() == ["finished"]
