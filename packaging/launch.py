@@ -1,4 +1,4 @@
-"""Entry point of the PyInstaller bundle: ``workbench.cli.main`` with two packaging-only additions.
+"""Entry point of the PyInstaller bundle: ``workbench.cli.main`` with three packaging-only additions.
 
 * The window icon. When the app itself sets none (``QApplication.windowIcon()`` is null), the bundle
   sets the one from ``resources/icons`` so the window, the task bar and Alt+Tab show it. Once
@@ -9,8 +9,10 @@
   the window could not be grabbed or saved, 4 when no window appeared within ``WORKBENCH_SMOKE_TIMEOUT_S``
   (default 60). It prints ``smoke-test: painted after N ms`` (from process start to the first paint of
   the main window) and ``smoke-test: title ...``.
+* ``preference-workbench PATH.wbp`` (one argument that is a project path, as the .desktop entry's
+  ``Exec=... %f`` passes it) opens that project: ``gui --project PATH``.
 
-Both hooks wrap ``workbench.ui.app.create_app``; the app's code is not changed. Everything else
+The first two wrap ``workbench.ui.app.create_app``; the app's code is not changed. Everything else
 (subcommands, exit codes) is the ``workbench`` command's.
 """
 
@@ -97,7 +99,7 @@ def _arm_smoke_test(app, shot: str) -> None:
     class FirstPaint(QObject):
         """Notes when a main window is first painted, then schedules the grab ``delay_ms`` later."""
 
-        def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        def eventFilter(self, obj, event):  # Qt calls it by this name
             if (state["painted_ms"] is None and event.type() == QEvent.Type.Paint
                     and isinstance(obj, QWidget) and isinstance(obj.window(), QMainWindow)):
                 state["painted_ms"] = _ms_since_process_start()
@@ -143,6 +145,8 @@ def main() -> int:
     multiprocessing.freeze_support()  # a frozen child process (spawn: macOS, Windows) runs its task and exits
 
     argv = sys.argv[1:]
+    if len(argv) == 1 and (argv[0].endswith(".wbp") or os.sep in argv[0]) and not argv[0].startswith("-"):
+        argv = ["gui", "--project", argv[0]]  # the .desktop entry's "Exec=... %f", a file manager's "Open with"
     smoke_shot = os.environ.get("WORKBENCH_SMOKE_TEST") or None
     if smoke_shot:
         smoke_shot = os.path.abspath(smoke_shot)

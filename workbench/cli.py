@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv[:cut] if a != "--debug"] + argv[cut:]
 
     parser, names = build_parser()
+    if len(argv) == 1 and argv[0].endswith(".wbp"):  # "workbench FILE.wbp", as a desktop entry opens a file
+        argv = ["gui", "--project", argv[0]]
     if not argv:  # no subcommand: the GUI when it is installed, else the help
         if "gui" not in names:
             parser.print_help()

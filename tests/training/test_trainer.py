@@ -82,7 +82,7 @@ def test_head_mode_learns_on_cached_embeddings_and_never_embeds_twice(learnable,
     # Only the head is trained and saved; the frozen backbone is not in the checkpoint.
     with Project.open(learnable) as p:
         saved = load_file(str(checkpoint.latest(p.checkpoint_dir(done.run_id)) / "model.safetensors"))
-        assert set(saved) == {"head.out.weight", "head.out.bias"}
+        assert set(saved) == {"head.out.weight"}  # (the bias trains only with reward centring)
         # The same features give the same result: the second run is the first one again.
         assert p.pair_scores(1).equals(p.pair_scores(2))
 
@@ -439,3 +439,17 @@ def test_closing_the_generator_after_the_last_event_changes_nothing(learnable, t
     gen.close()  # e.g. the CLI returns as soon as it sees Finished
     with Project.open(learnable) as p:
         assert p.runs()["status"].tolist() == ["finished"]
+
+
+def test_margins_from_strength_and_reward_centring(learnable, tiny_bert_dir):
+    base = TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=3, learning_rate=3e-2)
+    plain = collect(Trainer(learnable, base))[-1]
+    margin = collect(Trainer(learnable, base.replace(margin_from_strength=True, margin_scale="large")))[-1]
+    centred = collect(Trainer(learnable, base.replace(center_rewards_coefficient=0.5)))[-1]
+    # Strength margins make the same scores cost more; centring trains the output bias too.
+    assert margin.summary["train_loss"] > plain.summary["train_loss"] + 0.1
+    with Project.open(learnable) as p:
+        saved = load_file(str(checkpoint.latest(p.checkpoint_dir(centred.run_id)) / "model.safetensors"))
+        assert set(saved) == {"head.out.weight", "head.out.bias"}
+        scores = p.pair_scores(plain.run_id)
+        assert scores["r_chosen"].add(scores["r_rejected"]).abs().mean() < 1.0

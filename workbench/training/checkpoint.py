@@ -226,6 +226,7 @@ def load_trained_model(run_dir: str | Path, device: str = "cpu") -> tuple[Any, A
     """
     from workbench.training.config import TrainConfig
     from workbench.training.model import build_reward_model
+    from workbench.training.trainer import prepare_model
 
     path = latest(run_dir)
     if path is None:
@@ -235,7 +236,7 @@ def load_trained_model(run_dir: str | Path, device: str = "cpu") -> tuple[Any, A
     model, tokenizer = build_reward_model(config.backbone, config.head, seed=config.seed)
     if config.lora:
         model.apply_lora()
-    model.set_trainable(config.mode)
+    prepare_model(model, config)
     load_trainable_state(model, ckpt.model)
     model.to(device).eval()
     return model, tokenizer, config

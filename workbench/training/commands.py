@@ -70,7 +70,11 @@ def train_command(args: argparse.Namespace) -> int:
     _offline()
     import signal
 
+    import transformers
+
     from workbench.training.trainer import Trainer
+
+    transformers.utils.logging.disable_progress_bar()  # our bar is the one that matters
 
     trainer = Trainer(args.project, config, resume_run=args.resume)
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -92,6 +96,12 @@ def train_command(args: argparse.Namespace) -> int:
             code = view.show(event)
             if code is not None:
                 return code
+    except KeyboardInterrupt:
+        view.close()
+        if is_main:
+            resume = f"; resume with: workbench train --project {args.project} --resume {trainer.run_id}"
+            _error("train", "interrupted" + (resume if trainer.run_id is not None else ""))
+        return EXIT_CANCELLED
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -7,7 +7,8 @@ Views are plain widgets added with :meth:`MainWindow.add_view`. A view may defin
 - ``set_annotator(name)``: called when the annotator changes;
 - ``set_active(bool)``: called when the view is shown or hidden (keys of hidden views stay off);
 - ``save_layout()``: called before the window closes;
-- a ``message`` signal of ``str``: shown in the status bar.
+- a ``message`` signal of ``str``: shown in the status bar;
+- ``confirm_close() -> bool``: asked before the project or the window closes (False keeps it open).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
         self.label_view = LabelView()
         self.data_view = DataView()
         self._build_menus()
+        self.train_view = self.inspect_view = None
         self.add_view("Label", self.label_view)
         self.add_view("Data", self.data_view)
         self._build_status_bar()
@@ -120,6 +122,32 @@ class MainWindow(QMainWindow):
 
     def current_view(self) -> QWidget | None:
         return self.stack.currentWidget() if self.project is not None else None
+
+    def install_training_views(self) -> None:
+        """Add the Train and Inspect views (pyqtgraph) and wire them together; the app does this at start-up."""
+        from workbench.ui.inspect_view import InspectView
+        from workbench.ui.train_view import TrainView
+
+        if self.train_view is not None:
+            return
+        self.train_view, self.inspect_view = TrainView(), InspectView()
+        self.add_view("Train", self.train_view)
+        self.add_view("Inspect", self.inspect_view)
+        self.train_view.pair_requested.connect(self.show_pair)
+        self.train_view.inspect_requested.connect(lambda run_id: self.show_pair(run_id, None))
+        self.train_view.run_ended.connect(lambda _run: self.inspect_view.refresh_runs())
+        self._update_actions()
+
+    def show_pair(self, run_id: int, comparison_id: int | None) -> None:
+        """Switch to Inspect on a run (and select a pair of it)."""
+        self.show_view(self.stack.indexOf(self.inspect_view))
+        if comparison_id is None:
+            self.inspect_view.show_run(run_id)
+        else:
+            self.inspect_view.show_pair(run_id, comparison_id)
+
+    def _views_allow_close(self) -> bool:
+        return all(widget.confirm_close() for _, widget in self.views if hasattr(widget, "confirm_close"))
 
     def _on_nav_changed(self, row: int) -> None:
         if row < 0:
@@ -239,6 +267,8 @@ class MainWindow(QMainWindow):
         if self.data_view.busy():
             self.show_message("Wait for the import or export to finish (or cancel it) first.")
             return False
+        if self.project is not None and not self._views_allow_close():
+            return False
         path = Path(path).expanduser()
         if not self.ensure_annotator():
             self.show_message("A project opens once you have given your name.")
@@ -289,6 +319,8 @@ class MainWindow(QMainWindow):
             return
         if self.data_view.busy():
             self.show_message("Wait for the import or export to finish (or cancel it) first.")
+            return
+        if not self._views_allow_close():
             return
         self._set_project(None)
 
@@ -383,6 +415,9 @@ class MainWindow(QMainWindow):
                 widget.save_layout()
 
     def closeEvent(self, event):  # noqa: N802
+        if not self._views_allow_close():  # e.g. a training run the user keeps going
+            event.ignore()
+            return
         if self.data_view.busy():  # an import stops at its next check; an export runs to its end
             self.data_view.cancel_import()
             self.data_view.task.wait()

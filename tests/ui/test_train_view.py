@@ -1,0 +1,369 @@
+"""The Train view with the real trainer on a tiny BERT: signals in order, live plots that match the stored
+metrics, pause / resume / stop, failures shown as dialogs, a click on the margin plot opening Inspect,
+and closing the window during a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QMessageBox
+from train_helpers import HEAD, build_tiny_bert, make_labelled_project
+from ui_helpers import pair_records
+
+from workbench.core.store import Project
+from workbench.training import checkpoint
+from workbench.training.config import TrainConfig
+from workbench.training.events import Failed, RunStarted
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> str:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture
+def window(main_window):
+    main_window.install_training_views()
+    yield main_window
+    view = main_window.train_view
+    if view.busy():  # never leave a run (a QThread) behind, whatever the test did
+        view.stop_and_wait()
+
+
+@pytest.fixture
+def trainable(tmp_path):
+    """32 pairs over 16 prompts labelled by the tester; every 6th label is "wrong" (mispredicted later)."""
+    return make_labelled_project(tmp_path / "train.wbp", noise_every=6)
+
+
+def open_train(qtbot, window, path):
+    assert window.open_project(path)
+    view = window.train_view
+    window.show_view(window.stack.indexOf(view))
+    return view
+
+
+def start(qtbot, view, backbone: str, **settings):
+    view.form.set_config(TrainConfig(backbone=backbone, **settings))
+    spy: list = []
+    view.run_starting.connect(lambda run: run.worker.event.connect(spy.append))
+    qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
+    assert view.busy()
+    return spy
+
+
+def wait_ended(qtbot, view, timeout=60_000):
+    qtbot.waitUntil(lambda: not view.busy(), timeout=timeout)
+
+
+def names(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+# --------------------------------------------------------------------- the form
+def test_the_form_is_built_from_the_config_dataclass(qtbot, window, trainable):
+    view = open_train(qtbot, window, trainable)
+    form = view.form
+    for f in dataclasses.fields(TrainConfig):
+        assert form.editors[f.name].toolTip() == f.metadata["help"], f.name
+    assert form.config() == TrainConfig()  # defaults on screen: mode head, bundled MiniLM
+    assert form.editors["mode"].currentData() == "head" and form.backbone_edit.text() == "minilm"
+    assert not form.editors["lora"].isEnabled()  # LoRA is for fine-tuning only
+    form.editors["mode"].setCurrentIndex(form.editors["mode"].findData("finetune"))
+    assert form.editors["lora"].isEnabled() and "auto (2)" == form.editors["epochs"].specialValueText()
+    form.editors["learning_rate"].setValue(2e-5)
+    form.editors["epochs"].setValue(3)
+    form.editors["margin_from_strength"].setChecked(True)
+    cfg = form.config()
+    assert (cfg.mode, cfg.learning_rate, cfg.epochs, cfg.margin_from_strength) == ("finetune", 2e-5, 3, True)
+    form.set_config(TrainConfig(mode="head", epochs=None, learning_rate=None, seed=4))
+    assert form.config() == TrainConfig(mode="head", seed=4)
+    form.editors["val_fraction"].setValue(0.0)  # valid; a bad value is caught by TrainConfig with a message
+    form.backbone_edit.setText("   ")
+    assert form.config().backbone == "minilm"
+
+
+# --------------------------------------------------------------------- a run
+def test_a_head_run_emits_its_signals_in_order_and_fills_every_plot(qtbot, window, trainable, tiny_bert):
+    view = open_train(qtbot, window, trainable)
+    events = start(qtbot, view, tiny_bert, **HEAD)
+    wait_ended(qtbot, view)
+    seq = names(events)
+    assert seq[0] == "RunStarted" and seq[-1] == "Finished", [getattr(e, "message", "") for e in events[:3]]
+    assert seq == view.events_seen  # the view saw every event, in the order the worker sent them
+    phases = [e.phase for e in events if type(e).__name__ == "PhaseProgress"]
+    assert phases[0] == "embedding" and "training" in phases and "evaluating" in phases
+    first = {name: seq.index(name) for name in ("PhaseProgress", "StepMetrics", "Evaluation", "CheckpointSaved")}
+    assert first["PhaseProgress"] < first["StepMetrics"] < first["Evaluation"] < first["CheckpointSaved"]
+    run_id = events[0].run_id
+    assert events[-1].status == "finished" and view.shown_run_id == run_id
+
+    plots = view.plots
+    with Project.open(trainable) as p:
+        metrics = p.run_metrics(run_id)
+        scores = p.pair_scores(run_id)
+    steps = metrics[(metrics["split"] == "train_step") & (metrics["name"] == "loss")]
+    x, y = plots.train_loss.getData()
+    assert len(x) == events[0].total_steps and np.allclose(x, steps["step"]) and np.allclose(y, steps["value"])
+    x, y = plots.train_acc.getData()
+    acc = metrics[(metrics["split"] == "train_step") & (metrics["name"] == "accuracy")]
+    assert len(y) and np.allclose(y, acc["value"])
+    for item, name in ((plots.val_loss, "loss"), (plots.val_acc, "accuracy")):
+        x, y = item.getData()
+        val = metrics[(metrics["split"] == "val") & (metrics["name"] == name)]
+        assert len(y) == HEAD["epochs"] and np.allclose(x, val["step"]) and np.allclose(y, val["value"])
+    labelled = scores[scores["split"] != "unlabelled"]
+    _, counts_train = plots.hist_train.getData()
+    _, counts_val = plots.hist_val.getData()
+    assert counts_train.sum() == (labelled["split"] == "train").sum() > 0
+    assert counts_val.sum() == (labelled["split"] == "val").sum() > 0
+    x, y = plots.margin_curve.getData()
+    assert np.allclose(y, np.sort(labelled["margin"].to_numpy()))
+    wrong = int((labelled["margin"] <= 0).sum())
+    assert wrong > 0 and len(plots.wrong_points.data) == wrong  # the noisy labels are mispredicted
+    assert np.allclose(plots.chance_line.value(), np.log(2))
+    assert plots.refreshes < events[0].total_steps  # redrawn from the timer, not once per step
+
+    # The runs list shows the run; its status, mode and validation accuracy.
+    table = view.runs_table
+    assert table.rowCount() == 1
+    row = [table.item(0, c).text() for c in range(table.columnCount())]
+    assert row[:3] == [f"#{run_id}", "finished", "head"]
+    assert row[3] == f"{events[-1].summary['val_accuracy']:.3f}"
+    assert view.start_button.isEnabled() and not view.stop_button.isEnabled()
+
+
+def test_labelling_goes_on_while_a_run_trains(qtbot, window, trainable, tiny_bert):
+    with Project.open(trainable) as p:
+        p.add_records(pair_records(3, start=100), source="more.jsonl")
+    view = open_train(qtbot, window, trainable)
+    start(qtbot, view, tiny_bert, mode="finetune", learning_rate=1e-3, epochs=100)
+    qtbot.waitUntil(lambda: "StepMetrics" in view.events_seen, timeout=30_000)
+    label = window.label_view
+    window.show_view(window.stack.indexOf(label))
+    label.refresh()
+    before = window.project.counts()["judgments"]
+    assert label.current is not None
+    label.choose("left")
+    assert window.project.counts()["judgments"] == before + 1
+    assert view.busy()  # the run went on meanwhile
+    view.stop()
+    wait_ended(qtbot, view)
+
+
+# --------------------------------------------------------------------- controls
+def test_pause_stops_progress_and_resume_continues(qtbot, window, trainable, tiny_bert):
+    view = open_train(qtbot, window, trainable)
+    events = start(qtbot, view, tiny_bert, mode="finetune", learning_rate=1e-3, epochs=40)
+    qtbot.waitUntil(lambda: view.events_seen.count("StepMetrics") >= 2, timeout=30_000)
+    qtbot.mouseClick(view.pause_button, Qt.MouseButton.LeftButton)
+    assert view.pause_button.text() == "Resume"
+    qtbot.waitUntil(lambda: "Paused" in view.events_seen, timeout=10_000)
+    paused_at = [e for e in events if type(e).__name__ == "Paused"][0].step
+    n = len(view.events_seen)
+    qtbot.wait(600)
+    assert len(view.events_seen) == n  # nothing happens while paused
+    assert view.phase_label.text().startswith(f"Paused at step {paused_at}")
+    with Project.open(trainable) as p:
+        assert p.runs()["status"].tolist() == ["paused"]
+    qtbot.mouseClick(view.pause_button, Qt.MouseButton.LeftButton)  # resume
+    qtbot.waitUntil(lambda: view.events_seen.count("StepMetrics") >= paused_at + 3, timeout=30_000)
+    resumed = [e for e in events if type(e).__name__ == "Resumed"]
+    assert resumed and resumed[0].step == paused_at
+    steps = [e.step for e in events if type(e).__name__ == "StepMetrics"]
+    assert steps == list(range(1, len(steps) + 1))  # the curve goes on where it stopped
+    view.stop()
+    wait_ended(qtbot, view)
+
+
+def test_stop_ends_within_one_step_and_saves_a_checkpoint(qtbot, window, trainable, tiny_bert):
+    view = open_train(qtbot, window, trainable)
+    events = start(qtbot, view, tiny_bert, mode="finetune", learning_rate=1e-3, epochs=200)
+    qtbot.waitUntil(lambda: view.events_seen.count("StepMetrics") >= 3, timeout=30_000)
+    trainer = view.run.worker.trainer
+    at_stop = trainer._p.step  # the trainer may be inside the next step right now
+    qtbot.mouseClick(view.stop_button, Qt.MouseButton.LeftButton)
+    t0 = time.monotonic()
+    wait_ended(qtbot, view, timeout=20_000)
+    assert time.monotonic() - t0 < 10
+    done = events[-1]
+    assert type(done).__name__ == "Finished" and done.status == "cancelled"
+    last_step = max(e.step for e in events if type(e).__name__ == "StepMetrics")
+    assert last_step <= at_stop + 1
+    with Project.open(trainable) as p:
+        assert p.run(done.run_id)["status"] == "cancelled"
+        assert checkpoint.latest(p.checkpoint_dir(done.run_id)) is not None
+    assert "stopped" in view.phase_label.text()
+    # The stopped run can be resumed from the list.
+    view.select_run(done.run_id)
+    assert view.resume_button.isEnabled()
+
+
+# --------------------------------------------------------------------- failures
+def _close_error(qtbot, view, contains: str) -> None:
+    qtbot.waitUntil(lambda: view.error_box is not None and view.error_box.isVisible(), timeout=30_000)
+    box = view.error_box
+    assert contains in box.text() + "\n" + box.informativeText(), box.text()
+    box.close()
+
+
+def test_a_bad_backbone_folder_shows_a_dialog_and_the_app_keeps_working(qtbot, window, trainable, tiny_bert,
+                                                                        tmp_path):
+    view = open_train(qtbot, window, trainable)
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    start(qtbot, view, str(empty), mode="head")
+    _close_error(qtbot, view, "no config.json")
+    wait_ended(qtbot, view)
+    assert "What to do: choose another backbone" in view.error_box.informativeText()
+    with Project.open(trainable) as p:
+        assert p.runs()["status"].tolist() == ["failed"]
+    assert view.runs_table.item(0, 1).text() == "failed"
+    # The app goes on: a good run after the failed one.
+    events = start(qtbot, view, tiny_bert, **HEAD)
+    wait_ended(qtbot, view)
+    assert events[-1].status == "finished"
+
+
+def test_too_few_labelled_pairs_shows_what_to_do(qtbot, window, tmp_path, tiny_bert):
+    path = make_labelled_project(tmp_path / "few.wbp", n_prompts=2, per_prompt=2)
+    view = open_train(qtbot, window, path)
+    events = start(qtbot, view, tiny_bert, mode="head")
+    _close_error(qtbot, view, "at least 8")
+    wait_ended(qtbot, view)
+    assert names(events) == ["Failed"] and "label at least 4 more" in view.error_box.informativeText()
+    assert view.start_button.isEnabled()
+
+
+def test_a_diverging_loss_shows_a_dialog(qtbot, window, trainable, tiny_bert):
+    view = open_train(qtbot, window, trainable)
+    start(qtbot, view, tiny_bert, mode="finetune", learning_rate=1e30)
+    _close_error(qtbot, view, "loss became")
+    wait_ended(qtbot, view)
+    assert "lower the learning rate" in view.error_box.informativeText()
+
+
+def test_running_out_of_memory_in_the_worker_becomes_a_failed_run(qtbot, window, trainable, tiny_bert, monkeypatch):
+    from workbench.training import trainer as trainer_module
+
+    real = trainer_module.Trainer.events
+
+    def events(self):
+        for ev in real(self):
+            yield ev
+            if isinstance(ev, RunStarted):
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer_module.Trainer, "events", events)
+    view = open_train(qtbot, window, trainable)
+    spy = start(qtbot, view, tiny_bert, mode="finetune")
+    _close_error(qtbot, view, "out of memory")
+    wait_ended(qtbot, view)
+    assert isinstance(spy[-1], Failed) and spy[-1].run_id == spy[0].run_id
+    assert "lower batch_size" in view.error_box.informativeText()
+    with Project.open(trainable) as p:
+        assert p.run(spy[0].run_id)["status"] == "failed"
+
+
+def test_the_worker_forwards_events_synchronously_and_reports_errors(trainable, tiny_bert, monkeypatch):
+    """The worker without a thread (superqt style): run() emits one signal per event, then done."""
+    from workbench.ui.worker import TrainWorker
+
+    worker = TrainWorker(trainable, TrainConfig(backbone=tiny_bert, mode="head", epochs=1))
+    seen, done = [], []
+    worker.event.connect(seen.append)
+    worker.finished.connect(lambda ev: seen.append("finished-signal"))
+    worker.done.connect(lambda: done.append(True))
+    worker.run()
+    assert names(seen)[0] == "RunStarted" and seen[-2] == "finished-signal" and done == [True]
+
+    from workbench.training import trainer as trainer_module
+
+    def boom(self):
+        raise ValueError("something unexpected")
+        yield
+
+    monkeypatch.setattr(trainer_module.Trainer, "events", boom)
+    worker = TrainWorker(trainable, TrainConfig(backbone=tiny_bert))
+    failed = []
+    worker.failed.connect(failed.append)
+    worker.run()
+    assert len(failed) == 1 and "ValueError: something unexpected" in failed[0].message and failed[0].hint
+
+
+# --------------------------------------------------------------------- the margin plot and Inspect
+def test_a_click_on_a_mispredicted_point_opens_the_pair_in_inspect(qtbot, window, trainable, tiny_bert):
+    view = open_train(qtbot, window, trainable)
+    start(qtbot, view, tiny_bert, **HEAD)
+    wait_ended(qtbot, view)
+    plots = view.plots
+    wrong = np.flatnonzero(plots.sorted_margins <= 0)
+    assert len(wrong)
+    cid = int(plots.sorted_cids[wrong[-1]])  # the least wrong one: a point near others, still picked exactly
+    # Hover first: the label names the pair and its prompt (fetched for this one pair).
+    pos = plots.view.mapFromScene(plots.scene_pos_of(cid))
+    QTest.mouseMove(plots.view.viewport(), pos)
+    qtbot.waitUntil(lambda: plots.hover_label.isVisible(), timeout=3000)
+    assert f"#{cid}" in plots.hover_label.textItem.toPlainText()
+    assert "Question" in plots.hover_label.textItem.toPlainText()
+    inspect = window.inspect_view
+    with qtbot.waitSignal(inspect.loaded, timeout=20_000):
+        QTest.mouseClick(plots.view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert window.current_view() is inspect
+    assert inspect.run_id == view.shown_run_id and inspect.selected_pair() == cid
+    row = inspect.table.currentIndex().row()
+    assert inspect.model.value(row, "comparison_id") == cid and inspect.model.value(row, "margin") <= 0
+    assert f"Pair #{cid}" in inspect.detail_title.text()
+
+
+def test_a_past_run_is_drawn_when_selected(qtbot, window, trainable, tiny_bert):
+    view = open_train(qtbot, window, trainable)
+    first = start(qtbot, view, tiny_bert, **HEAD)
+    wait_ended(qtbot, view)
+    second = start(qtbot, view, tiny_bert, mode="head", learning_rate=3e-2, epochs=3)
+    wait_ended(qtbot, view)
+    assert len(view.plots.val_loss.getData()[0]) == 3
+    view.select_run(first[0].run_id)
+    assert view.shown_run_id == first[0].run_id
+    assert len(view.plots.val_loss.getData()[0]) == HEAD["epochs"]
+    assert second[0].run_id != first[0].run_id
+
+
+# --------------------------------------------------------------------- closing during a run
+def _answer(button_text: str, seen: list) -> None:
+    """Click a button of the modal question once it is up."""
+    def click():
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            seen.append(box.text())
+            for b in box.buttons():
+                if b.text() == button_text:
+                    b.click()
+                    return
+        QTimer.singleShot(50, click)
+    QTimer.singleShot(50, click)
+
+
+def test_closing_the_window_during_a_run_asks_and_stops_it(qtbot, window, trainable, tiny_bert):
+    view = open_train(qtbot, window, trainable)
+    events = start(qtbot, view, tiny_bert, mode="finetune", learning_rate=1e-3, epochs=200)
+    qtbot.waitUntil(lambda: view.events_seen.count("StepMetrics") >= 2, timeout=30_000)
+    asked: list = []
+    _answer("Cancel", asked)  # first: keep the window (and the run)
+    assert not window.close()
+    assert asked and "Stop it and save a checkpoint" in asked[0]
+    assert window.isVisible() and view.busy()
+    asked.clear()
+    _answer("Stop and save a checkpoint", asked)
+    assert window.close()
+    assert asked and not view.busy() and not window.isVisible()
+    done = events[-1]
+    assert type(done).__name__ == "Finished" and done.status == "cancelled"
+    with Project.open(trainable) as p:
+        assert p.run(done.run_id)["status"] == "cancelled"
+        assert checkpoint.latest(p.checkpoint_dir(done.run_id)) is not None

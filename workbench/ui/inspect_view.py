@@ -1,0 +1,801 @@
+"""The Inspect view (DESIGN.md §5): a run's pairs, most wrong first, and what to do about them.
+
+The table is a ``FrameModel`` over one DataFrame per run, built off the GUI thread (``ProjectTask``)
+with every display string computed there, vectorised; filters are numpy masks over the frame and
+sorting is one argsort, so 100,000 pairs stay quick. The detail pane shows the prompt and both
+responses through ``safe_text`` (dataset text is data: no HTML, no resources), with the run's scores.
+
+Actions write to the project at once: relabel (a judgment of kind "relabel" by the current annotator,
+superseding their own earlier label if they had one), flag for review, and exclude from training (the
+next run leaves the pair out). "Compare with run N" adds a column and a filter for the pairs whose
+margin changed sign between the two runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from PySide6.QtCore import QItemSelectionModel, QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QDoubleValidator
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from workbench.core.records import STRENGTHS
+from workbench.ui import settings, style
+from workbench.ui.frame_model import Column, FrameModel, as_text, fixed
+from workbench.ui.safe_text import SafeTextBrowser, build_document
+from workbench.ui.tasks import ProjectTask
+from workbench.ui.widgets import Card
+
+EXCERPT = 160
+CHOICE_TEXT = {"a": "A", "b": "B", "tie": "tie", "both_bad": "both bad", "skip": "skipped"}
+SEARCH_DELAY_MS = 250
+RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+
+
+# ---------------------------------------------------------------------- the frame (built off the GUI thread)
+def scored_runs(project) -> pd.DataFrame:
+    """Runs that have per-pair scores, newest first (id, mode, status, summary)."""
+    ids = {r[0] for r in project.conn.execute("SELECT DISTINCT run_id FROM pair_scores")}
+    runs = project.runs()
+    return runs[runs["id"].isin(ids)].iloc[::-1].reset_index(drop=True)
+
+
+def _judgment_annotators(project, judgment_ids: list[int]) -> dict[int, str]:
+    rows = project.conn.execute(
+        "SELECT j.id, a.name FROM judgments j JOIN annotators a ON a.id = j.annotator_id"
+        " WHERE j.id IN (SELECT value FROM json_each(?))", (json.dumps([int(j) for j in judgment_ids]),))
+    return dict(rows.fetchall())
+
+
+def _flagged_by_judgment(project) -> set[int]:
+    """Comparisons whose current label carries a flag (the Label view's F key)."""
+    return {r[0] for r in project.conn.execute(
+        "SELECT DISTINCT cl.comparison_id FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
+        " WHERE j.flags IS NOT NULL AND j.flags != '[]'")}
+
+
+def resolve_one(project, comparison_id: int) -> tuple[str | None, int | None]:
+    """The resolved label of one comparison, by the rule of ``Project.resolved_labels`` (an adjudication
+    wins, else the majority of current non-skip labels; an even split is unresolved): (choice, strength)."""
+    rows = project.conn.execute(
+        "SELECT j.choice, j.strength, j.kind FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
+        " WHERE cl.comparison_id = ? AND cl.choice IS NOT NULL AND cl.choice != 'skip' ORDER BY j.id",
+        (comparison_id,)).fetchall()
+    if not rows:
+        return None, None
+    adjudicated = [r for r in rows if r[2] == "adjudication"]
+    if adjudicated:
+        return adjudicated[-1][0], adjudicated[-1][1]
+    votes: dict[str, int] = {}
+    for r in rows:
+        votes[r[0]] = votes.get(r[0], 0) + 1
+    best = max(votes.values())
+    winners = [c for c, n in votes.items() if n == best]
+    if len(winners) != 1:
+        return None, None
+    chosen = next(r for r in reversed(rows) if r[0] == winners[0])
+    return winners[0], chosen[1]
+
+
+def label_strings(choice: pd.Series, strength: pd.Series) -> np.ndarray:
+    """'A · better', 'B', 'tie'..., for whole columns."""
+    c = choice.fillna("").astype(str).map(lambda v: CHOICE_TEXT.get(v, v or "—"))
+    s = strength.map(lambda v: "" if v is None or pd.isna(v) else f" · {STRENGTHS.get(int(v), '')}")
+    return (c + s).to_numpy(dtype=object)
+
+
+def status_strings(frame: pd.DataFrame) -> np.ndarray:
+    """What has happened to a pair since the run: excluded, flagged, label changed."""
+    out = np.full(len(frame), "", dtype=object)
+
+    def add(mask: np.ndarray, text) -> None:
+        if not mask.any():
+            return
+        texts = text if isinstance(text, np.ndarray) else np.full(len(frame), text, dtype=object)
+        out[mask] = np.where(out[mask] == "", texts[mask], out[mask] + " · " + texts[mask])
+
+    changed = (frame["current_choice"].fillna("?") != frame["choice"].fillna("?")).to_numpy()
+    now = ("label now " + frame["current_choice"].map(
+        lambda v: "unresolved" if v is None or (isinstance(v, float) and np.isnan(v)) else CHOICE_TEXT.get(v, v)
+    )).to_numpy(dtype=object)
+    add(frame["excluded"].to_numpy(dtype=bool), "excluded")
+    add(frame["flagged"].to_numpy(dtype=bool), "flagged")
+    add(changed, now)
+    return out
+
+
+def flip_strings(flip: pd.Series, other: int | None) -> np.ndarray:
+    if other is None:
+        return np.full(len(flip), "", dtype=object)
+    f = flip.to_numpy()
+    out = np.full(len(f), "", dtype=object)
+    out[f > 0] = f"▲ fixed (wrong in #{other})"
+    out[f < 0] = f"▼ broken (right in #{other})"
+    return out
+
+
+def build_pairs_frame(project, run_id: int, compare_run: int | None = None, progress=None, cancel=None) -> pd.DataFrame:
+    """One row per labelled pair the run scored at its latest evaluation, with texts, labels and marks."""
+    scores = project.pair_scores(run_id)
+    scores = scores[scores["split"] != "unlabelled"].reset_index(drop=True)
+    run = project.run(run_id)
+    snap = run.get("data_snapshot") or {}
+    df = scores.rename(columns={"chosen": "chosen_side"})
+    # The label the run trained on: from its data snapshot (the judgment, its choice and strength).
+    if snap.get("comparison_ids"):
+        trained = pd.DataFrame({
+            "comparison_id": np.asarray(snap["comparison_ids"], dtype=np.int64),
+            "judgment_id": np.asarray(snap["judgment_ids"], dtype=np.int64),
+            "strength": pd.array(snap.get("strengths") or [None] * len(snap["comparison_ids"]), dtype="Int64"),
+        })
+        df = df.merge(trained, on="comparison_id", how="left")
+        names = _judgment_annotators(project, df["judgment_id"].dropna().astype(int).tolist())
+        df["annotator"] = df["judgment_id"].map(names).fillna("")
+    else:
+        df["judgment_id"] = pd.NA
+        df["strength"] = pd.array([None] * len(df), dtype="Int64")
+        df["annotator"] = ""
+    df["choice"] = df["chosen_side"]
+    # The label now (after relabels since the run).
+    resolved = project.resolved_labels().set_index("comparison_id")
+    df["current_choice"] = df["comparison_id"].map(resolved["choice"]).astype(object)
+    df["current_strength"] = df["comparison_id"].map(resolved["strength"]).astype("Int64")
+    df["current_choice"] = df["current_choice"].where(df["current_choice"].notna(), None)
+    # Texts (plain forms; conversations rendered) for the excerpt and the search.
+    texts = project.comparisons_frame().set_index("comparison_id")
+    texts = texts.loc[texts.index.intersection(df["comparison_id"])]
+    for col in ("prompt", "response_a", "response_b"):
+        df[col] = df["comparison_id"].map(texts[col]).fillna("").astype(str)
+    df["excerpt"] = df["prompt"].str.slice(0, EXCERPT * 2).str.replace(r"\s+", " ", regex=True).str.strip()
+    long = df["excerpt"].str.len() > EXCERPT
+    df["excerpt"] = df["excerpt"].str.slice(0, EXCERPT).where(~long, df["excerpt"].str.slice(0, EXCERPT) + "…")
+    df["search"] = (df["prompt"] + "\n" + df["response_a"] + "\n" + df["response_b"]).str.lower()
+    # Marks.
+    flag_marks = project.marked("flag")
+    df["flag_mark"] = df["comparison_id"].isin(flag_marks)
+    df["flagged"] = df["flag_mark"] | df["comparison_id"].isin(_flagged_by_judgment(project))
+    df["excluded"] = df["comparison_id"].isin(project.marked("exclude"))
+    df["wrong"] = df["margin"] <= 0
+    # Compare with another run: a sign change of the margin.
+    if compare_run is not None:
+        other = project.pair_scores(compare_run)
+        other = other[other["split"] != "unlabelled"].set_index("comparison_id")["margin"]
+        df["other_margin"] = df["comparison_id"].map(other)
+        right, was_right = df["margin"] > 0, df["other_margin"] > 0
+        known = df["other_margin"].notna()
+        df["flip"] = np.where(known & right & ~was_right, 1, np.where(known & ~right & was_right, -1, 0))
+    else:
+        df["other_margin"] = np.nan
+        df["flip"] = 0
+    # Display strings, once, here (the GUI thread only indexes them).
+    df["id_s"] = "#" + df["comparison_id"].astype(str)
+    df["label_s"] = label_strings(df["choice"], df["strength"])
+    df["split_s"] = df["split"].map({"val": "validation", "train": "train"}).fillna(df["split"])
+    for col in ("r_chosen", "r_rejected"):
+        df[col + "_s"] = fixed(3, signed=True)(df[col])
+    df["margin_s"] = fixed(3, signed=True)(df["margin"])
+    df["flip_s"] = flip_strings(df["flip"], compare_run)
+    df["status_s"] = status_strings(df)
+    return df
+
+
+COLUMNS = [
+    Column("id_s", "Pair", sort_key="comparison_id", width=64, tooltip="Comparison id"),
+    Column("excerpt", "Prompt", width=320),
+    Column("label_s", "Label", sort_key="choice", width=150,
+           tooltip="The label this run trained on: which response won, and by how much"),
+    Column("annotator", "Annotator", width=110),
+    Column("split_s", "Split", sort_key="split", width=80),
+    Column("r_chosen_s", "r chosen", sort_key="r_chosen", align=RIGHT, width=76,
+           tooltip="The model's reward for the chosen response"),
+    Column("r_rejected_s", "r rejected", sort_key="r_rejected", align=RIGHT, width=76,
+           tooltip="The model's reward for the rejected response"),
+    Column("margin_s", "Margin", sort_key="margin", align=RIGHT, width=76, alert="wrong",
+           tooltip="r chosen − r rejected; zero or below: mispredicted (red)"),
+    Column("status_s", "Since the run", sort_key="status_s", width=150,
+           tooltip="Excluded, flagged, or labelled differently since this run"),
+]
+FLIP_COLUMN = Column("flip_s", "Compared", sort_key="flip", width=170,
+                     tooltip="Pairs whose margin changed sign between the two runs")
+MARGIN_COLUMN = 7
+
+
+# ---------------------------------------------------------------------- the view
+class InspectView(QWidget):
+    message = Signal(str)
+    #: the table is filled for a run (after a load)
+    loaded = Signal(int)
+    #: a label or mark changed (the Label view may want to refresh)
+    labels_changed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("InspectView")
+        self.project = None
+        self.annotator = ""
+        self.run_id: int | None = None
+        self.compare_id: int | None = None
+        self.current_id: int | None = None
+        self._pending_select: int | None = None
+        self._tasks: list[ProjectTask] = []
+        self._load_token = 0
+        self.model = FrameModel(list(COLUMNS), self)
+        self._build()
+        self.set_project(None)
+
+    # ------------------------------------------------------------------ building
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(14, 12, 14, 12)
+        root.setSpacing(8)
+
+        top = QHBoxLayout()
+        title = QLabel("Inspect")
+        title.setObjectName("Section")
+        title.setStyleSheet("font-size: 14pt;")
+        top.addWidget(title)
+        top.addSpacing(12)
+        top.addWidget(QLabel("Run"))
+        self.run_combo = QComboBox()
+        self.run_combo.setMinimumWidth(240)
+        self.run_combo.setToolTip("The run whose per-pair scores are shown (its latest evaluation)")
+        self.run_combo.currentIndexChanged.connect(self._on_run_chosen)
+        top.addWidget(self.run_combo)
+        top.addSpacing(8)
+        top.addWidget(QLabel("Compare with"))
+        self.compare_combo = QComboBox()
+        self.compare_combo.setMinimumWidth(180)
+        self.compare_combo.setToolTip("Another run: shows which pairs' margins changed sign between the two")
+        self.compare_combo.currentIndexChanged.connect(self._on_compare_chosen)
+        top.addWidget(self.compare_combo)
+        top.addStretch(1)
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("Muted")
+        top.addWidget(self.count_label)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("Read the runs and the marks again")
+        self.refresh_button.clicked.connect(self.refresh)
+        top.addWidget(self.refresh_button)
+        root.addLayout(top)
+
+        filters = QHBoxLayout()
+        filters.setSpacing(10)
+        self.wrong_check = QCheckBox("Mispredicted only")
+        self.wrong_check.setToolTip("Pairs whose margin is zero or below: the model prefers the rejected response")
+        self.annotator_combo = QComboBox()
+        self.annotator_combo.setToolTip("Pairs labelled by one annotator")
+        self.flagged_check = QCheckBox("Flagged")
+        self.flagged_check.setToolTip("Pairs flagged for review (here or with F while labelling)")
+        self.flipped_check = QCheckBox("Flipped only")
+        self.flipped_check.setToolTip("Pairs whose margin changed sign against the compared run")
+        self.margin_min = QLineEdit()
+        self.margin_max = QLineEdit()
+        for edit, text in ((self.margin_min, "from"), (self.margin_max, "to")):
+            edit.setPlaceholderText(text)
+            edit.setValidator(QDoubleValidator(edit))
+            edit.setFixedWidth(64)
+            edit.setToolTip("Margin range (empty: no limit)")
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search prompt and responses")
+        self.search_edit.setClearButtonEnabled(True)
+        filters.addWidget(self.wrong_check)
+        filters.addWidget(self.flagged_check)
+        filters.addWidget(self.flipped_check)
+        filters.addWidget(QLabel("Annotator"))
+        filters.addWidget(self.annotator_combo)
+        filters.addWidget(QLabel("Margin"))
+        filters.addWidget(self.margin_min)
+        filters.addWidget(QLabel("–"))
+        filters.addWidget(self.margin_max)
+        filters.addWidget(self.search_edit, 1)
+        root.addLayout(filters)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self.apply_filters)
+        for box in (self.wrong_check, self.flagged_check, self.flipped_check):
+            box.toggled.connect(self.apply_filters)
+        self.annotator_combo.currentIndexChanged.connect(self.apply_filters)
+        for edit in (self.margin_min, self.margin_max, self.search_edit):
+            edit.textChanged.connect(lambda _=None: self._search_timer.start())
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.setChildrenCollapsible(False)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.verticalHeader().hide()
+        vh = self.table.verticalHeader()
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # never measure 100,000 rows
+        vh.setDefaultSectionSize(self.fontMetrics().height() + 10)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        header.setHighlightSections(False)
+        self.table.setStyleSheet(
+            f"QTableView {{ background: {style.PANEL}; border: 1px solid {style.BORDER}; border-radius: 6px;"
+            f" selection-background-color: {style.ACCENT_SOFT}; selection-color: {style.TEXT}; }}")
+        self._size_columns()
+        self.model.modelReset.connect(self._update_count)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
+        split.addWidget(self.table)
+        split.addWidget(self._build_detail())
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        sizes = settings.int_list("inspect/splitter")
+        split.setSizes(sizes if sizes and len(sizes) == 2 else [760, 480])
+        self.splitter = split
+        root.addWidget(split, 1)
+
+    def _build_detail(self) -> QWidget:
+        pane = QWidget()
+        col = QVBoxLayout(pane)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(8)
+        self.detail_title = QLabel("Select a pair")
+        self.detail_title.setObjectName("Section")
+        self.detail_title.setWordWrap(True)
+        col.addWidget(self.detail_title)
+        self.detail_scores = QLabel("")
+        self.detail_scores.setObjectName("Muted")
+        self.detail_scores.setWordWrap(True)
+        col.addWidget(self.detail_scores)
+
+        actions = QHBoxLayout()
+        actions.setSpacing(6)
+        self.swap_button = QPushButton("Swap label")
+        self.swap_button.setToolTip("Relabel: the other response wins (a new judgment by you; history is kept)")
+        self.swap_button.clicked.connect(lambda: self.relabel("swap"))
+        self.tie_button = QPushButton("Tie")
+        self.tie_button.setToolTip("Relabel as a tie (ties are not trained on)")
+        self.tie_button.clicked.connect(lambda: self.relabel("tie"))
+        self.both_bad_button = QPushButton("Both bad")
+        self.both_bad_button.setToolTip("Relabel as both bad (not trained on)")
+        self.both_bad_button.clicked.connect(lambda: self.relabel("both_bad"))
+        self.flag_button = QPushButton("Flag for review")
+        self.flag_button.setCheckable(True)
+        self.flag_button.setToolTip("Mark the pair for someone to look at again")
+        self.flag_button.clicked.connect(self.toggle_flag)
+        self.exclude_button = QPushButton("Exclude from training")
+        self.exclude_button.setCheckable(True)
+        self.exclude_button.setToolTip("Leave the pair out of the next runs (its labels are kept)")
+        self.exclude_button.clicked.connect(self.toggle_exclude)
+        for b in (self.swap_button, self.tie_button, self.both_bad_button):
+            actions.addWidget(b)
+        actions.addStretch(1)
+        actions.addWidget(self.flag_button)
+        actions.addWidget(self.exclude_button)
+        col.addLayout(actions)
+
+        texts = QSplitter(Qt.Orientation.Vertical)
+        texts.setChildrenCollapsible(False)
+        self.prompt_card = Card("Prompt")
+        self.prompt_view = self.prompt_card.set_body(SafeTextBrowser())
+        self.a_card = Card("Response A")
+        self.a_view = self.a_card.set_body(SafeTextBrowser())
+        self.b_card = Card("Response B")
+        self.b_view = self.b_card.set_body(SafeTextBrowser())
+        for card in (self.prompt_card, self.a_card, self.b_card):
+            card.setFrameShape(QFrame.Shape.StyledPanel)
+            texts.addWidget(card)
+        texts.setSizes([160, 240, 240])
+        col.addWidget(texts, 1)
+        self._set_actions_enabled(False)
+        return pane
+
+    def _size_columns(self) -> None:
+        header = self.table.horizontalHeader()
+        for i, c in enumerate(self.model.columns):
+            header.resizeSection(i, c.width)
+        header.setStretchLastSection(True)
+
+    # ------------------------------------------------------------------ view protocol
+    def set_project(self, project) -> None:
+        self._wait_for_tasks()
+        self.project = project
+        self.run_id = self.compare_id = self.current_id = None
+        self.model.set_frame(pd.DataFrame({c.key: [] for c in COLUMNS}))
+        self._show_detail(None)
+        self.refresh_runs()
+        enabled = project is not None
+        for w in (self.run_combo, self.compare_combo, self.refresh_button):
+            w.setEnabled(enabled)
+
+    def set_annotator(self, name: str) -> None:
+        self.annotator = name
+
+    def set_active(self, active: bool) -> None:
+        if active and self.project is not None and self.run_combo.count() == 0:
+            self.refresh_runs()
+
+    def save_layout(self) -> None:
+        settings.set_value("inspect/splitter", self.splitter.sizes())
+
+    def busy(self) -> bool:
+        return any(t.isRunning() for t in self._tasks)
+
+    # ------------------------------------------------------------------ runs
+    def refresh(self) -> None:
+        self.refresh_runs(reload=True)
+
+    def refresh_runs(self, reload: bool = False) -> None:
+        """Re-read the runs with scores; keep the chosen one (or take the newest)."""
+        keep = self.run_id
+        with QSignalBlocker(self.run_combo):
+            self.run_combo.clear()
+            if self.project is not None:
+                for row in scored_runs(self.project).itertuples(index=False):
+                    acc = (row.summary or {}).get("val_accuracy")
+                    text = f"#{row.id} · {row.mode} · {row.status}" + (f" · val. acc. {acc:.3f}" if acc is not None
+                                                                       else "")
+                    self.run_combo.addItem(text, int(row.id))
+        self._fill_compare()
+        if self.run_combo.count() == 0:
+            self.run_id = None
+            self.model.set_frame(pd.DataFrame({c.key: [] for c in COLUMNS}))
+            self.count_label.setText("No run has scored pairs yet: train one in the Train view."
+                                     if self.project is not None else "")
+            return
+        index = self.run_combo.findData(keep) if keep is not None else -1
+        with QSignalBlocker(self.run_combo):
+            self.run_combo.setCurrentIndex(max(0, index))
+        if index < 0 or reload:
+            self.load(int(self.run_combo.currentData()), self.compare_id)
+
+    def _fill_compare(self) -> None:
+        with QSignalBlocker(self.compare_combo):
+            keep = self.compare_id
+            self.compare_combo.clear()
+            self.compare_combo.addItem("(no other run)", None)
+            current = self.run_combo.currentData()
+            for i in range(self.run_combo.count()):
+                rid = self.run_combo.itemData(i)
+                if rid != current:
+                    self.compare_combo.addItem(f"run #{rid}", rid)
+            index = self.compare_combo.findData(keep) if keep is not None else 0
+            self.compare_combo.setCurrentIndex(max(0, index))
+            if index < 0:
+                self.compare_id = None
+
+    def _on_run_chosen(self, index: int) -> None:
+        if index < 0:
+            return
+        run_id = int(self.run_combo.itemData(index))
+        self._fill_compare()
+        self.load(run_id, self.compare_combo.currentData())
+
+    def _on_compare_chosen(self, index: int) -> None:
+        if self.run_id is not None:
+            self.load(self.run_id, self.compare_combo.itemData(index) if index >= 0 else None)
+
+    def load(self, run_id: int, compare_run: int | None = None) -> None:
+        """Build the run's frame off the GUI thread; ``loaded`` is emitted when it is shown."""
+        if self.project is None:
+            return
+        self._load_token += 1
+        token = self._load_token
+        self.count_label.setText(f"Loading run #{run_id}…")
+        task = ProjectTask(self.project.path, lambda p, progress, cancel: build_pairs_frame(p, run_id, compare_run),
+                           "Reading the run's pairs", parent=self)
+        task.succeeded.connect(lambda df, t=token, r=run_id, c=compare_run: self._on_loaded(t, r, c, df))
+        task.failed.connect(lambda text: self.message.emit(f"Cannot show the run: {text}"))
+        task.finished.connect(lambda t=task: self._forget_task(t))
+        self._tasks.append(task)
+        task.start()
+
+    def _forget_task(self, task: ProjectTask) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        task.deleteLater()
+
+    def _wait_for_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.wait()
+        self._tasks.clear()
+
+    def _on_loaded(self, token: int, run_id: int, compare_run: int | None, df: pd.DataFrame) -> None:
+        if token != self._load_token or self.project is None:
+            return  # a newer load was asked for
+        keep = self._pending_select if self._pending_select is not None else self.current_id
+        self._pending_select = None
+        self.run_id, self.compare_id = run_id, compare_run
+        columns = list(COLUMNS) + ([FLIP_COLUMN] if compare_run is not None else [])
+        if len(columns) != len(self.model.columns):
+            self.model.set_columns(columns)
+            self._size_columns()
+        self.flipped_check.setEnabled(compare_run is not None)
+        with QSignalBlocker(self.annotator_combo):
+            current = self.annotator_combo.currentData()
+            self.annotator_combo.clear()
+            self.annotator_combo.addItem("All", None)
+            for name in sorted(set(df["annotator"])):
+                if name:
+                    self.annotator_combo.addItem(name, name)
+            self.annotator_combo.setCurrentIndex(max(0, self.annotator_combo.findData(current)))
+        sort_col = self.model.sort_column if self.model.sort_column >= 0 else MARGIN_COLUMN
+        order = self.model.sort_order if self.model.sort_column >= 0 else Qt.SortOrder.AscendingOrder
+        self.model.set_frame(df, sort_col, order)
+        self.table.horizontalHeader().setSortIndicator(sort_col, order)
+        self.apply_filters()
+        if keep is not None:
+            self.select_pair(keep)
+        elif self.model.rowCount():
+            self.table.selectRow(0)
+        self.loaded.emit(run_id)
+
+    # ------------------------------------------------------------------ filters
+    def filter_mask(self) -> np.ndarray:
+        f = self.model.frame
+        n = len(f)
+        mask = np.ones(n, dtype=bool)
+        if not n:
+            return mask
+        if self.wrong_check.isChecked():
+            mask &= f["wrong"].to_numpy(dtype=bool)
+        if self.flagged_check.isChecked():
+            mask &= f["flagged"].to_numpy(dtype=bool)
+        if self.flipped_check.isChecked() and self.flipped_check.isEnabled():
+            mask &= f["flip"].to_numpy() != 0
+        name = self.annotator_combo.currentData()
+        if name:
+            mask &= (f["annotator"] == name).to_numpy()
+        margin = f["margin"].to_numpy(dtype=float)
+        for edit, above in ((self.margin_min, True), (self.margin_max, False)):
+            try:
+                bound = float(edit.text().replace(",", "."))
+            except ValueError:
+                continue
+            mask &= margin >= bound if above else margin <= bound
+        query = self.search_edit.text().strip().lower()
+        if query:
+            idx = np.flatnonzero(mask)
+            hits = f["search"].iloc[idx].str.contains(query, regex=False).to_numpy(dtype=bool)
+            mask[idx[~hits]] = False
+        return mask
+
+    def apply_filters(self) -> None:
+        keep = self.current_id
+        self.model.set_filter(self.filter_mask())
+        if keep is not None and not self.select_pair(keep, clear_filters=False):
+            self._show_detail(None)
+        self._update_count()
+
+    def clear_filters(self) -> None:
+        blockers = [QSignalBlocker(w) for w in (self.wrong_check, self.flagged_check, self.flipped_check,
+                                                 self.annotator_combo, self.margin_min, self.margin_max,
+                                                 self.search_edit)]
+        self.wrong_check.setChecked(False)
+        self.flagged_check.setChecked(False)
+        self.flipped_check.setChecked(False)
+        self.annotator_combo.setCurrentIndex(0)
+        for edit in (self.margin_min, self.margin_max, self.search_edit):
+            edit.clear()
+        del blockers
+        self.model.set_filter(None)
+        self._update_count()
+
+    def _update_count(self) -> None:
+        f = self.model.frame
+        if self.run_id is None or not len(f):
+            return
+        wrong = int(f["wrong"].sum()) if "wrong" in f else 0
+        shown = self.model.rowCount()
+        self.count_label.setText(f"{shown:,} of {len(f):,} pairs shown · {wrong:,} mispredicted")
+
+    # ------------------------------------------------------------------ selection and detail
+    def show_pair(self, run_id: int, comparison_id: int) -> None:
+        """Open a run's pair (e.g. clicked on the Train view's margin plot)."""
+        if self.project is None:
+            return
+        if self.run_combo.findData(run_id) < 0:
+            self.refresh_runs()
+        if run_id == self.run_id and not self.busy():
+            self.select_pair(comparison_id)
+            return
+        self._pending_select = comparison_id
+        index = self.run_combo.findData(run_id)
+        with QSignalBlocker(self.run_combo):
+            self.run_combo.setCurrentIndex(index)
+        self._fill_compare()
+        self.load(run_id, self.compare_combo.currentData())
+
+    def show_run(self, run_id: int) -> None:
+        """Show a run's pairs (e.g. "Inspect pairs" in the Train view)."""
+        if self.project is None:
+            return
+        if self.run_combo.findData(run_id) < 0:
+            self.refresh_runs()
+        index = self.run_combo.findData(run_id)
+        if index < 0:
+            self.message.emit(f"Run #{run_id} has no per-pair scores to inspect.")
+            return
+        if run_id == self.run_id:
+            return
+        with QSignalBlocker(self.run_combo):
+            self.run_combo.setCurrentIndex(index)
+        self._fill_compare()
+        self.load(run_id, self.compare_combo.currentData())
+
+    def select_pair(self, comparison_id: int, clear_filters: bool = True) -> bool:
+        f = self.model.frame
+        if not len(f):
+            return False
+        hits = np.flatnonzero(f["comparison_id"].to_numpy() == comparison_id)
+        if not len(hits):
+            self.message.emit(f"Pair #{comparison_id} is not among run #{self.run_id}'s labelled pairs.")
+            return False
+        row = self.model.row_of_position(int(hits[0]))
+        if row < 0 and clear_filters:
+            self.clear_filters()
+            row = self.model.row_of_position(int(hits[0]))
+        if row < 0:
+            return False
+        index = self.model.index(row, 0)
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+        if self.current_id != comparison_id:  # the current row did not change, so no signal showed it
+            self._show_detail(row)
+        return True
+
+    def selected_pair(self) -> int | None:
+        return self.current_id
+
+    def _on_current_row(self, current, _previous) -> None:
+        self._show_detail(current.row() if current.isValid() else None)
+
+    def _row_of_current(self) -> tuple[int, pd.Series] | None:
+        if self.current_id is None:
+            return None
+        f = self.model.frame
+        hits = np.flatnonzero(f["comparison_id"].to_numpy() == self.current_id)
+        if not len(hits):
+            return None
+        return int(hits[0]), f.iloc[int(hits[0])]
+
+    def _show_detail(self, row: int | None) -> None:
+        if row is None or self.project is None or not 0 <= row < self.model.rowCount():
+            self.current_id = None
+            self.detail_title.setText("Select a pair" if self.model.rowCount() else "No pairs to show")
+            self.detail_scores.setText("")
+            for view in (self.prompt_view, self.a_view, self.b_view):
+                view.clear()
+            self.a_card.title.setText("Response A")
+            self.b_card.title.setText("Response B")
+            self._set_actions_enabled(False)
+            return
+        pos = self.model.frame_position(row)
+        r = self.model.frame.iloc[pos]
+        cid = int(r["comparison_id"])
+        self.current_id = cid
+        try:
+            comparison = self.project.comparison(cid)
+        except KeyError:
+            self._show_detail(None)
+            return
+        margin = float(r["margin"])
+        wrong = margin <= 0
+        verdict = "the model prefers the rejected response (mispredicted)" if wrong else "the model agrees"
+        self.detail_title.setText(f"Pair #{cid} · {r['split_s']} · margin {margin:+.3f}: {verdict}")
+        bits = [f"label: {r['label_s']}"]
+        if r["annotator"]:
+            bits.append(f"by {r['annotator']}")
+        if r["status_s"]:
+            bits.append(str(r["status_s"]))
+        if self.compare_id is not None and np.isfinite(r["other_margin"]):
+            bits.append(f"margin in run #{self.compare_id}: {float(r['other_margin']):+.3f}")
+        self.detail_scores.setText(" · ".join(bits))
+        side = str(r["chosen_side"])
+        r_a = float(r["r_chosen"] if side == "a" else r["r_rejected"])
+        r_b = float(r["r_rejected"] if side == "a" else r["r_chosen"])
+        for card, view, text, letter, reward in ((self.a_card, self.a_view, comparison.response_a, "a", r_a),
+                                                 (self.b_card, self.b_view, comparison.response_b, "b", r_b)):
+            role = "chosen" if letter == side else "rejected"
+            card.title.setText(f"Response {letter.upper()} · {role} in the run's label")
+            card.extra.setText(f"reward {reward:+.3f}")
+            view.set_text(text)
+        self.prompt_view.set_text(comparison.prompt)
+        self._set_actions_enabled(True)
+        with QSignalBlocker(self.flag_button), QSignalBlocker(self.exclude_button):
+            self.flag_button.setChecked(bool(r["flagged"]))
+            self.exclude_button.setChecked(bool(r["excluded"]))
+
+    def _set_actions_enabled(self, on: bool) -> None:
+        for b in (self.swap_button, self.tie_button, self.both_bad_button, self.flag_button, self.exclude_button):
+            b.setEnabled(on)
+
+    # ------------------------------------------------------------------ actions
+    def relabel(self, what: str) -> int | None:
+        """'swap' (the other response wins, same strength), 'tie' or 'both_bad': a relabel judgment."""
+        found = self._row_of_current()
+        if found is None or self.project is None:
+            return None
+        if not self.annotator:
+            self.message.emit("Set your name (status bar) before relabelling.")
+            return None
+        pos, r = found
+        cid = int(r["comparison_id"])
+        current = r["current_choice"] if r["current_choice"] in ("a", "b") else r["choice"]
+        if what == "swap":
+            choice = "b" if current == "a" else "a"
+            strength = r["current_strength"] if r["current_choice"] in ("a", "b") else r["strength"]
+            strength = None if strength is None or pd.isna(strength) else int(strength)
+        elif what in ("tie", "both_bad"):
+            choice, strength = what, None
+        else:
+            raise ValueError(f"relabel as 'swap', 'tie' or 'both_bad', not {what!r}")
+        mine = self.project.current_judgment(cid, self.annotator)
+        self.project.record_judgment(cid, self.annotator, choice, strength, kind="relabel")
+        now, now_strength = resolve_one(self.project, cid)
+        self._update_row(pos, current_choice=now, current_strength=pd.NA if now_strength is None else now_strength)
+        text = f"Pair #{cid} relabelled: {CHOICE_TEXT[choice]}" + (f" ({STRENGTHS[strength]})" if strength else "")
+        if now != choice:
+            text += (f"; another annotator's label differs, so the pair is {'unresolved' if now is None else 'still ' + CHOICE_TEXT.get(now, now)}"
+                     " until adjudicated")
+        elif mine is None:
+            text += " (your first label on this pair)"
+        self.message.emit(text + ". The next run trains on it.")
+        self.labels_changed.emit()
+        return cid
+
+    def toggle_flag(self) -> None:
+        self._toggle_mark("flag", self.flag_button.isChecked())
+
+    def toggle_exclude(self) -> None:
+        self._toggle_mark("exclude", self.exclude_button.isChecked())
+
+    def set_mark(self, mark: str, value: bool) -> None:
+        button = self.flag_button if mark == "flag" else self.exclude_button
+        with QSignalBlocker(button):
+            button.setChecked(value)
+        self._toggle_mark(mark, value)
+
+    def _toggle_mark(self, mark: str, value: bool) -> None:
+        found = self._row_of_current()
+        if found is None or self.project is None:
+            return
+        pos, r = found
+        cid = int(r["comparison_id"])
+        self.project.set_mark(cid, mark, value, self.annotator or None)
+        if mark == "flag":
+            still = value or cid in _flagged_by_judgment(self.project)
+            self._update_row(pos, flag_mark=value, flagged=still)
+            self.message.emit(f"Pair #{cid} {'flagged for review' if value else 'no longer flagged'}.")
+        else:
+            self._update_row(pos, excluded=value)
+            self.message.emit(f"Pair #{cid} {'excluded from' if value else 'back in'} the next runs' training data.")
+        self.labels_changed.emit()
+
+    def _update_row(self, pos: int, **changes) -> None:
+        f = self.model.frame
+        for key, value in changes.items():
+            f.iat[pos, f.columns.get_loc(key)] = value
+        one = f.iloc[[pos]]
+        status = status_strings(one)[0]
+        self.model.update_rows([pos], {**changes, "status_s": status})
+        row = self.model.row_of_position(pos)
+        if row >= 0:
+            self._show_detail(row)

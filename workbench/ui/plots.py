@@ -1,0 +1,410 @@
+"""Live training plots (pyqtgraph): loss, accuracy, a histogram of per-pair margins and the sorted margins.
+
+Made for speed the way pyqtgraph's own examples are: every plot item is created once and only ever
+gets ``setData``; new values go into preallocated arrays that double when full, and nothing is drawn
+when they arrive; a 100 ms timer (``start_live``) pushes what changed to the items, so a run that logs
+hundreds of steps a second costs at most ten redraws a second. For 100,000 pairs the margin plot draws
+the sorted curve downsampled to a few thousand points (lossless: the curve is monotonic) and scatters
+only the worst ``MAX_SCATTER`` mispredicted pairs, all with one pen and brush.
+
+Colours come from the widget's palette (background, text, grid), so the plots read in light and dark
+themes; the series colours are mid-tones that hold on either background.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+LOG2 = math.log(2.0)
+#: the sorted-margin curve is drawn with at most this many points
+MAX_CURVE_POINTS = 4000
+#: mispredicted pairs drawn as points: the worst this many
+MAX_SCATTER = 2000
+REFRESH_MS = 100
+#: how near (in pixels) the mouse must be to a pair for hover and click
+PICK_RADIUS_PX = 10.0
+
+TRAIN = "#3d7ad6"
+VAL = "#e07b24"
+WRONG = "#d43f3f"
+
+pg.setConfigOptions(antialias=False, useOpenGL=False, background=None)
+
+
+class _Series:
+    """A growing (x, y) series in preallocated arrays that double when full."""
+
+    def __init__(self, capacity: int = 256):
+        self.x = np.empty(capacity)
+        self.y = np.empty(capacity)
+        self.n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == len(self.x):
+            self.x = np.resize(self.x, 2 * self.n)
+            self.y = np.resize(self.y, 2 * self.n)
+        self.x[self.n] = x
+        self.y[self.n] = y
+        self.n += 1
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[:self.n], self.y[:self.n]
+
+
+class TrainingPlots(QWidget):
+    """Four plots in one GraphicsLayoutWidget; feed them with ``add_step``, ``add_evaluation``, ``set_margins``."""
+
+    #: a pair on the margin plot was clicked: its comparison id
+    pair_clicked = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        #: ``describe_pair(comparison_id) -> str``: the hover text's extra line (e.g. a prompt excerpt),
+        #: asked lazily for the one pair under the mouse
+        self.describe_pair: Callable[[int], str] | None = None
+        self._steps_loss = _Series()
+        self._steps_acc = _Series()
+        self._val_loss = _Series()
+        self._val_acc = _Series()
+        self._eval_train_acc = _Series()
+        self._margins: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # cids, split, margin
+        self._dirty_steps = self._dirty_eval = self._dirty_margins = False
+        # The latest margins, sorted: what the margin plot shows and picks from.
+        self.sorted_cids = np.zeros(0, dtype=np.int64)
+        self.sorted_margins = np.zeros(0)
+        self.sorted_split = np.zeros(0, dtype=object)
+        self.refreshes = 0
+        self._hover_index: int | None = None
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.view = pg.GraphicsLayoutWidget()
+        self.view.setAntialiasing(False)
+        self.view.ci.setSpacing(6)
+        self.view.ci.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.view)
+        self._build()
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.apply_palette()
+
+    # ------------------------------------------------------------------ building
+    def _build(self) -> None:
+        v = self.view
+        self.loss_plot = v.addPlot(row=0, col=0)
+        self.acc_plot = v.addPlot(row=0, col=1)
+        self.hist_plot = v.addPlot(row=1, col=0)
+        self.margin_plot = v.addPlot(row=1, col=1)
+        for plot in self.plots():
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.showGrid(x=True, y=True, alpha=0.15)
+            plot.setClipToView(True)
+
+        p = self.loss_plot
+        p.setDownsampling(auto=True, mode="peak")
+        self.loss_legend = p.addLegend(offset=(-8, 8), labelTextSize="8pt")
+        self.train_loss = p.plot(name="train (batch)", pen=pg.mkPen(TRAIN, width=1.5))
+        self.val_loss = p.plot(name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5,
+                               symbolPen=None, symbolBrush=VAL)
+        self.chance_line = pg.InfiniteLine(pos=LOG2, angle=0, movable=False, label="log 2 (chance)",
+                                           labelOpts={"position": 0.12, "anchors": [(0, 1), (0, 1)]})
+        p.addItem(self.chance_line, ignoreBounds=False)
+        p.setLabel("bottom", "step")
+        p.setLabel("left", "loss")
+
+        p = self.acc_plot
+        p.setDownsampling(auto=True, mode="peak")
+        self.acc_legend = p.addLegend(offset=(-8, -8), labelTextSize="8pt")
+        self.train_acc = p.plot(name="train (batch)", pen=pg.mkPen(TRAIN, width=1.5))
+        self.val_acc = p.plot(name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5,
+                              symbolPen=None, symbolBrush=VAL)
+        self.half_line = pg.InfiniteLine(pos=0.5, angle=0, movable=False)
+        p.addItem(self.half_line, ignoreBounds=True)
+        p.setYRange(0.0, 1.0, padding=0.03)
+        p.enableAutoRange(axis="y", enable=False)
+        p.setLabel("bottom", "step")
+        p.setLabel("left", "accuracy")
+
+        p = self.hist_plot
+        self.hist_legend = p.addLegend(offset=(-8, 8), labelTextSize="8pt")
+        self.hist_train = p.plot(name="train", stepMode="center", fillLevel=0, pen=pg.mkPen(TRAIN, width=1.5),
+                                 brush=_alpha(TRAIN, 60))
+        self.hist_val = p.plot(name="validation", stepMode="center", fillLevel=0, pen=pg.mkPen(VAL, width=1.5),
+                               brush=_alpha(VAL, 60))
+        self.hist_zero = pg.InfiniteLine(pos=0.0, angle=90, movable=False)
+        p.addItem(self.hist_zero, ignoreBounds=True)
+        p.setLabel("bottom", "margin r_c − r_r")
+        p.setLabel("left", "pairs")
+
+        p = self.margin_plot
+        self.margin_curve = p.plot(name="margin", pen=pg.mkPen(TRAIN, width=2))
+        self.wrong_curve = p.plot(pen=pg.mkPen(WRONG, width=2), fillLevel=0.0, brush=_alpha(WRONG, 50))
+        self.wrong_points = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(WRONG))
+        p.addItem(self.wrong_points)
+        self.hover_point = pg.ScatterPlotItem(size=11, pen=pg.mkPen("#000000", width=1.5), brush=None)
+        p.addItem(self.hover_point)
+        self.margin_zero = pg.InfiniteLine(pos=0.0, angle=0, movable=False)
+        p.addItem(self.margin_zero, ignoreBounds=True)
+        self.hover_label = pg.TextItem("", anchor=(0, 1))
+        self.hover_label.setZValue(50)
+        p.addItem(self.hover_label, ignoreBounds=True)
+        self.hover_label.hide()
+        self.margin_note = pg.TextItem("", anchor=(1, 1))
+        self.margin_note.setParentItem(p.vb)  # fixed in the corner, not in data coordinates
+        p.vb.sigResized.connect(self._place_note)
+        p.setLabel("bottom", "pairs, sorted by margin")
+        p.setLabel("left", "margin r_c − r_r")
+
+        for plot, title in zip(self.plots(), ("Loss", "Accuracy", "Margins at the latest evaluation",
+                                              "Per-pair margin (red: mispredicted; click to inspect)")):
+            plot.setTitle(title, size="9.5pt")
+        scene = self.view.scene()
+        scene.sigMouseMoved.connect(self._on_mouse_moved)
+        scene.sigMouseClicked.connect(self._on_mouse_clicked)
+
+    def plots(self) -> list[pg.PlotItem]:
+        return [self.loss_plot, self.acc_plot, self.hist_plot, self.margin_plot]
+
+    # ------------------------------------------------------------------ colours
+    def apply_palette(self) -> None:
+        """Background, axes, grid and text from the palette (light or dark)."""
+        pal = self.palette()
+        bg = pal.color(QPalette.ColorRole.Base)
+        fg = pal.color(QPalette.ColorRole.Text)
+        muted = QColor(fg)
+        muted.setAlpha(150)
+        dark = bg.lightnessF() < 0.5
+        self.view.setBackground(bg)
+        for plot in self.plots():
+            for name in ("left", "bottom"):
+                axis = plot.getAxis(name)
+                axis.enableAutoSIPrefix(False)  # "loss (x0.001)" reads worse than 0.7
+                axis.setPen(pg.mkPen(muted))
+                axis.setTextPen(pg.mkPen(fg))
+                axis.setLabel(axis.labelText, color=fg.name())
+            plot.titleLabel.setText(plot.titleLabel.text, color=fg.name(), size="9.5pt")
+        for legend in (self.loss_legend, self.acc_legend, self.hist_legend):
+            legend.setLabelTextColor(fg)
+            for _, label in legend.items:  # the colour above applies to labels added later only
+                label.setText(label.text, color=fg.name())
+            legend.setBrush(pg.mkBrush(_with_alpha(bg, 200)))
+        dashed = pg.mkPen(muted, width=1.2, style=Qt.PenStyle.DashLine)
+        for line in (self.chance_line, self.half_line, self.hist_zero, self.margin_zero):
+            line.setPen(dashed)
+        self.chance_line.label.setColor(muted)
+        self.hover_label.fill = pg.mkBrush(_with_alpha(bg, 235))
+        self.hover_label.border = pg.mkPen(muted)
+        self.hover_label.setColor(fg)
+        self.hover_point.setPen(pg.mkPen("#ffffff" if dark else "#000000", width=1.5))
+        self.margin_note.setColor(fg)
+
+    def changeEvent(self, event):  # noqa: N802
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self.apply_palette()
+        super().changeEvent(event)
+
+    # ------------------------------------------------------------------ feeding (no drawing here)
+    def clear(self) -> None:
+        for s in (self._steps_loss, self._steps_acc, self._val_loss, self._val_acc, self._eval_train_acc):
+            s.clear()
+        self._margins = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), np.zeros(0))
+        self._dirty_steps = self._dirty_eval = self._dirty_margins = True
+        self._set_hover(None)
+        self.refresh()
+
+    def add_step(self, step: int, metrics: dict[str, float]) -> None:
+        if "loss" in metrics:
+            self._steps_loss.append(step, metrics["loss"])
+        if "accuracy" in metrics:
+            self._steps_acc.append(step, metrics["accuracy"])
+        self._dirty_steps = True
+
+    def add_evaluation(self, step: int, val: dict[str, float]) -> None:
+        if "loss" in val:
+            self._val_loss.append(step, val["loss"])
+        if "accuracy" in val:
+            self._val_acc.append(step, val["accuracy"])
+        self._dirty_eval = True
+
+    def set_margins(self, comparison_ids: np.ndarray, split: np.ndarray, margins: np.ndarray) -> None:
+        """The per-pair margins of the latest evaluation; "unlabelled" comparisons are left out."""
+        split = np.asarray(split)
+        keep = split != "unlabelled"
+        self._margins = (np.asarray(comparison_ids)[keep], split[keep], np.asarray(margins, dtype=float)[keep])
+        self._dirty_margins = True
+
+    # ------------------------------------------------------------------ drawing (from the timer)
+    def start_live(self) -> None:
+        self.timer.start()
+
+    def stop_live(self) -> None:
+        self.timer.stop()
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Push what changed since the last call to the plot items; True when anything was."""
+        changed = False
+        if self._dirty_steps:
+            self.train_loss.setData(*self._steps_loss.data())
+            self.train_acc.setData(*self._steps_acc.data())
+            self._dirty_steps, changed = False, True
+        if self._dirty_eval:
+            self.val_loss.setData(*self._val_loss.data())
+            self.val_acc.setData(*self._val_acc.data())
+            self._dirty_eval, changed = False, True
+        if self._dirty_margins and self._margins is not None:
+            self._draw_margins(*self._margins)
+            self._dirty_margins, changed = False, True
+        if changed:
+            self.refreshes += 1
+        return changed
+
+    def _draw_margins(self, cids: np.ndarray, split: np.ndarray, margins: np.ndarray) -> None:
+        finite = np.isfinite(margins)
+        if not finite.all():
+            cids, split, margins = cids[finite], split[finite], margins[finite]
+        order = np.argsort(margins, kind="stable")
+        self.sorted_cids = cids[order]
+        self.sorted_margins = margins[order]
+        self.sorted_split = split[order]
+        n = len(margins)
+        self._set_hover(None)
+        if n == 0:
+            for item in (self.hist_train, self.hist_val):
+                item.setData([0.0, 1.0], [0.0])  # stepMode needs len(x) == len(y) + 1
+                item.setVisible(False)
+            self.margin_curve.setData([], [])
+            self.wrong_curve.setData([], [])
+            self.wrong_points.setData([], [])
+            self.margin_note.setText("")
+            return
+        # Histogram: shared bins, train and validation drawn as step curves.
+        lo, hi = float(self.sorted_margins[0]), float(self.sorted_margins[-1])
+        if hi - lo < 1e-9:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, int(np.clip(np.sqrt(n) * 2, 10, 60)) + 1)
+        is_val = split == "val"
+        for item, mask in ((self.hist_train, ~is_val), (self.hist_val, is_val)):
+            counts, _ = np.histogram(margins[mask], bins=edges)
+            item.setData(edges, counts.astype(float))
+            item.setVisible(bool(mask.any()))
+        # The sorted curve, downsampled (monotonic, so keeping evenly spaced ranks loses nothing visible).
+        idx = _even_indices(n, MAX_CURVE_POINTS)
+        n_wrong = int(np.searchsorted(self.sorted_margins, 0.0, side="right"))  # margin <= 0
+        self.margin_curve.setData(idx.astype(float), self.sorted_margins[idx])
+        if n_wrong:
+            w = _even_indices(n_wrong, MAX_CURVE_POINTS // 2)
+            if n_wrong > 1 and w[-1] != n_wrong - 1:
+                w = np.append(w, n_wrong - 1)
+            self.wrong_curve.setData(w.astype(float), self.sorted_margins[w])
+            k = min(n_wrong, MAX_SCATTER)
+            self.wrong_points.setData(x=np.arange(k, dtype=float), y=self.sorted_margins[:k])
+        else:
+            self.wrong_curve.setData([], [])
+            self.wrong_points.setData([], [])
+        self.margin_note.setText(f"{n_wrong:,} of {n:,} mispredicted ({n_wrong / n:.1%})")
+        self._place_note()
+
+    def _place_note(self) -> None:
+        rect = self.margin_plot.vb.boundingRect()
+        self.margin_note.setPos(rect.right() - 6, rect.bottom() - 4)
+
+    # ------------------------------------------------------------------ hover and click
+    def pick(self, scene_pos: QPointF) -> int | None:
+        """The rank (index into ``sorted_cids``) of the pair drawn nearest to ``scene_pos``, if near enough."""
+        n = len(self.sorted_margins)
+        vb = self.margin_plot.vb
+        if n == 0 or not vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        p = vb.mapSceneToView(scene_pos)
+        px, py = vb.viewPixelSize()
+        if not (px > 0 and py > 0):
+            return None
+        reach = PICK_RADIUS_PX * px
+        lo = max(0, int(math.floor(p.x() - reach)))
+        hi = min(n, int(math.ceil(p.x() + reach)) + 1)
+        if lo >= hi:
+            return None
+        xs = np.arange(lo, hi, dtype=float)
+        d2 = ((xs - p.x()) / px) ** 2 + ((self.sorted_margins[lo:hi] - p.y()) / py) ** 2
+        k = int(np.argmin(d2))
+        return lo + k if d2[k] <= PICK_RADIUS_PX ** 2 else None
+
+    def scene_pos_of(self, comparison_id: int) -> QPointF | None:
+        """Where a pair is drawn, in scene coordinates (tests click there)."""
+        hits = np.flatnonzero(self.sorted_cids == comparison_id)
+        if not len(hits):
+            return None
+        rank = int(hits[0])
+        return self.margin_plot.vb.mapViewToScene(QPointF(float(rank), float(self.sorted_margins[rank])))
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        self._set_hover(self.pick(scene_pos))
+
+    def _on_mouse_clicked(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or event.double():
+            return
+        rank = self.pick(event.scenePos())
+        if rank is not None:
+            event.accept()
+            self.pair_clicked.emit(int(self.sorted_cids[rank]))
+
+    def _set_hover(self, rank: int | None) -> None:
+        if rank == self._hover_index:
+            return
+        self._hover_index = rank
+        if rank is None:
+            self.hover_point.setData([], [])
+            self.hover_label.hide()
+            self.view.setToolTip("")
+            return
+        cid = int(self.sorted_cids[rank])
+        margin = float(self.sorted_margins[rank])
+        split = str(self.sorted_split[rank])
+        text = f"#{cid} · {split} · margin {margin:+.3f}" + ("  (mispredicted)" if margin <= 0 else "")
+        if self.describe_pair is not None:
+            try:
+                extra = self.describe_pair(cid)
+            except Exception:  # noqa: BLE001 - a hover never fails loudly
+                extra = ""
+            if extra:
+                text += "\n" + extra
+        self.hover_point.setData([float(rank)], [margin])
+        self.hover_label.setText(text)
+        self.hover_label.setPos(float(rank), margin)
+        # Keep the label inside the plot: anchor it on the side with room.
+        (x0, x1), (y0, y1) = self.margin_plot.vb.viewRange()
+        right = rank < x0 + 0.55 * (x1 - x0)
+        up = margin < y0 + 0.6 * (y1 - y0)
+        self.hover_label.setAnchor((0 if right else 1, 1 if up else 0))
+        self.hover_label.show()
+
+
+def _even_indices(n: int, most: int) -> np.ndarray:
+    if n <= most:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, most).round().astype(np.int64))
+
+
+def _alpha(color: str, alpha: int) -> QColor:
+    c = QColor(color)
+    c.setAlpha(alpha)
+    return c
+
+
+def _with_alpha(color: QColor, alpha: int) -> QColor:
+    c = QColor(color)
+    c.setAlpha(alpha)
+    return c

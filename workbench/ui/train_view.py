@@ -1,0 +1,877 @@
+"""The Train view (DESIGN.md §5): settings, start / pause / resume / stop, progress with ETA, live plots,
+and the project's past runs.
+
+The settings form is built from the ``TrainConfig`` dataclass itself: each field's help is its tooltip,
+``Literal`` fields are combo boxes, booleans check boxes, numbers spin boxes. A run goes to a
+``TrainingRun`` (its own QThread, see ``worker.py``); its events arrive as signals carrying the event
+dataclasses. Event handlers only store values; a 100 ms timer updates the progress widgets and the
+plots, so a fast run never redraws per step. Labelling goes on in the Label view meanwhile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import typing
+from typing import Any, Literal
+
+import numpy as np
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QProgressDialog,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from workbench.training.config import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
+from workbench.training.events import (
+    CheckpointSaved,
+    Evaluation,
+    Failed,
+    Finished,
+    Paused,
+    PhaseProgress,
+    Resumed,
+    RunStarted,
+    StepMetrics,
+)
+from workbench.ui import settings
+from workbench.ui.plots import TrainingPlots
+from workbench.ui.worker import TrainingRun
+
+MINILM = "minilm"
+BASIC_FIELDS = ("mode", "backbone", "head", "lora", "learning_rate", "epochs", "batch_size", "max_length")
+LABELS = {
+    "mode": "Mode", "backbone": "Backbone", "lora": "LoRA adapters", "head": "Head", "learning_rate": "Learning rate",
+    "epochs": "Epochs", "batch_size": "Batch size", "max_length": "Max. tokens",
+    "margin_from_strength": "Margin from strength", "margin_scale": "Margin scale",
+    "center_rewards_coefficient": "Reward centring", "weight_decay": "Weight decay",
+    "val_fraction": "Validation share", "seed": "Seed", "eval_every": "Evaluate every", "threads": "CPU threads",
+    "device": "Device",
+}
+CHOICE_LABELS = {
+    "mode": {"head": "Head on frozen embeddings (fast)", "finetune": "Fine-tune the backbone (slow)"},
+    "head": {"linear": "Linear", "mlp": "MLP (one hidden layer)"},
+    "margin_scale": {"small": "Small (0 to 1)", "large": "Large (0 to 3)"},
+    "device": {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple MPS"},
+}
+#: (minimum, maximum, text shown at the minimum meaning "unset / automatic")
+INT_RANGES: dict[str, tuple[int, int, str]] = {
+    "epochs": (0, 10_000, "auto"), "batch_size": (1, 4096, ""), "max_length": (8, 32_768, ""),
+    "seed": (0, 2_147_483_647, ""), "eval_every": (0, 1_000_000, "each epoch"), "threads": (0, 256, "auto (1)"),
+}
+FLOAT_RANGES: dict[str, tuple[float, float, float, str]] = {  # minimum, maximum, step, special text
+    "learning_rate": (0.0, 10.0, 0.0, "auto"), "center_rewards_coefficient": (0.0, 100.0, 0.01, ""),
+    "weight_decay": (0.0, 10.0, 0.01, ""), "val_fraction": (0.0, 0.95, 0.05, ""),
+}
+PHASES = {"embedding": "Embedding texts", "training": "Training", "evaluating": "Evaluating"}
+RUN_COLUMNS = ["Run", "Status", "Mode", "Val. accuracy", "Time", "Started"]
+TICK_MS = 100
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class SciSpinBox(QDoubleSpinBox):
+    """A float spin box for values like 5e-5: shown with ``g`` formatting, stepped 1-2-5 per decade."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setDecimals(12)
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802
+        return f"{value:g}"
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802
+        try:
+            return float(text.strip())
+        except ValueError:
+            return self.minimum()
+
+    def validate(self, text: str, pos: int):
+        t = text.strip()
+        if t == self.specialValueText() and t:
+            return QValidator.State.Acceptable, text, pos
+        try:
+            value = float(t)
+        except ValueError:
+            ok = t == "" or all(c in "0123456789.eE+-" for c in t)
+            return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
+        good = self.minimum() <= value <= self.maximum()
+        return (QValidator.State.Acceptable if good else QValidator.State.Intermediate), text, pos
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802
+        value = self.value()
+        ladder = [m * 10.0 ** e for e in range(-8, 2) for m in (1, 2, 5)]
+        if value <= 0:
+            index = ladder.index(1e-3) - 1 if steps > 0 else 0
+        else:
+            index = min(range(len(ladder)), key=lambda i: abs(math.log(ladder[i] / value)))
+        index = max(0, min(len(ladder) - 1, index + steps))
+        self.setValue(ladder[index])
+
+
+class ConfigForm(QWidget):
+    """A form over ``TrainConfig``'s fields; ``config()`` builds (and validates) the dataclass."""
+
+    changed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.editors: dict[str, QWidget] = {}
+        self.labels: dict[str, QLabel] = {}
+        self._hints = typing.get_type_hints(TrainConfig)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(8)
+        basic = QFormLayout()
+        advanced_box = QWidget()
+        advanced = QFormLayout(advanced_box)
+        for form in (basic, advanced):
+            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+            form.setHorizontalSpacing(10)
+            form.setVerticalSpacing(6)
+        advanced.setContentsMargins(0, 0, 0, 0)
+        for f in dataclasses.fields(TrainConfig):
+            editor = self._make_editor(f)
+            editor.setToolTip(f.metadata.get("help", ""))
+            label = QLabel(LABELS.get(f.name, f.name.replace("_", " ").capitalize()))
+            label.setToolTip(f.metadata.get("help", ""))
+            self.editors[f.name] = editor
+            self.labels[f.name] = label
+            (basic if f.name in BASIC_FIELDS else advanced).addRow(label, editor)
+        outer.addLayout(basic)
+        self.advanced_button = QToolButton()
+        self.advanced_button.setText("Advanced settings")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_button.setStyleSheet("QToolButton { border: none; padding: 2px 0px; font-weight: 600; }")
+        self.advanced_button.toggled.connect(self._toggle_advanced)
+        outer.addWidget(self.advanced_button)
+        self.advanced = advanced_box
+        advanced_box.setVisible(False)
+        outer.addWidget(advanced_box)
+        self.set_config(TrainConfig())
+        self.editors["mode"].currentIndexChanged.connect(self._update_dependent)
+        self._update_dependent()
+
+    def _toggle_advanced(self, on: bool) -> None:
+        self.advanced.setVisible(on)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+
+    # ------------------------------------------------------------------ editors from types
+    def _make_editor(self, f: dataclasses.Field) -> QWidget:
+        hint = self._hints[f.name]
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) is Literal:
+            combo = QComboBox()
+            for value in args:
+                combo.addItem(CHOICE_LABELS.get(f.name, {}).get(value, str(value)), value)
+            combo.currentIndexChanged.connect(self.changed)
+            return combo
+        base = next((a for a in args if a is not type(None)), hint) if args else hint
+        if base is bool:
+            box = QCheckBox()
+            box.toggled.connect(self.changed)
+            return box
+        if base is int:
+            lo, hi, special = INT_RANGES.get(f.name, (0, 1_000_000, ""))
+            spin = QSpinBox()
+            spin.setRange(lo, hi)
+            spin.setSpecialValueText(special)
+            spin.setAccelerated(True)
+            spin.valueChanged.connect(self.changed)
+            return spin
+        if base is float:
+            lo, hi, step, special = FLOAT_RANGES.get(f.name, (0.0, 1e6, 0.1, ""))
+            spin: QDoubleSpinBox = SciSpinBox() if f.name == "learning_rate" else QDoubleSpinBox()
+            if f.name != "learning_rate":
+                spin.setDecimals(3)
+                spin.setSingleStep(step)
+            spin.setRange(lo, hi)
+            spin.setSpecialValueText(special)
+            spin.valueChanged.connect(self.changed)
+            return spin
+        if f.name == "backbone":
+            return self._backbone_editor()
+        edit = QLineEdit()
+        edit.textChanged.connect(self.changed)
+        return edit
+
+    def _backbone_editor(self) -> QWidget:
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
+        self.backbone_edit = QLineEdit()
+        self.backbone_edit.setPlaceholderText("minilm (bundled all-MiniLM-L6-v2)")
+        self.backbone_edit.textChanged.connect(self.changed)
+        browse = QPushButton("Folder…")
+        browse.setToolTip("Choose a local Hugging Face model folder (config.json, model.safetensors, tokenizer)")
+        browse.clicked.connect(self.choose_backbone)
+        bundled = QPushButton("MiniLM")
+        bundled.setToolTip("Use the bundled all-MiniLM-L6-v2 (offline)")
+        bundled.clicked.connect(lambda: self.backbone_edit.setText(MINILM))
+        for b in (browse, bundled):
+            b.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+            b.setStyleSheet("padding: 4px 8px;")
+        row.addWidget(self.backbone_edit, 1)
+        row.addWidget(browse)
+        row.addWidget(bundled)
+        self.backbone_browse = browse
+        return box
+
+    def choose_backbone(self) -> None:
+        start = str(settings.value("train/backbone_dir", "") or "")
+        folder = QFileDialog.getExistingDirectory(self, "Choose a Hugging Face model folder", start)
+        if folder:
+            settings.set_value("train/backbone_dir", folder)
+            self.backbone_edit.setText(folder)
+
+    def _update_dependent(self) -> None:
+        mode = self.editors["mode"].currentData()
+        lora = self.editors["lora"]
+        lora.setEnabled(mode == "finetune")
+        if mode != "finetune":
+            with QSignalBlocker(lora):
+                lora.setChecked(False)
+        lr = DEFAULT_LR["lora" if mode == "finetune" and lora.isChecked() else mode]
+        self.editors["learning_rate"].setSpecialValueText(f"auto ({lr:g})")
+        self.editors["epochs"].setSpecialValueText(f"auto ({DEFAULT_EPOCHS[mode]})")
+
+    # ------------------------------------------------------------------ values
+    def values(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(TrainConfig):
+            editor = self.editors[f.name]
+            hint = self._hints[f.name]
+            optional = type(None) in typing.get_args(hint)
+            if isinstance(editor, QComboBox):
+                value: Any = editor.currentData()
+            elif isinstance(editor, QCheckBox):
+                value = editor.isChecked()
+            elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                value = editor.value()
+                if optional and value == editor.minimum():
+                    value = None
+                elif isinstance(editor, QDoubleSpinBox):
+                    value = float(value)
+            elif f.name == "backbone":
+                value = self.backbone_edit.text().strip() or MINILM
+            else:
+                value = editor.text()
+            out[f.name] = value
+        return out
+
+    def config(self) -> TrainConfig:
+        """The configuration on screen; ValueError (naming the field) when it is not valid."""
+        return TrainConfig.from_dict(self.values())
+
+    def set_config(self, config: TrainConfig) -> None:
+        for f in dataclasses.fields(TrainConfig):
+            value = getattr(config, f.name)
+            editor = self.editors[f.name]
+            with QSignalBlocker(editor):
+                if isinstance(editor, QComboBox):
+                    editor.setCurrentIndex(max(0, editor.findData(value)))
+                elif isinstance(editor, QCheckBox):
+                    editor.setChecked(bool(value))
+                elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                    editor.setValue(editor.minimum() if value is None else value)
+                elif f.name == "backbone":
+                    self.backbone_edit.setText(str(value))
+                else:
+                    editor.setText(str(value))
+        self._update_dependent()
+
+
+class TrainView(QWidget):
+    """Settings, controls, progress, live plots and the list of runs."""
+
+    message = Signal(str)
+    #: a pair was clicked on the margin plot: (run id, comparison id)
+    pair_requested = Signal(int, int)
+    #: "Inspect" was asked for a run
+    inspect_requested = Signal(int)
+    #: a run ended (finished, cancelled or failed) and its results are stored
+    run_ended = Signal(int)
+    #: a TrainingRun is about to start (connect to its worker's signals here)
+    run_starting = Signal(object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("TrainView")
+        self.project = None
+        self.annotator = ""
+        self.run: TrainingRun | None = None
+        self.shown_run_id: int | None = None  # the run the plots show
+        self.error_box: QMessageBox | None = None
+        self.last_failure: Failed | None = None
+        self._reset_progress()
+        self._text_cache: dict[int, str] = {}
+        self._closing = False
+        self._build()
+        self.timer = QTimer(self)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self.set_project(None)
+
+    # ------------------------------------------------------------------ building
+    def _build(self) -> None:
+        root = QHBoxLayout(self)
+        root.setContentsMargins(14, 12, 14, 12)
+        root.setSpacing(12)
+
+        # Left: settings and controls.
+        left = QWidget()
+        left.setMinimumWidth(330)
+        left.setMaximumWidth(420)
+        col = QVBoxLayout(left)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(10)
+        title = QLabel("Train a reward model")
+        title.setObjectName("Section")
+        title.setStyleSheet("font-size: 14pt;")
+        col.addWidget(title)
+        box = QGroupBox("Settings")
+        inner = QVBoxLayout(box)
+        self.form = ConfigForm()
+        inner.addWidget(self.form)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(box)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        col.addWidget(scroll, 1)
+        self.form_error = QLabel("")
+        self.form_error.setObjectName("Error")
+        self.form_error.setWordWrap(True)
+        self.form_error.hide()
+        col.addWidget(self.form_error)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.setObjectName("Primary")
+        self.start_button.setToolTip("Start a new run with these settings (it trains in the background)")
+        self.start_button.clicked.connect(lambda: self.start())
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setToolTip("Pause at the next step (a checkpoint is saved); press again to resume")
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop at the next step and save a checkpoint (the run can be resumed)")
+        self.stop_button.clicked.connect(self.stop)
+        for b in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(b)
+        col.addLayout(buttons)
+
+        self.phase_label = QLabel("No run yet")
+        self.phase_label.setObjectName("Section")
+        col.addWidget(self.phase_label)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        col.addWidget(self.progress)
+        self.detail_label = QLabel("")
+        self.detail_label.setObjectName("Muted")
+        self.detail_label.setWordWrap(True)
+        col.addWidget(self.detail_label)
+        self.metrics_label = QLabel("")
+        self.metrics_label.setWordWrap(True)
+        col.addWidget(self.metrics_label)
+        root.addWidget(left)
+
+        # Right: plots above, runs below.
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.setChildrenCollapsible(False)
+        self.plots = TrainingPlots()
+        self.plots.setMinimumHeight(320)
+        self.plots.describe_pair = self._describe_pair
+        self.plots.pair_clicked.connect(self._on_pair_clicked)
+        split.addWidget(self.plots)
+        runs_box = QWidget()
+        runs_col = QVBoxLayout(runs_box)
+        runs_col.setContentsMargins(0, 6, 0, 0)
+        runs_col.setSpacing(6)
+        head = QHBoxLayout()
+        label = QLabel("Runs")
+        label.setObjectName("Section")
+        head.addWidget(label)
+        self.runs_hint = QLabel("Select a run to show its curves; double-click to inspect its pairs.")
+        self.runs_hint.setObjectName("Muted")
+        head.addWidget(self.runs_hint)
+        head.addStretch(1)
+        self.resume_button = QPushButton("Resume run")
+        self.resume_button.setToolTip("Continue the selected stopped run from its last checkpoint")
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.inspect_button = QPushButton("Inspect pairs")
+        self.inspect_button.setToolTip("Open the selected run's pairs in Inspect, most wrong first")
+        self.inspect_button.clicked.connect(self._inspect_selected)
+        head.addWidget(self.resume_button)
+        head.addWidget(self.inspect_button)
+        runs_col.addLayout(head)
+        self.runs_table = QTableWidget(0, len(RUN_COLUMNS))
+        self.runs_table.setHorizontalHeaderLabels(RUN_COLUMNS)
+        self.runs_table.verticalHeader().hide()
+        self.runs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.runs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.runs_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.runs_table.setShowGrid(False)
+        self.runs_table.setAlternatingRowColors(True)
+        header = self.runs_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.runs_table.itemSelectionChanged.connect(self._on_run_selected)
+        self.runs_table.cellDoubleClicked.connect(lambda *_: self._inspect_selected())
+        runs_col.addWidget(self.runs_table, 1)
+        split.addWidget(runs_box)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        split.setSizes([620, 170])
+        self.splitter = split
+        root.addWidget(split, 1)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ view protocol
+    def set_project(self, project) -> None:
+        if self.run is not None and self.run.is_running():
+            self.stop_and_wait()  # the main window asked first (confirm_close)
+        self.project = project
+        self._text_cache.clear()
+        self.shown_run_id = None
+        self.plots.clear()
+        self._reset_progress()
+        self.phase_label.setText("No run yet")
+        self.detail_label.setText("")
+        self.metrics_label.setText("")
+        self.progress.setValue(0)
+        self.refresh_runs()
+        if project is not None:
+            runs = project.runs()
+            if len(runs):
+                self.show_run(int(runs["id"].iloc[-1]))
+        self._update_buttons()
+
+    def set_annotator(self, name: str) -> None:
+        self.annotator = name
+
+    def set_active(self, active: bool) -> None:
+        pass  # the plots keep their data while hidden; only what is visible is ever painted
+
+    def save_layout(self) -> None:
+        settings.set_value("train/splitter", self.splitter.sizes())
+
+    def confirm_close(self) -> bool:
+        """Before the window or the project closes: ask whether to stop a running run; stop it if so."""
+        if self.run is None or not self.run.is_running():
+            return True
+        box = QMessageBox(QMessageBox.Icon.Question, "A run is training",
+                          "A training run is still going. Stop it and save a checkpoint?", parent=self)
+        box.setInformativeText("The run stops at its next step and can be resumed later from the Train view.")
+        stop = box.addButton("Stop and save a checkpoint", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Cancel", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(stop)
+        self.close_question = box
+        box.exec()
+        self.close_question = None
+        if box.clickedButton() is not stop:
+            return False
+        self.stop_and_wait()
+        return True
+
+    def busy(self) -> bool:
+        return self.run is not None and self.run.is_running()
+
+    # ------------------------------------------------------------------ controls
+    def start(self, resume_run: int | None = None) -> bool:
+        if self.project is None or self.busy():
+            return False
+        try:
+            config = self.form.config()
+        except ValueError as exc:
+            self.form_error.setText(str(exc))
+            self.form_error.show()
+            return False
+        self.form_error.hide()
+        self.plots.clear()
+        self._reset_progress()
+        self.shown_run_id = None
+        self.last_failure = None
+        self.phase_label.setText("Starting…" if resume_run is None else f"Resuming run {resume_run}…")
+        self.detail_label.setText("Loading the backbone and the labelled pairs")
+        self.metrics_label.setText("")
+        self.progress.setRange(0, 0)  # busy until the first progress event
+        run = TrainingRun(self.project.path, config, resume_run=resume_run, parent=self)
+        w = run.worker
+        w.run_started.connect(self._on_run_started)
+        w.progress.connect(self._on_progress)
+        w.step.connect(self._on_step)
+        w.evaluated.connect(self._on_evaluated)
+        w.checkpoint_saved.connect(self._on_checkpoint)
+        w.paused.connect(self._on_paused)
+        w.resumed.connect(self._on_resumed)
+        w.finished.connect(self._on_finished)
+        w.failed.connect(self._on_failed)
+        run.ended.connect(self._on_ended)
+        self.run = run
+        self.run_starting.emit(run)
+        run.start()
+        self.timer.start()
+        self.plots.start_live()
+        self._update_buttons()
+        self.message.emit("Training started; you can keep labelling meanwhile.")
+        return True
+
+    def toggle_pause(self) -> None:
+        if not self.busy():
+            return
+        if self.run.paused:
+            self.run.resume()
+            self.phase_label.setText(PHASES.get(self._phase, "Training"))
+        else:
+            self.run.pause()
+            self.phase_label.setText("Pausing at the next step…")
+        self._update_buttons()
+
+    def stop(self) -> None:
+        if not self.busy():
+            return
+        self.run.cancel()
+        self.phase_label.setText("Stopping at the next step…")
+        self.stop_button.setEnabled(False)
+        self.pause_button.setEnabled(False)
+
+    def stop_and_wait(self) -> None:
+        """Cancel the run and wait for its thread (the GUI stays responsive; input is blocked)."""
+        if not self.busy():
+            return
+        self.stop()
+        dialog = QProgressDialog("Stopping the run at the next step and saving a checkpoint…", "", 0, 0, self)
+        dialog.setCancelButton(None)
+        dialog.setWindowTitle("Stopping")
+        dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
+        dialog.setMinimumDuration(300)
+        self.stop_dialog = dialog
+        self.run.wait()
+        dialog.close()
+        self.stop_dialog = None
+
+    def resume_selected(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.start(resume_run=run_id)
+
+    # ------------------------------------------------------------------ events (GUI thread; store, don't draw)
+    def _reset_progress(self) -> None:
+        self.events_seen: list[str] = []
+        self._phase = ""
+        self._done = 0
+        self._total = 0
+        self._phase_t0 = time.monotonic()
+        self._phase_done0 = 0
+        self._step = 0
+        self._total_steps = 0
+        self._epoch = 0.0
+        self._last_metrics: dict[str, float] = {}
+        self._last_val: dict[str, float] = {}
+        self._started: RunStarted | None = None
+        self._dirty = True
+
+    def _on_run_started(self, ev: RunStarted) -> None:
+        self.events_seen.append("RunStarted")
+        self._started = ev
+        self.shown_run_id = ev.run_id
+        self._total_steps = ev.total_steps
+        self._step = ev.resumed_from_step
+        if ev.resumed_from_step and self.project is not None:
+            self._load_history(ev.run_id)  # the curve so far, then the new steps join it
+        self.refresh_runs()
+        self._dirty = True
+
+    def _on_progress(self, ev: PhaseProgress) -> None:
+        self.events_seen.append("PhaseProgress")
+        if ev.phase != self._phase:
+            self._phase = ev.phase
+            self._phase_t0 = time.monotonic()
+            self._phase_done0 = ev.done
+        self._done, self._total = ev.done, ev.total
+        self._dirty = True
+
+    def _on_step(self, ev: StepMetrics) -> None:
+        self.events_seen.append("StepMetrics")
+        self.plots.add_step(ev.step, ev.metrics)
+        self._step, self._total_steps, self._epoch = ev.step, ev.total_steps, ev.epoch
+        self._last_metrics = ev.metrics
+        if self._phase == "training":
+            self._done, self._total = ev.step, ev.total_steps
+        self._dirty = True
+
+    def _on_evaluated(self, ev: Evaluation) -> None:
+        self.events_seen.append("Evaluation")
+        self.plots.add_evaluation(ev.step, ev.val)
+        self.plots.set_margins(ev.comparison_ids, ev.split, ev.margins)
+        self._last_val = ev.val
+        self._dirty = True
+
+    def _on_checkpoint(self, ev: CheckpointSaved) -> None:
+        self.events_seen.append("CheckpointSaved")
+
+    def _on_paused(self, ev: Paused) -> None:
+        self.events_seen.append("Paused")
+        self.phase_label.setText(f"Paused at step {ev.step} (checkpoint saved)")
+        self._update_buttons()
+
+    def _on_resumed(self, ev: Resumed) -> None:
+        self.events_seen.append("Resumed")
+        self._phase_t0 = time.monotonic()  # the pause is no part of the rate
+        self._phase_done0 = self._done
+        self._update_buttons()
+
+    def _on_finished(self, ev: Finished) -> None:
+        self.events_seen.append("Finished")
+        s = ev.summary
+        acc = s.get("val_accuracy")
+        if ev.status == "finished":
+            self.phase_label.setText(f"Run {ev.run_id} finished")
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(1000)
+            text = f"Run {ev.run_id} finished" + (f": validation accuracy {acc:.3f}" if acc is not None else "")
+        else:
+            self.phase_label.setText(f"Run {ev.run_id} stopped at step {s.get('steps', self._step)}")
+            text = f"Run {ev.run_id} stopped; a checkpoint was saved, so it can be resumed."
+        self.detail_label.setText(
+            f"{s.get('n_train', 0):,} training and {s.get('n_val', 0):,} validation pairs · "
+            f"{s.get('steps', 0)} steps · {_fmt_duration(s.get('time_s'))}"
+            + (f" · {s['n_overlong']:,} pairs cut to fit" if s.get("n_overlong") else ""))
+        self.message.emit(text)
+
+    def _on_failed(self, ev: Failed) -> None:
+        self.events_seen.append("Failed")
+        self.last_failure = ev
+        self.phase_label.setText("The run failed" if ev.run_id is None else f"Run {ev.run_id} failed")
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.detail_label.setText(ev.message)
+        self._show_failure(ev)
+
+    def _on_ended(self) -> None:
+        run = self.run
+        self.timer.stop()
+        self._tick(final=True)
+        self.plots.stop_live()
+        self.run = None
+        self.refresh_runs()
+        self._update_buttons()
+        if run is not None and run.run_id is not None:
+            self.run_ended.emit(run.run_id)
+
+    def _show_failure(self, ev: Failed) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, "Training failed", ev.message[:1].upper() + ev.message[1:] + ".",
+                          QMessageBox.StandardButton.Ok, self)
+        box.setInformativeText(("What to do: " + ev.hint + ".") if ev.hint else
+                               "The project and its labels are unchanged; adjust the settings and start again.")
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        self.error_box = box
+        box.open()
+
+    # ------------------------------------------------------------------ the timer: progress and plots
+    def _tick(self, final: bool = False) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        if self._phase:
+            if self.progress.maximum() == 0:
+                self.progress.setRange(0, 1000)
+            frac = self._done / self._total if self._total else 0.0
+            self.progress.setValue(int(round(1000 * min(1.0, frac))))
+            paused = self.run is not None and self.run.paused
+            if not paused and self.run is not None and not self.run.cancelling:
+                self.phase_label.setText(PHASES.get(self._phase, self._phase.capitalize()))
+            parts = []
+            if self._phase == "training" or self._step:
+                parts.append(f"step {self._step:,} / {self._total_steps:,} · epoch {self._epoch:.1f}")
+            elif self._total:
+                parts.append(f"{self._done:,} / {self._total:,}")
+            eta = self._eta()
+            if eta is not None and not final:
+                parts.append(f"ETA {_fmt_duration(eta)}")
+            if self._started is not None:
+                parts.append(f"{self._started.n_train:,} train / {self._started.n_val:,} val pairs")
+            self.detail_label.setText(" · ".join(parts))
+        m, v = self._last_metrics, self._last_val
+        bits = []
+        if "loss" in m:
+            bits.append(f"train loss {m['loss']:.3f} · acc {m.get('accuracy', float('nan')):.2f}")
+        if "accuracy" in v:
+            bits.append(f"validation loss {v.get('loss', float('nan')):.3f} · acc {v['accuracy']:.3f}")
+        self.metrics_label.setText("\n".join(bits))
+
+    def _eta(self) -> float | None:
+        """Seconds left in the current phase (training: the remaining steps) at the rate seen so far."""
+        elapsed = time.monotonic() - self._phase_t0
+        done = self._done - self._phase_done0
+        if self._total <= 0 or done <= 0 or elapsed <= 0.5:
+            return None
+        return (self._total - self._done) * elapsed / done
+
+    # ------------------------------------------------------------------ runs
+    def refresh_runs(self) -> None:
+        table = self.runs_table
+        selected = self.selected_run_id()
+        with QSignalBlocker(table):
+            table.setRowCount(0)
+            if self.project is None:
+                return
+            runs = self.project.runs()
+            table.setRowCount(len(runs))
+            for r, row in enumerate(runs.iloc[::-1].itertuples(index=False)):  # newest first
+                summary = row.summary or {}
+                acc = summary.get("val_accuracy")
+                took = summary.get("time_s")
+                if took is None and row.finished_at and row.created_at:
+                    took = row.finished_at - row.created_at
+                started = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at)) if row.created_at else ""
+                values = [f"#{row.id}", row.status, row.mode, "—" if acc is None else f"{acc:.3f}",
+                          _fmt_duration(took), started]
+                for c, value in enumerate(values):
+                    item = QTableWidgetItem(str(value))
+                    item.setData(Qt.ItemDataRole.UserRole, int(row.id))
+                    if row.message:
+                        item.setToolTip(str(row.message))
+                    if c == 1 and row.status == "failed":
+                        item.setForeground(Qt.GlobalColor.darkRed)
+                    table.setItem(r, c, item)
+            if selected is not None:
+                self.select_run(selected, show=False)
+        self._update_buttons()
+
+    def selected_run_id(self) -> int | None:
+        rows = self.runs_table.selectionModel().selectedRows() if self.runs_table.selectionModel() else []
+        if not rows:
+            return None
+        item = self.runs_table.item(rows[0].row(), 0)
+        return int(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    def select_run(self, run_id: int, show: bool = True) -> None:
+        for r in range(self.runs_table.rowCount()):
+            if self.runs_table.item(r, 0).data(Qt.ItemDataRole.UserRole) == run_id:
+                with QSignalBlocker(self.runs_table):
+                    self.runs_table.selectRow(r)
+                break
+        if show:
+            self._on_run_selected()
+
+    def _on_run_selected(self) -> None:
+        run_id = self.selected_run_id()
+        self._update_buttons()
+        if run_id is None or self.busy():
+            return
+        self.show_run(run_id)
+
+    def _inspect_selected(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.inspect_requested.emit(run_id)
+
+    def show_run(self, run_id: int) -> None:
+        """Draw a stored run: its step and validation curves and its latest per-pair margins."""
+        if self.project is None or self.busy():
+            return
+        self.plots.clear()
+        self._load_history(run_id)
+        self.plots.refresh()
+        self.shown_run_id = run_id
+        self.select_run(run_id, show=False)
+        run = self.project.run(run_id)
+        s = run.get("summary") or {}
+        acc = s.get("val_accuracy")
+        self.phase_label.setText(f"Run {run_id} · {run['status']}")
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(1000 if run["status"] == "finished" else 0)
+        self.detail_label.setText(
+            (run.get("message") or "") if run["status"] == "failed" else
+            f"{run['mode']} · {s.get('n_train', 0):,} train / {s.get('n_val', 0):,} val pairs · "
+            f"{s.get('steps', 0)} steps · {_fmt_duration(s.get('time_s'))}")
+        self.metrics_label.setText("" if acc is None else f"validation accuracy {acc:.3f}")
+
+    def _load_history(self, run_id: int) -> None:
+        metrics = self.project.run_metrics(run_id)
+        steps = metrics[metrics["split"] == "train_step"]
+        wide = steps.pivot_table(index="step", columns="name", values="value", aggfunc="last")
+        for step, row in wide.iterrows():
+            self.plots.add_step(int(step), {k: float(v) for k, v in row.items() if np.isfinite(v)})
+        val = metrics[metrics["split"] == "val"].pivot_table(index="step", columns="name", values="value",
+                                                             aggfunc="last")
+        for step, row in val.iterrows():
+            self.plots.add_evaluation(int(step), {k: float(v) for k, v in row.items() if np.isfinite(v)})
+        scores = self.project.pair_scores(run_id)
+        if len(scores):
+            self.plots.set_margins(scores["comparison_id"].to_numpy(), scores["split"].to_numpy(),
+                                   scores["margin"].to_numpy())
+
+    def _update_buttons(self) -> None:
+        has = self.project is not None
+        busy = self.busy()
+        self.start_button.setEnabled(has and not busy)
+        self.form.setEnabled(not busy)
+        self.pause_button.setEnabled(busy)
+        self.stop_button.setEnabled(busy)
+        self.pause_button.setText("Resume" if busy and self.run.paused else "Pause")
+        run_id = self.selected_run_id()
+        status = None
+        if run_id is not None and self.project is not None:
+            item = self.runs_table.item(self.runs_table.currentRow(), 1)
+            status = item.text() if item is not None else None
+        self.resume_button.setEnabled(has and not busy and status in ("cancelled", "paused", "running"))
+        self.inspect_button.setEnabled(has and run_id is not None)
+
+    # ------------------------------------------------------------------ pairs
+    def _describe_pair(self, comparison_id: int) -> str:
+        """A short prompt excerpt for the hover label, read once per pair."""
+        if comparison_id not in self._text_cache:
+            text = ""
+            if self.project is not None:
+                try:
+                    prompt = self.project.comparison(comparison_id).prompt.text
+                    text = " ".join(prompt.split())
+                    text = text[:90] + ("…" if len(text) > 90 else "")
+                except KeyError:
+                    text = ""
+            if len(self._text_cache) > 2000:
+                self._text_cache.clear()
+            self._text_cache[comparison_id] = text
+        return self._text_cache[comparison_id]
+
+    def _on_pair_clicked(self, comparison_id: int) -> None:
+        if self.shown_run_id is not None:
+            self.pair_requested.emit(self.shown_run_id, comparison_id)

@@ -1,0 +1,251 @@
+"""Running the trainer off the GUI thread.
+
+``TrainWorker`` is a QObject moved to a QThread; its ``run`` slot iterates ``Trainer.events()`` and
+forwards each event, unchanged, as a signal. The events are plain dataclasses (floats, dicts, numpy
+arrays, never tensors), so the GUI thread can keep them without touching the live model. ``TrainingRun``
+owns the thread and the worker and is what a view holds.
+
+Controls (``pause``, ``resume``, ``cancel``) may be called from the GUI thread at any time, also before
+the trainer exists: the trainer is built in the worker thread (importing it imports torch, which must
+not happen on the GUI thread) and picks up a control given earlier.
+
+The worker turns the errors the trainer lets through into a ``Failed`` event: running out of memory
+(``torch.OutOfMemoryError`` or a RuntimeError saying "out of memory") gets a hint of what to do; anything
+else is reported with its type and message. Either way the run ends and the GUI keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Qt, QThread, QTimer, Signal, Slot
+
+from workbench.training.config import TrainConfig
+from workbench.training.events import (
+    CheckpointSaved,
+    Evaluation,
+    Failed,
+    Finished,
+    Paused,
+    PhaseProgress,
+    Resumed,
+    RunStarted,
+    StepMetrics,
+)
+
+OOM_HINT = "lower batch_size or max_length, or use head mode or LoRA, then start a new run"
+
+_warm_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None
+
+
+def offline_environment() -> None:
+    """Models are local folders: no hub at run time, no tokenizer thread pool on a small machine."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def warm_up() -> None:
+    """Import the trainer (torch, transformers) and create a first optimizer, which imports more of torch.
+
+    Done once per process; the first optimizer in a process costs about 2 s and stalls a GUI thread for
+    a few hundred ms while a worker does it, so the app does it at start-up, before plots are live.
+    """
+    offline_environment()
+    from workbench.training import trainer
+
+    trainer.warm_up_torch()
+    import transformers  # noqa: F401 - the model classes' modules, imported by the first run otherwise
+    from transformers import AutoModel, AutoTokenizer  # noqa: F401
+
+
+def warm_up_in_background() -> threading.Thread:
+    """Start ``warm_up`` in a plain thread (once); ``join`` it before the process exits."""
+    global _warm_thread
+    with _warm_lock:
+        if _warm_thread is None:
+            _warm_thread = threading.Thread(target=_warm_quietly, name="workbench-warm-up", daemon=True)
+            _warm_thread.start()
+        return _warm_thread
+
+
+def _warm_quietly() -> None:
+    try:
+        warm_up()
+    except Exception:  # noqa: BLE001 - a failed warm-up only costs time later; the run reports real errors
+        pass
+
+
+def _is_oom(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or (isinstance(exc, (RuntimeError, MemoryError))
+                                          and ("out of memory" in str(exc).lower() or isinstance(exc, MemoryError)))
+
+
+class TrainWorker(QObject):
+    """Iterates a trainer's events in the thread it lives in; one signal per event type, in order."""
+
+    run_started = Signal(object)  # RunStarted
+    progress = Signal(object)  # PhaseProgress
+    step = Signal(object)  # StepMetrics
+    evaluated = Signal(object)  # Evaluation
+    checkpoint_saved = Signal(object)  # CheckpointSaved
+    paused = Signal(object)  # Paused
+    resumed = Signal(object)  # Resumed
+    finished = Signal(object)  # Finished: the run ended (finished or cancelled)
+    failed = Signal(object)  # Failed: the run could not go on
+    event = Signal(object)  # every event, after its own signal
+    done = Signal()  # ``run`` returned; nothing more comes
+
+    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None,
+                 yield_every_event: bool = True):
+        super().__init__()
+        self.project_path = Path(project_path)
+        self.config = config
+        self.resume_run = resume_run
+        #: release the GIL after each event so that the GUI thread gets it at once (time.sleep(0))
+        self.yield_every_event = yield_every_event
+        self.trainer = None
+        self.run_id: int | None = resume_run
+        self._lock = threading.Lock()
+        self._pending_pause = False
+        self._pending_cancel = False
+        self._signals = {
+            RunStarted: self.run_started, PhaseProgress: self.progress, StepMetrics: self.step,
+            Evaluation: self.evaluated, CheckpointSaved: self.checkpoint_saved, Paused: self.paused,
+            Resumed: self.resumed, Finished: self.finished, Failed: self.failed,
+        }
+
+    # ------------------------------------------------------------------ controls (any thread)
+    def pause(self) -> None:
+        with self._lock:
+            self._pending_pause = True
+            if self.trainer is not None:
+                self.trainer.pause()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._pending_pause = False
+            if self.trainer is not None:
+                self.trainer.resume()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._pending_cancel = True
+            if self.trainer is not None:
+                self.trainer.cancel()
+
+    # ------------------------------------------------------------------ the run (worker thread)
+    @Slot()
+    def run(self) -> None:
+        events = None
+        ended = False
+        try:
+            offline_environment()
+            from workbench.training.trainer import Trainer
+
+            trainer = Trainer(self.project_path, self.config, resume_run=self.resume_run)
+            with self._lock:
+                self.trainer = trainer
+                if self._pending_cancel:
+                    trainer.cancel()
+                elif self._pending_pause:
+                    trainer.pause()
+            events = trainer.events()
+            for ev in events:
+                if isinstance(ev, RunStarted):
+                    self.run_id = ev.run_id
+                ended = isinstance(ev, (Finished, Failed))
+                self._signals[type(ev)].emit(ev)
+                self.event.emit(ev)
+                if self.yield_every_event:
+                    time.sleep(0)  # let the GUI thread take the GIL now rather than at the next switch interval
+        except Exception as exc:  # noqa: BLE001 - every error ends the run with a message, never a crash
+            if not ended:
+                run_id = getattr(self.trainer, "run_id", None) or self.run_id
+                if _is_oom(exc):
+                    first = (str(exc).splitlines() or [""])[0]
+                    ev = Failed(run_id, f"out of memory: {first}".rstrip(": "), OOM_HINT)
+                else:
+                    ev = Failed(run_id, f"training stopped with an unexpected error: {type(exc).__name__}: {exc}",
+                                "start a new run; if it happens again, report it with the project's run list")
+                ended = True
+                self.failed.emit(ev)
+                self.event.emit(ev)
+        finally:
+            if events is not None:
+                events.close()  # a run left mid-way keeps a resumable checkpoint
+            app = QCoreApplication.instance()
+            if app is not None:  # back to the GUI thread, so that Python may delete it there
+                self.moveToThread(app.thread())
+            self.done.emit()
+
+
+class TrainingRun(QObject):
+    """One run in its own QThread: ``start``, the controls, and ``wait`` (keeping the GUI alive)."""
+
+    ended = Signal()  # the thread has finished; the run is over
+
+    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, parent=None):
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("workbench-training")
+        self.worker = TrainWorker(project_path, config, resume_run)
+        self.worker.moveToThread(self.thread)
+        self.thread.started.connect(self.worker.run)
+        # Direct: quit from the worker thread itself, so that a GUI thread blocked in wait() is released.
+        self.worker.done.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        self.thread.finished.connect(self._on_thread_finished)
+        self._running = False
+        self.paused = False
+        self.cancelling = False
+
+    def start(self) -> None:
+        self._running = True
+        self.thread.start()
+
+    def is_running(self) -> bool:
+        return self._running
+
+    @property
+    def run_id(self) -> int | None:
+        return self.worker.run_id
+
+    def pause(self) -> None:
+        self.paused = True
+        self.worker.pause()
+
+    def resume(self) -> None:
+        self.paused = False
+        self.worker.resume()
+
+    def cancel(self) -> None:
+        self.cancelling = True
+        self.worker.cancel()
+
+    def wait(self, timeout_ms: int | None = None) -> bool:
+        """Run the GUI's event loop until the thread ends (signals still arrive); False on timeout."""
+        if not self._running:
+            return True
+        loop = QEventLoop()
+        self.ended.connect(loop.quit)
+        timer = None
+        if timeout_ms is not None:
+            timer = QTimer()
+            timer.setSingleShot(True)
+            timer.timeout.connect(loop.quit)
+            timer.start(timeout_ms)
+        if self._running:
+            loop.exec()
+        self.ended.disconnect(loop.quit)
+        if timer is not None:
+            timer.stop()
+        return not self._running
+
+    def _on_thread_finished(self) -> None:
+        self._running = False
+        self.ended.emit()
