@@ -28,6 +28,7 @@ from workbench import __version__
 COMMAND_MODULES = (
     "workbench.ui.commands",
     "workbench.training.commands",
+    "workbench.training.model_commands",
     "workbench.core.commands",
     "workbench.core.team_commands",
 )

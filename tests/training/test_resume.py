@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,13 @@ from training_helpers import collect, comparable_metrics, make_project
 from workbench.core.store import Project
 from workbench.training import checkpoint
 from workbench.training.config import TrainConfig
-from workbench.training.events import CheckpointSaved, Failed, Finished, RunStarted, StepMetrics
+from workbench.training.events import (
+    CheckpointSaved,
+    Failed,
+    Finished,
+    RunStarted,
+    StepMetrics,
+)
 from workbench.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -206,3 +211,22 @@ def test_load_trained_model_rebuilds_the_run(tmp_path, tiny_bert_dir):
     with torch.no_grad():
         r_c, r_r = model(batch["input_ids"], batch["attention_mask"]).tolist()
     assert abs(r_c - scores.loc[cid, "r_chosen"]) < 1e-5 and abs(r_r - scores.loc[cid, "r_rejected"]) < 1e-5
+
+
+def test_a_snapshot_rebuilds_the_same_pairs_conversations_included(tmp_path):
+    from workbench.core.records import PairRecord, Text
+    from workbench.training import data
+
+    path = tmp_path / "conv.wbp"
+    records = [PairRecord(Text.of([{"role": "user", "content": f"Question {i}?"}]),
+                          Text.of([{"role": "assistant", "content": f"An excellent answer {i}."}]),
+                          Text(f"A plain answer {i}."), choice="ab"[i % 2], strength=1 + i % 4) for i in range(12)]
+    with Project.create(path) as p:
+        p.add_records(records, source="conv")
+        fresh = data.pairs_from_frame(p.training_pairs())
+        is_val = data.split_by_prompt(fresh.prompt_keys, 0.25, seed=0)
+        rebuilt, rebuilt_val = data.pairs_from_snapshot(p.comparisons_frame(), data.make_snapshot(fresh, is_val))
+    assert isinstance(fresh.prompts[0], list) and isinstance(fresh.chosen[0], (list, str))
+    for name in ("choices", "strengths", "prompt_keys", "prompts", "chosen", "rejected"):
+        assert getattr(rebuilt, name) == getattr(fresh, name), name
+    assert (rebuilt.comparison_ids == fresh.comparison_ids).all() and (rebuilt_val == is_val).all()

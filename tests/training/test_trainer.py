@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_helpers import collect, comparable_metrics, make_project, synthetic_records
+from training_helpers import (
+    collect,
+    comparable_metrics,
+    make_project,
+    synthetic_records,
+)
 
 from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project
@@ -394,7 +399,11 @@ def test_head_mode_batches():
 
 def test_head_mode_10_epochs_over_10000_cached_pairs_takes_at_most_3_seconds(tmp_path):
     """The interactive default: 10 epochs over 10,000 pairs whose MiniLM embeddings are cached."""
-    from workbench.training.model import PairEncoder, bundled_minilm_path, load_tokenizer
+    from workbench.training.model import (
+        PairEncoder,
+        bundled_minilm_path,
+        load_tokenizer,
+    )
     from workbench.training.trainer import warm_up_torch
 
     path = tmp_path / "big.wbp"
@@ -453,3 +462,16 @@ def test_margins_from_strength_and_reward_centring(learnable, tiny_bert_dir):
         assert set(saved) == {"head.out.weight", "head.out.bias"}
         scores = p.pair_scores(plain.run_id)
         assert scores["r_chosen"].add(scores["r_rejected"]).abs().mean() < 1.0
+
+
+def test_conversations_train_through_the_chat_template(tmp_path, tiny_llama_dir):
+    path = tmp_path / "conv.wbp"
+    records = [PairRecord(Text.of([{"role": "user", "content": f"Question {i}?"}]),
+                          Text.of([{"role": "assistant", "content": f"An excellent answer {i}."}]),
+                          Text(f"A plain answer {i}."), choice="ab"[i % 2]) for i in range(12)]
+    with Project.create(path) as p:
+        p.add_records(records, source="conv")
+    for mode in ("head", "finetune"):
+        events = collect(Trainer(path, TrainConfig(backbone=tiny_llama_dir, mode=mode, epochs=1)))
+        assert isinstance(events[-1], Finished), events[-1]
+        assert events[0].n_train + events[0].n_val == 12

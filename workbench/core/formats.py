@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.core.records import STRENGTHS, PairRecord, PromptRecord, Text
+from workbench.core.records import MARGIN_SCALES, STRENGTHS, PairRecord, PromptRecord, Text
 
 if TYPE_CHECKING:  # the store imports pandas and numpy; keep this module light to import
     from workbench.core.store import ImportSummary, Project
@@ -57,12 +57,6 @@ MAX_TEXT_CHARS = 1_000_000
 SHAPES = ("explicit", "implicit", "conversational", "unlabeled")
 FORMATS = ("auto", *SHAPES)
 ASSISTANT_MARKER = "\n\nAssistant:"
-#: Margins for the loss −log σ(r_c − r_r − m) from a judgment's strength (Llama 2, Touvron et al. 2023,
-#: table 28). "small" is the default of ``export_pairs(with_margin=True)``.
-MARGIN_SCALES: dict[str, dict[int, float]] = {
-    "small": {4: 1.0, 3: 2 / 3, 2: 1 / 3, 1: 0.0},
-    "large": {4: 3.0, 3: 2.0, 2: 1.0, 1: 0.0},
-}
 
 _CONTAINERS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".jsonlines": "jsonl", ".json": "json",

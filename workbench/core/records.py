@@ -10,6 +10,12 @@ from typing import Any
 CHOICES = ("a", "b", "tie", "both_bad", "skip")
 #: Llama 2's four levels; 4 is "significantly better", 1 "negligibly better / unsure".
 STRENGTHS = {4: "significantly better", 3: "better", 2: "slightly better", 1: "negligibly better"}
+#: Margins m for the loss −log σ(r_c − r_r − m) from a judgment's strength (Llama 2, Touvron et al. 2023,
+#: table 28). "small" is the default for training and for ``export_pairs(with_margin=True)``.
+MARGIN_SCALES: dict[str, dict[int, float]] = {
+    "small": {4: 1.0, 3: 2 / 3, 2: 1 / 3, 1: 0.0},
+    "large": {4: 3.0, 3: 2.0, 2: 1.0, 1: 0.0},
+}
 #: What a judgment row records: a fresh label, an undo, a relabel from Inspect, an imported label,
 #: or an adjudicator's decision (the one used for training when annotators disagree).
 JUDGMENT_KINDS = ("label", "undo", "relabel", "import", "adjudication")

@@ -645,7 +645,7 @@ class Project:
         The sorted list is read once per (run, step) and walked from a per-annotator position, in growing
         chunks with one query each: a full sort per call cost 20-30 ms at 100,000 scored pairs.
         """
-        latest = self.conn.execute("SELECT MAX(run_id) FROM pair_scores").fetchone()[0]
+        latest = self._latest_scored_run()
         if latest is None:
             return None
         step = self.conn.execute("SELECT MAX(step) FROM pair_scores WHERE run_id = ?", (latest,)).fetchone()[0]
@@ -680,6 +680,17 @@ class Project:
             start, size = start + len(chunk), min(size * 4, 4096)
         self._model_positions[position_key] = position
         return found
+
+    def _latest_scored_run(self) -> int | None:
+        """The run whose scores order the model queues: the latest finished one (a run still in progress
+        has scored only some pairs at its latest step), else the latest with any scores."""
+        row = self.conn.execute(
+            "SELECT MAX(r.id) FROM runs r WHERE r.status = 'finished'"
+            " AND EXISTS (SELECT 1 FROM pair_scores s WHERE s.run_id = r.id)"
+        ).fetchone()
+        if row[0] is not None:
+            return row[0]
+        return self.conn.execute("SELECT MAX(run_id) FROM pair_scores").fetchone()[0]
 
     def _model_queue(self, order: str, run_id: int, step: int) -> list[int]:
         token = self.get_meta(_SCORES_EPOCH)
@@ -1001,9 +1012,9 @@ class Project:
             params=(json.dumps([int(i) for i in comparison_ids]),),
         )
 
-    def comparisons_frame(self) -> pd.DataFrame:
-        """All comparisons with their texts (conversations as JSON strings)."""
-        return self._comparison_texts()
+    def comparisons_frame(self, comparison_ids: Sequence[int] | None = None) -> pd.DataFrame:
+        """Comparisons (all, or those asked for) with their texts (conversations as JSON strings)."""
+        return self._comparison_texts(None if comparison_ids is None else list(comparison_ids))
 
     def judgment_log(self) -> pd.DataFrame:
         """Every judgment ever written, history included, oldest first."""
@@ -1113,6 +1124,13 @@ class Project:
                 "INSERT INTO run_metrics(run_id, step, epoch, split, name, value, created_at) VALUES (?,?,?,?,?,?,?)",
                 [(run_id, step, epoch, split, name, float(value), now) for name, value in metrics.items()],
             )
+
+    def truncate_run(self, run_id: int, after_step: int) -> None:
+        """Forget the metrics and pair scores a run wrote after ``after_step``: a run resumed from its last
+        checkpoint rewrites them, so that its stored curve is one curve."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM run_metrics WHERE run_id = ? AND step > ?", (run_id, after_step))
+            self.conn.execute("DELETE FROM pair_scores WHERE run_id = ? AND step > ?", (run_id, after_step))
 
     def run_metrics(self, run_id: int) -> pd.DataFrame:
         return pd.read_sql_query(

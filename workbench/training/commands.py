@@ -79,6 +79,11 @@ def train_command(args: argparse.Namespace) -> int:
     trainer = Trainer(args.project, config, resume_run=args.resume)
     is_main = int(os.environ.get("RANK", "0")) == 0
     view = _TrainView(args.project, enabled=is_main and not args.quiet, is_main=is_main)
+    if args.resume is not None:
+        ignored = [f"--{name.replace('_', '-')}" for name in config.to_dict()
+                   if getattr(args, name, None) is not None and name not in ("threads", "device")]
+        if ignored:
+            view.note(f"resuming run {args.resume} with its own settings; ignoring {' '.join(ignored)}")
     presses = 0
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -88,7 +93,7 @@ def train_command(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         trainer.cancel()
-        view.note("stopping at the next step (checkpoint saved); press Ctrl+C again to stop at once")
+        view.note("stopping after this step, with a checkpoint; press Ctrl+C again to stop at once")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,7 +105,7 @@ def split_by_prompt(prompt_keys: Sequence[str], val_fraction: float, seed: int) 
     keys = list(prompt_keys)
     unique = sorted(set(keys), key=lambda k: hashlib.blake2b(f"{seed}\x1f{k}".encode("utf-8", "surrogatepass"),
                                                             digest_size=8).digest())
-    n_val = int(math.floor(val_fraction * len(unique) + 0.5))
+    n_val = math.floor(val_fraction * len(unique) + 0.5)  # round half up, not to even
     if val_fraction > 0 and len(unique) >= 2:
         n_val = min(max(n_val, 1), len(unique) - 1)
     val = set(unique[:n_val])
@@ -141,11 +142,11 @@ def pairs_from_snapshot(comparisons: pd.DataFrame, snapshot: dict[str, Any]) -> 
                         f"(e.g. {missing[0]})", "start a new run")
     rows = frame.loc[ids]
     prompts, chosen, rejected = [], [], []
-    for (_, row), choice in zip(rows.iterrows(), snapshot["choices"]):
-        a = m if (m := _messages(row["response_a_messages"])) is not None else str(row["response_a"])
-        b = m if (m := _messages(row["response_b_messages"])) is not None else str(row["response_b"])
-        p = _messages(row["prompt_messages"])
-        prompts.append(p if p is not None else str(row["prompt"]))
+    columns = ("prompt", "prompt_messages", "response_a", "response_a_messages", "response_b", "response_b_messages")
+    for (pt, pm, at, am, bt, bm), choice in zip(zip(*(rows[c] for c in columns)), snapshot["choices"]):
+        a = m if (m := _messages(am)) is not None else str(at)
+        b = m if (m := _messages(bm)) is not None else str(bt)
+        prompts.append(m if (m := _messages(pm)) is not None else str(pt))
         chosen.append(a if choice == "a" else b)
         rejected.append(b if choice == "a" else a)
     pairs = Pairs(

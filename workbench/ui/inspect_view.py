@@ -319,6 +319,8 @@ class InspectView(QWidget):
         split.setChildrenCollapsible(False)
         self.table = QTableView()
         self.table.setModel(self.model)
+        # Most wrong first: the indicator before sorting is enabled (enabling sorts by the indicator).
+        self.table.horizontalHeader().setSortIndicator(MARGIN_COLUMN, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -452,6 +454,8 @@ class InspectView(QWidget):
                     text = f"#{row.id} · {row.mode} · {row.status}" + (f" · val. acc. {acc:.3f}" if acc is not None
                                                                        else "")
                     self.run_combo.addItem(text, int(row.id))
+            index = self.run_combo.findData(keep) if keep is not None else -1
+            self.run_combo.setCurrentIndex(max(0, index) if self.run_combo.count() else -1)
         self._fill_compare()
         if self.run_combo.count() == 0:
             self.run_id = None
@@ -459,9 +463,6 @@ class InspectView(QWidget):
             self.count_label.setText("No run has scored pairs yet: train one in the Train view."
                                      if self.project is not None else "")
             return
-        index = self.run_combo.findData(keep) if keep is not None else -1
-        with QSignalBlocker(self.run_combo):
-            self.run_combo.setCurrentIndex(max(0, index))
         if index < 0 or reload:
             self.load(int(self.run_combo.currentData()), self.compare_id)
 

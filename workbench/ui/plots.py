@@ -79,6 +79,7 @@ class TrainingPlots(QWidget):
         self._eval_train_acc = _Series()
         self._margins: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # cids, split, margin
         self._dirty_steps = self._dirty_eval = self._dirty_margins = False
+        self._total_steps = 0
         # The latest margins, sorted: what the margin plot shows and picks from.
         self.sorted_cids = np.zeros(0, dtype=np.int64)
         self.sorted_margins = np.zeros(0)
@@ -110,10 +111,14 @@ class TrainingPlots(QWidget):
             plot.setMenuEnabled(False)
             plot.hideButtons()
             plot.showGrid(x=True, y=True, alpha=0.15)
-            plot.setClipToView(True)
+            # Ranges are set by ``_fit`` and move only when the data leaves them (or shrinks to a small
+            # part): an axis whose range is unchanged keeps its cached picture, and a repaint that
+            # regenerates four axes' tick labels costs 20-70 ms on a software raster.
+            plot.disableAutoRange()
 
         p = self.loss_plot
         p.setDownsampling(auto=True, mode="peak")
+        p.setClipToView(True)  # (not for the histogram: clipping a step curve breaks len(x) == len(y) + 1)
         self.loss_legend = p.addLegend(offset=(-8, 8), labelTextSize="8pt")
         self.train_loss = p.plot(name="train (batch)", pen=pg.mkPen(TRAIN, width=1.5))
         self.val_loss = p.plot(name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5,
@@ -126,6 +131,7 @@ class TrainingPlots(QWidget):
 
         p = self.acc_plot
         p.setDownsampling(auto=True, mode="peak")
+        p.setClipToView(True)
         self.acc_legend = p.addLegend(offset=(-8, -8), labelTextSize="8pt")
         self.train_acc = p.plot(name="train (batch)", pen=pg.mkPen(TRAIN, width=1.5))
         self.val_acc = p.plot(name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5,
@@ -133,7 +139,6 @@ class TrainingPlots(QWidget):
         self.half_line = pg.InfiniteLine(pos=0.5, angle=0, movable=False)
         p.addItem(self.half_line, ignoreBounds=True)
         p.setYRange(0.0, 1.0, padding=0.03)
-        p.enableAutoRange(axis="y", enable=False)
         p.setLabel("bottom", "step")
         p.setLabel("left", "accuracy")
 
@@ -219,10 +224,19 @@ class TrainingPlots(QWidget):
     def clear(self) -> None:
         for s in (self._steps_loss, self._steps_acc, self._val_loss, self._val_acc, self._eval_train_acc):
             s.clear()
+        self._total_steps = 0
+        self.loss_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
+        self.acc_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.03)
         self._margins = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), np.zeros(0))
         self._dirty_steps = self._dirty_eval = self._dirty_margins = True
         self._set_hover(None)
         self.refresh()
+
+    def set_step_range(self, total_steps: int) -> None:
+        """The run's length is known (RunStarted): fix the step axes to it, so they never change."""
+        self._total_steps = max(1, int(total_steps))
+        for plot in (self.loss_plot, self.acc_plot):
+            plot.setXRange(0, self._total_steps, padding=0.02)
 
     def add_step(self, step: int, metrics: dict[str, float]) -> None:
         if "loss" in metrics:
@@ -256,6 +270,7 @@ class TrainingPlots(QWidget):
     def refresh(self) -> bool:
         """Push what changed since the last call to the plot items; True when anything was."""
         changed = False
+        steps_changed = self._dirty_steps or self._dirty_eval
         if self._dirty_steps:
             self.train_loss.setData(*self._steps_loss.data())
             self.train_acc.setData(*self._steps_acc.data())
@@ -264,12 +279,29 @@ class TrainingPlots(QWidget):
             self.val_loss.setData(*self._val_loss.data())
             self.val_acc.setData(*self._val_acc.data())
             self._dirty_eval, changed = False, True
+        if steps_changed:
+            self._fit_steps()
         if self._dirty_margins and self._margins is not None:
             self._draw_margins(*self._margins)
             self._dirty_margins, changed = False, True
         if changed:
             self.refreshes += 1
         return changed
+
+    def _fit_steps(self) -> None:
+        xs = [s.data()[0] for s in (self._steps_loss, self._val_loss, self._steps_acc, self._val_acc) if s.n]
+        last = max((float(x[-1]) for x in xs), default=0.0)
+        top = max(self._total_steps, last, 1.0)
+        if self._total_steps <= 0:  # a stored run: fit what there is
+            top = max(last, 1.0)
+        for plot in (self.loss_plot, self.acc_plot):
+            _fit(plot, "x", 0.0, top, pad=0.02, shrink=False)
+        ys = [s.data()[1] for s in (self._steps_loss, self._val_loss) if s.n]
+        finite = [y[np.isfinite(y)] for y in ys]
+        finite = [y for y in finite if len(y)]
+        hi = max([float(y.max()) for y in finite] + [LOG2 * 1.1])
+        lo = min([float(y.min()) for y in finite] + [0.0])
+        _fit(self.loss_plot, "y", lo, hi, pad=0.05)
 
     def _draw_margins(self, cids: np.ndarray, split: np.ndarray, margins: np.ndarray) -> None:
         finite = np.isfinite(margins)
@@ -296,10 +328,16 @@ class TrainingPlots(QWidget):
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, int(np.clip(np.sqrt(n) * 2, 10, 60)) + 1)
         is_val = split == "val"
+        top = 1.0
         for item, mask in ((self.hist_train, ~is_val), (self.hist_val, is_val)):
             counts, _ = np.histogram(margins[mask], bins=edges)
             item.setData(edges, counts.astype(float))
             item.setVisible(bool(mask.any()))
+            top = max(top, float(counts.max()) if len(counts) else 1.0)
+        _fit(self.hist_plot, "x", min(lo, 0.0), max(hi, 0.0), pad=0.05)
+        _fit(self.hist_plot, "y", 0.0, top, pad=0.05)
+        _fit(self.margin_plot, "x", 0.0, float(max(n - 1, 1)), pad=0.02)
+        _fit(self.margin_plot, "y", min(lo, 0.0), max(hi, 0.0), pad=0.05)
         # The sorted curve, downsampled (monotonic, so keeping evenly spaced ranks loses nothing visible).
         idx = _even_indices(n, MAX_CURVE_POINTS)
         n_wrong = int(np.searchsorted(self.sorted_margins, 0.0, side="right"))  # margin <= 0
@@ -348,6 +386,7 @@ class TrainingPlots(QWidget):
         if not len(hits):
             return None
         rank = int(hits[0])
+        self.margin_plot.vb.prepareForPaint()  # apply a pending auto-range, as the next paint would
         return self.margin_plot.vb.mapViewToScene(QPointF(float(rank), float(self.sorted_margins[rank])))
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
@@ -390,6 +429,28 @@ class TrainingPlots(QWidget):
         up = margin < y0 + 0.6 * (y1 - y0)
         self.hover_label.setAnchor((0 if right else 1, 1 if up else 0))
         self.hover_label.show()
+
+
+def _fit(plot: pg.PlotItem, axis: str, lo: float, hi: float, pad: float = 0.05, shrink: bool = True) -> None:
+    """Set an axis range that holds [lo, hi]; leave it alone when it already does and is not more than
+    about twice too wide (so that the axis, and its cached tick labels, rarely change)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    (x0, x1), (y0, y1) = plot.vb.viewRange()
+    a, b = (x0, x1) if axis == "x" else (y0, y1)
+    span = hi - lo
+    inside = a <= lo and hi <= b
+    too_wide = shrink and (b - a) > 2.5 * span * (1 + 2 * pad)
+    if inside and not too_wide:
+        return
+    # Leave room to grow: a little more than asked on the open sides.
+    lo2, hi2 = lo - pad * span, hi + pad * span
+    if axis == "x":
+        plot.setXRange(lo2, hi2, padding=0)
+    else:
+        plot.setYRange(lo2, hi2, padding=0)
 
 
 def _even_indices(n: int, most: int) -> np.ndarray:

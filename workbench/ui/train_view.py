@@ -612,6 +612,7 @@ class TrainView(QWidget):
         self._started = ev
         self.shown_run_id = ev.run_id
         self._total_steps = ev.total_steps
+        self.plots.set_step_range(ev.total_steps)
         self._step = ev.resumed_from_step
         if ev.resumed_from_step and self.project is not None:
             self._load_history(ev.run_id)  # the curve so far, then the new steps join it
