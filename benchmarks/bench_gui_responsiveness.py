@@ -150,6 +150,8 @@ def run_training(app, window, path: Path, config, timeout_s: float) -> tuple[dic
     assert window.open_project(path), path
     window.show_view(window.stack.indexOf(view))
     view.form.set_config(config)
+    settle = time.perf_counter() + 0.5  # the view's first paint is not the run's
+    wait_for(app, lambda: time.perf_counter() > settle, 5)
     events: list = []
     view.run_starting.connect(lambda run: run.worker.event.connect(events.append))
     ticker = Ticker()

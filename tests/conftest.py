@@ -21,16 +21,6 @@ if str(REPO) not in sys.path:  # a source checkout that is not installed
 HH_DATA = REPO.parent / "shared" / "data" / "hh-harmless-dev.jsonl.gz"
 
 
-def pytest_collection_modifyitems(config, items):
-    """``@pytest.mark.slow`` tests run only with WORKBENCH_SLOW=1."""
-    if os.environ.get("WORKBENCH_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow; set WORKBENCH_SLOW=1 to run")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
-
-
 @pytest.fixture(scope="session")
 def hh_rows() -> list[dict]:
     """The first 50 HH-RLHF pairs ({"chosen", "rejected"} transcripts) from ../shared/data."""

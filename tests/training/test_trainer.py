@@ -397,8 +397,9 @@ def test_head_mode_batches():
     assert head_batch_size(8, 100_000) == 512 and head_batch_size(1024, 100) == 1024
 
 
-def test_head_mode_10_epochs_over_10000_cached_pairs_takes_at_most_3_seconds(tmp_path):
-    """The interactive default: 10 epochs over 10,000 pairs whose MiniLM embeddings are cached."""
+def test_head_mode_trains_from_the_cache_alone(tmp_path):
+    """Head mode on pairs whose MiniLM embeddings are already cached embeds nothing and runs every step.
+    (Its speed, 10 epochs over 10,000 cached pairs, is measured by benchmarks/bench_train.py.)"""
     from workbench.training.model import (
         PairEncoder,
         bundled_minilm_path,
@@ -410,7 +411,7 @@ def test_head_mode_10_epochs_over_10000_cached_pairs_takes_at_most_3_seconds(tmp
     rng = np.random.default_rng(0)
     with Project.create(path) as p:
         p.add_records([PairRecord(Text(f"Prompt {i % 2500}: say something."), Text(f"A good answer {i}."),
-                                  Text(f"A bad answer {i}."), choice="ab"[i % 2]) for i in range(10_000)], source="s")
+                                  Text(f"A bad answer {i}."), choice="ab"[i % 2]) for i in range(2_000)], source="s")
         pairs = data.pairs_from_frame(p.training_pairs())
         model_path = bundled_minilm_path()
         encoder = PairEncoder(load_tokenizer(model_path), 256)
@@ -422,22 +423,16 @@ def test_head_mode_10_epochs_over_10000_cached_pairs_takes_at_most_3_seconds(tmp
     events = collect(Trainer(path, TrainConfig(mode="head", epochs=10)))
     done = events[-1]
     assert isinstance(done, Finished) and done.summary["embedded_texts"] == 0
-    assert done.summary["steps"] == 10 * math.ceil(8000 / done.summary["batch_size"])
-    print(f"head mode, 10 epochs x 10,000 cached pairs: training phase {done.summary['training_phase_s']:.2f} s "
-          f"(steps {done.summary['train_s']:.2f} s), whole run {done.summary['time_s']:.2f} s")
-    # Steps, an evaluation with 10,000 per-pair scores and a checkpoint each epoch.
-    assert done.summary["training_phase_s"] <= 3.0
+    assert done.summary["steps"] == 10 * math.ceil(done.summary["n_train"] / done.summary["batch_size"])
 
 
 def test_real_minilm_head_mode_learns_a_small_project(tmp_path):
     """The bundled MiniLM, frozen: 40 pairs embedded once, then a linear head."""
     path = make_project(tmp_path / "m.wbp", n_prompts=20, per_prompt=2)
-    started = time.perf_counter()
     events = collect(Trainer(path, TrainConfig(mode="head", epochs=30, learning_rate=1e-2)))
     done = events[-1]
     assert isinstance(done, Finished), done
     assert done.summary["embedded_texts"] == 80 and done.summary["val_accuracy"] > 0.9
-    assert time.perf_counter() - started < 30
 
 
 def test_closing_the_generator_after_the_last_event_changes_nothing(learnable, tiny_bert_dir):

@@ -92,11 +92,12 @@ def test_pairs_are_listed_most_wrong_first_with_labels_and_scores(inspect, train
     for r in range(view.model.rowCount()):
         cid = view.model.value(r, "comparison_id")
         assert view.model.value(r, "r_chosen") == pytest.approx(by_id.loc[cid, "r_chosen"])
-    first = [view.model.data(view.model.index(0, c)) for c in range(view.model.columnCount())]
-    assert first[0].startswith("#") and first[1].startswith("Question")
-    assert first[2] in ("A · better", "B · better", "A · slightly better", "B · slightly better",
-                        "A · significantly better", "B · significantly better")
-    assert first[3] in (ANNOTATOR, "other")
+    first = {c.title: view.model.data(view.model.index(0, i)) for i, c in enumerate(view.model.columns)}
+    assert first["Pair"].startswith("#") and first["Prompt"].startswith("Question")
+    assert first["Margin"] == f"{margins[0]:+.3f}"
+    assert first["Label"] in ("A · better", "B · better", "A · slightly better", "B · slightly better",
+                              "A · significantly better", "B · significantly better")
+    assert first["Annotator"] in (ANNOTATOR, "other")
     assert view.model.data(view.model.index(0, MARGIN_COLUMN), Qt.ItemDataRole.ForegroundRole) is not None  # red
     assert "mispredicted" in view.count_label.text()
     # Sorting by a header click (here: the model's sort, as the header calls it).
@@ -223,7 +224,8 @@ def test_compare_with_another_run_shows_the_pairs_that_flipped(qtbot, inspect, t
         view.show_run(second)
     with qtbot.waitSignal(view.loaded, timeout=20_000):
         view.compare_combo.setCurrentIndex(view.compare_combo.findData(first))
-    assert (view.run_id, view.compare_id) == (second, first) and view.model.columns[-1].title == "Compared"
+    flip_col = [c.title for c in view.model.columns].index("Compared")
+    assert (view.run_id, view.compare_id) == (second, first) and flip_col == MARGIN_COLUMN + 1
     with Project.open(path) as p:
         a = p.pair_scores(second).set_index("comparison_id")["margin"]
         b = p.pair_scores(first).set_index("comparison_id")["margin"]
@@ -232,8 +234,7 @@ def test_compare_with_another_run_shows_the_pairs_that_flipped(qtbot, inspect, t
     assert flipped  # the relabelled pairs changed sign
     view.flipped_check.setChecked(True)
     assert set(column(view, "comparison_id")) == flipped
-    texts = set(view.model.data(view.model.index(r, len(view.model.columns) - 1))
-                for r in range(view.model.rowCount()))
+    texts = set(view.model.data(view.model.index(r, flip_col)) for r in range(view.model.rowCount()))
     assert texts <= {f"▲ fixed (wrong in #{first})", f"▼ broken (right in #{first})"}
 
 

@@ -220,7 +220,8 @@ def test_word_diff_toggle_highlights_differences(qtbot, labelling):
 def test_queue_order_and_progress(qtbot, labelling):
     window, view, project = labelling
     orders = [view.order_combo.itemData(i) for i in range(view.order_combo.count())]
-    assert orders == ["new", "random", "prompt"]  # no run yet: no model orders
+    assert orders == ["new", "random", "prompt", "uncertain", "disagree"]
+    assert not view.model_orders_enabled()  # no run yet: the model orders are listed but disabled
     press(qtbot, window, K.Key_1)
     press(qtbot, window, K.Key_2)
     assert "2 / 30 done" in view.progress_label.text()

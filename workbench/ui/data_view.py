@@ -1,4 +1,10 @@
-"""The Data view: import files (off the GUI thread, cancellable), export datasets, counts per annotator."""
+"""The Data view: import files (off the GUI thread, cancellable), export datasets, counts per annotator,
+and the team's work (DESIGN.md §5): merge other annotators' projects, agreement, position and length bias
+audits, and the queue of disagreements to adjudicate.
+
+Counts are read on the GUI thread (one cheap query); agreement, bias and disagreements are computed in a
+``ProjectTask`` with its own connection, since they read every current label.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import os
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -27,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from workbench.ui import settings
 from workbench.ui.tasks import ProjectTask
+from workbench.ui.team_panel import VALUE_ROLE, AdjudicationDialog, AgreementPanel, bias_item
 
 FORMAT_LABELS = {
     "auto": "Detect automatically",
@@ -36,7 +44,21 @@ FORMAT_LABELS = {
     "unlabeled": "Unlabelled: prompt with responses",
 }
 DATA_FILTER = "Data files (*.jsonl *.jsonl.gz *.ndjson *.json *.csv *.tsv *.parquet *.pq);;All files (*)"
-COLUMNS = ["Annotator", "Kind", "Answered", "Judged", "A / B", "Ties", "Both bad", "Skips", "Done", "Time per item"]
+PROJECT_FILTER = "Preference Workbench projects (*.wbp);;All files (*)"
+COLUMNS = ["Annotator", "Kind", "Answered", "Judged", "A / B", "Ties", "Both bad", "Skips", "Done", "Time per item",
+           "With majority", "Picks left", "Picks longer"]
+#: the team columns, filled when the agreement and bias figures arrive
+MAJORITY_COL, LEFT_COL, LONGER_COL = 10, 11, 12
+COLUMN_TIPS = {
+    MAJORITY_COL: "How often the annotator's label matches the majority of the OTHER annotators' labels "
+                  "(comparisons where the others tie are left out)",
+    LEFT_COL: "Share of A/B labels that picked the response shown on the LEFT, with its 95% interval; 50% is "
+              "unbiased. ⚠ marks an interval that leaves out 50%. For the model: the share where it prefers the "
+              "stored response A",
+    LONGER_COL: "Share of A/B labels that picked the LONGER response (in characters), with its 95% interval. "
+                "⚠ marks an interval that leaves out 50%",
+}
+MODEL_KIND = "model"
 
 
 def _formats() -> tuple[str, ...]:
@@ -64,9 +86,15 @@ class DataView(QWidget):
         super().__init__(parent)
         self.setObjectName("DataView")
         self.project = None
-        self.task: ProjectTask | None = None
+        self.annotator = ""
+        self.task: ProjectTask | None = None  # import, export or merge: one at a time
+        self.stats_task: ProjectTask | None = None  # agreement, bias and disagreements
+        self.team_stats: dict | None = None  # the latest figures for the open project
+        self._stats_stale = False  # data changed while the figures were being computed
         self.error_box: QMessageBox | None = None
         self.last_summary: dict | None = None
+        self.last_merge: dict | None = None
+        self.adjudication_dialog: AdjudicationDialog | None = None
         self._build()
         self.set_project(None)
 
@@ -112,7 +140,7 @@ class DataView(QWidget):
         self.import_status.setWordWrap(True)
         grid.addWidget(self.import_status, 2, 0, 1, 3)
         grid.setColumnStretch(1, 1)
-        top.addWidget(box, 3)
+        top.addWidget(box, 5)
 
         # Export.
         box = QGroupBox("Export")
@@ -135,7 +163,29 @@ class DataView(QWidget):
         self.export_status.setObjectName("Muted")
         self.export_status.setWordWrap(True)
         grid.addWidget(self.export_status, 2, 0, 1, 2)
-        top.addWidget(box, 2)
+        top.addWidget(box, 4)
+
+        # Team: merge other annotators' projects, settle their disagreements.
+        box = QGroupBox("Team")
+        grid = QGridLayout(box)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(8)
+        self.merge_button = QPushButton("Merge projects…")
+        self.merge_button.setToolTip("Bring other annotators' project files (.wbp) into this one: their "
+                                     "comparisons and judgments, matched by content; nothing is lost or doubled")
+        self.merge_button.clicked.connect(self.choose_merge)
+        self.adjudicate_button = QPushButton("Adjudicate disagreements…")
+        self.adjudicate_button.setToolTip("Settle the comparisons whose annotators disagree; the decision is "
+                                          "what training uses")
+        self.adjudicate_button.clicked.connect(self.open_adjudication)
+        grid.addWidget(self.merge_button, 0, 0)
+        grid.addWidget(self.adjudicate_button, 1, 0)
+        self.team_status = QLabel("Merge the annotators' projects into this one to compare their labels.")
+        self.team_status.setObjectName("Muted")
+        self.team_status.setWordWrap(True)
+        grid.addWidget(self.team_status, 2, 0)
+        grid.setRowStretch(3, 1)
+        top.addWidget(box, 3)
         root.addLayout(top)
 
         # Counts.
@@ -160,28 +210,50 @@ class DataView(QWidget):
         self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)  # the names keep their width; the slack goes to the last column
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        root.addWidget(self.table, 1)
+        self.table.setMinimumHeight(130)
+        for column, tip in COLUMN_TIPS.items():
+            header.model().setHeaderData(column, Qt.Orientation.Horizontal, tip, Qt.ItemDataRole.ToolTipRole)
+        root.addWidget(self.table, 3)
+        self.bias_legend = QLabel("Picks left / longer: share of A/B labels with its 95% interval; 50% is "
+                                  "unbiased, and ⚠ marks an interval that leaves out 50%.")
+        self.bias_legend.setObjectName("Muted")
+        self.bias_legend.setWordWrap(True)
+        root.addWidget(self.bias_legend)
+        self.agreement_panel = AgreementPanel()
+        root.addWidget(self.agreement_panel, 1)
         self._set_idle()
 
     # ------------------------------------------------------------------ project
     def set_project(self, project) -> None:
+        if self.adjudication_dialog is not None:
+            self.adjudication_dialog.close()
+            self.adjudication_dialog = None
+        if self.stats_task is not None:  # a read of the old project: let it end, drop its result
+            self.stats_task.wait()
         self.project = project
+        self.team_stats = None
         enabled = project is not None
         for w in (self.import_button, self.export_pairs_button, self.export_log_button, self.refresh_button,
-                  self.format_combo):
+                  self.format_combo, self.merge_button):
             w.setEnabled(enabled)
         self.refresh_counts()
+
+    def set_annotator(self, name: str) -> None:
+        self.annotator = name.strip()
 
     def showEvent(self, event):  # noqa: N802
         super().showEvent(event)
         self.refresh_counts()
 
     def refresh_counts(self) -> None:
+        """Counts now; agreement, bias and disagreements from a worker thread (``stats_task``)."""
         self.table.setRowCount(0)
         if self.project is None:
             self.summary_label.setText("")
+            self.agreement_panel.set_report(None)
+            self._update_adjudicate_button()
             return
         stats = self.project.statistics()
         total = stats.get("comparisons", 0)
@@ -208,12 +280,147 @@ class DataView(QWidget):
                 f"{skips:,}",
                 f"{100.0 * judged / total:.0f}%" if total else "—",
                 _seconds(row.get("seconds_per_item")),
+                "…", "…", "…",  # agreement and bias: filled when they have been computed
             ]
             for c, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
                 if c >= 2:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
+        self._fill_team_columns()
+        if self.isVisible():  # otherwise when the view is next shown
+            self.refresh_team()
+
+    # ------------------------------------------------------------------ agreement and bias
+    def refresh_team(self) -> ProjectTask | None:
+        """Compute agreement, bias and the disagreement count in a worker thread; the panel updates when
+        they arrive. A request while one runs is served once it ends."""
+        if self.project is None:
+            return None
+        if self.stats_task is not None:
+            self._stats_stale = True
+            return self.stats_task
+        from workbench.core import team
+
+        def work(project, progress, cancel):
+            frame = team.disagreements(project)
+            return {"agreement": team.agreement_report(project), "bias": team.bias_report(project),
+                    "disagreements": len(frame)}
+
+        path = self.project.path
+        task = ProjectTask(path, work, description="Computing agreement", parent=self)
+        task.succeeded.connect(lambda stats: self._on_team_stats(path, stats))
+        task.failed.connect(lambda msg: self._on_team_failed(path, msg))
+        task.finished.connect(self._on_stats_finished)
+        self._stats_stale = False
+        self.stats_task = task
+        if self.team_stats is None:
+            self.agreement_panel.set_report(None, busy=True)
+        task.start()
+        return task
+
+    def _on_team_stats(self, path, stats: dict) -> None:
+        if self.project is None or self.project.path != path:
+            return
+        self.team_stats = stats
+        self.agreement_panel.set_report(stats["agreement"])
+        self._fill_team_columns()
+        self._update_adjudicate_button()
+
+    def _on_team_failed(self, path, message: str) -> None:
+        if self.project is not None and self.project.path == path:
+            self.agreement_panel.note.setText(f"Could not compute agreement: {message}")
+
+    def _on_stats_finished(self) -> None:
+        task, self.stats_task = self.stats_task, None
+        if task is not None:
+            task.deleteLater()
+        if self._stats_stale and self.project is not None:
+            self.refresh_team()
+
+    def team_busy(self) -> bool:
+        return self.stats_task is not None
+
+    def _fill_team_columns(self) -> None:
+        """Majority agreement and bias per annotator row, and a row for the latest model run."""
+        stats = self.team_stats
+        for r in range(self.table.rowCount() - 1, -1, -1):  # an old model row
+            if self.table.item(r, 1) is not None and self.table.item(r, 1).text() == MODEL_KIND:
+                self.table.removeRow(r)
+        if stats is None:
+            return
+        majority = stats["agreement"]["majority_agreement"]
+        bias = stats["bias"]["annotators"]
+        for r in range(self.table.rowCount()):
+            name = self.table.item(r, 0).text()
+            entry = majority.get(name)
+            item = QTableWidgetItem("—" if not entry or entry["agreement"] is None else
+                                    f"{100 * entry['agreement']:.0f}% of {entry['items']:,}")
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if entry and entry["agreement"] is not None:
+                item.setData(VALUE_ROLE, float(entry["agreement"]))
+                item.setToolTip(f"{name} agrees with the other annotators' majority on {entry['agreed']:,} of "
+                                f"{entry['items']:,} comparisons ({entry['tied']:,} where the others tie are "
+                                "left out)")
+            else:
+                item.setToolTip("No comparison that this annotator and others both labelled")
+            self.table.setItem(r, MAJORITY_COL, item)
+            entry = bias.get(name, {})
+            self.table.setItem(r, LEFT_COL, bias_item(entry.get("left"), "picked the response shown on the left",
+                                                      name))
+            self.table.setItem(r, LONGER_COL, bias_item(entry.get("longer"), "picked the longer response", name))
+        model = stats["bias"].get("model")
+        if model:
+            r = self.table.rowCount()
+            self.table.insertRow(r)
+            who = f"Model, run {model['run_id']}"
+            for c, text in enumerate([who, MODEL_KIND, *["" for _ in range(2, MAJORITY_COL)], "—"]):
+                item = QTableWidgetItem(text)
+                item.setForeground(QBrush(QColor("#5f6771")))
+                if c >= 2:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if c == 0:
+                    item.setToolTip(f"The latest run with per-pair scores ({model['pairs']:,} pairs at step "
+                                    f"{model['step']}): what it prefers, audited like an annotator")
+                self.table.setItem(r, c, item)
+            self.table.setItem(r, LEFT_COL, bias_item(model.get("prefers_a"), "preferred the stored response A",
+                                                      who))
+            self.table.setItem(r, LONGER_COL, bias_item(model.get("longer"), "preferred the longer response", who))
+
+    def _update_adjudicate_button(self) -> None:
+        stats = self.team_stats
+        n = stats["disagreements"] if stats else 0
+        self.adjudicate_button.setEnabled(self.project is not None and n > 0 and not self.busy())
+        if stats is None:
+            self.adjudicate_button.setText("Adjudicate disagreements…")
+        else:
+            self.adjudicate_button.setText(f"Adjudicate {n:,} disagreement{'s' if n != 1 else ''}…" if n
+                                           else "No disagreements")
+
+    # ------------------------------------------------------------------ adjudication
+    def open_adjudication(self) -> AdjudicationDialog | None:
+        """Open the adjudication dialog on the disagreements (window-modal: the project stays open meanwhile)."""
+        if self.project is None:
+            return None
+        dialog = AdjudicationDialog(self.project, self.annotator or "adjudicator", parent=self)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.decided.connect(self._on_adjudicated)
+        dialog.finished.connect(self._on_adjudication_closed)
+        self.adjudication_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _on_adjudicated(self, _cid: int) -> None:
+        self.data_changed.emit()
+        self.refresh_counts()
+
+    def _on_adjudication_closed(self, _result: int) -> None:
+        dialog, self.adjudication_dialog = self.adjudication_dialog, None
+        if dialog is not None:
+            if dialog.decisions:
+                self.message.emit(f"{dialog.decisions:,} disagreement{'s' if dialog.decisions != 1 else ''} "
+                                  f"settled by {dialog.adjudicator}.")
+            dialog.deleteLater()
 
     # ------------------------------------------------------------------ import
     def choose_import(self) -> None:
@@ -285,13 +492,19 @@ class DataView(QWidget):
         label.style().unpolish(label)
         label.style().polish(label)
 
-    def _on_failed(self, title: str, message: str, imported: bool = False) -> None:
-        self._set_status(self.import_status if imported else self.export_status, message, error=True)
+    def _on_failed(self, title: str, message: str, imported: bool = False, merged: bool = False) -> None:
+        label = self.import_status if imported else self.team_status if merged else self.export_status
+        self._set_status(label, message, error=True)
         box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
-        box.setInformativeText(
-            "Nothing was imported; the project is unchanged. Fix the file, or pick its shape in the Shape "
-            "list, and import again." if imported else "Nothing was written. Choose another file name or type."
-        )
+        if imported:
+            informative = ("Nothing was imported; the project is unchanged. Fix the file, or pick its shape in the "
+                           "Shape list, and import again.")
+        elif merged:
+            informative = ("Nothing was merged; the project is unchanged. Choose project files (.wbp) made by "
+                           "Preference Workbench, and merge again.")
+        else:
+            informative = "Nothing was written. Choose another file name or type."
+        box.setInformativeText(informative)
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.setWindowModality(Qt.WindowModality.WindowModal)
         self.error_box = box
@@ -303,12 +516,13 @@ class DataView(QWidget):
             task.deleteLater()
         self._set_idle()
 
-    def _set_busy(self, text: str) -> None:
-        self._set_status(self.import_status, text)
+    def _set_busy(self, text: str, label: QLabel | None = None) -> None:
+        self._set_status(label or self.import_status, text)
         self.progress.setRange(0, 0)
         self.progress.show()
         self.cancel_button.show()
-        for w in (self.import_button, self.export_pairs_button, self.export_log_button, self.format_combo):
+        for w in (self.import_button, self.export_pairs_button, self.export_log_button, self.format_combo,
+                  self.merge_button, self.adjudicate_button):
             w.setEnabled(False)
 
     def _set_idle(self) -> None:
@@ -317,8 +531,63 @@ class DataView(QWidget):
         self.progress.hide()
         self.cancel_button.hide()
         enabled = self.project is not None
-        for w in (self.import_button, self.export_pairs_button, self.export_log_button, self.format_combo):
+        for w in (self.import_button, self.export_pairs_button, self.export_log_button, self.format_combo,
+                  self.merge_button):
             w.setEnabled(enabled)
+        self._update_adjudicate_button()
+
+    # ------------------------------------------------------------------ merge
+    def choose_merge(self) -> None:
+        if self.project is None or self.busy():
+            return
+        start = str(settings.value("data/last_dir", "") or str(Path.home()))
+        paths, _ = QFileDialog.getOpenFileNames(self, "Merge annotators' projects into this one", start,
+                                                PROJECT_FILTER)
+        if paths:
+            settings.set_value("data/last_dir", str(Path(paths[0]).parent))
+            self.start_merge(paths)
+
+    def start_merge(self, paths) -> ProjectTask | None:
+        """Merge the projects ``paths`` into the open one, in a worker thread, as one transaction."""
+        if self.project is None or self.busy():
+            return None
+        from workbench.core.team import merge_projects
+
+        sources = [str(p) for p in paths]
+        if not sources:
+            return None
+        target = str(self.project.path)
+
+        def work(project, progress, cancel):
+            return merge_projects(sources, target)
+
+        names = ", ".join(Path(p).name for p in sources)
+        task = ProjectTask(self.project.path, work, description=f"Merging {names}", parent=self)
+        task.succeeded.connect(self._on_merged)
+        task.failed.connect(lambda msg: self._on_failed("Merge failed", msg, merged=True))
+        task.finished.connect(self._on_task_finished)
+        self._set_busy(f"Merging {names}…", self.team_status)
+        self.cancel_button.hide()  # one transaction: it cannot stop half way
+        self.task = task
+        task.start()
+        return task
+
+    def _on_merged(self, summary) -> None:
+        data = summary.as_dict() if hasattr(summary, "as_dict") else dict(summary or {})
+        self.last_merge = data
+        n = len(data.get("sources", []))
+        text = (f"Merged {n} project{'s' if n != 1 else ''}: {data.get('judgments_added', 0):,} judgments "
+                f"added ({data.get('judgments_present', 0):,} already here), {data.get('comparisons_added', 0):,} "
+                f"new comparisons, {data.get('annotators_added', 0):,} new annotators.")
+        if data.get("comparisons_flipped"):
+            text += f" {data['comparisons_flipped']:,} comparisons stored the other way round were mapped."
+        if data.get("skipped_sources"):
+            text += " Skipped: " + ", ".join(Path(p).name for p in data["skipped_sources"]) + \
+                    " (this project itself, or listed twice)."
+        self._set_status(self.team_status, text)
+        self.message.emit(text)
+        self.refresh_counts()
+        self.data_changed.emit()
 
     # ------------------------------------------------------------------ export
     def choose_export_pairs(self) -> None:

