@@ -210,6 +210,11 @@ def plot(results: dict, labels: list[int], full_pool: list[tuple[int, float]], o
         means = [statistics.fmean(run["points"][i][1] for run in runs) for i in range(len(labels))]
         ax.plot(labels, means, color=colours[strategy], linewidth=2.2, marker="o", markersize=3.5,
                 label=f"{names[strategy]} (mean of {len(runs)} seeds)")
+    diffs = [statistics.fmean(u["points"][i][1] - r["points"][i][1]
+                              for u, r in zip(results["uncertain"], results["random"])) for i in range(len(labels))]
+    ax.text(0.02, 0.97, f"uncertain − random, mean over seeds: {min(diffs):+.3f} to {max(diffs):+.3f}\n"
+                        f"thin lines: single seeds; one accuracy's binomial SE ≈ {meta['se']:.3f}",
+            transform=ax.transAxes, fontsize=8, va="top", color="#5f6771")
     if full_pool:
         mean_full = statistics.fmean(a for _, a in full_pool)
         ax.axhline(mean_full, color="#c27c0e", linestyle="--", linewidth=1.2,
@@ -257,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
     labels = [n for n, _ in results["random"][0]["points"]]
     meta = {"val_pairs": results["random"][0]["val_pairs"], "pool": results["random"][0]["pool"]}
+    meta["se"] = math.sqrt(0.57 * 0.43 / meta["val_pairs"])
     full_pool = [run["full_pool"] for run in results["random"] if run["full_pool"]]
     plot(results, labels, full_pool, Path(args.plot), meta)
 
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"held-out pairs {meta['val_pairs']}, pool {meta['pool']:,}, seeds {args.seeds}, "
           f"retrained every {args.step} labels")
     print(f"{'labels':>7}  {'random mean (sd) [min-max]':>30}  {'uncertain mean (sd) [min-max]':>30}  "
-          f"{'diff mean':>9}  {'seeds uncertain better':>22}")
+          f"{'paired diff (sd)':>16}  {'seeds uncertain better':>22}")
     table = {}
     for i, n in enumerate(labels):
         row = {}
@@ -272,17 +278,18 @@ def main(argv: list[str] | None = None) -> int:
             row[strategy] = summarise([run["points"][i][1] for run in results[strategy]])
         diffs = [u["points"][i][1] - r["points"][i][1] for u, r in zip(results["uncertain"], results["random"])]
         row["diff_mean"] = statistics.fmean(diffs)
+        row["diff_sd"] = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
         row["uncertain_better"] = sum(d > 0 for d in diffs)
         table[n] = row
         cell = lambda s: f"{s['mean']:.3f} ({s['sd']:.3f}) [{s['min']:.3f}-{s['max']:.3f}]"  # noqa: E731
-        print(f"{n:>7}  {cell(row['random']):>30}  {cell(row['uncertain']):>30}  {row['diff_mean']:>+9.3f}  "
+        paired = f"{row['diff_mean']:+.3f} ({row['diff_sd']:.3f})"
+        print(f"{n:>7}  {cell(row['random']):>30}  {cell(row['uncertain']):>30}  {paired:>16}  "
               f"{row['uncertain_better']:>16} of {len(diffs)}")
     if full_pool:
         accs = [a for _, a in full_pool]
         print(f"all {full_pool[0][0]:,} pool labels: {statistics.fmean(accs):.3f} "
               f"(sd {statistics.stdev(accs) if len(accs) > 1 else 0:.3f})")
-    se = math.sqrt(0.6 * 0.4 / meta["val_pairs"])
-    print(f"binomial standard error of one accuracy on {meta['val_pairs']} pairs near 0.6: {se:.3f}")
+    print(f"binomial standard error of one accuracy on {meta['val_pairs']} pairs near 0.57: {meta['se']:.3f}")
     train_s = [s for runs in results.values() for run in runs for s in run["train_s"]]
     print(f"plot: {args.plot}; {len(train_s)} runs, median {statistics.median(train_s):.1f} s each; "
           f"total {time.perf_counter() - t_start:.0f} s")
@@ -297,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                          "per_seed": [[round(a, 4) for _, a in run["points"]] for run in results[s]]}
                      for s in STRATEGIES},
         "uncertain_minus_random": [round(table[n]["diff_mean"], 4) for n in labels],
+        "uncertain_minus_random_sd": [round(table[n]["diff_sd"], 4) for n in labels],
         "full_pool": {"labels": full_pool[0][0], "accuracy": [round(a, 4) for _, a in full_pool]} if full_pool else None,
         "median_train_s": round(statistics.median(train_s), 2),
         "total_s": round(time.perf_counter() - t_start, 1),

@@ -173,9 +173,28 @@ def run_training(app, window, path: Path, config, timeout_s: float) -> tuple[dic
     return stats, info
 
 
-def margin_refresh_rate(app, window, n: int, rounds: int = 40) -> dict:
-    """New 100k margins each round (sort, histogram, setData) + a synchronous repaint of the plot widget."""
+def idle_baseline(app, window, path: Path, seconds: float = 5.0) -> dict:
+    """The same ticker with no run: what the machine itself (other processes) costs the GUI thread."""
+    assert window.open_project(path)
+    window.show_view(window.stack.indexOf(window.train_view))
+    settle = time.perf_counter() + 0.5
+    wait_for(app, lambda: time.perf_counter() > settle, 5)
+    ticker = Ticker()
+    ticker.start()
+    end = time.perf_counter() + seconds
+    wait_for(app, lambda: time.perf_counter() > end, seconds + 5)
+    stats = ticker.stop()
+    window.close_project()
+    return stats
+
+
+def margin_refresh_rate(app, window, path: Path, n: int, rounds: int = 40) -> dict:
+    """New 100k margins each round (sort, histogram, setData) + a synchronous repaint of the plot widget,
+    on the Train view as shown in the window."""
+    assert window.open_project(path)
+    window.show_view(window.stack.indexOf(window.train_view))
     plots = window.train_view.plots
+    plots.clear()
     rng = np.random.default_rng(0)
     cids = np.arange(n, dtype=np.int64)
     split = np.where(rng.random(n) < 0.2, "val", "train")
@@ -199,9 +218,13 @@ def margin_refresh_rate(app, window, n: int, rounds: int = 40) -> dict:
         plots.wrong_points.setData(x=plots.wrong_points.data["x"], y=plots.wrong_points.data["y"])
         viewport.repaint()
     redraw = (time.perf_counter() - t0) / rounds
-    return {"margins": n, "curve_points": len(plots.margin_curve.xData), "scatter_points": len(plots.wrong_points.data),
-            "full_update_ms": round(full * 1000, 1), "margin_refresh_per_s": round(1 / full, 1),
-            "redraw_ms": round(redraw * 1000, 1), "redraw_per_s": round(1 / redraw, 1)}
+    assert plots.isVisible()
+    out = {"margins": n, "curve_points": len(plots.margin_curve.xData), "scatter_points": len(plots.wrong_points.data),
+           "plot_px": [plots.width(), plots.height()],
+           "full_update_ms": round(full * 1000, 1), "margin_refresh_per_s": round(1 / full, 1),
+           "redraw_ms": round(redraw * 1000, 1), "redraw_per_s": round(1 / redraw, 1)}
+    window.close_project()
+    return out
 
 
 # --------------------------------------------------------------------- main
@@ -248,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     build_head_project(head_path, args.pairs)
     print(f"built the {args.pairs:,}-pair project with random cached MiniLM embeddings in "
           f"{time.perf_counter() - t:.1f} s", flush=True)
+    results["idle"] = idle_baseline(app, window, head_path)
+    print(f"idle (Train view shown, no run): {json.dumps(results['idle'])}", flush=True)
     stats, info = run_training(app, window, head_path, TrainConfig(mode="head", epochs=args.head_epochs),
                                timeout_s=1200)
     results["head"] = {**stats, **info, "backbone": "bundled MiniLM",
@@ -268,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                                else "tiny 2-layer BERT", "pairs": args.finetune_pairs}
         print(f"(b) fine-tune: {json.dumps(results['finetune'])}", flush=True)
 
-    results["margin_plots"] = margin_refresh_rate(app, window, args.margins)
+    results["margin_plots"] = margin_refresh_rate(app, window, head_path, args.margins)
     print(f"margin plots: {json.dumps(results['margin_plots'])}", flush=True)
 
     runs = [results[k] for k in ("head", "finetune") if k in results]

@@ -45,8 +45,9 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -54,7 +55,7 @@ if str(HERE) not in sys.path:
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-import common  # noqa: E402
+import common
 
 TARGETS = {"speedup": 1.5, "embed_ratio": 1.0, "head_10k_s": 3.0}
 
@@ -111,7 +112,7 @@ def _apply_patches(patches: Sequence[str]) -> None:
 
 def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path: str, max_length: int = 256,
              batch_size: int = 8, lr: float | None = 2e-5, epochs: int | None = 1, seed: int = 0, threads: int = 1,
-             *, mode: str = "finetune", weight_decay: float = 0.0, patches: Sequence[str] = (),
+             *, mode: str = "finetune", weight_decay: float | None = 0.0, patches: Sequence[str] = (),
              project_dir: str | None = None) -> dict[str, Any]:
     """Our ``Trainer`` on a fresh project holding ``train_pairs + val_pairs`` with exactly that split.
 
@@ -122,7 +123,13 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
     import torch
 
     from workbench.training.config import TrainConfig
-    from workbench.training.events import Evaluation, Failed, Finished, PhaseProgress, RunStarted
+    from workbench.training.events import (
+        Evaluation,
+        Failed,
+        Finished,
+        PhaseProgress,
+        RunStarted,
+    )
     from workbench.training.trainer import Trainer
 
     _apply_patches(patches)
@@ -131,8 +138,9 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
     path = folder / "bench.wbp"
     t0 = time.perf_counter()
     _make_project(path, [*train_pairs, *val_pairs])
+    decay = {} if weight_decay is None else {"weight_decay": weight_decay}  # None: TrainConfig's default
     config = TrainConfig(mode=mode, backbone=str(model_path), learning_rate=lr, epochs=epochs, batch_size=batch_size,
-                         max_length=max_length, weight_decay=weight_decay, seed=seed, threads=threads, device="cpu")
+                         max_length=max_length, seed=seed, threads=threads, device="cpu", **decay)
     common.warm_up_torch()
     trainer = Trainer(path, config)
     mem = common.PeakMemory("cpu")
@@ -187,7 +195,7 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
             "trainer": "workbench Trainer", "mode": mode, "device": s["device"], "max_length": max_length,
             "truncation": "left", "batch_size": s["batch_size"], "lr": s["learning_rate"],
             "head_lr": (started.details.get("head_learning_rate") if started else None), "epochs": s["epochs"],
-            "seed": seed, "threads": threads, "weight_decay": weight_decay, "warmup_steps":
+            "seed": seed, "threads": threads, "weight_decay": config.weight_decay, "warmup_steps":
                 started.details.get("warmup_steps") if started else None,
             "dropout": "off" if "no_dropout" in patches else "on (model default)", "dtype": "float32",
             "batching": "length-bucketed (make_batches), chosen+rejected padded together", "patches": list(patches),
@@ -200,7 +208,12 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
 
 
 def _our_padding(train_pairs: Sequence[dict], model_path: str, max_length: int, batch_size: int, seed: int) -> float:
-    from workbench.training.model import PairEncoder, load_tokenizer, make_batches, padding_fraction
+    from workbench.training.model import (
+        PairEncoder,
+        load_tokenizer,
+        make_batches,
+        padding_fraction,
+    )
 
     enc = PairEncoder(load_tokenizer(model_path), max_length)
     c = [len(e.input_ids) for e in enc.encode_many([p["prompt"] for p in train_pairs], [p["chosen"] for p in train_pairs])]
@@ -249,7 +262,7 @@ def run_our_embed(train: Sequence[dict], val: Sequence[dict], model_path: str, m
     best: dict[str, Any] | None = None
     for _ in range(repeats):
         out = run_ours(train, val, model_path, max_length=max_length, lr=None, epochs=None, threads=threads,
-                       mode="head", weight_decay=0.01)
+                       mode="head", weight_decay=None)
         if best is None or out["texts_per_s"] > best["texts_per_s"]:
             best = out
     assert best is not None

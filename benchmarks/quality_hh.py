@@ -7,8 +7,9 @@ All 1,800 pairs, split by prompt (``common.split_by_prompt``, 20% validation, se
 prompt on both sides); every model is the bundled all-MiniLM-L6-v2 with inputs cut from the left to 256
 tokens (the same token ids for both trainers). Parts, each in a fresh process, in this order:
 
-* ``head``: our head mode with its defaults (frozen MiniLM, embeddings computed once, a linear head on the
-  pooler features, lr 1e-3, 20 epochs, weight decay 0.01). Target: validation accuracy >= 0.58.
+* ``head``: our head mode with TrainConfig's defaults (frozen MiniLM, embeddings computed once, a linear head
+  on the pooler features; the learning rate, epochs and weight decay it resolves are printed and kept in
+  the JSON). Target: validation accuracy >= 0.58.
 * ``ours``: our ``finetune`` mode, 1 epoch, batch 8, lr 2e-5, weight decay 0 (the TRL baseline's recipe;
   our trainer keeps its own warmup, head learning rate floor and length-bucketed batches).
 * ``trl``: TRL 1.16's RewardTrainer via ``trl_baseline.run_trl`` (same data, length, batch, lr, epoch).
@@ -32,16 +33,17 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 for p in (HERE, HERE.parent):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-import common  # noqa: E402
-from bench_train import run_ours  # noqa: E402
+import common
+from bench_train import run_ours
 
 HEAD_TARGET = 0.58
 PARTS = ("head", "ours", "trl", "ours_no_dropout")
@@ -84,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if part == "head":
             r = common.run_isolated(run_ours, train, val, model_path, max_length=ns.max_length, batch_size=ns.batch_size,
                                     lr=None, epochs=None, seed=ns.seed, threads=ns.threads, mode="head",
-                                    weight_decay=0.01)
+                                    weight_decay=None)
             line = (f"ours, head mode (defaults: lr {r['recipe']['lr']:g}, {r['recipe']['epochs']} epochs): validation "
                     f"accuracy {r['val_accuracy']:.3f} (target >= {HEAD_TARGET}), loss {r['val_loss']:.4f}; "
                     f"{r['embedded_texts']} texts embedded in {r['embed_s']:.0f} s, run {r['time_s']:.0f} s")

@@ -10,7 +10,7 @@ def test_defaults_and_resolved_values():
     cfg = TrainConfig()
     assert (cfg.mode, cfg.backbone, cfg.head) == ("head", "minilm", "linear")
     assert (cfg.max_length, cfg.val_fraction) == (256, 0.2)
-    assert cfg.resolved_lr() == 1e-2
+    assert cfg.resolved_lr() == 3e-2
     assert TrainConfig(mode="finetune").resolved_lr() == 5e-5
     assert TrainConfig(mode="finetune", lora=True).resolved_lr() == 2e-4
     assert TrainConfig(mode="finetune", learning_rate=3e-5).resolved_lr() == 3e-5

@@ -120,6 +120,12 @@ def test_the_command_exports_and_refuses_what_it_cannot(trained, tmp_path, capsy
     code, _, err = _cli(capsys, "export-model", "--project", str(tmp_path / "none.wbp"), "--run", "1", "--out",
                         str(tmp_path / "x"))
     assert code == 1 and "no such project file" in err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    code, _, err = _cli(capsys, "export-model", "--project", p, "--run", "1", "--out", str(tmp_path / "mine"),
+                        "--overwrite")
+    assert code == 1 and "holds files that are not an exported model" in err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     # --overwrite replaces the folder; the earlier export stays intact until the new one is complete
     code, stdout, err = _cli(capsys, "export-model", "--project", p, "--run", "1", "--out", str(out), "--overwrite",
                              "--quiet")

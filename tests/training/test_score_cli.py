@@ -114,7 +114,7 @@ def test_unlabelled_pairs_and_response_lists(setup, tmp_path, capsys):
     code, stdout, err = _score(capsys, "--model", str(folders["head"]), "--input", str(tmp_path / "k.jsonl"), "--out",
                                str(tmp_path / "k.parquet"), "--quiet")
     assert code == 0, err
-    assert "(10 texts," in stdout  # the repeated response is scored once
+    assert stdout.startswith("scored 5 prompts (10 texts,")  # the repeated response is scored once
     df = _read(tmp_path / "k.parquet")
     assert list(df.columns) == ["prompt", "responses", "scores"]
     for scores_k, p in zip(df["scores"], pairs[:5]):
@@ -123,7 +123,7 @@ def test_unlabelled_pairs_and_response_lists(setup, tmp_path, capsys):
 
 
 def test_errors_are_one_line(setup, tmp_path, capsys):
-    folders, pairs, _ = setup
+    folders, _, _ = setup
     good = tmp_path / "rows.jsonl"
     _write_jsonl(good, [{"prompt": "Hi", "response": "Hello"}])
     bad_shape = tmp_path / "bad.jsonl"
@@ -148,3 +148,47 @@ def test_errors_are_one_line(setup, tmp_path, capsys):
         assert code == 1 and not stdout and len(lines) == 1, (args, err)
         assert lines[0].startswith("workbench: error: ") and message in lines[0], lines[0]
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_conversations_are_scored_through_the_chat_template(tmp_path, tiny_llama_dir, capsys):
+    """A decoder with a chat template whose turns end in eos (= pad): conversational pairs, split into a
+    shared prompt and the two assistant turns, score as in the app."""
+    from training_helpers import collect
+
+    from workbench.core.records import PairRecord, Text
+    from workbench.core.store import Project
+    from workbench.training.config import TrainConfig
+    from workbench.training.trainer import Trainer
+
+    rows, records = [], []
+    for i in range(12):
+        user = {"role": "user", "content": f"Question {i}: what about the {'river' if i % 2 else 'garden'}?"}
+        good = {"role": "assistant", "content": f"An excellent answer number {i}."}
+        bad = {"role": "assistant", "content": f"A plain answer number {i} and more."}
+        rows.append({"chosen": [user, good], "rejected": [user, bad]})
+        records.append(PairRecord(Text.of([user]), Text.of([good]), Text.of([bad]), choice="a"))
+    path = tmp_path / "chat.wbp"
+    with Project.create(path) as project:
+        project.add_records(records, source="chat.jsonl")
+    done = collect(Trainer(path, TrainConfig(backbone=tiny_llama_dir, mode="finetune", learning_rate=5e-3, epochs=1,
+                                             max_length=48)))[-1]
+    folder = export_run(path, done.run_id, tmp_path / "rm").out_dir
+    assert json.loads((folder / "reward_model.json").read_text())["chat_template"] is True
+    _write_jsonl(tmp_path / "chat.jsonl", rows)
+    code, _, err = _score(capsys, "--model", str(folder), "--input", str(tmp_path / "chat.jsonl"), "--out",
+                          str(tmp_path / "s.jsonl"), "--quiet")
+    assert code == 0, err
+    df = _read(tmp_path / "s.jsonl")
+    assert list(df.columns) == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected"]
+    assert df["prompt"][0] == [rows[0]["chosen"][0]] and df["chosen"][0] == [rows[0]["chosen"][1]]
+    app = app_scores(path, done.run_id)
+    with Project.open(path) as project:
+        frame = project.training_pairs()
+    row_of = {int(c): int(p.split("Question ")[1].split(":")[0]) for c, p in zip(frame["comparison_id"], frame["prompt"])}
+    assert sorted(row_of.values()) == list(range(len(rows)))
+    by_row = {row_of[c]: scores for c, scores in app.items()}
+    want_c = [by_row[i][0] for i in range(len(rows))]
+    want_r = [by_row[i][1] for i in range(len(rows))]
+    assert max(abs(a) for a in want_c) > 1e-4
+    assert max(abs(a - b) for a, b in zip(df["score_chosen"], want_c)) <= TOL
+    assert max(abs(a - b) for a, b in zip(df["score_rejected"], want_r)) <= TOL

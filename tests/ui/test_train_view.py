@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
 from train_helpers import HEAD, build_tiny_bert, make_labelled_project
@@ -308,11 +308,15 @@ def test_a_click_on_a_mispredicted_point_opens_the_pair_in_inspect(qtbot, window
     wrong = np.flatnonzero(plots.sorted_margins <= 0)
     assert len(wrong)
     cid = int(plots.sorted_cids[wrong[-1]])  # the least wrong one, beside right ones: picked exactly
-    # Hover first: the label names the pair and its prompt (fetched for this one pair).
+    qtbot.wait(100)  # the last labels' layout settles (it can move the plots)
+
+    def hover() -> bool:  # the label names the pair and its prompt (fetched for this one pair)
+        QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(plots.scene_pos_of(cid)) + QPoint(1, 0))
+        QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(plots.scene_pos_of(cid)))
+        return plots.hover_label.isVisible() and f"#{cid} " in plots.hover_label.textItem.toPlainText()
+
+    qtbot.waitUntil(hover, timeout=3000)
     pos = plots.view.mapFromScene(plots.scene_pos_of(cid))
-    QTest.mouseMove(plots.view.viewport(), pos)
-    qtbot.waitUntil(lambda: plots.hover_label.isVisible(), timeout=3000)
-    assert f"#{cid}" in plots.hover_label.textItem.toPlainText()
     assert "Question" in plots.hover_label.textItem.toPlainText()
     inspect = window.inspect_view
     QTest.mouseClick(plots.view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
@@ -370,3 +374,21 @@ def test_closing_the_window_during_a_run_asks_and_stops_it(qtbot, window, traina
     with Project.open(trainable) as p:
         assert p.run(done.run_id)["status"] == "cancelled"
         assert checkpoint.latest(p.checkpoint_dir(done.run_id)) is not None
+
+
+# --------------------------------------------------------------------- themes
+def test_the_plots_take_their_colours_from_the_palette(qtbot):
+    from PySide6.QtGui import QColor, QPalette
+
+    from workbench.ui.plots import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    dark = QPalette(plots.palette())
+    dark.setColor(QPalette.ColorRole.Base, QColor("#1e1f22"))
+    dark.setColor(QPalette.ColorRole.Text, QColor("#e3e3e3"))
+    plots.setPalette(dark)  # a dark system theme (PaletteChange)
+    assert plots.view.backgroundBrush().color().name() == "#1e1f22"
+    for plot in plots.plots():
+        assert plot.getAxis("left").textPen().color().name() == "#e3e3e3"
+        assert plot.getAxis("bottom").labelText  # every axis is labelled

@@ -50,8 +50,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a reward model on the project's labels",
         description="Train a reward model on the project's labelled pairs and store the run (metrics, per-pair "
                     "scores, checkpoints) in the project. Ctrl+C stops at the next step with a checkpoint; "
-                    "--resume continues a stopped run. Runs data-parallel under torchrun.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "--resume continues a stopped run. Runs data-parallel under torchrun.")
     _add_project_argument(parser)
     parser.add_argument("--resume", metavar="RUN", type=int, default=None,
                         help="continue run RUN from its last checkpoint with its own settings (only --threads and "

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.core.store import Project, ProjectError
+from workbench.core.store import Project
 
 #: statuses whose checkpoint is a complete model; "failed" is refused, "running" gets a warning
 _EXPORTABLE = ("finished", "cancelled", "stopped", "paused", "running")
@@ -119,8 +119,12 @@ def export_run(project_path: str | os.PathLike, run_id: int, out_dir: str | os.P
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise RunExportError(f"{out} is a file; give a folder to write the model into")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise RunExportError(f"{out} is not empty; choose a new folder or pass --overwrite to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise RunExportError(f"{out} is not empty; choose a new folder or pass --overwrite to replace it")
+        if not (out / "reward_model.json").is_file():  # --overwrite never deletes a folder of other files
+            raise RunExportError(f"{out} holds files that are not an exported model, so --overwrite will not "
+                                 "replace it; choose a new or empty folder")
     project_path = Path(project_path)
     with Project.open(project_path) as project:
         run = check_run(project, run_id)
@@ -222,7 +226,7 @@ def _run_facts(project: Project, run_id: int, run: dict) -> dict[str, Any]:
     annotators = Counter(dict(project.conn.execute(
         "SELECT a.name, COUNT(*) FROM judgments j JOIN annotators a ON a.id = j.annotator_id"
         " WHERE j.id IN (SELECT value FROM json_each(?)) GROUP BY a.name", (json.dumps(ids),)).fetchall()))
-    strengths = Counter("unset" if s is None or s != s else int(s) for s in snapshot.get("strengths", []))
+    strengths = Counter("unset" if s is None else int(s) for s in snapshot.get("strengths", []))
     choices = Counter(snapshot.get("choices", ""))
     stats = project.statistics()
     metrics = project.run_metrics(run_id)
@@ -297,8 +301,8 @@ def model_card(facts: dict[str, Any], config: Any, run: dict) -> str:
         f"| training split | {facts['n_train']} |",
         f"| validation split (by prompt, seed {config.seed}) | {facts['n_val']} |",
         f"| excluded by the user | {facts['n_excluded']} |",
-        f"| over-length (response alone longer than {config.max_length} tokens; kept, cut from the left) "
-        f"| {_fmt(facts['n_overlong'])} |",
+        (f"| over-length (response alone longer than {config.max_length} tokens; kept, cut from the left) "
+         f"| {_fmt(facts['n_overlong'])} |"),
         "",
         "Annotators of the trained pairs: "
         + (", ".join(f"{name} ({n})" for name, n in facts["annotators"].items()) or "none recorded") + ".",
@@ -317,8 +321,8 @@ def model_card(facts: dict[str, Any], config: Any, run: dict) -> str:
         f"| mean margin r(chosen) - r(rejected) | {_fmt(v.get('margin'))} | |",
         f"| ties | {_fmt(s.get('val_ties'))} | |",
         "",
-        f"- Steps: {_fmt(s.get('steps'))} of {_fmt(s.get('total_steps'))} ({_fmt(s.get('epochs'))} epochs of "
-        f"{_fmt(s.get('batch_size'))} pairs); learning rate {_fmt(s.get('learning_rate'))}",
+        (f"- Steps: {_fmt(s.get('steps'))} of {_fmt(s.get('total_steps'))} ({_fmt(s.get('epochs'))} epochs of "
+         f"{_fmt(s.get('batch_size'))} pairs); learning rate {_fmt(s.get('learning_rate'))}"),
         f"- Time: {_fmt(s.get('time_s'))} s in all, {_fmt(s.get('train_s'))} s in steps "
         f"({_fmt(s.get('pairs_per_s'))} pairs/s) on {s.get('device', '?')}"
         + (f"; {s.get('embedded_texts')} texts embedded in {_fmt(s.get('embed_s'))} s" if facts["mode"] == "head"
@@ -347,6 +351,3 @@ def _jsonable(value: Any) -> Any:
         return value.item()
     return value
 
-
-__all__ = ["ExportResult", "RunExportError", "check_run", "export_run", "load_run_model", "model_card",
-           "ProjectError"]

@@ -122,7 +122,12 @@ def score_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-length must be at least 8 tokens, got {args.max_length}")
     _quiet_libraries()
     _threads(args.threads)
-    from workbench.training.scoring import Scorer, output_kind, read_scoring_input, score_file
+    from workbench.training.scoring import (
+        Scorer,
+        output_kind,
+        read_scoring_input,
+        score_file,
+    )
 
     output_kind(args.out)  # a bad output name fails before anything is read
     table = read_scoring_input(args.input, args.format)  # ... and a bad input before the model loads
@@ -133,8 +138,7 @@ def score_command(args: argparse.Namespace) -> int:
                             scorer=scorer, table=table, progress=bar.update)
     finally:
         bar.close()
-    what = "pairs" if report.shape not in ("rows",) else "rows"
-    line = (f"scored {report.rows} {what} ({report.texts} texts, {report.overlong} over {scorer.max_length} tokens) "
+    line = (f"scored {report.rows} {report.unit} ({report.texts} texts, {report.overlong} over {scorer.max_length} tokens) "
             f"in {report.seconds:.1f} s -> {report.out_path}")
     if report.accuracy is not None:
         line += f"; pairwise accuracy {report.accuracy:.3f} (score_chosen > score_rejected)"

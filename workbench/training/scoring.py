@@ -80,7 +80,11 @@ class Scorer:
     def load(cls, folder: str | os.PathLike, device: str = "cpu", max_length: int | None = None) -> Scorer:
         """Load ``folder`` (config.json, model.safetensors, tokenizer) for scoring, in eval mode, float32."""
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import (
+            AutoConfig,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
 
         from workbench.training.model import PairEncoder
 
@@ -193,6 +197,8 @@ class ScoreReport:
     seconds: float
     #: labelled pairs: share with score_chosen > score_rejected (strictly); else None
     accuracy: float | None = None
+    #: what one input row is: "rows" (prompt, response), "pairs", or "prompts" (with a responses list)
+    unit: str = "rows"
 
 
 def score_file(model_dir: str | os.PathLike, in_path: str | os.PathLike, out_path: str | os.PathLike, *,
@@ -236,8 +242,9 @@ def score_file(model_dir: str | os.PathLike, in_path: str | os.PathLike, out_pat
     for name, values in table.metadata.items():
         columns.setdefault(name, values)
     write_table(columns, out, kind)
+    unit = "rows" if shape == "rows" else "prompts" if table.score_names == ["scores"] else "pairs"
     return ScoreReport(out, shape, len(table.prompts), scorer.last_texts, scorer.last_overlong,
-                       time.perf_counter() - t0, accuracy)
+                       time.perf_counter() - t0, accuracy, unit)
 
 
 @dataclass

@@ -461,7 +461,9 @@ class DataView(QWidget):
             self.import_status.setText("Cancelling…")
 
     def busy(self) -> bool:
-        return self.task is not None and self.task.isRunning()
+        """An import, export or merge is under way: from its start until its end has been handled (a task
+        whose thread has just ended still has its result to deliver)."""
+        return self.task is not None
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setMaximum(max(1, total))

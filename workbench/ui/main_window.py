@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         self.train_view.pair_requested.connect(self.show_pair)
         self.train_view.inspect_requested.connect(lambda run_id: self.show_pair(run_id, None))
         self.train_view.run_ended.connect(lambda _run: self.inspect_view.runs_changed())
+        self.inspect_view.labels_changed.connect(self.label_view.refresh)
         self._update_actions()
 
     def show_pair(self, run_id: int, comparison_id: int | None) -> None:

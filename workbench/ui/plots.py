@@ -21,7 +21,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
 LOG2 = math.log(2.0)
 #: the sorted-margin curve is drawn with at most this many points
@@ -83,13 +83,13 @@ class TrainingPlots(QWidget):
         self._val_loss = _Series()
         self._val_acc = _Series()
         self._eval_train_acc = _Series()
-        self._margins: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # cids, split, margin
+        self._margins: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # cids, is_val, margin
         self._dirty_steps = self._dirty_eval = self._dirty_margins = False
         self._total_steps = 0
         # The latest margins, sorted: what the margin plot shows and picks from.
         self.sorted_cids = np.zeros(0, dtype=np.int64)
         self.sorted_margins = np.zeros(0)
-        self.sorted_split = np.zeros(0, dtype=object)
+        self.sorted_is_val = np.zeros(0, dtype=bool)
         self.refreshes = 0
         self._hover_index: int | None = None
 
@@ -203,6 +203,9 @@ class TrainingPlots(QWidget):
         for plot in self.plots():
             for name in ("left", "bottom"):
                 axis = plot.getAxis(name)
+                # Drawn once into a pixmap and blitted on each repaint (replaying its tick labels cost
+                # 2-4 ms per axis and paint); a changed range redraws it.
+                axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
                 axis.enableAutoSIPrefix(False)  # "loss (x0.001)" reads worse than 0.7
                 axis.setPen(pg.mkPen(muted))
                 axis.setTextPen(pg.mkPen(fg))
@@ -237,7 +240,7 @@ class TrainingPlots(QWidget):
         self._total_steps = 0
         self.loss_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
         self.acc_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.03)
-        self._margins = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), np.zeros(0))
+        self._margins = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros(0))
         self._dirty_steps = self._dirty_eval = self._dirty_margins = True
         self._set_hover(None)
         self.refresh()
@@ -273,8 +276,11 @@ class TrainingPlots(QWidget):
     def set_margins(self, comparison_ids: np.ndarray, split: np.ndarray, margins: np.ndarray) -> None:
         """The per-pair margins of the latest evaluation; "unlabelled" comparisons are left out."""
         split = np.asarray(split)
+        if split.dtype == object:  # (from a DataFrame) compare as fixed-width strings: 20x faster
+            split = split.astype(str)
         keep = split != "unlabelled"
-        self._margins = (np.asarray(comparison_ids)[keep], split[keep], np.asarray(margins, dtype=float)[keep])
+        self._margins = (np.asarray(comparison_ids)[keep], split[keep] == "val",
+                         np.asarray(margins, dtype=float)[keep])
         self._dirty_margins = True
 
     # ------------------------------------------------------------------ drawing (from the timer)
@@ -323,14 +329,14 @@ class TrainingPlots(QWidget):
         lo = min([float(y.min()) for y in finite] + [LOG2 * 0.9])
         _fit(self.loss_plot, "y", max(0.0, lo), hi, pad=0.08)
 
-    def _draw_margins(self, cids: np.ndarray, split: np.ndarray, margins: np.ndarray) -> None:
+    def _draw_margins(self, cids: np.ndarray, is_val: np.ndarray, margins: np.ndarray) -> None:
         finite = np.isfinite(margins)
         if not finite.all():
-            cids, split, margins = cids[finite], split[finite], margins[finite]
-        order = np.argsort(margins, kind="stable")
+            cids, is_val, margins = cids[finite], is_val[finite], margins[finite]
+        order = np.argsort(margins)  # quicksort: 3x faster than a stable sort at 100k; ties may go either way
         self.sorted_cids = cids[order]
-        self.sorted_margins = margins[order]
-        self.sorted_split = split[order]
+        self.sorted_margins = sm = margins[order]
+        self.sorted_is_val = sv = is_val[order]
         n = len(margins)
         self._set_hover(None)
         if n == 0:
@@ -342,17 +348,17 @@ class TrainingPlots(QWidget):
             self.wrong_points.setData([], [])
             self.margin_note.setText("")
             return
-        # Histogram: shared bins, train and validation drawn as step curves.
-        lo, hi = float(self.sorted_margins[0]), float(self.sorted_margins[-1])
+        # Histogram: shared bins, train and validation drawn as step curves; counted on the sorted values
+        # (two binary searches per edge instead of a pass over all of them).
+        lo, hi = float(sm[0]), float(sm[-1])
         if hi - lo < 1e-9:
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, int(np.clip(np.sqrt(n) * 2, 10, 60)) + 1)
-        is_val = split == "val"
         top = 1.0
-        for item, mask in ((self.hist_train, ~is_val), (self.hist_val, is_val)):
-            counts, _ = np.histogram(margins[mask], bins=edges)
+        for item, part in ((self.hist_train, sm[~sv]), (self.hist_val, sm[sv])):
+            counts = _sorted_histogram(part, edges)
             item.setData(edges, counts.astype(float))
-            item.setVisible(bool(mask.any()))
+            item.setVisible(bool(len(part)))
             top = max(top, float(counts.max()) if len(counts) else 1.0)
         _fit(self.hist_plot, "x", min(lo, 0.0), max(hi, 0.0), pad=0.05)
         _fit(self.hist_plot, "y", 0.0, top, pad=0.05)
@@ -360,15 +366,15 @@ class TrainingPlots(QWidget):
         _fit(self.margin_plot, "y", min(lo, 0.0), max(hi, 0.0), pad=0.05)
         # The sorted curve, downsampled (monotonic, so keeping evenly spaced ranks loses nothing visible).
         idx = _even_indices(n, MAX_CURVE_POINTS)
-        n_wrong = int(np.searchsorted(self.sorted_margins, 0.0, side="right"))  # margin <= 0
-        self.margin_curve.setData(idx.astype(float), self.sorted_margins[idx])
+        n_wrong = int(np.searchsorted(sm, 0.0, side="right"))  # margin <= 0
+        self.margin_curve.setData(idx.astype(float), sm[idx])
         if n_wrong:
             w = _even_indices(n_wrong, MAX_CURVE_POINTS // 2)
             if n_wrong > 1 and w[-1] != n_wrong - 1:
                 w = np.append(w, n_wrong - 1)
-            self.wrong_curve.setData(w.astype(float), self.sorted_margins[w])
+            self.wrong_curve.setData(w.astype(float), sm[w])
             k = min(n_wrong, MAX_SCATTER)
-            self.wrong_points.setData(x=np.arange(k, dtype=float), y=self.sorted_margins[:k])
+            self.wrong_points.setData(x=np.arange(k, dtype=float), y=sm[:k])
         else:
             self.wrong_curve.setData([], [])
             self.wrong_points.setData([], [])
@@ -431,7 +437,7 @@ class TrainingPlots(QWidget):
             return
         cid = int(self.sorted_cids[rank])
         margin = float(self.sorted_margins[rank])
-        split = str(self.sorted_split[rank])
+        split = "val" if self.sorted_is_val[rank] else "train"
         text = f"#{cid} · {split} · margin {margin:+.3f}" + ("  (mispredicted)" if margin <= 0 else "")
         if self.describe_pair is not None:
             try:
@@ -471,6 +477,13 @@ def _fit(plot: pg.PlotItem, axis: str, lo: float, hi: float, pad: float = 0.05, 
         plot.setXRange(lo2, hi2, padding=0)
     else:
         plot.setYRange(lo2, hi2, padding=0)
+
+
+def _sorted_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, edges)[0]`` for sorted ``values`` (the last bin includes its right edge)."""
+    idx = np.searchsorted(values, edges, side="left")
+    idx[-1] = np.searchsorted(values, edges[-1], side="right")
+    return np.diff(idx)
 
 
 def _even_indices(n: int, most: int) -> np.ndarray:
