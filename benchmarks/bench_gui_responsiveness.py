@@ -23,6 +23,7 @@ the whole plot widget (target >= 20 per second); and the redraw alone.
     python benchmarks/bench_gui_responsiveness.py [--pairs 10000] [--finetune-model minilm|tiny]
                                                   [--finetune-pairs 48] [--margins 100000] [--out DIR]
 
+Gaps over 45 ms are listed as they happen, with the run's events and the garbage collections inside them.
 The last line printed is one JSON object (milliseconds unless named otherwise).
 """
 
@@ -57,7 +58,11 @@ def build_head_project(path: Path, n: int) -> str:
     from workbench.core.records import PairRecord, Text
     from workbench.core.store import Project
     from workbench.training import data
-    from workbench.training.model import PairEncoder, bundled_minilm_path, load_tokenizer
+    from workbench.training.model import (
+        PairEncoder,
+        bundled_minilm_path,
+        load_tokenizer,
+    )
 
     rng = np.random.default_rng(0)
     with Project.create(path) as p:
@@ -80,7 +85,7 @@ def build_small_project(path: Path, n_pairs: int) -> None:
     from workbench.core.store import Project
 
     rng = np.random.default_rng(1)
-    words = "river apple engine garden planet window violin bridge silver forest copper castle".split()
+    words = ["river", "apple", "engine", "garden", "planet", "window", "violin", "bridge", "silver", "forest"]
     recs = []
     for i in range(n_pairs):
         topic = " ".join(rng.choice(words, 4))
@@ -135,6 +140,40 @@ class Ticker:
                 "duration_s": round(float(self.times[-1] - self.times[0]), 2)}
 
 
+class GcLog:
+    """When the garbage collector ran and for how long (it holds the GIL: a full pass is a GUI stall)."""
+
+    def __init__(self):
+        import gc
+
+        self.runs: list[tuple[float, float, int]] = []  # start, ms, generation
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.runs.append((self._t0, (time.perf_counter() - self._t0) * 1000, info["generation"]))
+
+
+GC_LOG: GcLog | None = None
+
+
+def explain(times: list[float], events: list[tuple[float, str]], limit_ms: float = 45.0) -> list[str]:
+    """The long gaps, each with the run's events and the garbage collections inside it."""
+    t = np.asarray(times)
+    gaps = np.diff(t) * 1000
+    out = []
+    for i in np.flatnonzero(gaps > limit_ms):
+        a, b = t[i], t[i + 1]
+        evs = [n for (when, n) in events if a <= when <= b]
+        gcs = [f"gen{g} {ms:.0f} ms" for (when, ms, g) in (GC_LOG.runs if GC_LOG else []) if a <= when <= b and ms > 5]
+        out.append(f"  {gaps[i]:.0f} ms gap at {a - t[0]:.2f} s; events {evs[:6]}{'…' if len(evs) > 6 else ''}; "
+                   f"gc {gcs}")
+    return out
+
+
 def wait_for(app, condition, timeout_s: float) -> None:
     from PySide6.QtCore import QEventLoop
 
@@ -153,7 +192,10 @@ def run_training(app, window, path: Path, config, timeout_s: float) -> tuple[dic
     settle = time.perf_counter() + 0.5  # the view's first paint is not the run's
     wait_for(app, lambda: time.perf_counter() > settle, 5)
     events: list = []
+    stamps: list[tuple[float, str]] = []  # when each event reached the GUI thread
     view.run_starting.connect(lambda run: run.worker.event.connect(events.append))
+    view.run_starting.connect(lambda run: run.worker.event.connect(
+        lambda ev: stamps.append((time.perf_counter(), type(ev).__name__))))
     ticker = Ticker()
     ticker.start()
     t0 = time.perf_counter()
@@ -161,6 +203,8 @@ def run_training(app, window, path: Path, config, timeout_s: float) -> tuple[dic
     wait_for(app, lambda: not view.busy(), timeout_s)
     stats = ticker.stop()
     view.run_starting.disconnect()
+    for line in explain(ticker.times, stamps):
+        print(line, flush=True)
     last = events[-1] if events else None
     if type(last).__name__ != "Finished":
         raise RuntimeError(f"the run did not finish: {last}")
@@ -239,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="a folder for the projects (default: a temp dir)")
     args = parser.parse_args(argv)
 
+    global GC_LOG
+    GC_LOG = GcLog()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-gui-"))
     out.mkdir(parents=True, exist_ok=True)
     from workbench.training.config import TrainConfig

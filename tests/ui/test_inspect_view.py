@@ -52,7 +52,7 @@ def trained(tmp_path, tiny_bert):
 
 @pytest.fixture
 def inspect(qtbot, trained):
-    path, run_id, _ = trained
+    path, _, _ = trained
     project = Project.open(path)
     view = InspectView()
     qtbot.addWidget(view)
@@ -234,7 +234,7 @@ def test_compare_with_another_run_shows_the_pairs_that_flipped(qtbot, inspect, t
     assert flipped  # the relabelled pairs changed sign
     view.flipped_check.setChecked(True)
     assert set(column(view, "comparison_id")) == flipped
-    texts = set(view.model.data(view.model.index(r, flip_col)) for r in range(view.model.rowCount()))
+    texts = {view.model.data(view.model.index(r, flip_col)) for r in range(view.model.rowCount())}
     assert texts <= {f"▲ fixed (wrong in #{first})", f"▼ broken (right in #{first})"}
 
 
@@ -258,7 +258,7 @@ def test_a_100k_row_table_sorts_and_filters_quickly_and_data_does_no_formatting(
     model.set_filter(frame["wrong"].to_numpy())
     model.sort(2, Qt.SortOrder.DescendingOrder)
     model.sort(1, Qt.SortOrder.AscendingOrder)
-    for r in range(0, 60):
+    for r in range(60):
         model.data(model.index(r, 1))
     took = time.perf_counter() - t0
     assert took < 1.5, took

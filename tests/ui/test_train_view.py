@@ -5,7 +5,9 @@ and closing the window during a run."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -91,8 +93,13 @@ def test_the_form_is_built_from_the_config_dataclass(qtbot, window, trainable):
 # --------------------------------------------------------------------- a run
 def test_a_head_run_emits_its_signals_in_order_and_fills_every_plot(qtbot, window, trainable, tiny_bert):
     view = open_train(qtbot, window, trainable)
+    runs = []
+    view.run_starting.connect(lambda run: runs.append(weakref.ref(run)))
     events = start(qtbot, view, tiny_bert, **HEAD)
     wait_ended(qtbot, view)
+    qtbot.wait(10)
+    gc.collect()
+    assert runs and runs[0]() is None  # the run's thread, worker, model and data are freed
     seq = names(events)
     assert seq[0] == "RunStarted" and seq[-1] == "Finished", [getattr(e, "message", "") for e in events[:3]]
     assert seq == view.events_seen  # the view saw every event, in the order the worker sent them
@@ -164,7 +171,7 @@ def test_pause_stops_progress_and_resume_continues(qtbot, window, trainable, tin
     qtbot.mouseClick(view.pause_button, Qt.MouseButton.LeftButton)
     assert view.pause_button.text() == "Resume"
     qtbot.waitUntil(lambda: "Paused" in view.events_seen, timeout=10_000)
-    paused_at = [e for e in events if type(e).__name__ == "Paused"][0].step
+    paused_at = next(e for e in events if type(e).__name__ == "Paused").step
     n = len(view.events_seen)
     qtbot.wait(600)
     assert len(view.events_seen) == n  # nothing happens while paused

@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 WORDS = ("river", "apple", "engine", "garden", "planet", "window", "violin", "bridge", "silver", "forest",
          "copper", "castle", "rocket", "meadow", "pencil", "harbor")
 #: fast settings under which the tiny BERT learns the keyword rule in head mode
-HEAD = dict(mode="head", learning_rate=3e-2, epochs=12)
+HEAD = {"mode": "head", "learning_rate": 3e-2, "epochs": 12}
 
 
 def build_tiny_bert(out: Path) -> str:

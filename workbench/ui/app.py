@@ -40,7 +40,6 @@ def app_icon() -> QIcon:
 def run_gui(project: str | os.PathLike | None = None, annotator: str | None = None, demo: bool = False) -> int:
     """Open the main window (on ``project``, or the demo) and run until it closes; the exit status."""
     from workbench.ui.main_window import MainWindow
-
     from workbench.ui.worker import warm_up_in_background
 
     app = create_app()

@@ -37,8 +37,8 @@ from PySide6.QtWidgets import (
 
 from workbench.core.records import STRENGTHS
 from workbench.ui import settings, style
-from workbench.ui.frame_model import Column, FrameModel, as_text, fixed
-from workbench.ui.safe_text import SafeTextBrowser, build_document
+from workbench.ui.frame_model import Column, FrameModel, fixed
+from workbench.ui.safe_text import SafeTextBrowser
 from workbench.ui.tasks import ProjectTask
 from workbench.ui.widgets import Card
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -29,6 +30,8 @@ MAX_CURVE_POINTS = 4000
 #: mispredicted pairs drawn as points: the worst this many
 MAX_SCATTER = 2000
 REFRESH_MS = 100
+#: the refresh interval grows up to this when paints are slow (see ``_adapt_interval``)
+MAX_REFRESH_MS = 400
 #: weight of the past in the smoothed training curves (TensorBoard's default smoothing is 0.6-0.9)
 SMOOTHING = 0.9
 #: how near (in pixels) the mouse must be to a pair for hover and click
@@ -95,7 +98,7 @@ class TrainingPlots(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.view = pg.GraphicsLayoutWidget()
+        self.view = _TimedLayoutWidget()
         self.view.setAntialiasing(False)
         self.view.ci.setSpacing(6)
         self.view.ci.setContentsMargins(4, 4, 4, 4)
@@ -291,8 +294,19 @@ class TrainingPlots(QWidget):
         self.timer.stop()
         self.refresh()
 
+    def suggested_interval(self) -> int:
+        """Milliseconds between refreshes: 100, more when painting is slow (a busy machine), so that
+        painting takes at most about an eighth of the GUI thread's time."""
+        return int(min(MAX_REFRESH_MS, max(REFRESH_MS, 8 * self.view.paint_ms)))
+
+    def _adapt_interval(self) -> None:
+        interval = self.suggested_interval()
+        if interval != self.timer.interval():
+            self.timer.setInterval(interval)
+
     def refresh(self) -> bool:
         """Push what changed since the last call to the plot items; True when anything was."""
+        self._adapt_interval()
         changed = False
         steps_changed = self._dirty_steps or self._dirty_eval
         if self._dirty_steps:
@@ -397,8 +411,8 @@ class TrainingPlots(QWidget):
         if not (px > 0 and py > 0):
             return None
         reach = PICK_RADIUS_PX * px
-        lo = max(0, int(math.floor(p.x() - reach)))
-        hi = min(n, int(math.ceil(p.x() + reach)) + 1)
+        lo = max(0, math.floor(p.x() - reach))
+        hi = min(n, math.ceil(p.x() + reach) + 1)
         if lo >= hi:
             return None
         xs = np.arange(lo, hi, dtype=float)
@@ -455,6 +469,18 @@ class TrainingPlots(QWidget):
         up = margin < y0 + 0.6 * (y1 - y0)
         self.hover_label.setAnchor((0 if right else 1, 1 if up else 0))
         self.hover_label.show()
+
+
+class _TimedLayoutWidget(pg.GraphicsLayoutWidget):
+    """Remembers how long its paints take (a moving average, in ms)."""
+
+    paint_ms = 0.0
+
+    def paintEvent(self, event):  # noqa: N802
+        t0 = time.perf_counter()
+        super().paintEvent(event)
+        ms = (time.perf_counter() - t0) * 1000
+        self.paint_ms = ms if not self.paint_ms else 0.7 * self.paint_ms + 0.3 * ms
 
 
 def _fit(plot: pg.PlotItem, axis: str, lo: float, hi: float, pad: float = 0.05, shrink: bool = True) -> None:

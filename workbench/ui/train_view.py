@@ -59,8 +59,8 @@ from workbench.training.events import (
     StepMetrics,
 )
 from workbench.ui import settings
-from workbench.ui.plots import TrainingPlots
 from workbench.ui import worker as worker_module
+from workbench.ui.plots import TrainingPlots
 from workbench.ui.worker import TrainingRun
 
 MINILM = "minilm"
@@ -96,7 +96,7 @@ TICK_MS = 100
 def _fmt_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "—"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -340,7 +340,6 @@ class TrainView(QWidget):
         self.last_failure: Failed | None = None
         self._reset_progress()
         self._text_cache: dict[int, str] = {}
-        self._closing = False
         self._build()
         self.timer = QTimer(self)
         self.timer.setInterval(TICK_MS)
@@ -406,12 +405,18 @@ class TrainView(QWidget):
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         col.addWidget(self.progress)
+        # Fixed heights: the texts change ten times a second during a run, and a label that changes size
+        # makes the whole window lay out again.
+        lines = self.fontMetrics().lineSpacing()
         self.detail_label = QLabel("")
         self.detail_label.setObjectName("Muted")
         self.detail_label.setWordWrap(True)
+        self.detail_label.setFixedHeight(3 * lines + 4)
+        self.detail_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         col.addWidget(self.detail_label)
         self.metrics_label = QLabel("")
-        self.metrics_label.setWordWrap(True)
+        self.metrics_label.setFixedHeight(2 * lines + 4)
+        self.metrics_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         col.addWidget(self.metrics_label)
         col.addStretch(1)
         root.addWidget(left)
@@ -549,7 +554,8 @@ class TrainView(QWidget):
         # Not the "busy" animation: it would repaint ten times a second while the worker prepares data.
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
-        run = TrainingRun(self.project.path, config, resume_run=resume_run, parent=self)
+        # No Qt parent: the run (its thread, worker and trainer) is freed as soon as ``self.run`` lets go.
+        run = TrainingRun(self.project.path, config, resume_run=resume_run)
         w = run.worker
         w.run_started.connect(self._on_run_started)
         w.progress.connect(self._on_progress)
@@ -564,8 +570,7 @@ class TrainView(QWidget):
         self.run = run
         self.run_starting.emit(run)
         run.start()
-        self.timer.start()
-        self.plots.start_live()
+        self.timer.start()  # one timer for the progress and the plots: one paint pass per tick
         self._update_buttons()
         self.message.emit("Training started; you can keep labelling meanwhile.")
         return True
@@ -718,8 +723,8 @@ class TrainView(QWidget):
     def _on_ended(self) -> None:
         run = self.run
         self.timer.stop()
+        self._dirty = True
         self._tick(final=True)
-        self.plots.stop_live()
         self.run = None
         self.refresh_runs()
         self._update_buttons()
@@ -747,7 +752,7 @@ class TrainView(QWidget):
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, 1000)
             frac = self._done / self._total if self._total else 0.0
-            self.progress.setValue(int(round(1000 * min(1.0, frac))))
+            self.progress.setValue(round(1000 * min(1.0, frac)))
             paused = self.run is not None and self.run.paused
             if not paused and self.run is not None and not self.run.cancelling:
                 self.phase_label.setText(PHASES.get(self._phase, self._phase.capitalize()))
@@ -769,6 +774,8 @@ class TrainView(QWidget):
         if "accuracy" in v:
             bits.append(f"validation loss {v.get('loss', float('nan')):.3f} · acc {v['accuracy']:.3f}")
         self.metrics_label.setText("\n".join(bits))
+        self.plots.refresh()
+        self.timer.setInterval(self.plots.suggested_interval())  # slower when painting is slow
 
     def _eta(self) -> float | None:
         """Seconds left: while training, the remaining steps at the rate of the steps so far (evaluations

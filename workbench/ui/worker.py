@@ -22,7 +22,17 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import (
+    QCoreApplication,
+    QEvent,
+    QEventLoop,
+    QObject,
+    Qt,
+    QThread,
+    QTimer,
+    Signal,
+    Slot,
+)
 
 from workbench.training.config import TrainConfig
 from workbench.training.events import (
@@ -284,6 +294,8 @@ class TrainWorker(QObject):
         finally:
             if events is not None:
                 events.close()  # a run left mid-way keeps a resumable checkpoint
+            with self._lock:
+                self.trainer = None  # the model, optimizer and data go now, not when the worker does
             app = QCoreApplication.instance()
             if app is not None:  # back to the GUI thread, so that Python may delete it there
                 self.moveToThread(app.thread())
