@@ -12,6 +12,20 @@ not happen on the GUI thread) and picks up a control given earlier.
 The worker turns the errors the trainer lets through into a ``Failed`` event: running out of memory
 (``torch.OutOfMemoryError`` or a RuntimeError saying "out of memory") gets a hint of what to do; anything
 else is reported with its type and message. Either way the run ends and the GUI keeps working.
+
+Keeping the GUI smooth beside a Python training thread (measured with
+``benchmarks/bench_gui_responsiveness.py``):
+
+- ``warm_up`` at start-up pays torch's and transformers' first imports and a first model load off the GUI
+  thread, then ``gc.freeze()``s what they left: without it every full garbage collection during a run
+  walked ~450,000 objects and stalled the GUI for ~220 ms;
+- the ``PaintGate`` makes the worker wait (at most 0.1 s, between events) while the window paints, which
+  halved the paint time during a head-mode run (Qt calls release the GIL, and the trainer took it);
+- one event at a time with ``time.sleep(0)`` after each, so a waiting GUI thread gets the GIL at once.
+
+``WORKBENCH_PAINT_GATE=0`` turns the gate off and ``WORKBENCH_TRAIN_NICE=n`` makes the training thread
+nicer on Linux (default 0: nice 5 cut GUI stalls further but halved training speed on a machine busy
+with other processes), both for measuring.
 """
 
 from __future__ import annotations
@@ -271,7 +285,7 @@ class TrainWorker(QObject):
                 self._signals[type(ev)].emit(ev)
                 self.event.emit(ev)
                 if self.yield_every_event:
-                    time.sleep(0)  # let the GUI thread take the GIL now rather than at the next switch interval
+                    time.sleep(0)  # let a waiting GUI thread take the GIL now, not at the switch interval
                 gate = paint_gate
                 if gate is not None:
                     gate.wait()  # a window is painting: step aside until it is done
