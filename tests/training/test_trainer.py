@@ -470,3 +470,13 @@ def test_conversations_train_through_the_chat_template(tmp_path, tiny_llama_dir)
         events = collect(Trainer(path, TrainConfig(backbone=tiny_llama_dir, mode=mode, epochs=1)))
         assert isinstance(events[-1], Finished), events[-1]
         assert events[0].n_train + events[0].n_val == 12
+
+
+def test_rewards_that_overflow_at_evaluation_fail_with_a_hint(learnable, tiny_bert_dir):
+    """A large but finite learning rate can leave the step loss finite while the evaluation's rewards
+    overflow; the run must fail with the same advice, not store NaN scores."""
+    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", learning_rate=1e4, epochs=3)))
+    assert isinstance(events[-1], Failed), events[-1]
+    assert "diverged" in events[-1].message and "lower the learning rate" in events[-1].hint
+    with Project.open(learnable) as p:
+        assert p.run(events[-1].run_id)["status"] == "failed"

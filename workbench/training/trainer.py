@@ -674,6 +674,10 @@ class Trainer:
             if scores is None:
                 return False
             r_c, r_r = scores
+            if not (np.isfinite(r_c).all() and np.isfinite(r_r).all()):
+                raise _Failure(
+                    f"the rewards became infinite or NaN at step {p.step}: training diverged (learning rate "
+                    f"{self.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
             train, val = (self._split_metrics(r_c, r_r, idx) for idx in (self.train_idx, self.val_idx))
             split = np.where(self.is_val, "val", "train")
             if self._main and p.last_eval_step != p.step:
