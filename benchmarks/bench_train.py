@@ -26,6 +26,11 @@ peak memory and timings are not inflated by another's leftovers:
    cache under the exact keys the trainer looks up, then a head-mode run: no text is embedded; the training
    phase (steps, an evaluation with 10,000 per-pair scores and a checkpoint per epoch) must take <= 3 s.
 
+``--patch no_dropout``, ``--patch pad16``, ``--patch no_dropout+pad16`` also run our trainer with an experimental
+change applied from outside (monkeypatched in its process) to measure what a proposed trainer patch buys:
+``no_dropout`` sets every Dropout to p=0 as TRL's ``disable_dropout`` does; ``pad16`` pads each batch's width
+up to a multiple of 16 (few distinct tensor sizes, so glibc reuses freed blocks instead of fragmenting).
+
 Figures go to stdout, progress to stderr; the LAST line of stdout is one JSON object with everything.
 Targets: our pairs/s >= 1.5x TRL's at no lower accuracy and no more memory; embedding ratio >= 1.0; head <= 3 s.
 """
@@ -58,6 +63,8 @@ if str(HERE.parent) not in sys.path:
 import common
 
 TARGETS = {"speedup": 1.5, "embed_ratio": 1.0, "head_10k_s": 3.0}
+#: experimental trainer changes that ``--patch`` can measure (see ``_apply_patches``)
+PATCHES = ("no_dropout", "pad16", "no_warmup")
 
 
 def log(message: str) -> None:
@@ -106,6 +113,20 @@ def _apply_patches(patches: Sequence[str]) -> None:
             trainer.build_reward_model = build_without_dropout
         elif name == "no_warmup":
             trainer.WARMUP_FRACTION = 0.0
+        elif name == "pad16":  # batch widths padded up to a multiple of 16: few distinct tensor sizes
+            collate = trainer.collate_pairs
+
+            def collate_pad16(chosen, rejected, pad_token_id=0, padding_side="right", _collate=collate):
+                out = _collate(chosen, rejected, pad_token_id, padding_side)
+                width = out["input_ids"].shape[1]
+                extra = -width % 16
+                if extra:
+                    side = (0, extra) if padding_side == "right" else (extra, 0)
+                    out["input_ids"] = torch.nn.functional.pad(out["input_ids"], side, value=pad_token_id)
+                    out["attention_mask"] = torch.nn.functional.pad(out["attention_mask"], side, value=0)
+                return out
+
+            trainer.collate_pairs = collate_pad16
         else:
             raise ValueError(f"unknown patch {name!r}")
 
@@ -321,8 +342,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--embed-repeats", type=int, default=2)
-    parser.add_argument("--patch", action="append", default=[], choices=["no_dropout", "no_warmup"],
-                        help="also run our trainer with this experimental change (repeatable)")
+    parser.add_argument("--patch", action="append", default=[], metavar="NAME[+NAME...]",
+                        help="also run our trainer with these experimental changes, joined by '+' for one run "
+                             f"(repeatable; names: {', '.join(PATCHES)})")
     parser.add_argument("--skip", action="append", default=[], choices=["trl", "ours", "embed", "head"],
                         help="leave a part out (repeatable)")
     parser.add_argument("--data", default=common.DEFAULT_HH_PATH)
@@ -370,14 +392,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         log("our trainer (isolated process)...")
         result["ours"] = common.run_isolated(run_ours, train, val, model_path, **kwargs)
         _show("ours (as is)", result["ours"])
-        for patch in ns.patch:
-            log(f"our trainer with patch {patch}...")
-            result[f"ours+{patch}"] = common.run_isolated(run_ours, train, val, model_path, patches=(patch,), **kwargs)
-            _show(f"ours + {patch}", result[f"ours+{patch}"])
-        if len(ns.patch) > 1:
-            key = "ours+" + "+".join(ns.patch)
-            result[key] = common.run_isolated(run_ours, train, val, model_path, patches=tuple(ns.patch), **kwargs)
-            _show(f"ours + {' + '.join(ns.patch)}", result[key])
+    for variant in ns.patch:
+        patches = tuple(p for p in variant.split("+") if p)
+        unknown = [p for p in patches if p not in PATCHES]
+        if unknown:
+            parser.error(f"unknown patch(es) {unknown}; choose from {', '.join(PATCHES)}")
+        key = "ours+" + "+".join(patches)
+        log(f"our trainer with {' + '.join(patches)} (isolated process)...")
+        result[key] = common.run_isolated(run_ours, train, val, model_path, patches=patches, **kwargs)
+        _show(f"ours + {' + '.join(patches)}", result[key])
+        if "trl" in result:
+            t, o = result["trl"], result[key]
+            print(f"  vs TRL: {o['pairs_per_s'] / t['pairs_per_s']:.2f}x pairs/s, memory "
+                  f"{o['peak_mem_mb'] / t['peak_mem_mb']:.2f}x, accuracy {o['val_accuracy'] - t['val_accuracy']:+.3f}",
+                  flush=True)
     if "trl" in result and "ours" in result:
         t, o = result["trl"], result["ours"]
         result["speedup"] = o["pairs_per_s"] / t["pairs_per_s"]

@@ -37,3 +37,21 @@ def project(tmp_path):
 
     with Project.create(tmp_path / "test.wbp") as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide BERT with the bundled MiniLM tokenizer; random weights, built in a second."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from workbench.training.model import bundled_minilm_path
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    tokenizer = AutoTokenizer.from_pretrained(bundled_minilm_path(), local_files_only=True)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)

@@ -1,7 +1,7 @@
 """Tiny offline models for training tests: random weights, real tokenizers, built in a second or two.
 
-``tiny_bert_dir`` is a 2-layer, 32-wide BERT with the bundled MiniLM's WordPiece tokenizer (so
-[CLS]/[SEP] handling is real); ``tiny_gpt2_dir`` is a 2-layer GPT-2 with a byte-level BPE trained
+``tiny_bert_dir`` (in ``tests/conftest.py``, shared with the UI tests) is a 2-layer, 32-wide BERT with
+the bundled MiniLM's WordPiece tokenizer (so [CLS]/[SEP] handling is real); ``tiny_gpt2_dir`` is a 2-layer GPT-2 with a byte-level BPE trained
 on a few sentences and *no pad token* (the common case the model code must handle);
 ``tiny_llama_dir`` is a 2-layer Llama with that tokenizer plus a chat template whose turns end in
 eos, the case where pad = eos must not move the score.
@@ -45,22 +45,6 @@ def _bpe_tokenizer(chat_template: str | None = None):
     if chat_template:
         fast.chat_template = chat_template
     return fast
-
-
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory) -> str:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from workbench.training.model import bundled_minilm_path
-
-    out = tmp_path_factory.mktemp("tiny_bert")
-    tokenizer = AutoTokenizer.from_pretrained(bundled_minilm_path(), local_files_only=True)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
 
 
 @pytest.fixture(scope="session")

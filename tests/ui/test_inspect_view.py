@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
-from train_helpers import HEAD, build_tiny_bert, make_labelled_project
+from train_helpers import HEAD, make_labelled_project
 from ui_helpers import ANNOTATOR
 
 from workbench.core.records import PairRecord, Text
@@ -24,8 +24,8 @@ HTML_PROMPT = 'Question x: <img src="file:///etc/passwd"> <b>bold?</b> <a href="
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> str:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+def tiny_bert(tiny_bert_dir) -> str:
+    return tiny_bert_dir
 
 
 def train(path, backbone, **settings) -> list:

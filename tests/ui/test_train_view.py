@@ -14,7 +14,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
-from train_helpers import HEAD, build_tiny_bert, make_labelled_project
+from train_helpers import HEAD, make_labelled_project
 from ui_helpers import pair_records
 
 from workbench.core.store import Project
@@ -24,8 +24,8 @@ from workbench.training.events import Failed, RunStarted
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> str:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+def tiny_bert(tiny_bert_dir) -> str:
+    return tiny_bert_dir
 
 
 @pytest.fixture

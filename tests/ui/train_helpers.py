@@ -23,23 +23,6 @@ WORDS = ("river", "apple", "engine", "garden", "planet", "window", "violin", "br
 HEAD = {"mode": "head", "learning_rate": 3e-2, "epochs": 12}
 
 
-def build_tiny_bert(out: Path) -> str:
-    """A 2-layer, 32-wide BERT with the bundled MiniLM tokenizer; random weights."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from workbench.training.model import bundled_minilm_path
-
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(bundled_minilm_path(), local_files_only=True)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
-
-
 def make_labelled_project(path: Path, n_prompts: int = 16, per_prompt: int = 2, noise_every: int = 0,
                           annotator: str = ANNOTATOR, seed: int = 0) -> Path:
     """Pairs over ``n_prompts`` prompts, each labelled by ``annotator`` (strength 3): the response with

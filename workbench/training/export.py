@@ -161,15 +161,27 @@ def export_run(project_path: str | os.PathLike, run_id: int, out_dir: str | os.P
         del model
         say("checking the exported folder against the app's scores")
         checked, diff = _verify_against_app(project_path, run_id, run, step, tmp, verify_pairs)
-        if overwrite and out.exists():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
+        _swap_in(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(out, run_id, step, run["status"], checked, diff, warnings, time.perf_counter() - t0)
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Move the finished folder ``new`` to ``out``; what was at ``out`` (an empty folder or, with --overwrite,
+    an earlier export) is removed only once the new folder is in place, and put back if the move fails."""
+    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except OSError:
+        if old.exists():
+            os.replace(old, out)
+        raise
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _verify_against_app(project_path: Path, run_id: int, run: dict, step: int, folder: Path,
