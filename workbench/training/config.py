@@ -83,6 +83,8 @@ class TrainConfig:
         "weight of the reward-centring penalty mean((r_c + r_r)^2); 0 turns it off"))
     weight_decay: float = field(default=0.01, metadata=_help(
         "AdamW decoupled weight decay"))
+    dropout: bool = field(default=False, metadata=_help(
+        "keep the backbone's dropout while training (off, as in TRL's RewardTrainer: it adds noise to r_c - r_r)"))
     val_fraction: float = field(default=0.2, metadata=_help(
         "fraction of prompts held out for validation (split by prompt, never by pair)"))
     seed: int = field(default=0, metadata=_help(

@@ -121,6 +121,10 @@ def prepare_model(model: nn.Module, config: TrainConfig) -> None:
     after 960 at 3e-2; it made a 1-process and a 2-process run differ by 0.005 in every reward).
     """
     model.set_trainable(config.mode)
+    if not config.dropout:  # as TRL's disable_dropout: measured on HH, faster and more accurate
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
     bias = model.head.out.bias
     if bias is not None and not config.center_rewards_coefficient:
         bias.requires_grad_(False)
