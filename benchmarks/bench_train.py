@@ -161,10 +161,13 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
     from workbench.training import trainer as trainer_module
     from workbench.training.trainer import Trainer
 
+    if project_dir is None:  # a throw-away project (its checkpoint alone is ~270 MB for a fine-tuned MiniLM)
+        with tempfile.TemporaryDirectory(prefix="bench_ours_") as tmp:
+            return run_ours(train_pairs, val_pairs, model_path, max_length, batch_size, lr, epochs, seed, threads,
+                            mode=mode, weight_decay=weight_decay, patches=patches, project_dir=tmp)
     _apply_patches(patches)
     _use_split({p["prompt"] for p in val_pairs})
-    folder = Path(project_dir or tempfile.mkdtemp(prefix="bench_ours_"))
-    path = folder / "bench.wbp"
+    path = Path(project_dir) / "bench.wbp"
     t0 = time.perf_counter()
     _make_project(path, [*train_pairs, *val_pairs])
     decay = {} if weight_decay is None else {"weight_decay": weight_decay}  # None: TrainConfig's default
@@ -309,6 +312,11 @@ def run_our_embed(train: Sequence[dict], val: Sequence[dict], model_path: str, m
 # ----------------------------------------------------------------------------------------- head 10k
 def run_head_10k(model_path: str, n_pairs: int = 10_000, epochs: int = 10, seed: int = 0) -> dict[str, Any]:
     """Head mode, ``epochs`` epochs over ``n_pairs`` pairs whose embeddings are already cached."""
+    with tempfile.TemporaryDirectory(prefix="bench_head_") as tmp:
+        return _head_10k(Path(tmp) / "big.wbp", model_path, n_pairs, epochs, seed)
+
+
+def _head_10k(path: Path, model_path: str, n_pairs: int, epochs: int, seed: int) -> dict[str, Any]:
     import numpy as np
 
     from workbench.core.records import PairRecord, Text
@@ -319,7 +327,6 @@ def run_head_10k(model_path: str, n_pairs: int = 10_000, epochs: int = 10, seed:
     from workbench.training.model import PairEncoder, load_tokenizer
     from workbench.training.trainer import Trainer
 
-    path = Path(tempfile.mkdtemp(prefix="bench_head_")) / "big.wbp"
     rng = np.random.default_rng(seed)
     with Project.create(path) as p:
         p.add_records([PairRecord(Text(f"Prompt {i % (n_pairs // 4)}: say something."), Text(f"A good answer {i}."),
