@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from workbench.training import config as train_config
+from workbench.training import offline_environment
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -37,11 +38,6 @@ def _error(command: str, message: str) -> None:
     print(f"workbench {command}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
-def _offline() -> None:
-    """No model hub at run time (models are local folders), no tokenizer thread pool on one core."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 # --------------------------------------------------------------------- train
@@ -66,7 +62,7 @@ def train_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _error("train", exc)
         return EXIT_USAGE
-    _offline()
+    offline_environment()
     import signal
 
     import transformers

@@ -11,9 +11,10 @@ one line; progress goes to stderr, the one-line result to stdout.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
+
+from workbench.training import offline_environment
 
 _SCORE_FORMATS = ("auto", "rows", "explicit", "implicit", "conversational", "unlabeled")  # scoring.SCORE_FORMATS
 
@@ -25,9 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _quiet_libraries() -> None:
     """Offline, no tokenizer thread pool, and no transformers progress bars or load reports."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    offline_environment()
     import transformers
 
     transformers.utils.logging.disable_progress_bar()

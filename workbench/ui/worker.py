@@ -48,6 +48,7 @@ from PySide6.QtCore import (
     Slot,
 )
 
+from workbench.training import offline_environment
 from workbench.training.config import TrainConfig
 from workbench.training.events import (
     CheckpointSaved,
@@ -65,13 +66,6 @@ OOM_HINT = "lower batch_size or max_length, or use head mode or LoRA, then start
 
 _warm_lock = threading.Lock()
 _warm_thread: threading.Thread | None = None
-
-
-def offline_environment() -> None:
-    """Models are local folders: no hub at run time, no tokenizer thread pool on a small machine."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def warm_up() -> None:
