@@ -28,10 +28,10 @@ peak memory and timings are not inflated by another's leftovers:
    cache under the exact keys the trainer looks up, then a head-mode run: no text is embedded; the training
    phase (steps, an evaluation with 10,000 per-pair scores and a checkpoint per epoch) must take <= 3 s.
 
-``--patch no_dropout``, ``--patch pad16``, ``--patch no_dropout+pad16`` also run our trainer with an experimental
-change applied from outside (monkeypatched in its process) to measure what a proposed trainer patch buys:
-``no_dropout`` sets every Dropout to p=0 as TRL's ``disable_dropout`` does; ``pad16`` pads each batch's width
-up to a multiple of 16 (few distinct tensor sizes, so glibc reuses freed blocks instead of fragmenting).
+``--patch pad1`` and ``--patch no_warmup`` (or both, ``pad1+no_warmup``) also run our trainer with an
+experimental change applied from outside (set in its process) to measure what a part of the recipe buys:
+``pad1`` pads each batch only to its longest sequence instead of a multiple of 16; ``no_warmup`` drops the
+learning-rate warmup. Dropout has the config's own switch (``TrainConfig.dropout``).
 
 Figures go to stdout, progress to stderr; the LAST line of stdout is one JSON object with everything.
 Targets: our pairs/s >= 1.5x TRL's at no lower accuracy and no more memory; embedding ratio >= 1.0; head <= 3 s.
@@ -66,7 +66,7 @@ import common
 
 TARGETS = {"speedup": 1.5, "embed_ratio": 1.0, "head_10k_s": 3.0}
 #: experimental trainer changes that ``--patch`` can measure (see ``_apply_patches``)
-PATCHES = ("no_dropout", "pad16", "no_warmup")
+PATCHES = ("pad1", "no_warmup", "mmap1m")
 
 
 def log(message: str) -> None:
@@ -96,44 +96,18 @@ def _use_split(val_prompts: set[str]) -> None:
 
 
 def _apply_patches(patches: Sequence[str]) -> None:
-    """Experimental trainer changes, to measure what a proposed patch would buy (none by default)."""
-    import torch
-
-    from workbench.training import trainer
+    """Experimental trainer changes, to measure what a part of the recipe buys (none by default)."""
+    from workbench.training import model, trainer
 
     for name in patches:
-        if name == "no_dropout":  # what TRL's disable_dropout=True does: every Dropout p=0
-            build = trainer.build_reward_model
-
-            def build_without_dropout(*args, _build=build, **kwargs):
-                model, tokenizer = _build(*args, **kwargs)
-                for module in model.modules():
-                    if isinstance(module, torch.nn.Dropout):
-                        module.p = 0.0
-                return model, tokenizer
-
-            trainer.build_reward_model = build_without_dropout
+        if name == "pad1":  # batches padded to their longest sequence only: one tensor size per batch
+            model.WIDTH_MULTIPLE = 1
         elif name == "no_warmup":
             trainer.WARMUP_FRACTION = 0.0
-        elif name == "pad16":  # batch widths padded up to a multiple of 16: few distinct tensor sizes
-            import inspect
+        elif name == "mmap1m":  # glibc: every block over 1 MB mmapped (returned at free), no dynamic threshold
+            import ctypes
 
-            collate = trainer.collate_pairs
-            native = "pad_to_multiple_of" in inspect.signature(collate).parameters
-
-            def collate_pad16(chosen, rejected, pad_token_id=0, padding_side="right", pad_to_multiple_of=1,
-                              _collate=collate, _native=native):
-                if _native:
-                    return _collate(chosen, rejected, pad_token_id, padding_side, pad_to_multiple_of=16)
-                out = _collate(chosen, rejected, pad_token_id, padding_side)
-                extra = -out["input_ids"].shape[1] % 16
-                if extra:
-                    side = (0, extra) if padding_side == "right" else (extra, 0)
-                    out["input_ids"] = torch.nn.functional.pad(out["input_ids"], side, value=pad_token_id)
-                    out["attention_mask"] = torch.nn.functional.pad(out["attention_mask"], side, value=0)
-                return out
-
-            trainer.collate_pairs = collate_pad16
+            ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
         else:
             raise ValueError(f"unknown patch {name!r}")
 
@@ -150,6 +124,7 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
     """
     import torch
 
+    from workbench.training import model as model_module
     from workbench.training.config import TrainConfig
     from workbench.training.events import (
         Evaluation,
@@ -158,7 +133,6 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
         PhaseProgress,
         RunStarted,
     )
-    from workbench.training import trainer as trainer_module
     from workbench.training.trainer import Trainer
 
     if project_dir is None:  # a throw-away project (its checkpoint alone is ~270 MB for a fine-tuned MiniLM)
@@ -229,8 +203,8 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
             "head_lr": (started.details.get("head_learning_rate") if started else None), "epochs": s["epochs"],
             "seed": seed, "threads": threads, "weight_decay": config.weight_decay, "warmup_steps":
                 started.details.get("warmup_steps") if started else None,
-            "dropout": "on" if getattr(config, "dropout", True) and "no_dropout" not in patches else "off",
-            "pad_to_multiple_of": 16 if "pad16" in patches else getattr(trainer_module, "PAD_MULTIPLE", 1),
+            "dropout": "on" if config.dropout else "off",
+            "pad_to_multiple_of": model_module.WIDTH_MULTIPLE,
             "dtype": "float32",
             "batching": "length-bucketed (make_batches), chosen+rejected padded together", "patches": list(patches),
             "torch_threads_seen": torch.get_num_threads(),
@@ -245,15 +219,19 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
 def _our_padding(train_pairs: Sequence[dict], model_path: str, max_length: int, batch_size: int, seed: int,
                  multiple: int = 1) -> float:
     """Share of padding tokens in our first epoch's batches (widths rounded up to ``multiple``)."""
-    from workbench.training.model import PairEncoder, load_tokenizer, make_batches
+    from workbench.training.model import (
+        PairEncoder,
+        batch_width,
+        load_tokenizer,
+        make_batches,
+    )
 
     enc = PairEncoder(load_tokenizer(model_path), max_length)
     c = [len(e.input_ids) for e in enc.encode_many([p["prompt"] for p in train_pairs], [p["chosen"] for p in train_pairs])]
     r = [len(e.input_ids) for e in enc.encode_many([p["prompt"] for p in train_pairs], [p["rejected"] for p in train_pairs])]
     real = total = 0
     for batch in make_batches([max(a, b) for a, b in zip(c, r)], batch_size, seed=seed):
-        width = max(max(c[i], r[i]) for i in batch)
-        width += -width % max(1, multiple)
+        width = batch_width(max(max(c[i], r[i]) for i in batch), max_length, multiple)
         total += 2 * width * len(batch)
         real += sum(c[i] + r[i] for i in batch)
     return 1.0 - real / total if total else 0.0

@@ -8,6 +8,7 @@ from workbench.training.model import (
     BackboneError,
     PairEncoder,
     RewardModel,
+    batch_width,
     build_reward_model,
     collate_pairs,
     export_hf,
@@ -109,6 +110,28 @@ def test_decoder_reads_the_last_real_token_whatever_the_padding(fixture, request
     assert len(set(map(len, ids))) > 1
     torch.testing.assert_close(right, left, atol=1e-5, rtol=0)
     torch.testing.assert_close(right, alone, atol=1e-5, rtol=0)
+
+
+def test_batch_width_rounds_up_to_16_within_max_length():
+    assert [batch_width(n, 256) for n in (0, 1, 16, 17, 250, 256)] == [0, 16, 16, 32, 256, 256]
+    assert batch_width(100, 110) == 110 and batch_width(110, 110) == 110  # never past what the model takes
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_gpt2_dir"])
+def test_extra_padding_does_not_change_rewards(fixture, request):
+    """The trainer pads batches to a multiple of 16: the masked positions must not move any reward."""
+    model, tok = build_reward_model(request.getfixturevalue(fixture))
+    _randomise_head(model)
+    _, ids = _encode(model, tok, pairs=PAIRS + PAIRS[:1])
+    longest = max(map(len, ids))
+    half = len(ids) // 2
+    rounded = collate_pairs(ids[:half], ids[half:], tok.pad_token_id, width=batch_width(longest, 64))
+    assert rounded["input_ids"].shape[1] % 16 == 0 and rounded["input_ids"].shape[1] > longest
+    with torch.no_grad():
+        wide = model.eval()(rounded["input_ids"], rounded["attention_mask"])
+    torch.testing.assert_close(wide, _scores(model, ids, tok.pad_token_id), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="shorter than the longest"):
+        collate_pairs(ids[:half], ids[half:], tok.pad_token_id, width=longest - 1)
 
 
 def test_decoder_score_is_read_before_a_trailing_pad_eos(tiny_gpt2_dir):

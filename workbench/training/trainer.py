@@ -60,6 +60,7 @@ from workbench.training.loss import pairwise_loss
 from workbench.training.model import (
     BackboneError,
     PairEncoder,
+    batch_width,
     build_reward_model,
     collate_pairs,
     make_batches,
@@ -591,7 +592,14 @@ class Trainer:
             return False  # ranks agree on stopping at log points only: the flag's all-reduce is a sync point
         return distributed.any_rank(self._cancel.is_set(), self._dist, str(self._device))
 
-    def _rewards(self, index: list[int], net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    def _width(self, index: list[int]) -> int:
+        """Padded width of fine-tune batch ``index``. Computed on the global batch, so that every rank pads
+        its shard as one process pads the whole batch: same shapes, the same step to float noise."""
+        longest = max(max(len(self.enc_c.input_ids[i]), len(self.enc_r.input_ids[i])) for i in index)
+        return batch_width(longest, self.cfg.max_length)
+
+    def _rewards(self, index: list[int], net: nn.Module, width: int | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected) of the pairs ``index``: one forward over 2B rows, split in two."""
         if self.cfg.mode == "head":
             idx = torch.as_tensor(index, device=self._device)
@@ -599,7 +607,7 @@ class Trainer:
             r = net(x)
         else:
             batch = collate_pairs([self.enc_c.input_ids[i] for i in index], [self.enc_r.input_ids[i] for i in index],
-                                  self.tokenizer.pad_token_id)
+                                  self.tokenizer.pad_token_id, width=width)
             r = net(batch["input_ids"].to(self._device), batch["attention_mask"].to(self._device))
         return r.float().chunk(2)
 
@@ -614,7 +622,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr_now * group["lr_scale"]
         self.scorer.train()
-        r_c, r_r = self._rewards(mine, self.net)
+        width = self._width(batch) if self.cfg.mode != "head" else None
+        r_c, r_r = self._rewards(mine, self.net, width)
         terms = _pair_terms(r_c, r_r, self.margins[mine], self.cfg.center_rewards_coefficient)
         loss = terms.sum() * weight
         loss.backward()
@@ -741,7 +750,9 @@ class Trainer:
             for k, batch in enumerate(mine):
                 if not dist.enabled and self._cancel.is_set():
                     return None
-                b = collate_pairs([a_ids[i] for i in batch], [b_ids[i] for i in batch], self.tokenizer.pad_token_id)
+                longest = max(max(len(a_ids[i]), len(b_ids[i])) for i in batch)
+                b = collate_pairs([a_ids[i] for i in batch], [b_ids[i] for i in batch], self.tokenizer.pad_token_id,
+                                  width=batch_width(longest, self.cfg.max_length))
                 with torch.no_grad():
                     r = self.model(b["input_ids"].to(self._device), b["attention_mask"].to(self._device))
                 ra, rb = _numpy(r).reshape(2, -1)

@@ -40,11 +40,10 @@ def app_icon() -> QIcon:
 def run_gui(project: str | os.PathLike | None = None, annotator: str | None = None, demo: bool = False) -> int:
     """Open the main window (on ``project``, or the demo) and run until it closes; the exit status."""
     from workbench.ui.main_window import MainWindow
-    from workbench.ui.worker import warm_up_in_background
+    from workbench.ui.worker import prestart
 
     app = create_app()
-    # torch's first import and first optimizer (2 s) now, off the GUI thread, before any plot is live.
-    warm = warm_up_in_background()
+    prestart()  # the training process imports torch now, in the background, not when Train is pressed
     window = MainWindow(annotator=annotator)
     window.install_training_views()
     window.show()
@@ -53,6 +52,17 @@ def run_gui(project: str | os.PathLike | None = None, annotator: str | None = No
     elif project is not None:
         path = Path(project).expanduser()
         window.open_project(path, create=not path.exists())
-    status = app.exec()
-    warm.join(timeout=30)  # never leave the interpreter while the warm-up thread is inside an import
-    return status
+    freeze_startup_objects()
+    return app.exec()
+
+
+def freeze_startup_objects() -> None:
+    """Move what start-up created (Qt's, pyqtgraph's, numpy's and pandas' module-level objects, about
+    200,000) out of the garbage collector's sight, once, before any run. Otherwise each full collection
+    walks them all, holding the GUI thread for ~50 ms; the events of a head-mode run (hundreds a
+    minute) trigger several (``benchmarks/bench_gui_responsiveness.py`` lists the collections inside
+    each long gap)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

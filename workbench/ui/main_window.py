@@ -127,11 +127,9 @@ class MainWindow(QMainWindow):
         """Add the Train and Inspect views (pyqtgraph) and wire them together; the app does this at start-up."""
         from workbench.ui.inspect_view import InspectView
         from workbench.ui.train_view import TrainView
-        from workbench.ui.worker import install_paint_gate
 
         if self.train_view is not None:
             return
-        install_paint_gate(self)  # a training thread steps aside while this window paints
         self.train_view, self.inspect_view = TrainView(), InspectView()
         self.add_view("Train", self.train_view)
         self.add_view("Inspect", self.inspect_view)

@@ -30,6 +30,11 @@ MAX_CURVE_POINTS = 4000
 #: mispredicted pairs drawn as points: the worst this many
 MAX_SCATTER = 2000
 REFRESH_MS = 100
+#: during a run the margin plots redraw at most this often (seconds), and never in the same refresh as the
+#: step curves: a margin redraw (sort, histogram, setData, paint) takes ~15-20 ms for 10,000 pairs, and in
+#: head mode an evaluation can come every 100 ms; with both in one refresh the GUI thread stalled 20-30 ms
+#: at each (``benchmarks/bench_gui_responsiveness.py``)
+MARGINS_EVERY_S = 0.5
 #: the refresh interval grows up to this when paints are slow (see ``_adapt_interval``)
 MAX_REFRESH_MS = 400
 #: weight of the past in the smoothed training curves (TensorBoard's default smoothing is 0.6-0.9)
@@ -104,9 +109,10 @@ class TrainingPlots(QWidget):
         self.view.ci.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.view)
         self._build()
+        self._margins_drawn_at = -math.inf
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
+        self.timer.timeout.connect(lambda: self.refresh(force=False))
         self.apply_palette()
 
     # ------------------------------------------------------------------ building
@@ -304,9 +310,21 @@ class TrainingPlots(QWidget):
         if interval != self.timer.interval():
             self.timer.setInterval(interval)
 
-    def refresh(self) -> bool:
-        """Push what changed since the last call to the plot items; True when anything was."""
+    def refresh(self, force: bool = True) -> bool:
+        """Push what changed since the last call to the plot items; True when anything was.
+
+        ``force=False`` (the live timer) spreads the work: new margins are drawn at most every
+        ``MARGINS_EVERY_S``, and a refresh that draws them leaves the step curves to the next one;
+        ``pending()`` says whether something is still waiting."""
         self._adapt_interval()
+        now = time.monotonic()
+        if (self._dirty_margins and self._margins is not None
+                and (force or now - self._margins_drawn_at >= MARGINS_EVERY_S)):
+            self._draw_margins(*self._margins)
+            self._dirty_margins, self._margins_drawn_at = False, now
+            self.refreshes += 1
+            if not force:
+                return True
         changed = False
         steps_changed = self._dirty_steps or self._dirty_eval
         if self._dirty_steps:
@@ -321,12 +339,13 @@ class TrainingPlots(QWidget):
             self._dirty_eval, changed = False, True
         if steps_changed:
             self._fit_steps()
-        if self._dirty_margins and self._margins is not None:
-            self._draw_margins(*self._margins)
-            self._dirty_margins, changed = False, True
         if changed:
             self.refreshes += 1
         return changed
+
+    def pending(self) -> bool:
+        """Whether a live refresh left something to draw."""
+        return self._dirty_steps or self._dirty_eval or (self._dirty_margins and self._margins is not None)
 
     def _fit_steps(self) -> None:
         xs = [s.data()[0] for s in (self._steps_loss, self._val_loss, self._steps_acc, self._val_acc) if s.n]

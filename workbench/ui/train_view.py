@@ -59,7 +59,6 @@ from workbench.training.events import (
     StepMetrics,
 )
 from workbench.ui import settings
-from workbench.ui import worker as worker_module
 from workbench.ui.plots import TrainingPlots
 from workbench.ui.worker import TrainingRun
 
@@ -745,9 +744,6 @@ class TrainView(QWidget):
         if not self._dirty:
             return
         self._dirty = False
-        gate = worker_module.paint_gate
-        if gate is not None and self.isVisible():
-            gate.close_for_paint()  # the trainer waits at its next step while this tick's changes paint
         if self._phase:
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, 1000)
@@ -774,7 +770,8 @@ class TrainView(QWidget):
         if "accuracy" in v:
             bits.append(f"validation loss {v.get('loss', float('nan')):.3f} · acc {v['accuracy']:.3f}")
         self.metrics_label.setText("\n".join(bits))
-        self.plots.refresh()
+        self.plots.refresh(force=final)
+        self._dirty = self.plots.pending()  # margins held back, or curves left for the next tick
         self.timer.setInterval(self.plots.suggested_interval())  # slower when painting is slow
 
     def _eta(self) -> float | None:
@@ -900,7 +897,9 @@ class TrainView(QWidget):
         if run_id is not None and self.project is not None:
             item = self.runs_table.item(self.runs_table.currentRow(), 1)
             status = item.text() if item is not None else None
-        self.resume_button.setEnabled(has and not busy and status in ("cancelled", "paused", "running"))
+        # A failed run too: a crashed or killed training process leaves its last checkpoint (the trainer
+        # says so in a dialog when there is none).
+        self.resume_button.setEnabled(has and not busy and status in ("cancelled", "paused", "running", "failed"))
         self.inspect_button.setEnabled(has and run_id is not None)
 
     # ------------------------------------------------------------------ pairs

@@ -1,44 +1,32 @@
 """Running the trainer off the GUI thread.
 
-``TrainWorker`` is a QObject moved to a QThread; its ``run`` slot iterates ``Trainer.events()`` and
-forwards each event, unchanged, as a signal. The events are plain dataclasses (floats, dicts, numpy
-arrays, never tensors), so the GUI thread can keep them without touching the live model. ``TrainingRun``
-owns the thread and the worker and is what a view holds.
+``TrainWorker`` is a QObject moved to a QThread; its ``run`` slot iterates a trainer's events and forwards
+each event, unchanged, as a signal. The events are plain dataclasses (floats, dicts, numpy arrays, never
+tensors), so the GUI thread can keep them without touching the live model. ``TrainingRun`` owns the
+thread and the worker and is what a view holds.
+
+The trainer itself runs in a child process (:class:`~workbench.training.process.TrainerProcess`): the
+worker thread only waits on a pipe (without the GIL), unpickles events and emits them. In a thread of
+this process the trainer's Python and GIL-holding C code (model loading, tokenising, the head's small
+steps) kept delaying the GUI's event loop; ``benchmarks/bench_gui_responsiveness.py`` measures both, and
+the README has the figures. The GUI process never imports torch; ``prestart`` starts the child at
+start-up, so that its imports are paid before the first run.
 
 Controls (``pause``, ``resume``, ``cancel``) may be called from the GUI thread at any time, also before
-the trainer exists: the trainer is built in the worker thread (importing it imports torch, which must
-not happen on the GUI thread) and picks up a control given earlier.
+the trainer exists: the trainer picks up a control given earlier.
 
-The worker turns the errors the trainer lets through into a ``Failed`` event: running out of memory
-(``torch.OutOfMemoryError`` or a RuntimeError saying "out of memory") gets a hint of what to do; anything
-else is reported with its type and message. Either way the run ends and the GUI keeps working.
-
-Keeping the GUI smooth beside a Python training thread (measured with
-``benchmarks/bench_gui_responsiveness.py``):
-
-- ``warm_up`` at start-up pays torch's and transformers' first imports and a first model load off the GUI
-  thread, then ``gc.freeze()``s what they left: without it every full garbage collection during a run
-  walked ~450,000 objects and stalled the GUI for ~220 ms;
-- the ``PaintGate`` makes the worker wait (at most 0.1 s, between events) while the window paints, which
-  halved the paint time during a head-mode run (Qt calls release the GIL, and the trainer took it);
-- one event at a time with ``time.sleep(0)`` after each, so a waiting GUI thread gets the GIL at once.
-
-``WORKBENCH_PAINT_GATE=0`` turns the gate off and ``WORKBENCH_TRAIN_NICE=n`` makes the training thread
-nicer on Linux (default 0: nice 5 cut GUI stalls further but halved training speed on a machine busy
-with other processes), both for measuring.
+The worker turns the errors that come through into a ``Failed`` event (``process.failure_event``):
+running out of memory gets a hint of what to do; a child that dies (a crash, or the kernel killing it for
+memory) is reported with how it ended. Either way the run ends and the GUI keeps working.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
-import time
 from pathlib import Path
 
 from PySide6.QtCore import (
     QCoreApplication,
-    QEvent,
     QEventLoop,
     QObject,
     Qt,
@@ -48,7 +36,7 @@ from PySide6.QtCore import (
     Slot,
 )
 
-from workbench.training import offline_environment
+from workbench.training import process
 from workbench.training.config import TrainConfig
 from workbench.training.events import (
     CheckpointSaved,
@@ -62,141 +50,14 @@ from workbench.training.events import (
     StepMetrics,
 )
 
-OOM_HINT = "lower batch_size or max_length, or use head mode or LoRA, then start a new run"
-
-_warm_lock = threading.Lock()
-_warm_thread: threading.Thread | None = None
-
-
-def warm_up() -> None:
-    """Pay the one-time costs of a first run: import the trainer (torch, transformers), create a first
-    optimizer (more of torch), and load the bundled MiniLM once (``from_pretrained`` imports accelerate,
-    scipy and the model's module on first use).
-
-    Done once per process. Those imports hold the GIL in long C stretches (loading extension modules):
-    in a worker thread they stall the GUI thread for 200-1000 ms at a time, so the app does this at
-    start-up, before any plot is live, instead of inside the first run.
-    """
-    offline_environment()
-    import torch
-
-    from workbench.training import trainer
-    from workbench.training.model import PairEncoder, build_reward_model
-
-    trainer.warm_up_torch()
-    try:
-        model, tokenizer = build_reward_model("minilm")
-    except Exception:  # noqa: BLE001 - no bundled model: the imports above are most of the cost anyway
-        return
-    encoder = PairEncoder.for_model(model, tokenizer, 32)
-    ids = encoder.encode_many(["A warm-up prompt."], ["A warm-up answer."])[0].input_ids
-    with torch.inference_mode():
-        model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
-    del model, tokenizer, encoder
-    freeze_startup_objects()
+#: what runs a training: the trainer in a child process. Any class with the ``Trainer`` interface fits
+#: (``Trainer`` itself runs in the worker thread, which tests use to inject failures into it).
+TRAINER_CLASS = process.TrainerProcess
 
 
-def freeze_startup_objects() -> None:
-    """Move everything alive now (torch's and transformers' ~450,000 module-level objects) out of the
-    garbage collector's sight. Otherwise each full collection walks them all, holding the GIL for about
-    200 ms, and a run's data preparation triggers several: measured as 215-230 ms GUI stalls (the
-    benchmark in benchmarks/bench_gui_responsiveness.py). With ``gc.freeze`` a full collection takes
-    about 10 ms. The one collection here runs at start-up, before plots are live."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-
-
-def warm_up_in_background() -> threading.Thread:
-    """Start ``warm_up`` in a plain thread (once); ``join`` it before the process exits."""
-    global _warm_thread
-    with _warm_lock:
-        if _warm_thread is None:
-            _warm_thread = threading.Thread(target=_warm_quietly, name="workbench-warm-up", daemon=True)
-            _warm_thread.start()
-        return _warm_thread
-
-
-def _warm_quietly() -> None:
-    try:
-        warm_up()
-    except Exception:  # noqa: BLE001 - a failed warm-up only costs time later; the run reports real errors
-        pass
-
-
-def lower_thread_priority(nice: int) -> None:
-    """Make the calling thread nicer (Linux, where niceness is per thread; elsewhere nothing).
-
-    On a machine with about one core the GUI thread and a training thread share it: every time the GUI
-    calls into Qt (which releases the GIL) the trainer takes the core and the GIL, and a 2 ms repaint
-    took 20-40 ms. A nice trainer still gets all the CPU the GUI does not use."""
-    if nice <= 0 or not sys.platform.startswith("linux"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except (OSError, AttributeError):
-        pass
-
-
-def _is_oom(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return name == "OutOfMemoryError" or (isinstance(exc, (RuntimeError, MemoryError))
-                                          and ("out of memory" in str(exc).lower() or isinstance(exc, MemoryError)))
-
-
-class PaintGate(QObject):
-    """Lets a window paint without a training thread in its way.
-
-    While a Python training thread runs, every Qt call that releases the GIL (QPainter's, most of them)
-    has to win the GIL back from it: a plot repaint that takes 2 ms alone took 15-60 ms with a busy head-
-    mode run beside it. Installed on a top-level window, the gate closes when the window is about to
-    paint (its UpdateRequest) and opens again once the event loop is past that paint; the worker waits at
-    the gate (at most ``MAX_WAIT_S``) before each event, so it steps aside for the paint. A run loses a
-    few milliseconds per repaint, ten repaints a second at most.
-    """
-
-    MAX_WAIT_S = 0.1
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._open = threading.Event()
-        self._open.set()
-        self.enabled = os.environ.get("WORKBENCH_PAINT_GATE", "1") != "0"
-
-    def eventFilter(self, obj, event):  # noqa: N802
-        if self.enabled and event.type() == QEvent.Type.UpdateRequest:
-            self._open.clear()
-            QTimer.singleShot(0, self._open.set)  # runs after this paint, in the next loop iteration
-        return False
-
-    def close_for_paint(self) -> None:
-        """GUI thread, before changes that will repaint: close now; the paint (or 50 ms) opens again."""
-        if not self.enabled:
-            return
-        self._open.clear()
-        QTimer.singleShot(50, self._open.set)  # in case nothing paints after all
-
-    def wait(self) -> None:
-        """Called by a worker thread between steps."""
-        if not self._open.is_set():
-            self._open.wait(self.MAX_WAIT_S)
-
-    def open(self) -> None:
-        self._open.set()
-
-
-#: the application's gate; ``MainWindow`` (or any window) installs it with ``window.installEventFilter``
-paint_gate: PaintGate | None = None
-
-
-def install_paint_gate(window) -> PaintGate:
-    global paint_gate
-    if paint_gate is None:
-        paint_gate = PaintGate(QCoreApplication.instance())
-    window.installEventFilter(paint_gate)
-    return paint_gate
+def prestart() -> None:
+    """Start the training process in the background (torch's imports), before the first run needs it."""
+    process.prestart()
 
 
 class TrainWorker(QObject):
@@ -215,15 +76,12 @@ class TrainWorker(QObject):
     done = Signal()  # ``run`` returned; nothing more comes
 
     def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None,
-                 yield_every_event: bool = True):
+                 trainer_class=None):
         super().__init__()
         self.project_path = Path(project_path)
         self.config = config
         self.resume_run = resume_run
-        #: release the GIL after each event so that the GUI thread gets it at once (time.sleep(0))
-        self.yield_every_event = yield_every_event
-        #: niceness of the training thread (Linux): the GUI thread wins the CPU when both want it
-        self.nice = int(os.environ.get("WORKBENCH_TRAIN_NICE", "0"))
+        self.trainer_class = trainer_class
         self.trainer = None
         self.run_id: int | None = resume_run
         self._lock = threading.Lock()
@@ -260,11 +118,7 @@ class TrainWorker(QObject):
         events = None
         ended = False
         try:
-            offline_environment()
-            lower_thread_priority(self.nice)
-            from workbench.training.trainer import Trainer
-
-            trainer = Trainer(self.project_path, self.config, resume_run=self.resume_run)
+            trainer = (self.trainer_class or TRAINER_CLASS)(self.project_path, self.config, resume_run=self.resume_run)
             with self._lock:
                 self.trainer = trainer
                 if self._pending_cancel:
@@ -278,25 +132,14 @@ class TrainWorker(QObject):
                 ended = isinstance(ev, (Finished, Failed))
                 self._signals[type(ev)].emit(ev)
                 self.event.emit(ev)
-                if self.yield_every_event:
-                    time.sleep(0)  # let a waiting GUI thread take the GIL now, not at the switch interval
-                gate = paint_gate
-                if gate is not None:
-                    gate.wait()  # a window is painting: step aside until it is done
         except Exception as exc:  # noqa: BLE001 - every error ends the run with a message, never a crash
             if not ended:
-                run_id = getattr(self.trainer, "run_id", None) or self.run_id
-                if _is_oom(exc):
-                    first = (str(exc).splitlines() or [""])[0]
-                    ev = Failed(run_id, f"out of memory: {first}".rstrip(": "), OOM_HINT)
-                else:
-                    ev = Failed(run_id, f"training stopped with an unexpected error: {type(exc).__name__}: {exc}",
-                                "start a new run; if it happens again, report it with the project's run list")
+                ev = process.failure_event(exc, getattr(self.trainer, "run_id", None) or self.run_id)
                 ended = True
                 if events is not None:
                     events.close()  # the trainer's own clean-up first (it may mark the run cancelled)
                     events = None
-                self._mark_failed(ev)
+                process.mark_failed(self.project_path, ev)
                 self.failed.emit(ev)
                 self.event.emit(ev)
         finally:
@@ -308,19 +151,6 @@ class TrainWorker(QObject):
             if app is not None:  # back to the GUI thread, so that Python may delete it there
                 self.moveToThread(app.thread())
             self.done.emit()
-
-
-    def _mark_failed(self, ev: Failed) -> None:
-        """Record the failure on the run, whatever state the trainer left it in (own connection, this thread)."""
-        if ev.run_id is None:
-            return
-        try:
-            from workbench.core.store import Project
-
-            with Project.open(self.project_path) as project:
-                project.update_run(ev.run_id, status="failed", message=ev.message)
-        except Exception:  # noqa: BLE001 - the dialog still tells the user
-            pass
 
 
 class TrainingRun(QObject):
