@@ -31,7 +31,9 @@ peak memory and timings are not inflated by another's leftovers:
 ``--patch pad1`` and ``--patch no_warmup`` (or both, ``pad1+no_warmup``) also run our trainer with an
 experimental change applied from outside (set in its process) to measure what a part of the recipe buys:
 ``pad1`` pads each batch only to its longest sequence instead of a multiple of 16; ``no_warmup`` drops the
-learning-rate warmup. Dropout has the config's own switch (``TrainConfig.dropout``).
+learning-rate warmup; ``mmap1m`` (``mmap4m``, ``mmap16m``) makes glibc mmap every block over that size, so a
+freed activation goes back to the system at once. Dropout and micro-batching have config fields of their own
+(``TrainConfig.dropout``, ``TrainConfig.pass_tokens``).
 
 Figures go to stdout, progress to stderr; the LAST line of stdout is one JSON object with everything.
 Targets: our pairs/s >= 1.5x TRL's at no lower accuracy and no more memory; embedding ratio >= 1.0; head <= 3 s.
@@ -66,7 +68,7 @@ import common
 
 TARGETS = {"speedup": 1.5, "embed_ratio": 1.0, "head_10k_s": 3.0}
 #: experimental trainer changes that ``--patch`` can measure (see ``_apply_patches``)
-PATCHES = ("pad1", "no_warmup", "mmap1m")
+PATCHES = ("pad1", "no_warmup", "mmap1m", "mmap4m", "mmap16m")
 
 
 def log(message: str) -> None:
@@ -104,10 +106,10 @@ def _apply_patches(patches: Sequence[str]) -> None:
             model.WIDTH_MULTIPLE = 1
         elif name == "no_warmup":
             trainer.WARMUP_FRACTION = 0.0
-        elif name == "mmap1m":  # glibc: every block over 1 MB mmapped (returned at free), no dynamic threshold
+        elif name.startswith("mmap"):  # glibc: blocks over N MB mmapped (returned at free), no dynamic threshold
             import ctypes
 
-            ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+            ctypes.CDLL("libc.so.6").mallopt(-3, int(name[4:-1]) << 20)  # M_MMAP_THRESHOLD
         else:
             raise ValueError(f"unknown patch {name!r}")
 
@@ -204,7 +206,7 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
             "seed": seed, "threads": threads, "weight_decay": config.weight_decay, "warmup_steps":
                 started.details.get("warmup_steps") if started else None,
             "dropout": "on" if config.dropout else "off",
-            "pad_to_multiple_of": model_module.WIDTH_MULTIPLE,
+            "pad_to_multiple_of": model_module.WIDTH_MULTIPLE, "pass_tokens": config.pass_tokens,
             "dtype": "float32",
             "batching": "length-bucketed (make_batches), chosen+rejected padded together", "patches": list(patches),
             "torch_threads_seen": torch.get_num_threads(),

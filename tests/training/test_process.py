@@ -15,7 +15,14 @@ from training_helpers import make_project
 from workbench.core.store import Project
 from workbench.training import process
 from workbench.training.config import TrainConfig
-from workbench.training.events import CheckpointSaved, Failed, Finished, Paused, RunStarted, StepMetrics
+from workbench.training.events import (
+    CheckpointSaved,
+    Failed,
+    Finished,
+    Paused,
+    RunStarted,
+    StepMetrics,
+)
 from workbench.training.process import TrainerProcess
 
 REPO = Path(__file__).resolve().parents[2]

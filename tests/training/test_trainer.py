@@ -33,7 +33,7 @@ from workbench.training.events import (
     StepMetrics,
 )
 from workbench.training.loss import pairwise_loss
-from workbench.training.trainer import Trainer, _pair_terms, head_batch_size, lr_at
+from workbench.training.trainer import Trainer, _pair_terms, head_batch_size, lr_at, micro_batches
 
 # Settings under which the tiny random BERT learns the keyword task in a fraction of a second.
 FT = dict(mode="finetune", learning_rate=5e-3, epochs=4)
@@ -126,6 +126,27 @@ def test_determinism_same_seed_same_run(learnable, tiny_bert_dir):
     with Project.open(learnable) as p:
         assert p.pair_scores(a.run_id).equals(p.pair_scores(b.run_id))
         assert not p.pair_scores(a.run_id)["margin"].equals(p.pair_scores(c.run_id)["margin"])
+
+
+def test_micro_batches_split_by_token_budget():
+    eight = list(range(8))
+    assert micro_batches(eight, 256, 2048) == [[0, 1, 2, 3], [4, 5, 6, 7]]  # 4,096 tokens: two passes
+    assert micro_batches(eight, 128, 2048) == [eight]  # 2,048 tokens fit
+    assert micro_batches(eight, 144, 2048) == [[0, 1, 2, 3], [4, 5, 6, 7]]  # equal parts, not 7 + 1
+    assert micro_batches(eight, 256, 0) == [eight] and micro_batches(eight, None, 16) == [eight]
+    assert micro_batches(eight, 512, 16) == [[i] for i in eight]  # at least one pair a pass
+    assert micro_batches([3, 1, 2], 64, 200) == [[3, 1], [2]]
+
+
+def test_micro_batches_give_the_same_training(learnable, tiny_bert_dir):
+    """Split into one pair per pass (a tiny token budget), a run computes what one pass per batch does."""
+    config = TrainConfig(backbone=tiny_bert_dir, **FT, pass_tokens=0)
+    whole = collect(Trainer(learnable, config))[-1]
+    split = collect(Trainer(learnable, config.replace(pass_tokens=16)))[-1]
+    a, b = comparable_metrics(learnable, whole.run_id), comparable_metrics(learnable, split.run_id)
+    assert [k[:3] for k in a] == [k[:3] for k in b]
+    np.testing.assert_allclose([k[3] for k in a], [k[3] for k in b], rtol=1e-4, atol=1e-5)
+    assert whole.summary["val_accuracy"] == split.summary["val_accuracy"] > 0.9
 
 
 # --------------------------------------------------------------------- events and stored results

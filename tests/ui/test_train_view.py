@@ -110,6 +110,7 @@ def test_a_head_run_emits_its_signals_in_order_and_fills_every_plot(qtbot, windo
     assert first["PhaseProgress"] < first["StepMetrics"] < first["Evaluation"] < first["CheckpointSaved"]
     run_id = events[0].run_id
     assert events[-1].status == "finished" and view.shown_run_id == run_id
+    assert view.phase_label.text() == f"Run {run_id} finished"  # the last refresh leaves it
 
     plots = view.plots
     with Project.open(trainable) as p:

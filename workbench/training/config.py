@@ -75,6 +75,9 @@ class TrainConfig:
         "pairs per step (chosen and rejected go through the model together, so 2x texts)"))
     max_length: int = field(default=256, metadata=_help(
         "tokens per text; longer texts lose the start of the prompt first"))
+    pass_tokens: int = field(default=2048, metadata=_help(
+        "most padded tokens (texts x width) in one forward and backward pass; a batch that needs more is "
+        "split into micro-batches: the same gradient, less memory; 0 never splits"))
     margin_from_strength: bool = field(default=False, metadata=_help(
         "subtract a margin from the reward gap according to the judgment's strength (Llama 2)"))
     margin_scale: MarginScale = field(default="small", metadata=_help(
@@ -119,7 +122,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be zero or a positive number, got {value!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be at least 0 and below 1, got {self.val_fraction!r}")
-        for name in ("eval_every", "threads"):
+        for name in ("eval_every", "threads", "pass_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)!r}")
         if not self.backbone.strip():

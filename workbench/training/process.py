@@ -6,8 +6,9 @@ for two reasons:
 
 - a training thread shares the GIL with the GUI thread: every stretch of Python or GIL-holding C in the
   trainer (model loading, tokenising, the head's many small steps, writing scores) delays the GUI's event
-  loop. Measured with ``benchmarks/bench_gui_responsiveness.py``: p99 tick gap 24-26 ms, max 87-90 ms in a
-  thread during a 10,000-pair head-mode run; see the README for the figures in a process;
+  loop. Measured with ``benchmarks/bench_gui_responsiveness.py`` during a 10,000-pair head-mode run: p99
+  tick gap 24-26 ms, max 87-90 ms with the trainer in a thread; 10 ms and 39 ms in a process (with the GUI's
+  own fixes in ``ui/app.py`` and ``ui/plots.py``; the README has the table);
 - a crash, or the kernel killing the trainer for memory, ends the child, not the app: the run is marked
   failed (resumable from its last checkpoint) and the window says what happened.
 
@@ -19,16 +20,17 @@ come back on another; the events are plain dataclasses, as in a thread.
 from __future__ import annotations
 
 import atexit
+import logging
 import multiprocessing
-import os
 import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from workbench.training.config import TrainConfig
 from workbench.training.events import Event, Failed, Finished, RunStarted
+
+_log = logging.getLogger(__name__)
 
 OOM_HINT = "lower batch_size or max_length, or use head mode or LoRA, then start a new run"
 #: a cancelled run checkpoints at the next step boundary; a child that takes longer is killed
@@ -64,7 +66,7 @@ def mark_failed(project_path: str | Path, ev: Failed) -> None:
         with Project.open(project_path) as project:
             project.update_run(ev.run_id, status="failed", message=ev.message)
     except Exception:  # noqa: BLE001 - the caller still reports the failure
-        pass
+        _log.warning("could not mark run %s failed", ev.run_id, exc_info=True)
 
 
 def exit_description(exitcode: int | None) -> str:
@@ -91,7 +93,7 @@ class _ChildRun:
         self.over = False
 
 
-def _serve(jobs, events, nice: int) -> None:
+def _serve(jobs, events) -> None:
     """The child's main loop: one run per "run" message, until "exit" or the parent goes away.
 
     A thread reads the pipe, so that controls reach the trainer while this thread trains. A control
@@ -100,8 +102,6 @@ def _serve(jobs, events, nice: int) -> None:
     from workbench.training import offline_environment
 
     offline_environment()
-    if nice > 0 and hasattr(os, "nice"):
-        os.nice(nice)
     from workbench.training import trainer as trainer_module
 
     trainer_module.warm_up_torch()
@@ -183,10 +183,10 @@ class _Child:
         ctx = multiprocessing.get_context("spawn")
         self.jobs, child_jobs = ctx.Pipe(duplex=False)[::-1]  # (send end here, receive end there)
         child_events, self.events = ctx.Pipe(duplex=False)[::-1]
-        nice = int(os.environ.get("WORKBENCH_TRAIN_NICE", "0"))
-        self.process = ctx.Process(target=_serve, args=(child_jobs, child_events, nice),
+        self.process = ctx.Process(target=_serve, args=(child_jobs, child_events),
                                    name="workbench-trainer", daemon=True)
         self.process.start()
+        _register_shutdown()
         child_jobs.close()  # so that a dead child shows as EOF here
         child_events.close()
         self._send_lock = threading.Lock()
@@ -225,6 +225,14 @@ class _Child:
 
 _standby_lock = threading.Lock()
 _standby: _Child | None = None
+_shutdown_registered = False
+
+
+def _register_shutdown() -> None:
+    global _shutdown_registered
+    if not _shutdown_registered:
+        _shutdown_registered = True
+        atexit.register(shutdown)
 
 
 def prestart() -> None:
@@ -260,9 +268,9 @@ def _give_back(child: _Child) -> None:
         child.stop()
 
 
-@atexit.register
 def shutdown() -> None:
-    """Stop the standby child (also at interpreter exit)."""
+    """Stop the standby child; at interpreter exit too (registered with the first child, so that it runs
+    before multiprocessing's own exit handler, which would SIGTERM the child without its clean-up)."""
     global _standby
     with _standby_lock:
         child, _standby = _standby, None

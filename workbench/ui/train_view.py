@@ -66,7 +66,7 @@ MINILM = "minilm"
 BASIC_FIELDS = ("mode", "backbone", "head", "lora", "learning_rate", "epochs", "batch_size", "max_length")
 LABELS = {
     "mode": "Mode", "backbone": "Backbone", "lora": "LoRA adapters", "head": "Head", "learning_rate": "Learning rate",
-    "epochs": "Epochs", "batch_size": "Batch size", "max_length": "Max. tokens",
+    "epochs": "Epochs", "batch_size": "Batch size", "max_length": "Max. tokens", "pass_tokens": "Tokens per pass",
     "margin_from_strength": "Margin from strength", "margin_scale": "Margin scale",
     "center_rewards_coefficient": "Reward centring", "weight_decay": "Weight decay",
     "val_fraction": "Validation share", "seed": "Seed", "eval_every": "Evaluate every", "threads": "CPU threads",
@@ -750,7 +750,7 @@ class TrainView(QWidget):
             frac = self._done / self._total if self._total else 0.0
             self.progress.setValue(round(1000 * min(1.0, frac)))
             paused = self.run is not None and self.run.paused
-            if not paused and self.run is not None and not self.run.cancelling:
+            if not final and not paused and self.run is not None and not self.run.cancelling:
                 self.phase_label.setText(PHASES.get(self._phase, self._phase.capitalize()))
             parts = []
             if self._phase == "training" or self._step:
