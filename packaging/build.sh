@@ -55,7 +55,7 @@ fi
 
 [[ -x "$EXE" ]] || fail "$EXE is missing; build it first"
 say "bundle size: $(du -sh "$BUNDLE" | cut -f1) ($BUNDLE)"
-du -sh "$BUNDLE"/_internal/* 2>/dev/null | sort -rh | head -8
+du -sh "$BUNDLE"/_internal/* 2>/dev/null | sort -rh | head -8 || true  # head closes the pipe early (pipefail)
 
 # Every smoke test runs with its own HOME and XDG folders: it builds its own demo project and
 # leaves the user's settings and recent-project list alone.

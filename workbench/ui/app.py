@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -37,13 +38,19 @@ def app_icon() -> QIcon:
     return icon
 
 
+#: how long after start-up the training process is started (see ``run_gui``)
+PRESTART_DELAY_MS = 1000
+
+
 def run_gui(project: str | os.PathLike | None = None, annotator: str | None = None, demo: bool = False) -> int:
     """Open the main window (on ``project``, or the demo) and run until it closes; the exit status."""
     from workbench.ui.main_window import MainWindow
     from workbench.ui.worker import prestart
 
     app = create_app()
-    prestart()  # the training process imports torch now, in the background, not when Train is pressed
+    # The training process imports torch in the background, not when Train is pressed; a second after the
+    # loop starts, so that its imports do not slow the first paint (1.2 s instead of 0.7 s on one core).
+    QTimer.singleShot(PRESTART_DELAY_MS, prestart)
     window = MainWindow(annotator=annotator)
     window.install_training_views()
     window.show()
