@@ -630,6 +630,8 @@ class TrainView(QWidget):
         self._last_metrics: dict[str, float] = {}
         self._last_val: dict[str, float] = {}
         self._started: RunStarted | None = None
+        #: Finished or Failed has come: the phase label says so, and the last refreshes leave it
+        self._run_over = False
         self._dirty = True
 
     def _on_run_started(self, ev: RunStarted) -> None:
@@ -694,6 +696,7 @@ class TrainView(QWidget):
 
     def _on_finished(self, ev: Finished) -> None:
         self.events_seen.append("Finished")
+        self._run_over = True
         s = ev.summary
         acc = s.get("val_accuracy")
         if ev.status == "finished":
@@ -712,6 +715,7 @@ class TrainView(QWidget):
 
     def _on_failed(self, ev: Failed) -> None:
         self.events_seen.append("Failed")
+        self._run_over = True
         self.last_failure = ev
         self.phase_label.setText("The run failed" if ev.run_id is None else f"Run {ev.run_id} failed")
         self.progress.setRange(0, 1000)
@@ -750,7 +754,7 @@ class TrainView(QWidget):
             frac = self._done / self._total if self._total else 0.0
             self.progress.setValue(round(1000 * min(1.0, frac)))
             paused = self.run is not None and self.run.paused
-            if not final and not paused and self.run is not None and not self.run.cancelling:
+            if not self._run_over and not paused and self.run is not None and not self.run.cancelling:
                 self.phase_label.setText(PHASES.get(self._phase, self._phase.capitalize()))
             parts = []
             if self._phase == "training" or self._step:
