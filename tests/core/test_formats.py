@@ -16,6 +16,7 @@ from workbench.core.formats import (
     export_pairs,
     import_file,
     read_records,
+    read_rows,
     split_transcripts,
 )
 from workbench.core.records import PromptRecord
@@ -438,3 +439,27 @@ def test_trl_reward_trainer_trains_on_the_export(tmp_path, project, hh_rows):
                         save_strategy="no", logging_steps=1)
     result = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer).train()
     assert result.global_step == 2
+
+
+def test_read_rows_gives_any_columns_as_texts_with_errors_that_say_where(tmp_path):
+    """The import's reader for rows of another kind (``workbench score``'s prompt/response rows)."""
+    csv_path = tmp_path / "rows.csv"
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    pd.DataFrame({"prompt": ["Say hi", json.dumps(messages)], "response": ["hi", "[not json"],
+                  "id": [1, 2]}).to_csv(csv_path, index=False)
+    rows = read_rows(csv_path)
+    assert rows.container == "csv" and rows.columns == ["prompt", "response", "id"] and len(rows.rows) == 2
+    prompts = rows.texts("prompt")
+    assert prompts[0].text == "Say hi" and prompts[1].messages == messages  # a JSON cell: a conversation
+    assert [t.text for t in rows.texts("response")] == ["hi", "[not json"]  # text that starts with "["
+
+    gz = tmp_path / "rows.jsonl.gz"
+    gz.write_bytes(gzip.compress(b'{"prompt": "a", "response": "b"}\n\n{"prompt": "c"}\n'))
+    rows = read_rows(gz)
+    with pytest.raises(FormatError) as err:
+        rows.texts("response", missing="missing (a response is needed)")
+    assert 'line 3, field "response": missing (a response is needed)' in str(err.value)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("[]\n")
+    with pytest.raises(FormatError, match="no rows|empty"):
+        read_rows(empty)

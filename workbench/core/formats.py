@@ -122,6 +122,45 @@ class ReadInfo:
                 "metadata_columns": self.metadata_columns}
 
 
+@dataclass
+class Rows:
+    """A file's rows as the import reads them (any container, gzip), before they are given a shape: for
+    readers of other row kinds, such as ``workbench score``'s (prompt, response) rows."""
+
+    path: str
+    container: str  # jsonl, json, csv, parquet
+    rows: list[dict]
+    #: every field name seen, in first-seen order
+    columns: list[str]
+    _source: _Source = field(repr=False)
+    _locs: list[int] | None = field(default=None, repr=False)
+
+    def texts(self, name: str, missing: str = "missing") -> list[Text]:
+        """Column ``name`` as texts (strings or message lists; a CSV cell may hold a message list as JSON).
+        A bad or missing value raises a FormatError naming the file, the line or row, and the field;
+        ``missing`` is its message for a missing one."""
+        out = []
+        for i, row in enumerate(self.rows):
+            loc = self._locs[i] if self._locs else i + 1
+            value = row.get(name)
+            if isinstance(value, str) and value[:1] == "[" and self.container == "csv":
+                value = _json_list_cell(value, name)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                keys = ", ".join(repr(k) for k in list(row)[:12])
+                raise self._source.error(loc, f"{missing}; this row has {keys}", name)
+            out.append(_text(self._source, value, loc, name))
+        return out
+
+
+def read_rows(path: str | os.PathLike) -> Rows:
+    """The rows of a JSONL, JSON, CSV or Parquet file (gzipped or not); FormatError when it holds none."""
+    src = _Source(path)
+    rows, locs = src.load()
+    if not rows:
+        raise FormatError(path, "the file holds no rows")
+    return Rows(src.name, src.container, rows, _columns(rows), src, locs)
+
+
 # =============================================================================================== reading
 def read_records(
     path: str | os.PathLike,

@@ -35,15 +35,17 @@ output format follows the output file's extension: ``.jsonl``, ``.csv`` or ``.pa
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # formats is imported where it is used: the score command loads fast
+    from workbench.core.formats import Rows
 
 #: the ``--format`` choices of ``workbench score``: the import shapes plus prompt/response rows
 SCORE_FORMATS = ("auto", "rows", "explicit", "implicit", "conversational", "unlabeled")
@@ -284,15 +286,11 @@ def read_scoring_input(path: str | os.PathLike, format: str = "auto") -> tuple[s
     if value not in SCORE_FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(SCORE_FORMATS)}")
     if value in ("auto", "rows"):
-        src = formats._Source(path)  # the import's reader: containers, gzip, line numbers, messages in CSV
-        rows, locs = src.load()
-        if not rows:
-            raise formats.FormatError(path, "the file holds no rows")
-        columns = formats._columns(rows)
-        cols = set(columns)
+        rows = formats.read_rows(path)  # the import's reader: containers, gzip, line numbers, messages in CSV
+        cols = set(rows.columns)
         pair_cols = {"chosen", "rejected", "response_a", "response_b", "responses"}
         if value == "rows" or ({"prompt", "response"} <= cols and not cols & pair_cols):
-            return "rows", _rows_table(src, rows, locs, columns)
+            return "rows", _rows_table(rows)
     try:
         records, info = formats.read_records(path, "auto" if value == "rows" else value)
     except formats.FormatError as exc:
@@ -322,25 +320,11 @@ def _value(text: Any) -> Text:
     return text.messages if text.messages is not None else text.text
 
 
-def _rows_table(src: Any, rows: list[dict], locs: list[int] | None, columns: list[str]) -> _Table:
-    from workbench.core import formats
-
-    prompts: list[Text] = []
-    responses: list[list[Text]] = []
-    for i, row in enumerate(rows):
-        loc = locs[i] if locs else i + 1
-        fields = []
-        for name in ("prompt", "response"):
-            value = row.get(name)
-            if isinstance(value, str) and value[:1] == "[" and src.container == "csv":
-                value = formats._json_list_cell(value, name)  # a conversation written as JSON in a cell
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                raise src.error(loc, f"missing (rows to score need a prompt and a response); this row has "
-                                     f"{', '.join(repr(k) for k in list(row)[:12])}", name)
-            fields.append(formats._text(src, value, loc, name))
-        prompts.append(_value(fields[0]))
-        responses.append([_value(fields[1])])
-    table = {c: [row.get(c) for row in rows] for c in columns}
+def _rows_table(rows: Rows) -> _Table:
+    missing = "missing (rows to score need a prompt and a response)"
+    prompts = [_value(t) for t in rows.texts("prompt", missing)]
+    responses = [[_value(t)] for t in rows.texts("response", missing)]
+    table = {c: [row.get(c) for row in rows.rows] for c in rows.columns}
     return _Table(prompts, responses, table, ["score"], {})
 
 
