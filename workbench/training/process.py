@@ -103,7 +103,11 @@ def _serve(jobs, events) -> None:
     from workbench.training import offline_environment
 
     offline_environment()
+    from transformers.utils import logging as hf_logging
+
     from workbench.training import trainer as trainer_module
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars on the app's terminal: the window shows progress
 
     trainer_module.warm_up_torch()
     events.send(_READY)
