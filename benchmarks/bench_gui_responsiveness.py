@@ -327,12 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.training import process
     from workbench.ui.app import freeze_startup_objects
     from workbench.ui.main_window import MainWindow
-    from workbench.ui.worker import prestart
 
     # Start-up, as the app does it: the training process starts while the window opens (ticker running).
     ticker = Ticker()
     ticker.start()
-    prestart()
+    process.prestart()
     window = MainWindow(annotator="bench")
     window.install_training_views()
     window.resize(1280, 800)

@@ -213,30 +213,25 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
         },
     }
     if mode == "finetune":
-        out["recipe"]["padding_fraction"] = _our_padding(train_pairs, model_path, max_length, batch_size, seed,
-                                                         out["recipe"]["pad_to_multiple_of"])
+        out["recipe"]["padding_fraction"] = _our_padding(train_pairs, model_path, max_length, batch_size, seed)
     return out
 
 
-def _our_padding(train_pairs: Sequence[dict], model_path: str, max_length: int, batch_size: int, seed: int,
-                 multiple: int = 1) -> float:
-    """Share of padding tokens in our first epoch's batches (widths rounded up to ``multiple``)."""
+def _our_padding(train_pairs: Sequence[dict], model_path: str, max_length: int, batch_size: int, seed: int) -> float:
+    """Share of padding tokens in our first epoch's batches, padded as the trainer pads them."""
     from workbench.training.model import (
         PairEncoder,
-        batch_width,
         load_tokenizer,
         make_batches,
+        padding_fraction,
     )
 
     enc = PairEncoder(load_tokenizer(model_path), max_length)
-    c = [len(e.input_ids) for e in enc.encode_many([p["prompt"] for p in train_pairs], [p["chosen"] for p in train_pairs])]
-    r = [len(e.input_ids) for e in enc.encode_many([p["prompt"] for p in train_pairs], [p["rejected"] for p in train_pairs])]
-    real = total = 0
-    for batch in make_batches([max(a, b) for a, b in zip(c, r)], batch_size, seed=seed):
-        width = batch_width(max(max(c[i], r[i]) for i in batch), max_length, multiple)
-        total += 2 * width * len(batch)
-        real += sum(c[i] + r[i] for i in batch)
-    return 1.0 - real / total if total else 0.0
+    prompts = [p["prompt"] for p in train_pairs]
+    c = [len(e.input_ids) for e in enc.encode_many(prompts, [p["chosen"] for p in train_pairs])]
+    r = [len(e.input_ids) for e in enc.encode_many(prompts, [p["rejected"] for p in train_pairs])]
+    batches = make_batches([max(a, b) for a, b in zip(c, r)], batch_size, seed=seed)
+    return padding_fraction(batches, c, r, max_length)
 
 
 # ------------------------------------------------------------------------------------------- embedding
@@ -335,12 +330,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a subset: --n-train 240 --n-val 120 unless given")
     parser.add_argument("--n-train", type=int, default=None, help="train pairs (default: all, 240 with --quick)")
     parser.add_argument("--n-val", type=int, default=None, help="validation pairs (default: all, 120 with --quick)")
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-5)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    common.add_recipe_arguments(parser)
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each trainer (each in a fresh process); the fastest is reported, all are listed")
     parser.add_argument("--embed-repeats", type=int, default=2)

@@ -415,6 +415,17 @@ class PeakMemory:
         }
 
 
+def add_recipe_arguments(parser) -> None:
+    """The fine-tuning recipe every training benchmark shares (the issue's: MiniLM, 256 tokens, batch 8,
+    lr 2e-5, 1 epoch, one thread), so that their figures compare."""
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+
+
 def run_isolated(fn: Callable, *args, **kwargs):
     """Run ``fn(*args, **kwargs)`` in a fresh 'spawn' subprocess and return its (picklable) result.
 

@@ -52,12 +52,7 @@ PARTS = ("head", "ours", "trl", "ours_no_dropout")
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="head,ours,trl", help=f"comma-separated, from {', '.join(PARTS)}")
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-5)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    common.add_recipe_arguments(parser)
     parser.add_argument("--data", default=common.DEFAULT_HH_PATH)
     ns = parser.parse_args(argv)
     parts = [p.strip() for p in ns.parts.split(",") if p.strip()]

@@ -54,3 +54,9 @@ def test_collate_puts_chosen_then_rejected_in_one_padded_batch():
 def test_pad_batch_pads_only_to_the_longest():
     ids, mask = pad_batch([[1, 2], [3]], pad_token_id=-1)
     assert ids.shape == (2, 2) and ids.dtype == torch.long and mask.sum().item() == 3
+
+
+def test_padding_fraction_of_batches_padded_as_the_trainer_pads():
+    chosen, rejected = [10, 20], [12, 16]  # one batch of 2 pairs: 58 real tokens
+    assert padding_fraction([[0, 1]], chosen, rejected) == 1 - 58 / 80  # width 20
+    assert padding_fraction([[0, 1]], chosen, rejected, max_length=256) == 1 - 58 / 128  # rounded up to 32

@@ -331,7 +331,8 @@ def test_the_worker_forwards_events_synchronously_and_reports_errors(trainable, 
         yield
 
     monkeypatch.setattr(trainer_module.Trainer, "events", boom)
-    worker = TrainWorker(trainable, TrainConfig(backbone=tiny_bert), trainer_class=Trainer)
+    monkeypatch.setattr(worker_module, "TRAINER_CLASS", Trainer)  # in this process, to patch it
+    worker = TrainWorker(trainable, TrainConfig(backbone=tiny_bert))
     failed = []
     worker.failed.connect(failed.append)
     worker.run()

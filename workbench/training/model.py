@@ -518,11 +518,14 @@ def collate_pairs(chosen_ids: Sequence[Sequence[int]], rejected_ids: Sequence[Se
 
 
 def padding_fraction(batches: Sequence[Sequence[int]], chosen_lengths: Sequence[int],
-                     rejected_lengths: Sequence[int]) -> float:
-    """Share of the tokens in collated batches that are padding (for benchmarks and tests)."""
+                     rejected_lengths: Sequence[int], max_length: int | None = None) -> float:
+    """Share of the tokens in collated batches that are padding (for benchmarks and tests); with
+    ``max_length``, of batches padded as the trainer pads them (:func:`batch_width`)."""
     total = real = 0
     for batch in batches:
         width = max(max(chosen_lengths[i], rejected_lengths[i]) for i in batch)
+        if max_length is not None:
+            width = batch_width(width, max_length)
         total += 2 * width * len(batch)
         real += sum(chosen_lengths[i] + rejected_lengths[i] for i in batch)
     return 1.0 - real / total if total else 0.0

@@ -593,10 +593,11 @@ class Trainer:
             return False  # ranks agree on stopping at log points only: the flag's all-reduce is a sync point
         return distributed.any_rank(self._cancel.is_set(), self._dist, str(self._device))
 
-    def _width(self, index: list[int]) -> int:
-        """Padded width of fine-tune batch ``index``. Computed on the global batch, so that every rank pads
-        its shard as one process pads the whole batch: same shapes, the same step to float noise."""
-        longest = max(max(len(self.enc_c.input_ids[i]), len(self.enc_r.input_ids[i])) for i in index)
+    def _width(self, a_ids: list[list[int]], b_ids: list[list[int]], index: list[int]) -> int:
+        """Padded width of the pairs ``index`` of token sequences ``a_ids`` and ``b_ids``. A training step
+        computes it on the global batch, so that every rank pads its shard as one process pads the whole
+        batch: same shapes, the same step to float noise."""
+        longest = max(max(len(a_ids[i]), len(b_ids[i])) for i in index)
         return batch_width(longest, self.cfg.max_length)
 
     def _rewards(self, index: list[int], net: nn.Module, width: int | None = None
@@ -623,7 +624,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr_now * group["lr_scale"]
         self.scorer.train()
-        width = self._width(batch) if self.cfg.mode != "head" else None
+        width = None if self.cfg.mode == "head" else self._width(self.enc_c.input_ids, self.enc_r.input_ids, batch)
         w = 1.0 if weight else 0.0
         parts = micro_batches(mine, width, self.cfg.pass_tokens)
         for k, part in enumerate(parts):
@@ -756,9 +757,8 @@ class Trainer:
             for k, batch in enumerate(mine):
                 if not dist.enabled and self._cancel.is_set():
                     return None
-                longest = max(max(len(a_ids[i]), len(b_ids[i])) for i in batch)
                 b = collate_pairs([a_ids[i] for i in batch], [b_ids[i] for i in batch], self.tokenizer.pad_token_id,
-                                  width=batch_width(longest, self.cfg.max_length))
+                                  width=self._width(a_ids, b_ids, batch))
                 with torch.no_grad():
                     r = self.model(b["input_ids"].to(self._device), b["attention_mask"].to(self._device))
                 ra, rb = _numpy(r).reshape(2, -1)

@@ -44,8 +44,8 @@ PRESTART_DELAY_MS = 1000
 
 def run_gui(project: str | os.PathLike | None = None, annotator: str | None = None, demo: bool = False) -> int:
     """Open the main window (on ``project``, or the demo) and run until it closes; the exit status."""
+    from workbench.training.process import prestart
     from workbench.ui.main_window import MainWindow
-    from workbench.ui.worker import prestart
 
     app = create_app()
     # The training process imports torch in the background, not when Train is pressed; a second after the

@@ -2,8 +2,9 @@
 
 Made for speed the way pyqtgraph's own examples are: every plot item is created once and only ever
 gets ``setData``; new values go into preallocated arrays that double when full, and nothing is drawn
-when they arrive; a 100 ms timer (``start_live``) pushes what changed to the items, so a run that logs
-hundreds of steps a second costs at most ten redraws a second. For 100,000 pairs the margin plot draws
+when they arrive; the owner's timer (every ``suggested_interval()`` ms, 100 at least) calls ``refresh``,
+which pushes what changed to the items, so a run that logs hundreds of steps a second costs at most ten
+redraws a second. For 100,000 pairs the margin plot draws
 the sorted curve downsampled to a few thousand points (lossless: the curve is monotonic) and scatters
 only the worst ``MAX_SCATTER`` mispredicted pairs, all with one pen and brush.
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
@@ -35,7 +36,7 @@ REFRESH_MS = 100
 #: head mode an evaluation can come every 100 ms; with both in one refresh the GUI thread stalled 20-30 ms
 #: at each (``benchmarks/bench_gui_responsiveness.py``)
 MARGINS_EVERY_S = 0.5
-#: the refresh interval grows up to this when paints are slow (see ``_adapt_interval``)
+#: the refresh interval grows up to this when paints are slow (see ``suggested_interval``)
 MAX_REFRESH_MS = 400
 #: weight of the past in the smoothed training curves (TensorBoard's default smoothing is 0.6-0.9)
 SMOOTHING = 0.9
@@ -110,9 +111,6 @@ class TrainingPlots(QWidget):
         layout.addWidget(self.view)
         self._build()
         self._margins_drawn_at = -math.inf
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(lambda: self.refresh(force=False))
         self.apply_palette()
 
     # ------------------------------------------------------------------ building
@@ -292,23 +290,11 @@ class TrainingPlots(QWidget):
                          np.asarray(margins, dtype=float)[keep])
         self._dirty_margins = True
 
-    # ------------------------------------------------------------------ drawing (from the timer)
-    def start_live(self) -> None:
-        self.timer.start()
-
-    def stop_live(self) -> None:
-        self.timer.stop()
-        self.refresh()
-
+    # ------------------------------------------------------------------ drawing (from the owner's timer)
     def suggested_interval(self) -> int:
         """Milliseconds between refreshes: 100, more when painting is slow (a busy machine), so that
         painting takes at most about an eighth of the GUI thread's time."""
         return int(min(MAX_REFRESH_MS, max(REFRESH_MS, 8 * self.view.paint_ms)))
-
-    def _adapt_interval(self) -> None:
-        interval = self.suggested_interval()
-        if interval != self.timer.interval():
-            self.timer.setInterval(interval)
 
     def refresh(self, force: bool = True) -> bool:
         """Push what changed since the last call to the plot items; True when anything was.
@@ -316,7 +302,6 @@ class TrainingPlots(QWidget):
         ``force=False`` (the live timer) spreads the work: new margins are drawn at most every
         ``MARGINS_EVERY_S``, and a refresh that draws them leaves the step curves to the next one;
         ``pending()`` says whether something is still waiting."""
-        self._adapt_interval()
         now = time.monotonic()
         if (self._dirty_margins and self._margins is not None
                 and (force or now - self._margins_drawn_at >= MARGINS_EVERY_S)):

@@ -9,8 +9,8 @@ The trainer itself runs in a child process (:class:`~workbench.training.process.
 worker thread only waits on a pipe (without the GIL), unpickles events and emits them. In a thread of
 this process the trainer's Python and GIL-holding C code (model loading, tokenising, the head's small
 steps) kept delaying the GUI's event loop; ``benchmarks/bench_gui_responsiveness.py`` measures both, and
-the README has the figures. The GUI process never imports torch; ``prestart`` starts the child at
-start-up, so that its imports are paid before the first run.
+the README has the figures. The GUI process never imports torch; the app calls ``process.prestart`` at
+start-up, so that the child's imports are paid before the first run.
 
 Controls (``pause``, ``resume``, ``cancel``) may be called from the GUI thread at any time, also before
 the trainer exists: the trainer picks up a control given earlier.
@@ -55,11 +55,6 @@ from workbench.training.events import (
 TRAINER_CLASS = process.TrainerProcess
 
 
-def prestart() -> None:
-    """Start the training process in the background (torch's imports), before the first run needs it."""
-    process.prestart()
-
-
 class TrainWorker(QObject):
     """Iterates a trainer's events in the thread it lives in; one signal per event type, in order."""
 
@@ -75,13 +70,11 @@ class TrainWorker(QObject):
     event = Signal(object)  # every event, after its own signal
     done = Signal()  # ``run`` returned; nothing more comes
 
-    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None,
-                 trainer_class=None):
+    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None):
         super().__init__()
         self.project_path = Path(project_path)
         self.config = config
         self.resume_run = resume_run
-        self.trainer_class = trainer_class
         self.trainer = None
         self.run_id: int | None = resume_run
         self._lock = threading.Lock()
@@ -118,7 +111,7 @@ class TrainWorker(QObject):
         events = None
         ended = False
         try:
-            trainer = (self.trainer_class or TRAINER_CLASS)(self.project_path, self.config, resume_run=self.resume_run)
+            trainer = TRAINER_CLASS(self.project_path, self.config, resume_run=self.resume_run)
             with self._lock:
                 self.trainer = trainer
                 if self._pending_cancel:
