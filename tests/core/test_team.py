@@ -14,12 +14,14 @@ from workbench.core import store, team, team_commands
 from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project, ProjectError
 from workbench.core.team import (
+    PAIR_MIRROR,
     adjudicate,
     agreement_from_table,
     agreement_report,
     bias_report,
     cohen_kappa,
     disagreements,
+    fleiss_kappa,
     krippendorff_alpha_nominal,
     majority_agreement,
     merge_projects,
@@ -306,15 +308,23 @@ THREE = {"u1": ("a", "a", "a"), "u2": ("a", "b", None), "u3": ("b", "b", "tie"),
 #   u1: aa += 3*2/2 = 3;  u2: ab += 1, ba += 1;  u3: bb += 2*1/2 = 1, b-tie += 1, tie-b += 1;  u5: bb += 2
 #   n_a = 4, n_b = 5, n_tie = 1, n = 10;  Σ_{c≠k} o = 4;  Σ_{c≠k} n_c n_k = 10² - (16 + 25 + 1) = 58
 #   α = 1 - 9 * 4 / 58 = 22/58 = 11/29 ≈ 0.3793
+#   Symmetric in a/b (the preference variant): marginals a = b = (4 + 5) / 2 = 4.5, tie 1;
+#   Σ_{c≠k} n_c n_k = 100 - (4.5² + 4.5² + 1) = 58.5;  α = 1 - 9 * 4 / 58.5 = 5/13 ≈ 0.3846
 # Pairwise agreement over the 4 items with 2+ labels: u1 3/3, u2 0/1, u3 1/3, u5 1/1 -> (1 + 0 + 1/3 + 1) / 4 = 7/12
 # Cohen's κ: X-Y on u1, u2, u3, u5: p_o = 3/4; X (a 2, b 2), Y (a 1, b 3): p_e = (2*1 + 2*3)/16 = 1/2; κ = 1/2
 #            X-Z on u1, u3: p_o = 1/2; X (a 1, b 1), Z (a 1, tie 1): p_e = 1/4; κ = (1/2 - 1/4)/(3/4) = 1/3
 #            Y-Z on u1, u3: the same as X-Z: κ = 1/3
+#   (with a/b pooled both ways the shares are X-Y: .5/.5 each, X-Z: X .5/.5, Z a .25 b .25 tie .5, so the
+#   same p_e and κ)
+# Fleiss' κ (unequal raters): P_i u1 1, u2 0, u3 2/6, u5 1 -> P̄ = 7/12; ratings of those items a 4, b 5, tie 1
+#   of 10, pooled a = b = .45, tie .1: P_e = 2 * .45² + .1² = .415; κ = (7/12 - .415) / .585 = 101/351 ≈ 0.2877
 # Leave-one-out majority: X: u1 others a,a -> agree; u2 others b -> disagree; u3 others b,tie -> tied, out;
 #   u5 others b -> agree: 2 of 3, 1 tied.  Y: u1 agree, u2 (others a) disagree, u3 tied, u5 agree: 2 of 3, 1 tied.
 #   Z: u1 agree, u3 (others b,b) disagree: 1 of 2.
 THREE_EXPECTED = {
     "alpha": 11 / 29,
+    "alpha_pairwise": 5 / 13,
+    "fleiss": 101 / 351,
     "pairwise": 7 / 12,
     "kappa": {("X", "Y"): 0.5, ("X", "Z"): 1 / 3, ("Y", "Z"): 1 / 3},
     "majority": {"X": (3, 2, 1), "Y": (3, 2, 1), "Z": (2, 1, 0)},  # items, agreed, tied
@@ -324,6 +334,10 @@ THREE_EXPECTED = {
 def test_agreement_three_annotators_with_missing_labels_by_hand():
     units = list(THREE.values())
     assert krippendorff_alpha_nominal(units) == pytest.approx(THREE_EXPECTED["alpha"])
+    assert krippendorff_alpha_nominal(units, mirror=PAIR_MIRROR) == pytest.approx(THREE_EXPECTED["alpha_pairwise"])
+    fleiss = fleiss_kappa(units, mirror=PAIR_MIRROR)
+    assert fleiss["items"] == 4 and fleiss["observed"] == pytest.approx(7 / 12)
+    assert fleiss["expected"] == pytest.approx(0.415) and fleiss["kappa"] == pytest.approx(THREE_EXPECTED["fleiss"])
     assert pairwise_agreement(units) == {"items": 4, "agreement": pytest.approx(THREE_EXPECTED["pairwise"])}
     by_name = {item: {n: v for n, v in zip("XYZ", values, strict=True) if v is not None}
                for item, values in THREE.items()}
@@ -368,7 +382,10 @@ def test_agreement_report_of_a_project(team_project):
     assert report["annotators"] == ["alice", "bob", "import:z.jsonl"]
     assert report["items_labelled"] == 5 and report["items_multiply_labelled"] == 4
     assert report["pairwise_agreement"] == pytest.approx(THREE_EXPECTED["pairwise"])
-    assert report["krippendorff_alpha"] == pytest.approx(THREE_EXPECTED["alpha"])
+    assert report["krippendorff_alpha"] == pytest.approx(THREE_EXPECTED["alpha_pairwise"])
+    assert report["fleiss_kappa"]["kappa"] == pytest.approx(THREE_EXPECTED["fleiss"])
+    assert report["fleiss_kappa"]["items"] == 4 and "unequal raters per item" in report["fleiss_kappa"]["variant"]
+    assert "both ways round" in report["chance"]
     kappas = {tuple(names[n] for n in r["annotators"]): r["kappa"] for r in report["cohen_kappa"]}
     assert kappas == pytest.approx(THREE_EXPECTED["kappa"])
     majority = {names[n]: (r["items"], r["agreed"], r["tied"]) for n, r in report["majority_agreement"].items()}
@@ -427,7 +444,6 @@ ALICE = {1: ("a", "a"), 2: ("a", "a"), 3: ("b", "b"), 4: ("b", "b"), 5: ("a", "a
 # The model (r_chosen, r_rejected, chosen = alice's choice) and the side it prefers:
 #   1 a>: a long   2 b: short   3 b: short   4 tie (out)   5 a: long   6 a (rejects b): long
 #   7 b: long   8 a: short   9 a (rejects b): short   10 a: equal
-# prefers a: 1, 5, 6, 8, 9, 10 = 6 of 9 -> Wilson [0.3542, 0.8794]
 # prefers longer: 1, 5, 6, 7 of 1-3, 5-9 = 4 of 8 -> 0.5, Wilson [0.2152, 0.7848]
 SCORES = {1: (1, 0), 2: (0, 1), 3: (2, 1), 4: (1, 1), 5: (3, 0), 6: (0, 5), 7: (1, 0), 8: (1, 0), 9: (-1, 0),
           10: (1, 0)}
@@ -461,8 +477,7 @@ def test_bias_report_by_hand(tmp_path):
         assert "carol" not in report["annotators"]
         model = report["model"]
         assert (model["run_id"], model["step"], model["pairs"], model["score_ties"]) == (run, 5, 10, 1)
-        assert (model["prefers_a"]["k"], model["prefers_a"]["n"]) == (6, 9)
-        assert model["prefers_a"]["ci95"] == pytest.approx([0.3542, 0.8794], abs=1e-4)
+        assert "prefers_a" not in model  # the stored order is no position a model could favour
         assert (model["longer"]["k"], model["longer"]["n"], model["longer"]["equal_length"]) == (4, 8, 1)
         assert model["longer"]["ci95"] == pytest.approx([0.2152, 0.7848], abs=1e-4)
         assert bias_report(p, run_id=run)["model"] == model
@@ -475,4 +490,6 @@ def test_team_statistics_is_json(team_project):
     assert set(stats) == {"agreement", "bias"}
     json.dumps(stats, allow_nan=False)
     text = team.format_team_statistics(stats)
-    assert "Krippendorff's alpha 0.379" in text and "bias alice" in text
+    assert "Krippendorff's alpha 0.385" in text and "bias alice" in text
+    assert "Fleiss' kappa (unequal raters per item" in text and "0.288 on 4" in text
+    assert team.CHANCE_NOTE in text
