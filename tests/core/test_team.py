@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import shutil
 
 import pandas as pd
@@ -353,6 +354,144 @@ def test_agreement_three_annotators_with_missing_labels_by_hand():
     assert krippendorff_alpha_nominal([("a", "a"), ("a", "a")]) is None
     assert krippendorff_alpha_nominal([("a", None)]) is None
     assert pairwise_agreement([("a", None)]) == {"items": 0, "agreement": None}
+
+
+def test_chance_agreement_pools_a_and_b_both_ways_by_hand():
+    # Issue 10: 80 pairs imported as chosen/rejected (so the import says "a" every time), a person agrees on
+    # 62 (77.5%) and says "b" on 18. Taken as stored: p_e = 1 * 62/80 = 0.775, κ = 0 and α = -0.12.
+    # Pooled both ways: each annotator's shares are a .5, b .5, so p_e = .5 * .5 + .5 * .5 = 0.5 and
+    # κ = (0.775 - 0.5) / 0.5 = 0.55. α: n = 160, 18 disagreeing units give Σ_{c≠k} o = 36; marginals
+    # a = b = 80: α = 1 - 159 * 36 / (160² - 2 * 80²) = 1 - 5724 / 12800 = 0.5528125.
+    imported, person = ["a"] * 80, ["a"] * 62 + ["b"] * 18
+    assert cohen_kappa(imported, person)["kappa"] == pytest.approx(0.0)  # the generic κ, as stored
+    result = cohen_kappa(imported, person, mirror=PAIR_MIRROR)
+    assert (result["observed"], result["expected"]) == pytest.approx((0.775, 0.5))
+    assert result["kappa"] == pytest.approx(0.55)
+    assert krippendorff_alpha_nominal(zip(imported, person)) == pytest.approx(-0.1197, abs=1e-4)
+    assert krippendorff_alpha_nominal(zip(imported, person), mirror=PAIR_MIRROR) == pytest.approx(0.5528125)
+
+    # With ties and both-bad, which stay categories of their own. Ten items (X, Y):
+    #   (a,a) x3, (a,b), (b,b) x2, (tie,tie), (tie,a), (both_bad,both_bad), (both_bad,tie)
+    # p_o = 7/10. X: a 4, b 2, tie 2, bb 2 -> pooled a = b = .3, tie .2, bb .2;
+    #             Y: a 4, b 3, tie 2, bb 1 -> pooled a = b = .35, tie .2, bb .1
+    # p_e = 2 * .3 * .35 + .2 * .2 + .2 * .1 = .27; κ = (.7 - .27) / .73 = 43/73 (generic: .28, 7/12)
+    # α: n = 20, marginals a 8, b 5, tie 4, bb 3 -> pooled a = b = 6.5; 3 disagreeing units: Σ_{c≠k} o = 6;
+    #   α = 1 - 19 * 6 / (400 - (2 * 6.5² + 16 + 9)) = 1 - 114 / 290.5 = 353/581
+    x = ["a"] * 4 + ["b"] * 2 + ["tie"] * 2 + ["both_bad"] * 2
+    y = ["a"] * 3 + ["b"] + ["b"] * 2 + ["tie", "a"] + ["both_bad", "tie"]
+    result = cohen_kappa(x, y, mirror=PAIR_MIRROR)
+    assert (result["observed"], result["expected"]) == pytest.approx((0.7, 0.27))
+    assert result["kappa"] == pytest.approx(43 / 73)
+    assert cohen_kappa(x, y)["kappa"] == pytest.approx(7 / 12)
+    assert krippendorff_alpha_nominal(zip(x, y), mirror=PAIR_MIRROR) == pytest.approx(353 / 581)
+    # Two annotators who always agree are perfect, even if they always said "a" as stored.
+    assert cohen_kappa(["a"] * 3, ["a"] * 3, mirror=PAIR_MIRROR)["kappa"] == pytest.approx(1.0)
+
+
+def test_fleiss_kappa_textbook_example():
+    # Fleiss (1971) as worked on Wikipedia ("Fleiss' kappa"): 10 items, 14 raters each, 5 categories;
+    # P̄ = 0.378, P_e = 0.213, κ = 0.210. Equal raters per item: the generalisation is Fleiss' κ exactly.
+    rows = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1], [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    units = [[c for c, k in enumerate(row) for _ in range(k)] for row in rows]
+    result = fleiss_kappa(units)
+    assert result["items"] == 10
+    assert round(result["observed"], 3) == 0.378 and round(result["expected"], 3) == 0.213
+    assert round(result["kappa"], 3) == 0.210
+    assert fleiss_kappa([("a", None)]) == {"items": 0, "observed": None, "expected": None, "kappa": None}
+
+
+def _flipped(unit, flip: bool):
+    return [PAIR_MIRROR.get(v, v) if flip and v is not None else v for v in unit]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_agreement_statistics_do_not_change_when_random_items_are_stored_the_other_way(seed):
+    rng = random.Random(seed)
+    values = [*PAIR_MIRROR, None]
+    units = [[rng.choice(values) for _ in range(4)] for _ in range(60)]
+    # Correlated labels too, so that κ is far from 0 and a wrong chance term would show.
+    units += [[v if rng.random() < 0.8 else rng.choice(values) for _ in range(4)]
+              for v in (rng.choice(values[:4]) for _ in range(60))]
+    flips = [rng.random() < 0.5 for _ in units]
+    flipped = [_flipped(u, f) for u, f in zip(units, flips, strict=True)]
+    assert flipped != units
+    assert krippendorff_alpha_nominal(flipped, mirror=PAIR_MIRROR) == pytest.approx(
+        krippendorff_alpha_nominal(units, mirror=PAIR_MIRROR))
+    assert fleiss_kappa(flipped, mirror=PAIR_MIRROR) == pytest.approx(fleiss_kappa(units, mirror=PAIR_MIRROR))
+    for first, second in itertools.combinations(range(4), 2):
+        both = [(u, f) for u, f in zip(units, flipped, strict=True) if u[first] and u[second]]
+        before = cohen_kappa([u[first] for u, _ in both], [u[second] for u, _ in both], mirror=PAIR_MIRROR)
+        after = cohen_kappa([f[first] for _, f in both], [f[second] for _, f in both], mirror=PAIR_MIRROR)
+        assert after == pytest.approx(before)
+    assert pairwise_agreement(flipped) == pytest.approx(pairwise_agreement(units))
+
+
+def _leaves(value, path=()):
+    """Every number and string of a nested report, by its path, so that two reports compare leaf by leaf."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _leaves(item, (*path, i))
+    else:
+        yield path, value
+
+
+def _team_project(path, seed: int, flips: set[int]):
+    """The same real-world facts, whichever way each pair is stored: pairs in ``flips`` are stored (B, A)
+    and every choice, left side and model score is mapped to that order. Built through the store's API:
+    an unlabelled pool in that order, then an import that names the chosen response first, then people's
+    judgments and a run's scores."""
+    rng = random.Random(seed)
+    n = 40
+    texts = {i: (f"answer A{i} " + "x" * rng.randrange(0, 30), f"answer B{i} " + "y" * rng.randrange(0, 30))
+             for i in range(n)}
+
+    def stored(i: int, side):  # a side of pair i (as in A/B above) as this project stores it
+        return PAIR_MIRROR.get(side, side) if i in flips and side is not None else side
+
+    with Project.create(path, seed=3) as p:
+        p.add_records([pair(i, a=texts[i][i in flips], b=texts[i][i not in flips]) for i in range(n)],
+                      source="pool.jsonl")
+        truth = {i: rng.choice("ab") for i in range(n)}
+        imported = [pair(i, choice="a", a=texts[i][truth[i] == "b"], b=texts[i][truth[i] == "a"])
+                    for i in range(0, n, 2)]  # chosen first, as HH-RLHF stores it
+        p.add_records(imported, source="hh.jsonl")
+        for name, accuracy in (("alice", 0.9), ("bob", 0.7), ("carol", 0.5)):
+            for i in range(n):
+                if rng.random() < 0.2:
+                    continue
+                roll = rng.random()
+                choice = (truth[i] if roll < accuracy else PAIR_MIRROR[truth[i]] if roll < 0.9
+                          else rng.choice(["tie", "both_bad"]))
+                left = rng.choice("ab")
+                p.record_judgment(comparison_id(p, i), name, stored(i, choice), left=stored(i, left))
+        run = p.create_run("head", "test", {})
+        p.add_pair_scores(run, 2, [(comparison_id(p, i), "train", stored(i, truth[i]), rng.gauss(0, 1),
+                                    rng.gauss(0, 1)) for i in range(n)])
+    return Project.open(path)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_team_statistics_do_not_change_when_random_pairs_are_stored_the_other_way(tmp_path, seed):
+    pick = random.Random(100 + seed)
+    flips = {i for i in range(40) if pick.random() < 0.5}
+    assert 0 < len(flips) < 40
+    with _team_project(tmp_path / "as_stored.wbp", seed, set()) as p, \
+            _team_project(tmp_path / "flipped.wbp", seed, flips) as q:
+        # The stored orders do differ: the same people's labels read the other way round where flipped.
+        assert (p.labels().sort_values(["comparison_id", "annotator"])["choice"].tolist()
+                != q.labels().sort_values(["comparison_id", "annotator"])["choice"].tolist())
+        before, after = dict(_leaves(team.team_statistics(p))), dict(_leaves(team.team_statistics(q)))
+    assert before.keys() == after.keys()
+    assert before[("agreement", "fleiss_kappa", "kappa")] is not None
+    for key, value in before.items():
+        if isinstance(value, float):
+            assert after[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+        else:
+            assert after[key] == value, key
 
 
 @pytest.fixture
