@@ -119,8 +119,8 @@ class AgreementPanel(QGroupBox):
             ("percent", "Percent agreement", "Mean share of agreeing label pairs on those comparisons"),
             ("alpha", "Krippendorff's α", ("Agreement beyond chance over all annotators (nominal; missing "
                                            "labels allowed): 1 is perfect, 0 is chance")),
-            ("fleiss", "Fleiss' κ", "Agreement beyond chance over three or more annotators: 1 is perfect, 0 is "
-                                    "chance"),
+            ("fleiss", "Fleiss' κ", ("Agreement beyond chance over three or more annotators: 1 is perfect, 0 is "
+                                     "chance")),
         )):
             cap = QLabel(caption)
             cap.setObjectName("Muted")
