@@ -3,6 +3,7 @@ agreement panel and the bias cells, and adjudicating disagreements from the adju
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog
@@ -10,7 +11,7 @@ from ui_helpers import ANNOTATOR, pair_records
 
 from workbench.core import team
 from workbench.core.store import Project
-from workbench.ui.team_panel import BIASED_ROLE, VALUE_ROLE
+from workbench.ui.team_panel import BIASED_ROLE, VALUE_ROLE, AgreementPanel
 
 # A tiny case worked by hand: 10 comparisons, alice says a a a a a a b b b b, bob a a a a b b b b b b.
 # Observed agreement 8/10. Chance counts every label both ways round (a and b pooled), so each annotator's
@@ -228,3 +229,17 @@ def test_adjudication_from_the_data_view_is_what_training_uses(qtbot, main_windo
     assert data.adjudicate_button.text() == "No disagreements" and not data.adjudicate_button.isEnabled()
     # Agreement still counts the annotators only: adjudications are decisions, not votes.
     assert data.agreement_panel.kappa_table.rowCount() == 1
+
+
+def test_agreement_panel_names_fleiss_kappa_for_three_annotators(qtbot):
+    # Three annotators on four comparisons, one with two labels only (unequal raters per item).
+    rows = [(1, "x", "a"), (1, "y", "a"), (1, "z", "a"), (2, "x", "a"), (2, "y", "b"),
+            (3, "x", "b"), (3, "y", "b"), (3, "z", "tie"), (4, "x", "b"), (4, "y", "b")]
+    report = team.agreement_from_table(pd.DataFrame(rows, columns=["comparison_id", "annotator", "choice"]))
+    panel = AgreementPanel()
+    qtbot.addWidget(panel)
+    panel.set_report(report)
+    fleiss = panel.figure_labels["fleiss"]
+    assert fleiss.text() == f"{report['fleiss_kappa']['kappa']:.2f}" == "0.29"  # 101/351, see test_team.py
+    assert "unequal raters per item" in fleiss.toolTip() and "on 4 comparisons" in fleiss.toolTip()
+    assert "both ways round" in panel.note.text()
