@@ -58,6 +58,8 @@ def test_import_stats_export(tmp_path, hh_file, hh_rows):
 
     stats = workbench(tmp_path, "stats", "--project", "p.wbp")
     assert stats.returncode == 0 and "comparisons" in stats.stdout and "import:hh.jsonl.gz" in stats.stdout
+    assert "Chance agreement counts every label both ways round" in stats.stdout  # says what chance is
+    assert f"labels       a or b {n:,}," in stats.stdout  # not "a n, b 0": imports store the chosen one as a
     as_json = json.loads(workbench(tmp_path, "stats", "--project", "p.wbp", "--json").stdout)
     assert as_json["comparisons"] == n and as_json["judgments"] == n and as_json["trainable_pairs"] == n
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import shutil
 
 import pandas as pd
@@ -14,12 +15,14 @@ from workbench.core import store, team, team_commands
 from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project, ProjectError
 from workbench.core.team import (
+    PAIR_MIRROR,
     adjudicate,
     agreement_from_table,
     agreement_report,
     bias_report,
     cohen_kappa,
     disagreements,
+    fleiss_kappa,
     krippendorff_alpha_nominal,
     majority_agreement,
     merge_projects,
@@ -306,15 +309,23 @@ THREE = {"u1": ("a", "a", "a"), "u2": ("a", "b", None), "u3": ("b", "b", "tie"),
 #   u1: aa += 3*2/2 = 3;  u2: ab += 1, ba += 1;  u3: bb += 2*1/2 = 1, b-tie += 1, tie-b += 1;  u5: bb += 2
 #   n_a = 4, n_b = 5, n_tie = 1, n = 10;  Σ_{c≠k} o = 4;  Σ_{c≠k} n_c n_k = 10² - (16 + 25 + 1) = 58
 #   α = 1 - 9 * 4 / 58 = 22/58 = 11/29 ≈ 0.3793
+#   Symmetric in a/b (the preference variant): marginals a = b = (4 + 5) / 2 = 4.5, tie 1;
+#   Σ_{c≠k} n_c n_k = 100 - (4.5² + 4.5² + 1) = 58.5;  α = 1 - 9 * 4 / 58.5 = 5/13 ≈ 0.3846
 # Pairwise agreement over the 4 items with 2+ labels: u1 3/3, u2 0/1, u3 1/3, u5 1/1 -> (1 + 0 + 1/3 + 1) / 4 = 7/12
 # Cohen's κ: X-Y on u1, u2, u3, u5: p_o = 3/4; X (a 2, b 2), Y (a 1, b 3): p_e = (2*1 + 2*3)/16 = 1/2; κ = 1/2
 #            X-Z on u1, u3: p_o = 1/2; X (a 1, b 1), Z (a 1, tie 1): p_e = 1/4; κ = (1/2 - 1/4)/(3/4) = 1/3
 #            Y-Z on u1, u3: the same as X-Z: κ = 1/3
+#   (with a/b pooled both ways the shares are X-Y: .5/.5 each, X-Z: X .5/.5, Z a .25 b .25 tie .5, so the
+#   same p_e and κ)
+# Fleiss' κ (unequal raters): P_i u1 1, u2 0, u3 2/6, u5 1 -> P̄ = 7/12; ratings of those items a 4, b 5, tie 1
+#   of 10, pooled a = b = .45, tie .1: P_e = 2 * .45² + .1² = .415; κ = (7/12 - .415) / .585 = 101/351 ≈ 0.2877
 # Leave-one-out majority: X: u1 others a,a -> agree; u2 others b -> disagree; u3 others b,tie -> tied, out;
 #   u5 others b -> agree: 2 of 3, 1 tied.  Y: u1 agree, u2 (others a) disagree, u3 tied, u5 agree: 2 of 3, 1 tied.
 #   Z: u1 agree, u3 (others b,b) disagree: 1 of 2.
 THREE_EXPECTED = {
     "alpha": 11 / 29,
+    "alpha_pairwise": 5 / 13,
+    "fleiss": 101 / 351,
     "pairwise": 7 / 12,
     "kappa": {("X", "Y"): 0.5, ("X", "Z"): 1 / 3, ("Y", "Z"): 1 / 3},
     "majority": {"X": (3, 2, 1), "Y": (3, 2, 1), "Z": (2, 1, 0)},  # items, agreed, tied
@@ -324,6 +335,10 @@ THREE_EXPECTED = {
 def test_agreement_three_annotators_with_missing_labels_by_hand():
     units = list(THREE.values())
     assert krippendorff_alpha_nominal(units) == pytest.approx(THREE_EXPECTED["alpha"])
+    assert krippendorff_alpha_nominal(units, mirror=PAIR_MIRROR) == pytest.approx(THREE_EXPECTED["alpha_pairwise"])
+    fleiss = fleiss_kappa(units, mirror=PAIR_MIRROR)
+    assert fleiss["items"] == 4 and fleiss["observed"] == pytest.approx(7 / 12)
+    assert fleiss["expected"] == pytest.approx(0.415) and fleiss["kappa"] == pytest.approx(THREE_EXPECTED["fleiss"])
     assert pairwise_agreement(units) == {"items": 4, "agreement": pytest.approx(THREE_EXPECTED["pairwise"])}
     by_name = {item: {n: v for n, v in zip("XYZ", values, strict=True) if v is not None}
                for item, values in THREE.items()}
@@ -339,6 +354,144 @@ def test_agreement_three_annotators_with_missing_labels_by_hand():
     assert krippendorff_alpha_nominal([("a", "a"), ("a", "a")]) is None
     assert krippendorff_alpha_nominal([("a", None)]) is None
     assert pairwise_agreement([("a", None)]) == {"items": 0, "agreement": None}
+
+
+def test_chance_agreement_pools_a_and_b_both_ways_by_hand():
+    # Issue 10: 80 pairs imported as chosen/rejected (so the import says "a" every time), a person agrees on
+    # 62 (77.5%) and says "b" on 18. Taken as stored: p_e = 1 * 62/80 = 0.775, κ = 0 and α = -0.12.
+    # Pooled both ways: each annotator's shares are a .5, b .5, so p_e = .5 * .5 + .5 * .5 = 0.5 and
+    # κ = (0.775 - 0.5) / 0.5 = 0.55. α: n = 160, 18 disagreeing units give Σ_{c≠k} o = 36; marginals
+    # a = b = 80: α = 1 - 159 * 36 / (160² - 2 * 80²) = 1 - 5724 / 12800 = 0.5528125.
+    imported, person = ["a"] * 80, ["a"] * 62 + ["b"] * 18
+    assert cohen_kappa(imported, person)["kappa"] == pytest.approx(0.0)  # the generic κ, as stored
+    result = cohen_kappa(imported, person, mirror=PAIR_MIRROR)
+    assert (result["observed"], result["expected"]) == pytest.approx((0.775, 0.5))
+    assert result["kappa"] == pytest.approx(0.55)
+    assert krippendorff_alpha_nominal(zip(imported, person)) == pytest.approx(-0.1197, abs=1e-4)
+    assert krippendorff_alpha_nominal(zip(imported, person), mirror=PAIR_MIRROR) == pytest.approx(0.5528125)
+
+    # With ties and both-bad, which stay categories of their own. Ten items (X, Y):
+    #   (a,a) x3, (a,b), (b,b) x2, (tie,tie), (tie,a), (both_bad,both_bad), (both_bad,tie)
+    # p_o = 7/10. X: a 4, b 2, tie 2, bb 2 -> pooled a = b = .3, tie .2, bb .2;
+    #             Y: a 4, b 3, tie 2, bb 1 -> pooled a = b = .35, tie .2, bb .1
+    # p_e = 2 * .3 * .35 + .2 * .2 + .2 * .1 = .27; κ = (.7 - .27) / .73 = 43/73 (generic: .28, 7/12)
+    # α: n = 20, marginals a 8, b 5, tie 4, bb 3 -> pooled a = b = 6.5; 3 disagreeing units: Σ_{c≠k} o = 6;
+    #   α = 1 - 19 * 6 / (400 - (2 * 6.5² + 16 + 9)) = 1 - 114 / 290.5 = 353/581
+    x = ["a"] * 4 + ["b"] * 2 + ["tie"] * 2 + ["both_bad"] * 2
+    y = ["a"] * 3 + ["b"] + ["b"] * 2 + ["tie", "a"] + ["both_bad", "tie"]
+    result = cohen_kappa(x, y, mirror=PAIR_MIRROR)
+    assert (result["observed"], result["expected"]) == pytest.approx((0.7, 0.27))
+    assert result["kappa"] == pytest.approx(43 / 73)
+    assert cohen_kappa(x, y)["kappa"] == pytest.approx(7 / 12)
+    assert krippendorff_alpha_nominal(zip(x, y), mirror=PAIR_MIRROR) == pytest.approx(353 / 581)
+    # Two annotators who always agree are perfect, even if they always said "a" as stored.
+    assert cohen_kappa(["a"] * 3, ["a"] * 3, mirror=PAIR_MIRROR)["kappa"] == pytest.approx(1.0)
+
+
+def test_fleiss_kappa_textbook_example():
+    # Fleiss (1971) as worked on Wikipedia ("Fleiss' kappa"): 10 items, 14 raters each, 5 categories;
+    # P̄ = 0.378, P_e = 0.213, κ = 0.210. Equal raters per item: the generalisation is Fleiss' κ exactly.
+    rows = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1], [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    units = [[c for c, k in enumerate(row) for _ in range(k)] for row in rows]
+    result = fleiss_kappa(units)
+    assert result["items"] == 10
+    assert round(result["observed"], 3) == 0.378 and round(result["expected"], 3) == 0.213
+    assert round(result["kappa"], 3) == 0.210
+    assert fleiss_kappa([("a", None)]) == {"items": 0, "observed": None, "expected": None, "kappa": None}
+
+
+def _flipped(unit, flip: bool):
+    return [PAIR_MIRROR.get(v, v) if flip and v is not None else v for v in unit]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_agreement_statistics_do_not_change_when_random_items_are_stored_the_other_way(seed):
+    rng = random.Random(seed)
+    values = [*PAIR_MIRROR, None]
+    units = [[rng.choice(values) for _ in range(4)] for _ in range(60)]
+    # Correlated labels too, so that κ is far from 0 and a wrong chance term would show.
+    units += [[v if rng.random() < 0.8 else rng.choice(values) for _ in range(4)]
+              for v in (rng.choice(values[:4]) for _ in range(60))]
+    flips = [rng.random() < 0.5 for _ in units]
+    flipped = [_flipped(u, f) for u, f in zip(units, flips, strict=True)]
+    assert flipped != units
+    assert krippendorff_alpha_nominal(flipped, mirror=PAIR_MIRROR) == pytest.approx(
+        krippendorff_alpha_nominal(units, mirror=PAIR_MIRROR))
+    assert fleiss_kappa(flipped, mirror=PAIR_MIRROR) == pytest.approx(fleiss_kappa(units, mirror=PAIR_MIRROR))
+    for first, second in itertools.combinations(range(4), 2):
+        both = [(u, f) for u, f in zip(units, flipped, strict=True) if u[first] and u[second]]
+        before = cohen_kappa([u[first] for u, _ in both], [u[second] for u, _ in both], mirror=PAIR_MIRROR)
+        after = cohen_kappa([f[first] for _, f in both], [f[second] for _, f in both], mirror=PAIR_MIRROR)
+        assert after == pytest.approx(before)
+    assert pairwise_agreement(flipped) == pytest.approx(pairwise_agreement(units))
+
+
+def _leaves(value, path=()):
+    """Every number and string of a nested report, by its path, so that two reports compare leaf by leaf."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _leaves(item, (*path, i))
+    else:
+        yield path, value
+
+
+def _team_project(path, seed: int, flips: set[int]):
+    """The same real-world facts, whichever way each pair is stored: pairs in ``flips`` are stored (B, A)
+    and every choice, left side and model score is mapped to that order. Built through the store's API:
+    an unlabelled pool in that order, then an import that names the chosen response first, then people's
+    judgments and a run's scores."""
+    rng = random.Random(seed)
+    n = 40
+    texts = {i: (f"answer A{i} " + "x" * rng.randrange(0, 30), f"answer B{i} " + "y" * rng.randrange(0, 30))
+             for i in range(n)}
+
+    def stored(i: int, side):  # a side of pair i (as in A/B above) as this project stores it
+        return PAIR_MIRROR.get(side, side) if i in flips and side is not None else side
+
+    with Project.create(path, seed=3) as p:
+        p.add_records([pair(i, a=texts[i][i in flips], b=texts[i][i not in flips]) for i in range(n)],
+                      source="pool.jsonl")
+        truth = {i: rng.choice("ab") for i in range(n)}
+        imported = [pair(i, choice="a", a=texts[i][truth[i] == "b"], b=texts[i][truth[i] == "a"])
+                    for i in range(0, n, 2)]  # chosen first, as HH-RLHF stores it
+        p.add_records(imported, source="hh.jsonl")
+        for name, accuracy in (("alice", 0.9), ("bob", 0.7), ("carol", 0.5)):
+            for i in range(n):
+                if rng.random() < 0.2:
+                    continue
+                roll = rng.random()
+                choice = (truth[i] if roll < accuracy else PAIR_MIRROR[truth[i]] if roll < 0.9
+                          else rng.choice(["tie", "both_bad"]))
+                left = rng.choice("ab")
+                p.record_judgment(comparison_id(p, i), name, stored(i, choice), left=stored(i, left))
+        run = p.create_run("head", "test", {})
+        p.add_pair_scores(run, 2, [(comparison_id(p, i), "train", stored(i, truth[i]), rng.gauss(0, 1),
+                                    rng.gauss(0, 1)) for i in range(n)])
+    return Project.open(path)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_team_statistics_do_not_change_when_random_pairs_are_stored_the_other_way(tmp_path, seed):
+    pick = random.Random(100 + seed)
+    flips = {i for i in range(40) if pick.random() < 0.5}
+    assert 0 < len(flips) < 40
+    with _team_project(tmp_path / "as_stored.wbp", seed, set()) as p, \
+            _team_project(tmp_path / "flipped.wbp", seed, flips) as q:
+        # The stored orders do differ: the same people's labels read the other way round where flipped.
+        assert (p.labels().sort_values(["comparison_id", "annotator"])["choice"].tolist()
+                != q.labels().sort_values(["comparison_id", "annotator"])["choice"].tolist())
+        before, after = dict(_leaves(team.team_statistics(p))), dict(_leaves(team.team_statistics(q)))
+    assert before.keys() == after.keys()
+    assert before[("agreement", "fleiss_kappa", "kappa")] is not None
+    for key, value in before.items():
+        if isinstance(value, float):
+            assert after[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+        else:
+            assert after[key] == value, key
 
 
 @pytest.fixture
@@ -368,7 +521,10 @@ def test_agreement_report_of_a_project(team_project):
     assert report["annotators"] == ["alice", "bob", "import:z.jsonl"]
     assert report["items_labelled"] == 5 and report["items_multiply_labelled"] == 4
     assert report["pairwise_agreement"] == pytest.approx(THREE_EXPECTED["pairwise"])
-    assert report["krippendorff_alpha"] == pytest.approx(THREE_EXPECTED["alpha"])
+    assert report["krippendorff_alpha"] == pytest.approx(THREE_EXPECTED["alpha_pairwise"])
+    assert report["fleiss_kappa"]["kappa"] == pytest.approx(THREE_EXPECTED["fleiss"])
+    assert report["fleiss_kappa"]["items"] == 4 and "unequal raters per item" in report["fleiss_kappa"]["variant"]
+    assert "both ways round" in report["chance"]
     kappas = {tuple(names[n] for n in r["annotators"]): r["kappa"] for r in report["cohen_kappa"]}
     assert kappas == pytest.approx(THREE_EXPECTED["kappa"])
     majority = {names[n]: (r["items"], r["agreed"], r["tied"]) for n, r in report["majority_agreement"].items()}
@@ -427,7 +583,6 @@ ALICE = {1: ("a", "a"), 2: ("a", "a"), 3: ("b", "b"), 4: ("b", "b"), 5: ("a", "a
 # The model (r_chosen, r_rejected, chosen = alice's choice) and the side it prefers:
 #   1 a>: a long   2 b: short   3 b: short   4 tie (out)   5 a: long   6 a (rejects b): long
 #   7 b: long   8 a: short   9 a (rejects b): short   10 a: equal
-# prefers a: 1, 5, 6, 8, 9, 10 = 6 of 9 -> Wilson [0.3542, 0.8794]
 # prefers longer: 1, 5, 6, 7 of 1-3, 5-9 = 4 of 8 -> 0.5, Wilson [0.2152, 0.7848]
 SCORES = {1: (1, 0), 2: (0, 1), 3: (2, 1), 4: (1, 1), 5: (3, 0), 6: (0, 5), 7: (1, 0), 8: (1, 0), 9: (-1, 0),
           10: (1, 0)}
@@ -461,8 +616,7 @@ def test_bias_report_by_hand(tmp_path):
         assert "carol" not in report["annotators"]
         model = report["model"]
         assert (model["run_id"], model["step"], model["pairs"], model["score_ties"]) == (run, 5, 10, 1)
-        assert (model["prefers_a"]["k"], model["prefers_a"]["n"]) == (6, 9)
-        assert model["prefers_a"]["ci95"] == pytest.approx([0.3542, 0.8794], abs=1e-4)
+        assert "prefers_a" not in model  # the stored order is no position a model could favour
         assert (model["longer"]["k"], model["longer"]["n"], model["longer"]["equal_length"]) == (4, 8, 1)
         assert model["longer"]["ci95"] == pytest.approx([0.2152, 0.7848], abs=1e-4)
         assert bias_report(p, run_id=run)["model"] == model
@@ -475,4 +629,6 @@ def test_team_statistics_is_json(team_project):
     assert set(stats) == {"agreement", "bias"}
     json.dumps(stats, allow_nan=False)
     text = team.format_team_statistics(stats)
-    assert "Krippendorff's alpha 0.379" in text and "bias alice" in text
+    assert "Krippendorff's alpha 0.385" in text and "bias alice" in text
+    assert "Fleiss' kappa (unequal raters per item" in text and "0.288 on 4" in text
+    assert team.CHANCE_NOTE in text

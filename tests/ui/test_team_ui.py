@@ -3,6 +3,7 @@ agreement panel and the bias cells, and adjudicating disagreements from the adju
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog
@@ -10,13 +11,16 @@ from ui_helpers import ANNOTATOR, pair_records
 
 from workbench.core import team
 from workbench.core.store import Project
-from workbench.ui.team_panel import BIASED_ROLE, VALUE_ROLE
+from workbench.ui.team_panel import BIASED_ROLE, VALUE_ROLE, AgreementPanel
 
 # A tiny case worked by hand: 10 comparisons, alice says a a a a a a b b b b, bob a a a a b b b b b b.
-# Observed agreement 8/10; chance 0.6 * 0.4 + 0.4 * 0.6 = 0.48; kappa = (0.8 - 0.48) / (1 - 0.48) = 8/13.
+# Observed agreement 8/10. Chance counts every label both ways round (a and b pooled), so each annotator's
+# shares are a .5, b .5: chance .5 * .5 + .5 * .5 = 0.5 and kappa = (0.8 - 0.5) / (1 - 0.5) = 0.6.
+# (Taken as stored, chance would be .6 * .4 + .4 * .6 = 0.48 and kappa 8/13, a number that changes when a
+# pair is stored the other way round.)
 ALICE = list("aaaaaabbbb")
 BOB = list("aaaabbbbbb")
-HAND_KAPPA = 8 / 13
+HAND_KAPPA = 0.6
 
 
 def annotator_project(path, annotator: str, choices, n_pairs: int = 10):
@@ -84,18 +88,21 @@ def test_merge_two_annotators_from_the_data_view_and_see_their_agreement(qtbot, 
     # kappa as the panel shows it = team.cohen_kappa on the same labels = the hand-computed value.
     table = team.rating_table(project)
     units = table.pivot(index="comparison_id", columns="annotator", values="choice")
-    expected = team.cohen_kappa(units["alice"].tolist(), units["bob"].tolist())["kappa"]
+    expected = team.cohen_kappa(units["alice"].tolist(), units["bob"].tolist(), mirror=team.PAIR_MIRROR)["kappa"]
     shown = data.agreement_panel.kappa("alice", "bob")
     assert shown == pytest.approx(expected) == pytest.approx(HAND_KAPPA)
     assert data.agreement_panel.kappa_table.rowCount() == 1
     row = 0
-    assert data.agreement_panel.kappa_table.item(row, 4).text() == f"{HAND_KAPPA:.3f}" == "0.615"
+    assert data.agreement_panel.kappa_table.item(row, 4).text() == f"{HAND_KAPPA:.3f}" == "0.600"
     assert data.agreement_panel.kappa_table.item(row, 2).text() == "10"
     figures = data.agreement_panel.figure_labels
     assert figures["items"].text() == "10"
     assert figures["percent"].text() == "80%"
-    alpha = team.krippendorff_alpha_nominal([[units.loc[c, "alice"], units.loc[c, "bob"]] for c in units.index])
+    alpha = team.krippendorff_alpha_nominal([[units.loc[c, "alice"], units.loc[c, "bob"]] for c in units.index],
+                                            mirror=team.PAIR_MIRROR)
     assert figures["alpha"].text() == f"{alpha:.2f}"
+    assert figures["fleiss"].text() == "—" and "three or more" in figures["fleiss"].toolTip()  # two annotators
+    assert team.CHANCE_NOTE in data.agreement_panel.note.text()  # the panel says what chance agreement is
     # Per annotator: agreement with the others' majority (here: with the one other annotator).
     cell = data.table.item(row_of(data.table, "alice"), 10)
     assert cell.text() == "80% of 10" and cell.data(VALUE_ROLE) == pytest.approx(0.8)
@@ -136,7 +143,7 @@ def test_bias_cells_mark_an_interval_that_leaves_out_half(qtbot, main_window, ma
             project.record_judgment(cid, "lefty", comp.left, left=comp.left)  # always the left one: 12 of 12
             project.record_judgment(cid, "even", comp.left if k % 2 else right, left=comp.left)  # 6 of 12
         run = project.create_run("head", "minilm", {})
-        project.add_pair_scores(run, 3, [(cid, "unlabelled", "a", 1.0, 0.0) for cid in ids])  # always prefers a
+        project.add_pair_scores(run, 3, [(cid, "unlabelled", "a", 1.0, 0.0) for cid in ids])
     assert main_window.open_project(path)
     data = show_data(main_window)
     settle(qtbot, data)
@@ -152,8 +159,11 @@ def test_bias_cells_mark_an_interval_that_leaves_out_half(qtbot, main_window, ma
     # The latest model run is audited beside the annotators.
     model_row = row_of(table, f"Model, run {run}")
     assert table.item(model_row, 1).text() == "model"
-    prefers_a = table.item(model_row, 11)
-    assert prefers_a.data(BIASED_ROLE) is True and "stored response A" in prefers_a.toolTip()
+    # The stored order is no position: a model has no left-side share; its length share is audited.
+    assert table.item(model_row, 11).text() == "n/a" and "no left or right" in table.item(model_row, 11).toolTip()
+    longer = table.item(model_row, 12)
+    assert bias["model"]["longer"]["n"] > 0
+    assert longer.data(VALUE_ROLE) == pytest.approx(bias["model"]["longer"]["share"])
 
 
 def test_adjudication_from_the_data_view_is_what_training_uses(qtbot, main_window, make_project):
@@ -219,3 +229,17 @@ def test_adjudication_from_the_data_view_is_what_training_uses(qtbot, main_windo
     assert data.adjudicate_button.text() == "No disagreements" and not data.adjudicate_button.isEnabled()
     # Agreement still counts the annotators only: adjudications are decisions, not votes.
     assert data.agreement_panel.kappa_table.rowCount() == 1
+
+
+def test_agreement_panel_names_fleiss_kappa_for_three_annotators(qtbot):
+    # Three annotators on four comparisons, one with two labels only (unequal raters per item).
+    rows = [(1, "x", "a"), (1, "y", "a"), (1, "z", "a"), (2, "x", "a"), (2, "y", "b"),
+            (3, "x", "b"), (3, "y", "b"), (3, "z", "tie"), (4, "x", "b"), (4, "y", "b")]
+    report = team.agreement_from_table(pd.DataFrame(rows, columns=["comparison_id", "annotator", "choice"]))
+    panel = AgreementPanel()
+    qtbot.addWidget(panel)
+    panel.set_report(report)
+    fleiss = panel.figure_labels["fleiss"]
+    assert fleiss.text() == f"{report['fleiss_kappa']['kappa']:.2f}" == "0.29"  # 101/351, see test_team.py
+    assert "unequal raters per item" in fleiss.toolTip() and "on 4 comparisons" in fleiss.toolTip()
+    assert "both ways round" in panel.note.text()

@@ -156,7 +156,10 @@ def format_statistics(stats: dict[str, Any]) -> str:
         f"comparisons  {stats.get('comparisons', 0):>8,}    judged      {stats.get('judged_comparisons', 0):>8,}",
         f"judgments    {stats.get('judgments', 0):>8,}    trainable   {stats.get('trainable_pairs', 0):>8,}",
         f"excluded     {stats.get('excluded', 0):>8,}    flagged     {stats.get('flagged', 0):>8,}",
-        "labels       " + ", ".join(f"{name} {count:,}" for name, count in labels.items()),
+        # a and b pooled: which of the two was stored first says nothing (imports store the chosen one as a).
+        "labels       " + ", ".join(
+            [f"a or b {labels.get('a', 0) + labels.get('b', 0):,}"]
+            + [f"{name} {count:,}" for name, count in labels.items() if name not in ("a", "b")]),
     ]
     rows = stats.get("annotators_detail") or []
     if rows:

@@ -9,6 +9,11 @@ Labels, for agreement and disagreement, are each annotator's *current* label of 
 ``current_labels`` table) in one of the categories a, b, tie, both_bad. Skips, labels taken back by an
 undo, and adjudications (a decision about the annotators' labels, not one more label) are left out.
 Imported labels (annotator ``import:<file>``) count as one more annotator.
+
+A pair's a and b are only the order in which it happens to be stored (an imported pair stores its
+chosen response as a), so every statistic here is symmetric in a/b: storing any comparison the other
+way round (its choices and left sides mapped) changes no number. Chance agreement therefore counts
+every label both ways round (a and b pooled); tie and both_bad stay categories of their own.
 """
 
 from __future__ import annotations
@@ -34,6 +39,14 @@ CATEGORIES = ("a", "b", "tie", "both_bad")
 Z95 = 1.959963984540054
 
 _SWAP = {"a": "b", "b": "a"}
+#: The mirror of each preference category: the same label of the pair stored the other way round.
+PAIR_MIRROR: Mapping[str, str] = {"a": "b", "b": "a", "tie": "tie", "both_bad": "both_bad"}
+#: What chance agreement is, in one sentence, for the Data view and ``workbench stats``.
+CHANCE_NOTE = ("Chance agreement counts every label both ways round (a and b swapped), so it never depends on "
+               "which response was stored first; tie and both bad stay categories of their own.")
+#: The Fleiss' κ variant ``fleiss_kappa`` computes, as the reports name it.
+FLEISS_VARIANT = ("Fleiss' kappa (unequal raters per item: per-item agreement averaged over items with 2+ ratings; "
+                  "category shares from all their ratings, a/b pooled both ways)")
 
 
 def _swap(side: str | None) -> str | None:
@@ -428,30 +441,48 @@ def pairwise_agreement(units: Iterable[Sequence[Any]]) -> dict[str, Any]:
     return {"items": len(shares), "agreement": float(np.mean(shares)) if shares else None}
 
 
-def cohen_kappa(x: Sequence[Any], y: Sequence[Any]) -> dict[str, Any]:
+def _pooled(counts: Mapping[Any, float], mirror: Mapping[Any, Any] | None) -> dict[Any, float]:
+    """Category counts with every value counted half as itself and half as its ``mirror`` (the same
+    label of the item stored the other way round): a and b get equal shares, tie and both_bad keep
+    theirs. Without a mirror the counts as they are."""
+    if mirror is None:
+        return dict(counts)
+    out: dict[Any, float] = defaultdict(float)
+    for c, n in counts.items():
+        out[c] += n / 2
+        out[mirror.get(c, c)] += n / 2
+    return dict(out)
+
+
+def cohen_kappa(x: Sequence[Any], y: Sequence[Any], mirror: Mapping[Any, Any] | None = None) -> dict[str, Any]:
     """Cohen's κ of two annotators over the same items: (p_o − p_e) / (1 − p_e), where p_o is the share
     of items they agree on and p_e = Σ_c p_x(c) p_y(c) from each one's own category shares.
 
-    κ is None when it is undefined (no items, or both used one and the same category throughout)."""
+    With ``mirror`` (``PAIR_MIRROR`` for preferences) each annotator's shares count every item both
+    ways round, so p_e, and κ, do not depend on how the items happen to be oriented (see ``_pooled``).
+    κ is None when it is undefined (no items, or p_e = 1)."""
     if len(x) != len(y):
         raise ValueError("the two annotators' label lists differ in length")
     n = len(x)
     if n == 0:
         return {"items": 0, "observed": None, "expected": None, "kappa": None}
     observed = sum(a == b for a, b in zip(x, y, strict=True)) / n
-    cx, cy = Counter(x), Counter(y)
-    expected = sum(cx[c] * cy[c] for c in cx) / (n * n)
+    cx, cy = _pooled(Counter(x), mirror), _pooled(Counter(y), mirror)
+    expected = sum(cx[c] * cy.get(c, 0) for c in cx) / (n * n)
     kappa = (observed - expected) / (1 - expected) if 1 - expected > 1e-12 else None
     return {"items": n, "observed": observed, "expected": expected, "kappa": kappa}
 
 
-def krippendorff_alpha_nominal(units: Iterable[Sequence[Any]]) -> float | None:
+def krippendorff_alpha_nominal(units: Iterable[Sequence[Any]], mirror: Mapping[Any, Any] | None = None) -> float | None:
     """Krippendorff's α for nominal data, any number of coders, missing values as None.
 
     With the coincidence matrix o_ck = Σ_u (number of ordered pairs (c, k) of values in unit u) / (m_u − 1)
     over the units with m_u ≥ 2 values, n_c = Σ_k o_ck and n = Σ_c n_c:
         α = 1 − (n − 1) · Σ_{c≠k} o_ck / Σ_{c≠k} n_c n_k.
-    None when undefined (fewer than two pairable values, or every value the same)."""
+    With ``mirror`` (``PAIR_MIRROR`` for preferences) the expected disagreement uses marginals n_c that
+    count every unit both ways round (``_pooled``); the observed disagreement needs no change, as
+    mirroring a whole unit keeps its agreeing and disagreeing pairs. None when undefined (fewer than
+    two pairable values, or no expected disagreement)."""
     o: dict[tuple[Any, Any], float] = defaultdict(float)
     for unit in units:
         counts = Counter(v for v in unit if v is not None)
@@ -466,10 +497,39 @@ def krippendorff_alpha_nominal(units: Iterable[Sequence[Any]]) -> float | None:
         marginals[c] += value
     n = sum(marginals.values())
     disagreeing = sum(value for (c, k), value in o.items() if c != k)
-    expected = n * n - sum(v * v for v in marginals.values())
-    if n < 2 or expected <= 0:
+    expected = n * n - sum(v * v for v in _pooled(marginals, mirror).values())
+    if n < 2 or expected <= 1e-12:
         return None
     return float(1 - (n - 1) * disagreeing / expected)
+
+
+def fleiss_kappa(units: Iterable[Sequence[Any]], mirror: Mapping[Any, Any] | None = None) -> dict[str, Any]:
+    """Fleiss' κ for any number of raters, generalised to items with unequal numbers of raters
+    (None marks a missing rating; items with fewer than two ratings are left out):
+
+    - observed P̄: the mean over items of P_i = Σ_c n_ic (n_ic − 1) / (n_i (n_i − 1)), each item's share
+      of agreeing rating pairs (Fleiss 1971), every item weighted equally;
+    - chance P_e = Σ_c p_c², with p_c the share of c among all these items' ratings, so that an item
+      weighs in proportion to its raters; with ``mirror``, shares pooled both ways (``_pooled``).
+
+    With the same number of raters on every item this is Fleiss' κ exactly. Returns {"items",
+    "observed", "expected", "kappa"}; κ None when undefined."""
+    shares: list[float] = []
+    totals: Counter = Counter()
+    for unit in units:
+        counts = Counter(v for v in unit if v is not None)
+        m = sum(counts.values())
+        if m < 2:
+            continue
+        shares.append(sum(k * (k - 1) for k in counts.values()) / (m * (m - 1)))
+        totals.update(counts)
+    if not shares:
+        return {"items": 0, "observed": None, "expected": None, "kappa": None}
+    total = sum(totals.values())
+    observed = float(np.mean(shares))
+    expected = sum((v / total) ** 2 for v in _pooled(totals, mirror).values())
+    kappa = (observed - expected) / (1 - expected) if 1 - expected > 1e-12 else None
+    return {"items": len(shares), "observed": observed, "expected": expected, "kappa": kappa}
 
 
 def majority_agreement(units: Mapping[Any, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -504,18 +564,22 @@ def agreement_from_table(table: pd.DataFrame) -> dict[str, Any]:
         common = [labels for labels in units.values() if first in labels and second in labels]
         if not common:
             continue
-        result = cohen_kappa([u[first] for u in common], [u[second] for u in common])
+        result = cohen_kappa([u[first] for u in common], [u[second] for u in common], mirror=PAIR_MIRROR)
         kappas.append({"annotators": [first, second], **result})
-    # Krippendorff's units: one value per annotator, None where they gave none.
+    # Krippendorff's and Fleiss' units: one value per annotator, None where they gave none.
     matrix = [[labels.get(a) for a in annotators] for labels in units.values()]
+    fleiss = ({**fleiss_kappa(matrix, mirror=PAIR_MIRROR), "variant": FLEISS_VARIANT} if len(annotators) >= 3
+              else None)
     return {
         "annotators": annotators,
         "categories": list(CATEGORIES),
+        "chance": CHANCE_NOTE,
         "items_labelled": len(units),
         "items_multiply_labelled": pairwise["items"],
         "pairwise_agreement": pairwise["agreement"],
         "cohen_kappa": kappas,
-        "krippendorff_alpha": krippendorff_alpha_nominal(matrix),
+        "krippendorff_alpha": krippendorff_alpha_nominal(matrix, mirror=PAIR_MIRROR),
+        "fleiss_kappa": fleiss,
         "majority_agreement": majority_agreement(units),
     }
 
@@ -528,6 +592,10 @@ def agreement_report(project: Project) -> dict[str, Any]:
     - ``cohen_kappa``: for each pair of annotators with comparisons in common, κ on those comparisons
       (with ``items``, ``observed`` and ``expected`` agreement);
     - ``krippendorff_alpha``: nominal α over all annotators, missing labels allowed;
+    - ``fleiss_kappa``: with three or more annotators, {"items", "observed", "expected", "kappa",
+      "variant"} (``fleiss_kappa``, named by ``FLEISS_VARIANT``), else None;
+    - ``chance``: ``CHANCE_NOTE``. κ, α and Fleiss' κ take chance with a and b pooled both ways, so
+      they do not depend on which response of a pair was stored first;
     - ``majority_agreement``: per annotator, agreement with the leave-one-out majority of the others.
     """
     return agreement_from_table(rating_table(project))
@@ -638,9 +706,13 @@ def bias_report(project: Project, run_id: int | None = None) -> dict[str, Any]:
       - ``longer``: the share that picked the LONGER response in characters (pairs of equal length are
         left out and counted in ``equal_length``).
     ``model``: for run ``run_id`` (default: the latest run with per-pair scores) at its latest scored
-    step, over all scored pairs where the two scores differ: ``prefers_a``, the share where the model
-    prefers the stored response a (a model sees no screen, so position is the stored order), and
-    ``longer``; None when no run has scores.
+    step, over all scored pairs where the two scores differ: ``longer``, the share where the model
+    prefers the longer response; None when no run has scores. A reward model scores each response on
+    its own and sees no screen, so it has no position to audit; its preference for the stored a would
+    only echo the storage order (imported pairs store the chosen response as a), so it is not reported.
+
+    Every share is relative to the pair (the side shown on the left, the longer response), never to
+    the stored a or b: storing a pair the other way round changes nothing.
     """
     conn = project.conn
     annotators: dict[str, dict[str, Any]] = {}
@@ -676,8 +748,8 @@ def _model_bias(project: Project, run_id: int | None) -> dict[str, Any] | None:
     step = conn.execute("SELECT MAX(step) FROM pair_scores WHERE run_id = ?", (run_id,)).fetchone()[0]
     if step is None:
         return {"run_id": int(run_id), "step": None, "pairs": 0, "score_ties": 0,
-                "prefers_a": share(0, 0), "longer": {**share(0, 0), "equal_length": 0}}
-    pairs = ties = a_n = a_k = long_n = long_k = equal = 0
+                "longer": {**share(0, 0), "equal_length": 0}}
+    pairs = ties = long_n = long_k = equal = 0
     for chosen, r_chosen, r_rejected, len_a, len_b in conn.execute(
         "SELECT s.chosen, s.r_chosen, s.r_rejected, length(ra.text), length(rb.text) FROM pair_scores s"
         " JOIN comparisons c ON c.id = s.comparison_id JOIN responses ra ON ra.id = c.response_a"
@@ -689,15 +761,13 @@ def _model_bias(project: Project, run_id: int | None) -> dict[str, Any] | None:
             ties += 1
             continue
         preferred = chosen if r_chosen > r_rejected else _swap(chosen)
-        a_n += 1
-        a_k += preferred == "a"
         if len_a == len_b:
             equal += 1
         else:
             long_n += 1
             long_k += (preferred == "a") == (len_a > len_b)
     return {"run_id": int(run_id), "step": int(step), "pairs": pairs, "score_ties": ties,
-            "prefers_a": share(a_k, a_n), "longer": {**share(long_k, long_n), "equal_length": equal}}
+            "longer": {**share(long_k, long_n), "equal_length": equal}}
 
 
 # ================================================================================ statistics
@@ -723,15 +793,18 @@ def format_team_statistics(stats: Mapping[str, Any]) -> str:
         (f"agreement    {agreement['items_multiply_labelled']:,} comparisons with 2+ labels; pairwise "
          f"{num(agreement['pairwise_agreement'])}, Krippendorff's alpha {num(agreement['krippendorff_alpha'])}"),
     ]
+    fleiss = agreement.get("fleiss_kappa")
+    if fleiss:
+        lines.append(f"  {fleiss['variant']}: {num(fleiss['kappa'])} on {fleiss['items']:,}")
     for row in agreement["cohen_kappa"]:
         lines.append(f"  kappa {row['annotators'][0]} / {row['annotators'][1]}: {num(row['kappa'])} "
                      f"on {row['items']:,}")
     for name, row in agreement["majority_agreement"].items():
         lines.append(f"  {name} agrees with the others' majority: {num(row['agreement'])} on {row['items']:,}")
+    lines.append(f"  {agreement['chance']}")
     for name, row in bias["annotators"].items():
         lines.append(f"bias {name}: picks left {pct(row['left'])}; picks longer {pct(row['longer'])}")
     model = bias.get("model")
     if model:
-        lines.append(f"bias run {model['run_id']}: prefers a {pct(model['prefers_a'])}; "
-                     f"prefers longer {pct(model['longer'])}")
+        lines.append(f"bias run {model['run_id']}: prefers longer {pct(model['longer'])}")
     return "\n".join(lines)

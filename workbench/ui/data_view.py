@@ -53,8 +53,7 @@ COLUMN_TIPS = {
     MAJORITY_COL: "How often the annotator's label matches the majority of the OTHER annotators' labels "
                   "(comparisons where the others tie are left out)",
     LEFT_COL: "Share of A/B labels that picked the response shown on the LEFT, with its 95% interval; 50% is "
-              "unbiased. ⚠ marks an interval that leaves out 50%. For the model: the share where it prefers the "
-              "stored response A",
+              "unbiased. ⚠ marks an interval that leaves out 50%. A model scores each response alone: no side",
     LONGER_COL: "Share of A/B labels that picked the LONGER response (in characters), with its 95% interval. "
                 "⚠ marks an interval that leaves out 50%",
 }
@@ -383,8 +382,13 @@ class DataView(QWidget):
                     item.setToolTip(f"The latest run with per-pair scores ({model['pairs']:,} pairs at step "
                                     f"{model['step']}): what it prefers, audited like an annotator")
                 self.table.setItem(r, c, item)
-            self.table.setItem(r, LEFT_COL, bias_item(model.get("prefers_a"), "preferred the stored response A",
-                                                      who))
+            # Which response is stored as A says nothing (imports store the chosen one there): no position.
+            item = QTableWidgetItem("n/a")
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            item.setForeground(QBrush(QColor("#5f6771")))
+            item.setToolTip(f"{who} scores each response on its own and sees no left or right: no position "
+                            "bias to measure")
+            self.table.setItem(r, LEFT_COL, item)
             self.table.setItem(r, LONGER_COL, bias_item(model.get("longer"), "preferred the longer response", who))
 
     def _update_adjudicate_button(self) -> None:

@@ -119,6 +119,8 @@ class AgreementPanel(QGroupBox):
             ("percent", "Percent agreement", "Mean share of agreeing label pairs on those comparisons"),
             ("alpha", "Krippendorff's α", ("Agreement beyond chance over all annotators (nominal; missing "
                                            "labels allowed): 1 is perfect, 0 is chance")),
+            ("fleiss", "Fleiss' κ", ("Agreement beyond chance over three or more annotators: 1 is perfect, 0 is "
+                                     "chance")),
         )):
             cap = QLabel(caption)
             cap.setObjectName("Muted")
@@ -130,7 +132,7 @@ class AgreementPanel(QGroupBox):
             figures.addWidget(cap, r, 0)
             figures.addWidget(value, r, 1)
             self.figure_labels[key] = value
-        figures.setRowStretch(3, 1)
+        figures.setRowStretch(4, 1)
         row.addLayout(figures)
 
         right = QVBoxLayout()
@@ -175,6 +177,11 @@ class AgreementPanel(QGroupBox):
         self.figure_labels["items"].setText(f"{report['items_multiply_labelled']:,}")
         self.figure_labels["percent"].setText(_percent(report["pairwise_agreement"]))
         self.figure_labels["alpha"].setText(_number(report["krippendorff_alpha"], 2))
+        fleiss = report.get("fleiss_kappa")
+        self.figure_labels["fleiss"].setText(_number(fleiss["kappa"], 2) if fleiss else "—")
+        self.figure_labels["fleiss"].setToolTip(
+            fleiss["variant"].replace("kappa", "κ") + f" on {fleiss['items']:,} comparisons" if fleiss
+            else "Needs three or more annotators")
         rows = report["cohen_kappa"]
         self.kappa_table.setRowCount(len(rows))
         for r, entry in enumerate(rows):
@@ -200,7 +207,7 @@ class AgreementPanel(QGroupBox):
                               "projects (Merge projects…) to measure agreement.")
         else:
             self.note.setText("κ and α correct for chance: 1 is perfect agreement, 0 is what chance gives. "
-                              "Adjudications are not counted as votes.")
+                              f"{report['chance']} Adjudications are not counted as votes.")
 
     def kappa(self, first: str, second: str) -> float | None:
         """The κ shown for a pair of annotators (either order), for tests."""
