@@ -24,8 +24,8 @@ HH_DATA = REPO.parent / "shared" / "data" / "hh-harmless-dev.jsonl.gz"
 @pytest.fixture(scope="session")
 def hh_rows() -> list[dict]:
     """The first 50 HH-RLHF pairs ({"chosen", "rejected"} transcripts) from ../shared/data."""
-    if not HH_DATA.is_file():
-        pytest.skip(f"shared HH data not found at {HH_DATA}")
+    if not HH_DATA.is_file():  # CI lays shared/ beside the clone: a missing file is a broken setup, not a skip
+        pytest.fail(f"the shared HH data is missing: expected {HH_DATA} (the folder shared/ beside the repository)")
     with gzip.open(HH_DATA, "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in itertools.islice(fh, 50)]
 

@@ -239,8 +239,7 @@ def test_demo_project_path(monkeypatch, tmp_path):
 
 
 def test_core_demo_command_with_the_packaged_data(tmp_path, monkeypatch, capsys):
-    if not demo_data().is_file():
-        pytest.skip("resources/demo/demo.jsonl is not there yet")
+    assert demo_data().is_file(), "the packaged demo data is missing"
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
     assert commands.cmd_demo(argparse.Namespace()) == 0
     out = capsys.readouterr().out

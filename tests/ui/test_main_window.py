@@ -201,7 +201,6 @@ def test_gui_command_opens_the_project(qtbot, monkeypatch, make_project):
 
 
 def test_demo_command_opens_the_demo_project(qtbot, monkeypatch, tmp_path):
-    pytest.importorskip("workbench.core.demo")
     from PySide6.QtWidgets import QApplication
 
     from workbench.ui import commands
