@@ -23,6 +23,7 @@ import sys
 import traceback
 
 from workbench import __version__
+from workbench.core.text import terminal_safe
 
 #: In priority order: the first module to register a command name owns it.
 COMMAND_MODULES = (
@@ -79,10 +80,10 @@ def _import_optional(name: str):
     except ModuleNotFoundError as exc:
         if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
             return None
-        print(f"workbench: warning: commands from {name} are unavailable: {exc}", file=sys.stderr)
+        print(terminal_safe(f"workbench: warning: commands from {name} are unavailable: {exc}"), file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - one broken plug-in must not take the whole command down
-        print(f"workbench: warning: commands from {name} are unavailable: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(terminal_safe(f"workbench: warning: commands from {name} are unavailable: {type(exc).__name__}: "
+                            f"{exc}"), file=sys.stderr)
     return None
 
 
@@ -148,7 +149,7 @@ def _message(exc: BaseException) -> str:
 def _report(debug: bool, message: str) -> None:
     if debug:
         traceback.print_exc()
-    print(f"workbench: error: {message}", file=sys.stderr)
+    print(f"workbench: error: {terminal_safe(message)}", file=sys.stderr)  # data in a message stays inert
 
 
 def _silence_stdout() -> None:

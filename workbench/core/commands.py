@@ -8,13 +8,13 @@ them as one line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from workbench.core.formats import FORMATS
+from workbench.core.text import dumps_safe, terminal_safe, terminal_safe_data
 
 
 def register(subparsers) -> None:
@@ -85,13 +85,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     project.close()
     s = summary.as_dict()
     identical = s.get("identical_pairs", 0)
-    print(
+    print(terminal_safe(
         f"imported {info.path.name} ({info.shape}, {info.rows:,} rows) into {path}: added {s['prompts_added']:,} "
         f"prompts, {s['responses_added']:,} responses, {s['comparisons_added']:,} comparisons, "
         f"{s['judgments_added']:,} judgments; {s['duplicates']:,} duplicates "
         f"({info.duplicate_rows:,} repeated rows in the file)"
         + (f"; {identical:,} pairs with identical responses skipped" if identical else "")
-    )
+    ))
     return 0
 
 
@@ -103,11 +103,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             if args.with_margin is not None or args.include_ties:
                 raise ValueError("--with-margin and --include-ties apply to --what pairs only")
             n = export_judgments(project, args.out)
-            print(f"wrote {n:,} judgments to {args.out}")
+            print(terminal_safe(f"wrote {n:,} judgments to {args.out}"))
             return 0
         n = export_pairs(project, args.out, with_margin=args.with_margin or False, include_ties=args.include_ties)
     note = "" if n else " (the project has no labelled pairs to train on)"
-    print(f"wrote {n:,} pairs to {args.out}{note}")
+    print(terminal_safe(f"wrote {n:,} pairs to {args.out}{note}"))
     return 0
 
 
@@ -118,10 +118,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
         stats = project.statistics()
         team = team_statistics(project)
     if args.json:
-        print(json.dumps({**stats, **team}, indent=2, ensure_ascii=False, default=str))
-    else:
-        print(format_statistics(stats))
-        print(format_team_statistics(team))
+        print(dumps_safe({**stats, **team}, indent=2, default=str))  # names and keys are data: no raw controls
+    else:  # each name, key and path made one-line safe before it is laid out in the table
+        print(format_statistics(terminal_safe_data(stats)))
+        print(format_team_statistics(terminal_safe_data(team)))
     return 0
 
 
@@ -132,7 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     path = ensure_demo_project()
     with Project.open(path) as project:
         stats = project.statistics()
-    print(format_statistics(stats))
+    print(format_statistics(terminal_safe_data(stats)))
     print("\n(the GUI is not installed yet; open this project with it once it is)")
     return 0
 

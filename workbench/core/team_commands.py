@@ -23,8 +23,9 @@ def register(subparsers) -> None:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from workbench.core.team import merge_projects
+    from workbench.core.text import terminal_safe
 
     summary = merge_projects(args.sources, args.into)
-    print(summary.line())
+    print(terminal_safe(summary.line()))  # file names are data
     return 0
 

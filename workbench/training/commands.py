@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Any
 
+from workbench.core.text import terminal_safe
 from workbench.training import config as train_config
 from workbench.training import offline_environment
 
@@ -35,7 +36,7 @@ def _add_project_argument(parser: argparse.ArgumentParser) -> None:
 
 def _error(command: str, message: str) -> None:
     """One line on stderr, never a traceback, for errors a user can fix."""
-    print(f"workbench {command}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    print(f"workbench {command}: error: {terminal_safe(' '.join(str(message).split()))}", file=sys.stderr, flush=True)
 
 
 
@@ -123,7 +124,7 @@ class _TrainView:
             return
         from tqdm import tqdm
 
-        tqdm.write(text, file=sys.stderr)
+        tqdm.write(terminal_safe(text), file=sys.stderr)
 
     def show(self, event: Any) -> int | None:
         """Display one event; the exit status once the run has ended, else None."""
@@ -171,9 +172,9 @@ class _TrainView:
         s = event.summary
         if event.status != "finished":
             if self.is_main:
-                print(f"run {event.run_id} cancelled at step {s.get('steps')}/{s.get('total_steps')} (checkpoint "
-                      f"saved); resume with: workbench train --project {self.project} --resume {event.run_id}",
-                      flush=True)
+                print(terminal_safe(f"run {event.run_id} cancelled at step {s.get('steps')}/{s.get('total_steps')} "
+                                    f"(checkpoint saved); resume with: workbench train --project {self.project} "
+                                    f"--resume {event.run_id}"), flush=True)
             return EXIT_CANCELLED
         if self.is_main:
             acc = s.get("val_accuracy")

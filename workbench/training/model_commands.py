@@ -14,6 +14,7 @@ import argparse
 import sys
 from typing import Any
 
+from workbench.core.text import terminal_safe
 from workbench.training import offline_environment
 
 _SCORE_FORMATS = ("auto", "rows", "explicit", "implicit", "conversational", "unlabeled")  # scoring.SCORE_FORMATS
@@ -41,7 +42,7 @@ def _threads(n: int) -> None:
 
 def _note(text: str, quiet: bool = False) -> None:
     if not quiet:
-        print(text, file=sys.stderr, flush=True)
+        print(terminal_safe(text), file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------- export-model
@@ -80,11 +81,11 @@ def export_model_command(args: argparse.Namespace) -> int:
     result = export_run(args.project, args.run, args.out, overwrite=args.overwrite, verify_pairs=args.verify_pairs,
                         progress=lambda message: _note(f"export-model: {message}", args.quiet))
     for warning in result.warnings:
-        print(f"workbench export-model: warning: {warning}", file=sys.stderr, flush=True)
+        print(f"workbench export-model: warning: {terminal_safe(warning)}", file=sys.stderr, flush=True)
     checked = (f"{result.checked_pairs} pairs score as in the app (max difference {result.max_abs_diff:.1e})"
                if result.checked_pairs else "checked on a probe batch (no stored scores at this step)")
-    print(f"exported run {result.run_id} (step {result.step}, {result.status}) to {result.out_dir}: {checked}; "
-          f"{result.seconds:.1f} s", flush=True)
+    print(terminal_safe(f"exported run {result.run_id} (step {result.step}, {result.status}) to {result.out_dir}: "
+                        f"{checked}; {result.seconds:.1f} s"), flush=True)
     return 0
 
 
@@ -141,7 +142,7 @@ def score_command(args: argparse.Namespace) -> int:
             f"in {report.seconds:.1f} s -> {report.out_path}")
     if report.accuracy is not None:
         line += f"; pairwise accuracy {report.accuracy:.3f} (score_chosen > score_rejected)"
-    print(line, flush=True)
+    print(terminal_safe(line), flush=True)
     return 0
 
 

@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from workbench.core.text import terminal_safe
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     gui = subparsers.add_parser("gui", help="open the main window (the default command)",
@@ -36,7 +38,7 @@ def _no_display() -> str | None:
 def gui_command(args: argparse.Namespace) -> int:
     problem = _no_display()
     if problem:
-        print(f"workbench: error: {problem}", file=sys.stderr)
+        print(f"workbench: error: {terminal_safe(problem)}", file=sys.stderr)
         return 1
     from workbench.ui.app import run_gui
 
@@ -46,7 +48,7 @@ def gui_command(args: argparse.Namespace) -> int:
 def demo_command(args: argparse.Namespace) -> int:
     problem = _no_display()
     if problem:
-        print(f"workbench: error: {problem}", file=sys.stderr)
+        print(f"workbench: error: {terminal_safe(problem)}", file=sys.stderr)
         return 1
     from workbench.ui.app import run_gui
 

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.ui import settings
+from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.tasks import ProjectTask
 from workbench.ui.team_panel import VALUE_ROLE, AdjudicationDialog, AgreementPanel, bias_item
 
@@ -134,7 +135,7 @@ class DataView(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel_import)
         grid.addWidget(self.cancel_button, 1, 2)
-        self.import_status = QLabel("JSONL, JSON, CSV or Parquet: labelled pairs, or prompts with responses.")
+        self.import_status = plain(QLabel("JSONL, JSON, CSV or Parquet: labelled pairs, or prompts with responses."))
         self.import_status.setObjectName("Muted")
         self.import_status.setWordWrap(True)
         grid.addWidget(self.import_status, 2, 0, 1, 3)
@@ -158,7 +159,7 @@ class DataView(QWidget):
         self.export_log_button.clicked.connect(self.choose_export_log)
         grid.addWidget(self.export_pairs_button, 1, 0)
         grid.addWidget(self.export_log_button, 1, 1)
-        self.export_status = QLabel("Pairs: JSONL or Parquet. Log: CSV, Parquet or JSONL.")
+        self.export_status = plain(QLabel("Pairs: JSONL or Parquet. Log: CSV, Parquet or JSONL."))
         self.export_status.setObjectName("Muted")
         self.export_status.setWordWrap(True)
         grid.addWidget(self.export_status, 2, 0, 1, 2)
@@ -179,7 +180,7 @@ class DataView(QWidget):
         self.adjudicate_button.clicked.connect(self.open_adjudication)
         grid.addWidget(self.merge_button, 0, 0)
         grid.addWidget(self.adjudicate_button, 1, 0)
-        self.team_status = QLabel("Merge the annotators' projects into this one to compare their labels.")
+        self.team_status = plain(QLabel("Merge the annotators' projects into this one to compare their labels."))
         self.team_status.setObjectName("Muted")
         self.team_status.setWordWrap(True)
         grid.addWidget(self.team_status, 2, 0)
@@ -193,7 +194,7 @@ class DataView(QWidget):
         section.setObjectName("Section")
         head.addWidget(section)
         head.addStretch(1)
-        self.summary_label = QLabel("")
+        self.summary_label = plain(QLabel(""))
         self.summary_label.setObjectName("Muted")
         head.addWidget(self.summary_label)
         self.refresh_button = QPushButton("Refresh")
@@ -358,9 +359,9 @@ class DataView(QWidget):
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             if entry and entry["agreement"] is not None:
                 item.setData(VALUE_ROLE, float(entry["agreement"]))
-                item.setToolTip(f"{name} agrees with the other annotators' majority on {entry['agreed']:,} of "
-                                f"{entry['items']:,} comparisons ({entry['tied']:,} where the others tie are "
-                                "left out)")
+                item.setToolTip(tooltip(f"{name} agrees with the other annotators' majority on {entry['agreed']:,} "
+                                        f"of {entry['items']:,} comparisons ({entry['tied']:,} where the others tie "
+                                        "are left out)"))
             else:
                 item.setToolTip("No comparison that this annotator and others both labelled")
             self.table.setItem(r, MAJORITY_COL, item)
@@ -501,7 +502,7 @@ class DataView(QWidget):
     def _on_failed(self, title: str, message: str, imported: bool = False, merged: bool = False) -> None:
         label = self.import_status if imported else self.team_status if merged else self.export_status
         self._set_status(label, message, error=True)
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box = message_box(QMessageBox.Icon.Warning, title, message, parent=self)  # the message quotes the file
         if imported:
             informative = ("Nothing was imported; the project is unchanged. Fix the file, or pick its shape in the "
                            "Shape list, and import again.")

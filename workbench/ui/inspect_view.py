@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 from workbench.core.records import STRENGTHS
 from workbench.ui import settings, style
 from workbench.ui.frame_model import Column, FrameModel, fixed
-from workbench.ui.safe_text import SafeTextBrowser
+from workbench.ui.safe_text import SafeTextBrowser, plain
 from workbench.ui.tasks import ProjectTask
 from workbench.ui.widgets import Card
 
@@ -360,7 +360,7 @@ class InspectView(QWidget):
         col = QVBoxLayout(pane)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(8)
-        self.detail_title = QLabel("Select a pair")
+        self.detail_title = plain(QLabel("Select a pair"))
         self.detail_title.setObjectName("Section")
         self.detail_title.setWordWrap(True)
         col.addWidget(self.detail_title)

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from workbench.core.records import STRENGTHS, Comparison, Judgment, Text
 from workbench.ui import queries, settings, style
-from workbench.ui.safe_text import SafeTextBrowser, build_diff_document, build_document, word_diff
+from workbench.ui.safe_text import SafeTextBrowser, build_diff_document, build_document, plain, tooltip, word_diff
 from workbench.ui.widgets import Card, KeyButton
 
 DEFAULT_STRENGTH = 3
@@ -222,7 +222,7 @@ class RankPanel(QWidget):
         for rid, text in responses:
             item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole, rid)
-            item.setToolTip(_preview(text, 600))
+            item.setToolTip(tooltip(_preview(text, 600)))
             self.list.addItem(item)
         self._renumber()
         if self.list.count():
@@ -431,7 +431,7 @@ class LabelView(QWidget):
         note_layout.addWidget(self.note_edit, 1)
         self.note_row.hide()
         col.addWidget(self.note_row)
-        self.note_label = QLabel("")
+        self.note_label = plain(QLabel(""))
         self.note_label.setObjectName("Muted")
         self.note_label.setWordWrap(True)
         self.note_label.hide()
@@ -952,7 +952,7 @@ class LabelView(QWidget):
             if prefers == side:
                 text += f"  ·  preferred by {margin:.3f}"
             card.extra.setText(text)
-            card.extra.setToolTip(tip)
+            card.extra.setToolTip(tooltip(tip))
 
     def set_guidelines_visible(self, on: bool) -> None:
         self.guidelines.setVisible(bool(on))

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from workbench.ui import dialogs, settings
 from workbench.ui.data_view import DataView
 from workbench.ui.label_view import LabelView
+from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.start_page import StartPage
 
 PROJECT_FILTER = "Preference Workbench projects (*.wbp);;All files (*)"
@@ -201,7 +202,7 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         bar.setSizeGripEnabled(False)
-        self.project_label = QLabel("")
+        self.project_label = plain(QLabel(""))
         self.project_label.setObjectName("Muted")
         bar.addPermanentWidget(self.project_label)
         self.annotator_button = QPushButton("")
@@ -308,7 +309,7 @@ class MainWindow(QMainWindow):
             return
         self.setWindowTitle(f"{project.name} — Preference Workbench")
         self.project_label.setText(f"{project.name}  ·  {project.path}")
-        self.project_label.setToolTip(str(project.path))
+        self.project_label.setToolTip(tooltip(project.path))
         self.pages.setCurrentWidget(self.workspace)
         self.nav.setCurrentRow(0)
         self._update_active()
@@ -373,9 +374,7 @@ class MainWindow(QMainWindow):
         return self.open_project(path)
 
     def _warn(self, title: str, text: str, informative: str) -> QMessageBox:
-        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
-        if informative:
-            box.setInformativeText(informative)
+        box = message_box(QMessageBox.Icon.Warning, title, text, informative, parent=self)
         box.setWindowModality(Qt.WindowModality.WindowModal)
         self.last_warning = box
         box.open()

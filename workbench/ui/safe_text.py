@@ -4,14 +4,20 @@ Text from a dataset is data. It is parsed with Qt's Markdown importer with raw H
 appear as the characters they are), images are replaced by a text placeholder, links are drawn but
 never followed, and both the document and the browser refuse every resource request, so nothing is
 ever read from the network or the disk because of what a dataset says.
+
+Short data (names, keys, file names, error messages) goes into labels, tooltips and message boxes as
+plain text: :func:`tooltip`, :func:`plain` and :func:`message_box` are the one way to put it there, since
+Qt guesses rich text (``Qt.mightBeRichText``) for any of them left on its default format.
 """
 
 from __future__ import annotations
 
 import difflib
+import html
 import re
 
-from PySide6.QtCore import QUrl, Signal
+from PySide6 import QtGui
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -23,7 +29,7 @@ from PySide6.QtGui import (
     QTextFormat,
     QTextFrameFormat,
 )
-from PySide6.QtWidgets import QTextBrowser
+from PySide6.QtWidgets import QLabel, QMessageBox, QTextBrowser, QWidget
 
 from workbench.core.records import Text
 from workbench.ui import style
@@ -52,8 +58,6 @@ class SafeTextBrowser(QTextBrowser):
         self.setUndoRedoEnabled(False)
         # Mouse selection only: a browser that takes keyboard selection would eat the arrow keys
         # that the Label view uses as shortcuts.
-        from PySide6.QtCore import Qt
-
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.setDocument(SafeDocument(self))
@@ -73,6 +77,47 @@ class SafeTextBrowser(QTextBrowser):
 
     def set_text(self, text: Text | str, font: QFont | None = None) -> None:
         self.setDocument(build_document(text, font or style.reading_font(self.font()), parent=self))
+
+
+# ------------------------------------------------------------------ short data in labels, tooltips, dialogs
+def tooltip(text: object) -> str:
+    """A tooltip that shows ``text`` as written.
+
+    Qt shows a tooltip as rich text whenever ``Qt.mightBeRichText`` says so (a tag, or ``&lt;``, in its
+    first line), and tooltips have no format setting: such text is escaped and wrapped, so that its
+    characters are shown, not interpreted; any other text is left as it is.
+    """
+    text = str(text)
+    if not QtGui.Qt.mightBeRichText(text):  # Qt's own test (in QtGui's Qt namespace)
+        return text
+    return "<p style='white-space:pre-wrap'>" + html.escape(text, quote=False) + "</p>"
+
+
+def plain(label: QLabel) -> QLabel:
+    """``label`` set to show its text as plain text (a label on Qt's AutoText renders tags in data)."""
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label
+
+
+def message_box(icon: QMessageBox.Icon, title: str, text: str, informative: str = "", detail: str = "",
+                parent: QWidget | None = None,
+                buttons: QMessageBox.StandardButton = QMessageBox.StandardButton.Ok) -> QMessageBox:
+    """A message box whose text, informative text and details are plain text, for errors that quote data.
+
+    Shown by the caller (``open()`` or ``exec()``). A plain-text QMessageBox does not wrap its text, so
+    the labels are set to wrap, as they would for rich text.
+    """
+    box = QMessageBox(icon, title, "", buttons, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)  # the informative label follows the box's format
+    box.setText(text)
+    if informative:
+        box.setInformativeText(informative)
+    if detail:
+        box.setDetailedText(detail)  # a plain-text box of its own
+    for label in box.findChildren(QLabel):
+        if label.text():
+            label.setWordWrap(True)
+    return box
 
 
 # ------------------------------------------------------------------ building documents

@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 from workbench.ui import settings
+from workbench.ui.safe_text import tooltip
 
 
 class StartPage(QWidget):
@@ -79,7 +80,7 @@ class StartPage(QWidget):
             p = Path(path)
             item = QListWidgetItem(f"{p.stem}\n{p.parent}")
             item.setData(Qt.ItemDataRole.UserRole, path)
-            item.setToolTip(path)
+            item.setToolTip(tooltip(path))
             if not p.exists():
                 item.setText(f"{p.stem}  (missing)\n{p.parent}")
                 item.setForeground(Qt.GlobalColor.gray)

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from workbench.core.records import STRENGTHS
 from workbench.ui import style
-from workbench.ui.safe_text import SafeTextBrowser
+from workbench.ui.safe_text import SafeTextBrowser, tooltip
 from workbench.ui.widgets import Card, KeyButton
 
 #: the exact value behind a number shown in a table cell (tests and tooltips read it)
@@ -80,8 +80,8 @@ def bias_item(entry: Mapping[str, Any] | None, what: str, who: str) -> QTableWid
     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     item.setData(BIASED_ROLE, biased)
     if not entry or entry.get("share") is None:
-        item.setToolTip(f"{who}: no labels to measure this on" + (
-            " (imported labels do not record which side was shown)" if "left" in what else ""))
+        item.setToolTip(tooltip(f"{who}: no labels to measure this on" + (
+            " (imported labels do not record which side was shown)" if "left" in what else "")))
         return item
     item.setData(VALUE_ROLE, float(entry["share"]))
     lo, hi = entry["ci95"]
@@ -95,7 +95,7 @@ def bias_item(entry: Mapping[str, Any] | None, what: str, who: str) -> QTableWid
         tip += " The interval includes 50%: no sign of a bias."
     if entry.get("equal_length"):
         tip += f" {entry['equal_length']:,} pairs of equal length are left out."
-    item.setToolTip(tip)
+    item.setToolTip(tooltip(tip))  # names are data
     return item
 
 
@@ -425,7 +425,7 @@ class AdjudicationDialog(QDialog):
                 votes = " · ".join(f"{n} {CHOICE_NAMES.get(c, c)}" for n, c in row["labels"].items())
                 item = QListWidgetItem(f"#{cid}   {votes}")
                 item.setData(Qt.ItemDataRole.UserRole, cid)
-                item.setToolTip(f"Comparison #{cid}: {votes}")
+                item.setToolTip(tooltip(f"Comparison #{cid}: {votes}"))
                 self.list.addItem(item)
         target = select if select in self.rows else (self.queue[0] if self.queue else None)
         self.show_comparison(target)

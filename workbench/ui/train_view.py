@@ -60,6 +60,7 @@ from workbench.training.events import (
 )
 from workbench.ui import settings
 from workbench.ui.plots import TrainingPlots
+from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.worker import TrainingRun
 
 MINILM = "minilm"
@@ -374,7 +375,7 @@ class TrainView(QWidget):
         self.settings_box, self.settings_scroll = box, scroll
         self.form.advanced_button.toggled.connect(lambda _on: QTimer.singleShot(0, self._fit_settings))
         col.addWidget(scroll, 100)
-        self.form_error = QLabel("")
+        self.form_error = plain(QLabel(""))
         self.form_error.setObjectName("Error")
         self.form_error.setWordWrap(True)
         self.form_error.hide()
@@ -407,7 +408,7 @@ class TrainView(QWidget):
         # Fixed heights: the texts change ten times a second during a run, and a label that changes size
         # makes the whole window lay out again.
         lines = self.fontMetrics().lineSpacing()
-        self.detail_label = QLabel("")
+        self.detail_label = plain(QLabel(""))
         self.detail_label.setObjectName("Muted")
         self.detail_label.setWordWrap(True)
         self.detail_label.setFixedHeight(3 * lines + 4)
@@ -735,8 +736,8 @@ class TrainView(QWidget):
             self.run_ended.emit(run.run_id)
 
     def _show_failure(self, ev: Failed) -> None:
-        box = QMessageBox(QMessageBox.Icon.Warning, "Training failed", ev.message[:1].upper() + ev.message[1:] + ".",
-                          QMessageBox.StandardButton.Ok, self)
+        box = message_box(QMessageBox.Icon.Warning, "Training failed", ev.message[:1].upper() + ev.message[1:] + ".",
+                          parent=self)  # the message quotes paths and settings
         box.setInformativeText(("What to do: " + ev.hint + ".") if ev.hint else
                                "The project and its labels are unchanged; adjust the settings and start again.")
         box.setWindowModality(Qt.WindowModality.WindowModal)
@@ -816,7 +817,7 @@ class TrainView(QWidget):
                     item = QTableWidgetItem(str(value))
                     item.setData(Qt.ItemDataRole.UserRole, int(row.id))
                     if row.message:
-                        item.setToolTip(str(row.message))
+                        item.setToolTip(tooltip(row.message))
                     if c == 1 and row.status == "failed":
                         item.setForeground(Qt.GlobalColor.darkRed)
                     table.setItem(r, c, item)
