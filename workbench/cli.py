@@ -45,12 +45,14 @@ class _Subcommands:
     def __init__(self, action: argparse._SubParsersAction):
         self._action = action
         self.names: list[str] = []
+        self.parsers: dict[str, argparse.ArgumentParser] = {}
 
     def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
         if name in self.names:
             return argparse.ArgumentParser(prog=f"workbench {name}", add_help=False)  # shadowed: never used
         self.names.append(name)
-        return self._action.add_parser(name, **kwargs)
+        self.parsers[name] = self._action.add_parser(name, **kwargs)
+        return self.parsers[name]
 
     def __getattr__(self, attribute):
         return getattr(self._action, attribute)
@@ -69,6 +71,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         module = _import_optional(name)
         if module is not None:
             module.register(subparsers)
+    #: name -> the subcommand's parser, for the output guard (and its test, which walks them all).
+    parser.workbench_subparsers = subparsers.parsers
     return parser, subparsers.names
 
 
@@ -111,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        # Every file or folder a command writes goes through the one guard first (core/outputs.py).
+        from workbench.core.outputs import check_parsed_outputs
+
+        subparser = parser.workbench_subparsers.get(getattr(args, "command", None) or "")
+        if subparser is not None:
+            check_parsed_outputs(subparser, args)
         return int(handler(args) or 0)
     except KeyboardInterrupt:
         _report(debug, "interrupted")

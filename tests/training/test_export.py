@@ -152,3 +152,18 @@ def test_a_changed_backbone_is_caught_before_anything_is_written(trained, tmp_pa
     with pytest.raises(RunExportError, match="differ from the app's stored scores"):
         export_run(trained.path, trained.runs["head"], tmp_path / "bad")
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".*"))
+
+
+def test_export_model_works_on_a_read_only_project(trained, tmp_path, capsys, monkeypatch):
+    """Read-only media (injected: CI runs as root) still export; the project is not touched."""
+    import hashlib
+
+    from workbench.core import store
+
+    before = hashlib.sha256(trained.path.read_bytes()).hexdigest()
+    monkeypatch.setattr(store, "probe_read_only", lambda path: "read-only file system")
+    code, stdout, err = _cli(capsys, "export-model", "--project", str(trained.path), "--run",
+                             str(trained.runs["head"]), "--out", str(tmp_path / "ro"), "--quiet")
+    assert code == 0, err
+    assert (tmp_path / "ro" / "model.safetensors").is_file()
+    assert hashlib.sha256(trained.path.read_bytes()).hexdigest() == before

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.formats import FORMATS
+from workbench.core.outputs import add_output_argument
 from workbench.core.text import dumps_safe, terminal_safe, terminal_safe_data
 
 
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
                     "its full judgment log (.csv, .parquet or .jsonl).",
     )
     p.add_argument("--project", required=True, metavar="P", help="the project file")
-    p.add_argument("--out", required=True, metavar="FILE", help="the output file; its extension picks the format")
+    add_output_argument(p, "--out", required=True, metavar="FILE", help="the output file; its extension picks the format")
     p.add_argument("--what", choices=("pairs", "judgments"), default="pairs", help="what to export (default: pairs)")
     p.add_argument("--with-margin", nargs="?", const="small", default=None, metavar="SCALE",
                    help="add a margin column from each judgment's strength (Llama 2 scale: small (default) "
@@ -61,7 +62,7 @@ def register(subparsers) -> None:
 # ------------------------------------------------------------------------------------------- handlers
 def cmd_import(args: argparse.Namespace) -> int:
     from workbench.core.formats import import_records, read_records
-    from workbench.core.store import Project
+    from workbench.core.store import Project, remove_new_project
 
     if args.annotator is not None and not args.annotator.strip():
         raise ValueError("--annotator is empty; give a name or leave the option out")
@@ -69,15 +70,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     # Reading is the first half of the work, storing the second (import_records counts from there).
     records, info = read_records(args.file, args.format, progress and (lambda done, total: progress(done, 2 * total)))
     path = Path(args.project)
-    created = not path.exists()
+    was_empty = path.is_file() and path.stat().st_size == 0
+    created = was_empty or not path.exists()
     project = Project.open_or_create(path)
     try:
         summary = import_records(project, records, info, args.annotator, progress)
     except BaseException:
         project.close()
         if created:  # the import wrote nothing: leave no empty project behind either
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            remove_new_project(path, was_empty_file=was_empty)
         raise
     finally:
         if progress is not None:

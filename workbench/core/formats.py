@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.outputs import check_output_path
 from workbench.core.records import MARGIN_SCALES, STRENGTHS, PairRecord, PromptRecord, Text
 
 if TYPE_CHECKING:  # the store imports pandas and numpy; keep this module light to import
@@ -959,7 +960,7 @@ def _out_kind(out_path: str | os.PathLike, allowed: tuple[str, ...]) -> str:
 def _write_table(columns, out_path: str | os.PathLike, kind: str) -> None:
     """Write a dict of columns (or a DataFrame, for CSV and Parquet) to a temporary file beside the target,
     then rename it over the target: a failed export leaves no half-written file."""
-    out = Path(out_path)
+    out = check_output_path(out_path)
     if out.is_dir():
         raise FormatError(out, "is a directory; give a file name")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -136,3 +136,7 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+#: ``PRAGMA application_id`` of a project file ("PWBw"): a project is recognised by its content, whatever
+#: its name. Stamped on create, and on the first writable open of an older project (which has 0 there).
+APPLICATION_ID = 0x50574277

@@ -9,10 +9,12 @@ serialises writers from several processes without losing any.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from workbench.core.records import (
     Text,
     content_hash,
 )
-from workbench.core.schema import MIGRATIONS, SCHEMA_VERSION
+from workbench.core.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 ORDERS = ("new", "random", "prompt", "uncertain", "disagree")
 _ORDER_KEYS = {"new": ("id",), "random": ("rand_key", "id"), "prompt": ("prompt_id", "id")}
@@ -75,6 +77,52 @@ class ImportSummary:
             "duplicates": self.duplicates,
             **self.extra,
         }
+
+
+def probe_read_only(path: str | os.PathLike) -> str | None:
+    """Why the project file at ``path`` cannot be written (read-only media, no permission), or None.
+
+    Tried, not guessed from permission bits (root may write where the bits say no, but not on read-only
+    media): the file is opened for writing, and the folder must take the -wal and -shm files. Tests replace
+    this function to simulate read-only media."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return exc.strerror.lower() if exc.strerror else "cannot be written"
+        return None  # another problem: opening reports it
+    os.close(fd)
+    folder = path.parent if str(path.parent) else Path(".")
+    wal = Path(f"{path}-wal")
+    if not wal.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        return "its folder cannot be written"
+    return None
+
+
+def _is_read_only_error(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open database file" in text
+
+
+def _has_content(path: Path) -> bool:
+    """True if ``path`` is a non-empty file (or anything else that is not "no project yet")."""
+    try:
+        return path.stat().st_size > 0 or not path.is_file()
+    except FileNotFoundError:
+        return False
+
+
+def remove_new_project(path: str | os.PathLike, was_empty_file: bool = False) -> None:
+    """Undo a ``Project.create`` whose first write failed (closed already): remove the file and its -wal
+    and -shm, or give back the empty file that was there before."""
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if was_empty_file:
+        with open(path, "wb"):
+            pass
+    else:
+        Path(path).unlink(missing_ok=True)
 
 
 def _now() -> float:
@@ -124,15 +172,20 @@ class Project:
         self._model_queues: dict[tuple[str, int, int], tuple[str | None, list[int]]] = {}
         self._model_positions: dict[tuple[int, str, int, int], int] = {}
         self._seed: int | None = None
+        #: Why the project was opened read-only (read-only media, no permission), or None when writable.
+        #: Every write (``transaction``) then raises ProjectError.
+        self.read_only: str | None = None
 
     # ----------------------------------------------------------------- opening
     @classmethod
     def create(cls, path: str | os.PathLike, name: str | None = None, seed: int = 0) -> Project:
+        """A new project at ``path``, which must not exist or be an empty file. Only the commands that make
+        projects (import, merge --into, the app's "new project", the demo) call this."""
         path = Path(path)
-        if path.exists():
+        if path.exists() and not (path.is_file() and path.stat().st_size == 0):
             raise ProjectError(f"{path}: a file already exists there; open it instead")
         path.parent.mkdir(parents=True, exist_ok=True)
-        project = cls._connect(path)
+        project = cls._connect(path, create=True)
         with project.transaction():
             project._set_meta("name", name or path.stem)
             project._set_meta("seed", str(int(seed)))
@@ -142,6 +195,9 @@ class Project:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Project:
+        """An existing project. Never creates or changes a file that is not a project (a missing or empty file
+        raises ``ProjectError``); an older project is upgraded when the file is writable. A project that
+        cannot be written (read-only media, no permission) opens read-only: ``read_only`` says why."""
         path = Path(path)
         if not path.is_file():
             raise ProjectError(f"{path}: no such project file")
@@ -149,20 +205,28 @@ class Project:
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, **kwargs) -> Project:
+        """Open the project at ``path``, or create it when there is none (nothing, or an empty file)."""
         path = Path(path)
-        return cls.open(path) if path.exists() else cls.create(path, **kwargs)
+        return cls.open(path) if _has_content(path) else cls.create(path, **kwargs)
 
     @classmethod
-    def _connect(cls, path: Path) -> Project:
+    def _connect(cls, path: Path, create: bool = False) -> Project:
         try:
             with open(path, "rb") as fh:
                 head = fh.read(16)
         except FileNotFoundError:
+            if not create:
+                raise ProjectError(f"{path}: no such project file") from None
             head = b""
         except OSError as exc:
             raise ProjectError(f"{path}: cannot read the project file ({exc.strerror})") from None
+        if not head and not create:
+            raise ProjectError(f"{path}: an empty file, not a Preference Workbench project")
         if head and not head.startswith(b"SQLite format 3"):
             raise ProjectError(f"{path}: not a Preference Workbench project (not an SQLite file)")
+        read_only = None if create else probe_read_only(path)
+        if read_only is not None:
+            return cls._connect_read_only(path, read_only)
         try:
             conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=True)
         except sqlite3.Error as exc:
@@ -178,6 +242,11 @@ class Project:
             conn.execute("PRAGMA foreign_keys = ON")
             project = cls(path, conn)
             project._migrate()
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if not create and _is_read_only_error(exc):  # the probe said writable, SQLite found otherwise
+                return cls._connect_read_only(path, str(exc))
+            raise ProjectError(f"{path}: not a readable Preference Workbench project ({exc})") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise ProjectError(f"{path}: not a readable Preference Workbench project ({exc})") from None
@@ -186,9 +255,47 @@ class Project:
             raise
         return project
 
+    @classmethod
+    def _connect_read_only(cls, path: Path, reason: str) -> Project:
+        """Open without writing anything: SQLite's ``mode=ro``, or ``immutable=1`` where the WAL index (-shm)
+        cannot be made (a read-only folder); no journal-mode switch, no migration."""
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+        last: Exception | None = None
+        for suffix in ("", "&immutable=1"):
+            conn = None
+            try:
+                conn = sqlite3.connect(uri + suffix, uri=True, timeout=60.0, isolation_level=None,
+                                       check_same_thread=True)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA busy_timeout = 60000")
+                cls._check_version(path, conn)
+                conn.execute("PRAGMA foreign_keys = ON")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                if conn is not None:
+                    conn.close()
+                last = exc
+                continue
+            except BaseException:
+                if conn is not None:
+                    conn.close()
+                raise
+            if version != SCHEMA_VERSION:
+                conn.close()
+                raise ProjectError(
+                    f"{path}: opened read-only ({reason}), but the project needs an upgrade from schema {version} "
+                    f"to {SCHEMA_VERSION}, which writes; copy it somewhere writable and open the copy")
+            project = cls(path, conn)
+            project.read_only = reason
+            return project
+        raise ProjectError(f"{path}: not a readable Preference Workbench project (read-only: {reason}; {last})")
+
     @staticmethod
     def _check_version(path: Path, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if application_id not in (0, APPLICATION_ID):
+            raise ProjectError(f"{path}: an SQLite file of another application, not a Preference Workbench project")
         if version > SCHEMA_VERSION:
             raise ProjectError(
                 f"{path}: made by a newer Preference Workbench (schema {version}, this one reads "
@@ -198,7 +305,11 @@ class Project:
             raise ProjectError(f"{path}: an SQLite file, but not a Preference Workbench project")
 
     def _migrate(self) -> None:
-        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        def current() -> bool:
+            return (self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+                    and self.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID)
+
+        if current():
             return
         version = None
         try:
@@ -209,6 +320,8 @@ class Project:
                     for statement in _split_sql(MIGRATIONS[target]):
                         self.conn.execute(statement)
                     self.conn.execute(f"PRAGMA user_version = {target + 1}")
+                # The stamp that recognises a project by content (core/outputs.py); older projects lack it.
+                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         except sqlite3.Error as exc:
             # One transaction: a failed upgrade leaves the file as it was.
             raise ProjectError(
@@ -237,9 +350,16 @@ class Project:
     def checkpoint_dir(self, run_id: int) -> Path:
         return self.checkpoint_root / f"run-{run_id}"
 
+    def check_writable(self) -> None:
+        """Raise ``ProjectError`` if the project was opened read-only."""
+        if self.read_only is not None:
+            raise ProjectError(f"{self.path}: opened read-only ({self.read_only}); copy it somewhere writable "
+                               "to change it")
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; all or nothing. Nested use joins the outer one."""
+        self.check_writable()
         if self.conn.in_transaction:
             yield self.conn
             return
@@ -296,6 +416,8 @@ class Project:
         if name in self._annotator_ids:
             return self._annotator_ids[name]
         row = self.conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
+        if row is None and self.read_only is not None:
+            return -1  # a name a read-only project has never seen: no judgments (and writes are refused)
         if row is None:
             # Inside a caller's transaction the new row may yet be rolled back: do not cache its id then.
             cache = not self.conn.in_transaction

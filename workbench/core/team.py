@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.core.store import Project, ProjectError, _hash_int
+from workbench.core.store import Project, ProjectError, _hash_int, remove_new_project
 
 #: The label categories that agreement is measured over (skips are no label).
 CATEGORIES = ("a", "b", "tie", "both_bad")
@@ -128,7 +128,7 @@ def merge_projects(sources: Sequence[str | os.PathLike], into: str | os.PathLike
     summary = MergeSummary(target=str(target_path))
     opened: list[tuple[str, Project]] = []
     target: Project | None = None
-    created = False
+    created = was_empty = False
     try:
         # Open (and so check) every source before the target is touched.
         seen: list[Path] = []
@@ -146,7 +146,8 @@ def merge_projects(sources: Sequence[str | os.PathLike], into: str | os.PathLike
             opened.append((str(path), project))
         if target_path.is_dir():
             raise ProjectError(f"{target_path}: a folder, not a project file")
-        if target_path.exists():
+        was_empty = target_path.is_file() and target_path.stat().st_size == 0
+        if target_path.exists() and not was_empty:
             target = Project.open(target_path)
         else:
             # The first source's seed keeps the left/right sides its annotators saw.
@@ -179,8 +180,7 @@ def merge_projects(sources: Sequence[str | os.PathLike], into: str | os.PathLike
             target.close()
             target = None
             if created:  # leave no half-made project behind
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{target_path}{suffix}").unlink(missing_ok=True)
+                remove_new_project(target_path, was_empty_file=was_empty)
         raise
     finally:
         for _, project in opened:

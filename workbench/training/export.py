@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.core.outputs import check_output_path
 from workbench.core.store import Project
 
 #: statuses whose checkpoint is a complete model; "failed" is refused, "running" gets a warning
@@ -116,7 +117,7 @@ def export_run(project_path: str | os.PathLike, run_id: int, out_dir: str | os.P
 
     t0 = time.perf_counter()
     say = progress or (lambda message: None)
-    out = Path(out_dir).expanduser()
+    out = check_output_path(out_dir, kind="dir")
     if out.exists() and not out.is_dir():
         raise RunExportError(f"{out} is a file; give a folder to write the model into")
     if out.is_dir() and any(out.iterdir()):

@@ -14,6 +14,7 @@ import argparse
 import sys
 from typing import Any
 
+from workbench.core.outputs import add_output_argument
 from workbench.core.text import terminal_safe
 from workbench.training import offline_environment
 
@@ -56,7 +57,7 @@ def _register_export_model(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--project", required=True, metavar="P", help="the project file (.wbp)")
     p.add_argument("--run", required=True, type=int, metavar="N", help="the run to export (see the Train view or "
                                                                         "`workbench stats`)")
-    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (new or empty)")
+    add_output_argument(p, "--out", kind="dir", required=True, metavar="DIR", help="the folder to write (new or empty)")
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
     p.add_argument("--verify-pairs", type=int, default=16, metavar="K",
                    help="pairs scored with the exported folder and compared with the app's scores (0: skip; the "
@@ -103,7 +104,7 @@ def _register_score(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="the exported model folder")
     p.add_argument("--input", required=True, metavar="FILE",
                    help="JSONL, JSON, CSV or Parquet (optionally .gz)")
-    p.add_argument("--out", required=True, metavar="FILE", help="the output file (.jsonl, .csv or .parquet)")
+    add_output_argument(p, "--out", required=True, metavar="FILE", help="the output file (.jsonl, .csv or .parquet)")
     p.add_argument("--format", default="auto", choices=[*_SCORE_FORMATS, "unlabelled"], metavar="SHAPE",
                    help=f"the shape of the input rows: {'|'.join(_SCORE_FORMATS)}")
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="texts per forward pass")

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench.core.outputs import check_output_path
+
 if TYPE_CHECKING:  # formats is imported where it is used: the score command loads fast
     from workbench.core.formats import Rows
 
@@ -331,7 +333,7 @@ def _rows_table(rows: Rows) -> _Table:
 def write_table(columns: dict[str, list], out_path: str | os.PathLike, kind: str) -> None:
     """Write columns as JSONL, CSV (lists and objects as JSON text) or Parquet, to a temporary file
     beside the target that is then renamed over it."""
-    out = Path(out_path)
+    out = check_output_path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:

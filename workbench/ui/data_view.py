@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.ui import settings
+from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.tasks import ProjectTask
 from workbench.ui.team_panel import VALUE_ROLE, AdjudicationDialog, AgreementPanel, bias_item
@@ -405,7 +406,7 @@ class DataView(QWidget):
     # ------------------------------------------------------------------ adjudication
     def open_adjudication(self) -> AdjudicationDialog | None:
         """Open the adjudication dialog on the disagreements (window-modal: the project stays open meanwhile)."""
-        if self.project is None:
+        if self.project is None or self._refuse_read_only():
             return None
         dialog = AdjudicationDialog(self.project, self.annotator or "adjudicator", parent=self)
         dialog.setWindowModality(Qt.WindowModality.WindowModal)
@@ -437,9 +438,15 @@ class DataView(QWidget):
             settings.set_value("data/last_dir", str(Path(path).parent))
             self.start_import(path, self.format_combo.currentData() or "auto")
 
+    def _refuse_read_only(self) -> bool:
+        text = read_only_message(self.project)
+        if text is not None:
+            self.message.emit(text)
+        return text is not None
+
     def start_import(self, path: str | os.PathLike, format: str = "auto") -> ProjectTask | None:
         """Import ``path`` in a worker thread with its own connection to the project."""
-        if self.project is None or self.busy():
+        if self.project is None or self.busy() or self._refuse_read_only():
             return None
         from workbench.core.formats import import_file
 
@@ -556,7 +563,7 @@ class DataView(QWidget):
 
     def start_merge(self, paths) -> ProjectTask | None:
         """Merge the projects ``paths`` into the open one, in a worker thread, as one transaction."""
-        if self.project is None or self.busy():
+        if self.project is None or self.busy() or self._refuse_read_only():
             return None
         from workbench.core.team import merge_projects
 

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from workbench.core.records import STRENGTHS
 from workbench.ui import settings, style
 from workbench.ui.frame_model import Column, FrameModel, fixed
+from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import SafeTextBrowser, plain
 from workbench.ui.tasks import ProjectTask
 from workbench.ui.widgets import Card
@@ -751,6 +752,9 @@ class InspectView(QWidget):
         found = self._row_of_current()
         if found is None or self.project is None:
             return None
+        if (read_only := read_only_message(self.project)) is not None:
+            self.message.emit(read_only)
+            return None
         if not self.annotator:
             self.message.emit("Set your name (status bar) before relabelling.")
             return None
@@ -794,6 +798,12 @@ class InspectView(QWidget):
     def _toggle_mark(self, mark: str, value: bool) -> None:
         found = self._row_of_current()
         if found is None or self.project is None:
+            return
+        if (read_only := read_only_message(self.project)) is not None:
+            self.message.emit(read_only)
+            button = self.flag_button if mark == "flag" else self.exclude_button
+            with QSignalBlocker(button):
+                button.setChecked(not value)
             return
         pos, r = found
         cid = int(r["comparison_id"])

@@ -732,6 +732,8 @@ class LabelView(QWidget):
         """Record the judgment for the comparison on screen; show the next one only once it is stored."""
         if self.current is None or self.project is None or self.rank_mode or self._busy:
             return False
+        if self._refuse_read_only():
+            return False
         if self.note_row.isVisible():
             self.finish_note()
         comp = self.current
@@ -758,9 +760,16 @@ class LabelView(QWidget):
         self.load_next()
         return True
 
+    def _refuse_read_only(self) -> bool:
+        """True (with a message) when the open project is read-only: a key that would write does nothing."""
+        text = queries.read_only_message(self.project)
+        if text is not None:
+            self.message.emit(text)
+        return text is not None
+
     def undo(self) -> None:
         """Take back the latest judgment still in force and show its comparison with that answer marked."""
-        if self.project is None or not self.annotator or self._busy:
+        if self.project is None or not self.annotator or self._busy or self._refuse_read_only():
             return
         undone = self.project.undo_last(self.annotator)
         if undone is None:
@@ -886,7 +895,7 @@ class LabelView(QWidget):
 
     def submit_ranking(self) -> int:
         """Record one judgment per comparison among the ranked responses (K(K-1)/2), in one transaction."""
-        if not self.rank_mode or self.current is None or self._busy:
+        if not self.rank_mode or self.current is None or self._busy or self._refuse_read_only():
             return 0
         rank = {rid: i for i, rid in enumerate(self.rank_panel.order())}
         pairs = [(cid, ra, rb) for cid, ra, rb in queries.prompt_comparisons(self.project, self.current.prompt_id)
@@ -961,7 +970,7 @@ class LabelView(QWidget):
         settings.set_value("label/guidelines_visible", bool(on))
 
     def _on_guidelines_saved(self, text: str) -> None:
-        if self.project is None:
+        if self.project is None or self._refuse_read_only():
             return
         try:
             self.project.guidelines = text

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QStackedWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -67,8 +68,21 @@ class MainWindow(QMainWindow):
         self.nav.setFixedWidth(132)
         self.nav.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.stack = QStackedWidget()
+        # Shown while the open project is read-only (read-only media, no permission): writes are off.
+        self.read_only_banner = QLabel("")
+        self.read_only_banner.setObjectName("ReadOnlyBanner")
+        self.read_only_banner.setWordWrap(True)
+        self.read_only_banner.setTextFormat(Qt.TextFormat.PlainText)
+        self.read_only_banner.setStyleSheet("QLabel#ReadOnlyBanner { background: #fff3cd; color: #664d03; "
+                                            "padding: 6px 10px; border-bottom: 1px solid #ffe69c; }")
+        self.read_only_banner.hide()
+        column = QVBoxLayout()
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.read_only_banner)
+        column.addWidget(self.stack, 1)
         row.addWidget(self.nav)
-        row.addWidget(self.stack, 1)
+        row.addLayout(column, 1)
         self.pages.addWidget(self.start_page)
         self.pages.addWidget(self.workspace)
         self.setCentralWidget(self.pages)
@@ -181,6 +195,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
 
         actions = self.label_view.menu_actions()
+        self._write_actions = [actions[name] for name in ("undo", "note", "flag", "skip")]
         edit = bar.addMenu("&Edit")
         edit.addAction(actions["undo"])
         edit.addSeparator()
@@ -188,7 +203,7 @@ class MainWindow(QMainWindow):
             edit.addAction(actions[name])
         edit.addSeparator()
         edit.addAction("Change &Annotator…", self.change_annotator)
-        edit.addAction("Edit &Guidelines", self._edit_guidelines)
+        self._write_actions.append(edit.addAction("Edit &Guidelines", self._edit_guidelines))
 
         self.view_menu = bar.addMenu("&View")
         self._view_separator = self.view_menu.addSeparator()
@@ -233,6 +248,14 @@ class MainWindow(QMainWindow):
         for action in (self.import_action, self.export_pairs_action, self.export_log_action, self.close_action,
                        *self._view_actions):
             action.setEnabled(has)
+        writable = has and self.project.read_only is None
+        for action in (self.import_action, *self._write_actions):
+            action.setEnabled(writable)
+        if has and not writable:
+            self.read_only_banner.setText(
+                f"Read only: {self.project.read_only}. You can look, export and score, but labels, imports, "
+                "merges and training runs are off. Copy the project somewhere writable to change it.")
+        self.read_only_banner.setVisible(has and not writable)
 
     # ------------------------------------------------------------------ annotator
     def ensure_annotator(self) -> bool:

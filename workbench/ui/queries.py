@@ -12,6 +12,15 @@ from workbench.core.records import Text
 from workbench.core.store import Project
 
 
+def read_only_message(project: Project | None) -> str | None:
+    """The status-bar line for a write refused because the project was opened read-only, or None when the
+    project can be written (every view checks this before writing)."""
+    reason = getattr(project, "read_only", None)
+    if reason is None:
+        return None
+    return f"Read only ({reason}): nothing was changed. Copy the project somewhere writable to change it."
+
+
 def response_count(project: Project, prompt_id: int) -> int:
     """How many responses a prompt has (ranking needs three or more)."""
     return project.conn.execute("SELECT COUNT(*) FROM responses WHERE prompt_id = ?", (prompt_id,)).fetchone()[0]

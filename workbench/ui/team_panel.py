@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from workbench.core.records import STRENGTHS
 from workbench.ui import style
+from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import SafeTextBrowser, tooltip
 from workbench.ui.widgets import Card, KeyButton
 
@@ -490,6 +491,9 @@ class AdjudicationDialog(QDialog):
         cid = self.current
         if cid is None:
             return None
+        if (read_only := read_only_message(self.project)) is not None:
+            self.status_label.setText(read_only)
+            return None
         if choice in ("a", "b") and strength is None:
             strength = self.strength()
         try:
@@ -518,6 +522,9 @@ class AdjudicationDialog(QDialog):
     def undo(self) -> None:
         """Take back the latest decision made here; its comparison comes back into the queue."""
         if not self._history:
+            return
+        if (read_only := read_only_message(self.project)) is not None:
+            self.status_label.setText(read_only)
             return
         undone = self.project.undo_last(self.adjudicator)
         self._history.pop()

@@ -60,6 +60,7 @@ from workbench.training.events import (
 )
 from workbench.ui import settings
 from workbench.ui.plots import TrainingPlots
+from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.worker import TrainingRun
 
@@ -536,6 +537,10 @@ class TrainView(QWidget):
     # ------------------------------------------------------------------ controls
     def start(self, resume_run: int | None = None) -> bool:
         if self.project is None or self.busy():
+            return False
+        if (read_only := read_only_message(self.project)) is not None:
+            self.form_error.setText(read_only)
+            self.form_error.show()
             return False
         try:
             config = self.form.config()
