@@ -86,7 +86,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     s = summary.as_dict()
     identical = s.get("identical_pairs", 0)
     print(
-        f"imported {info.path.name} ({info.shape}, {info.rows:,} rows) into {path}: added {s['prompts_added']:,} "
+        f"imported {s['file']} ({info.shape}, {info.rows:,} rows) into {path}: added {s['prompts_added']:,} "
         f"prompts, {s['responses_added']:,} responses, {s['comparisons_added']:,} comparisons, "
         f"{s['judgments_added']:,} judgments; {s['duplicates']:,} duplicates "
         f"({info.duplicate_rows:,} repeated rows in the file)"
