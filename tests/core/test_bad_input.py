@@ -291,15 +291,20 @@ def raw(tmp_path, text, name="data.jsonl"):
 SURROGATE = '"\\ud800"'  # a JSON escape that decodes to a lone surrogate: not text, SQLite refuses it
 
 
+def lone(template: str) -> str:
+    """``template`` with each "@" replaced by the surrogate escape."""
+    return template.replace("@", SURROGATE)
+
+
 @pytest.mark.parametrize("line, field", [
-    ('{"prompt": %s, "chosen": "a", "rejected": "b"}' % SURROGATE, "prompt"),
+    (lone('{"prompt": @, "chosen": "a", "rejected": "b"}'), "prompt"),
     ('{"prompt": "p", "chosen": "a", "rejected": "b\\udfff"}', "rejected"),
-    ('{"prompt": "p", "chosen": "a", "rejected": "b", %s: 1}' % SURROGATE, "\\ud800"),
-    ('{"prompt": "p", "chosen": "a", "rejected": "b", "annotator": %s}' % SURROGATE, "annotator"),
-    ('{"prompt": "p", "chosen": "a", "rejected": "b", "meta": {"k": [1, {"x": %s}]}}' % SURROGATE, "meta"),
-    ('{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": %s}], '
-     '"rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "n"}]}' % SURROGATE, "chosen"),
-    ('{"prompt": "p", "responses": ["a", %s]}' % SURROGATE, "responses"),
+    (lone('{"prompt": "p", "chosen": "a", "rejected": "b", @: 1}'), "\\ud800"),
+    (lone('{"prompt": "p", "chosen": "a", "rejected": "b", "annotator": @}'), "annotator"),
+    (lone('{"prompt": "p", "chosen": "a", "rejected": "b", "meta": {"k": [1, {"x": @}]}}'), "meta"),
+    (lone('{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": @}], '
+          '"rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "n"}]}'), "chosen"),
+    (lone('{"prompt": "p", "responses": ["a", @]}'), "responses"),
 ])
 def test_lone_surrogate_anywhere(tmp_path, filled, line, field):
     path = raw(tmp_path, json.dumps(GOOD) + "\n" + line + "\n")
@@ -307,7 +312,7 @@ def test_lone_surrogate_anywhere(tmp_path, filled, line, field):
 
 
 def test_lone_surrogate_in_a_json_list_and_a_csv_cell(tmp_path, filled):
-    rejects(filled, raw(tmp_path, '[{"prompt": "p", "chosen": "a", "rejected": %s}]' % SURROGATE, "d.json"),
+    rejects(filled, raw(tmp_path, lone('[{"prompt": "p", "chosen": "a", "rejected": @}]'), "d.json"),
             'row 1, field "rejected": holds a lone surrogate')
     cell = '"[{""role"": ""user"", ""content"": ""\\udc80""}]"'
     rejects(filled, raw(tmp_path, f"prompt,chosen,rejected\np,a,b\n{cell},a,b\n", "d.csv"),
