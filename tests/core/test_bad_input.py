@@ -3,8 +3,11 @@ field, and a project that is left exactly as it was."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import socket
+import sqlite3
 import time
 
 import pandas as pd
@@ -38,17 +41,24 @@ def snapshot(project) -> str:
     )
 
 
+def dump(project) -> str:
+    """The whole database, every table, as SQL text: "unchanged" means byte for byte."""
+    return "\n".join(project.conn.iterdump())
+
+
 def rejects(project, path, *parts, format="auto"):
     """Import ``path``; assert it fails with a one-line message holding every part, and changes nothing."""
-    before = snapshot(project)
+    before, before_dump = snapshot(project), dump(project)
     with pytest.raises(FormatError) as err:
         import_file(project, path, format=format)
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"{path}: ")
+    message.encode("utf-8")  # printable: no lone surrogate from the data leaks into the message
     for part in parts:
         assert part in message, message
     assert snapshot(project) == before
+    assert dump(project) == before_dump
     return err.value
 
 
@@ -236,7 +246,7 @@ def test_bad_strength(tmp_path, filled, value):
 
 def test_bad_margin(tmp_path, filled):
     path = jsonl(tmp_path, {**GOOD, "margin": "big"})
-    rejects(filled, path, "line 1, field \"margin\": expected a number, got 'big'")
+    rejects(filled, path, "line 1, field \"margin\": expected a finite number, got 'big'")
 
 
 def test_bad_annotator(tmp_path, filled):
@@ -269,3 +279,233 @@ def test_unknown_extension_with_unclear_content(tmp_path, filled):
     path = tmp_path / "data.txt"
     path.write_text("prompt\tchosen\n")
     rejects(filled, path, "cannot tell the file type from its name")
+
+
+# ------------------------------------------------------------------------- hostile inputs (issue 10)
+def raw(tmp_path, text, name="data.jsonl"):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return path
+
+
+SURROGATE = '"\\ud800"'  # a JSON escape that decodes to a lone surrogate: not text, SQLite refuses it
+
+
+def lone(template: str) -> str:
+    """``template`` with each "@" replaced by the surrogate escape."""
+    return template.replace("@", SURROGATE)
+
+
+@pytest.mark.parametrize("line, field", [
+    (lone('{"prompt": @, "chosen": "a", "rejected": "b"}'), "prompt"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "b\\udfff"}', "rejected"),
+    (lone('{"prompt": "p", "chosen": "a", "rejected": "b", @: 1}'), "\\ud800"),
+    (lone('{"prompt": "p", "chosen": "a", "rejected": "b", "annotator": @}'), "annotator"),
+    (lone('{"prompt": "p", "chosen": "a", "rejected": "b", "meta": {"k": [1, {"x": @}]}}'), "meta"),
+    (lone('{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": @}], '
+          '"rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "n"}]}'), "chosen"),
+    (lone('{"prompt": "p", "responses": ["a", @]}'), "responses"),
+])
+def test_lone_surrogate_anywhere(tmp_path, filled, line, field):
+    path = raw(tmp_path, json.dumps(GOOD) + "\n" + line + "\n")
+    rejects(filled, path, f'line 2, field "{field}": holds a lone surrogate escape')
+
+
+def test_lone_surrogate_in_a_json_list_and_a_csv_cell(tmp_path, filled):
+    rejects(filled, raw(tmp_path, lone('[{"prompt": "p", "chosen": "a", "rejected": @}]'), "d.json"),
+            'row 1, field "rejected": holds a lone surrogate')
+    cell = '"[{""role"": ""user"", ""content"": ""\\udc80""}]"'
+    rejects(filled, raw(tmp_path, f"prompt,chosen,rejected\np,a,b\n{cell},a,b\n", "d.csv"),
+            'row 2, field "prompt": holds a lone surrogate')
+
+
+def test_a_surrogate_pair_is_text(tmp_path, project):
+    path = raw(tmp_path, '{"prompt": "\\ud83d\\ude00", "chosen": "a", "rejected": "b\\\\ud800"}\n')
+    import_file(project, path)
+    assert project.comparisons_frame()["prompt"].tolist() == ["\U0001F600"]
+
+
+@pytest.mark.parametrize("line, field", [
+    ('{"prompt": "p", "chosen": "a", "rejected": "b", "prompt": "q"}', "prompt"),
+    ('{"prompt": "p", "chosen": [{"role": "assistant", "role": "user", "content": "x"}], "rejected": "b"}', "role"),
+])
+def test_duplicate_json_key(tmp_path, filled, line, field):
+    rejects(filled, raw(tmp_path, line + "\n"), f'line 1, field "{field}": this key appears twice')
+    rejects(filled, raw(tmp_path, f"[{line}]", "d.json"), f'field "{field}": this key appears twice')
+
+
+@pytest.mark.parametrize("name, header", [("d.csv", "prompt,chosen,rejected,chosen"), ("d.tsv", "prompt\tchosen\trejected\tprompt")])
+def test_duplicate_csv_column(tmp_path, filled, name, header):
+    sep = "\t" if name.endswith("tsv") else ","
+    path = raw(tmp_path, header + "\n" + sep.join("pabc") + "\n", name)
+    rejects(filled, path, "field", "this column name appears twice in the header")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "-1", "2.5", "true", '"\\u00b2"', '"nan"', "1e400"])
+def test_strength_that_is_not_a_level(tmp_path, filled, value):
+    path = raw(tmp_path, json.dumps(GOOD)[:-1] + f', "strength": {value}}}\n')
+    rejects(filled, path, 'line 1, field "strength": expected a strength of 1 to 4')
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", '"nan"', '"inf"', "true", "[1]", "1e400"])
+def test_margin_that_is_not_a_finite_number(tmp_path, filled, value):
+    path = raw(tmp_path, json.dumps(GOOD)[:-1] + f', "margin": {value}}}\n')
+    rejects(filled, path, 'line 1, field "margin": expected a finite number')
+
+
+def test_margin_nan_in_csv_and_parquet(tmp_path, filled):
+    rejects(filled, raw(tmp_path, "prompt,chosen,rejected,margin\np,a,b,nan\n", "d.csv"),
+            'row 1, field "margin": expected a finite number')
+    path = tmp_path / "inf.parquet"
+    pd.DataFrame({**{k: [v] for k, v in GOOD.items()}, "margin": [float("inf")]}).to_parquet(path)
+    rejects(filled, path, 'row 1, field "margin": expected a finite number, got inf')
+
+
+def test_nullable_parquet_columns_are_missing_values(tmp_path, project):
+    """pandas' NA in a nullable integer column is a missing strength, not the text "<NA>"."""
+    path = tmp_path / "nullable.parquet"
+    df = pd.DataFrame({"prompt": ["p1", "p2"], "chosen": ["a", "a"], "rejected": ["b", "b"]})
+    df["strength"] = pd.array([3, None], dtype="Int64")
+    df.to_parquet(path)
+    import_file(project, path)
+    assert sorted(project.judgment_log()["strength"].fillna(0).astype(int)) == [0, 3]
+
+
+def test_number_too_long_to_convert(tmp_path, filled):
+    path = raw(tmp_path, json.dumps(GOOD)[:-1] + ', "x": ' + "1" * 5000 + "}\n")
+    rejects(filled, path, "line 1: not valid JSON")
+
+
+def test_deep_nesting(tmp_path, filled):
+    rejects(filled, raw(tmp_path, json.dumps(GOOD)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+            "line 1: not valid JSON")
+
+
+@pytest.mark.parametrize("field", ["prompt", "chosen", "rejected"])
+def test_empty_text(tmp_path, filled, field):
+    rejects(filled, jsonl(tmp_path, GOOD, {**GOOD, field: ""}), f'line 2, field "{field}": expected a text, got an empty string')
+
+
+def test_strings_and_lists_swapped(tmp_path, filled):
+    rejects(filled, jsonl(tmp_path, {"prompt": "p", "responses": "a, b"}), 'field "responses": expected a list')
+    rejects(filled, jsonl(tmp_path, {"chosen": ["\n\nHuman: q\n\nAssistant: a"], "rejected": "x"}),
+            'field "chosen": expected a string or a list of {role, content} messages; item 1 is a string')
+    rejects(filled, jsonl(tmp_path, {**GOOD, "chosen": {"role": "assistant", "content": "x"}}),
+            'field "chosen": expected a string or a list of messages, got an object')
+    rejects(filled, jsonl(tmp_path, {**GOOD, "annotator": ["alice"]}), 'field "annotator": expected an annotator name')
+
+
+def test_fifo_does_not_block(tmp_path, filled):
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    rejects(filled, fifo, "is a named pipe (FIFO), not a data file")
+
+
+def test_socket_and_devices(tmp_path, filled):
+    path = tmp_path / "s.jsonl"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        rejects(filled, path, "is a socket, not a data file")
+    rejects(filled, "/dev/zero", "is a character device, not a data file")
+    rejects(filled, "/dev/null", "is a character device")
+
+
+def test_symlink_to_a_fifo(tmp_path, filled):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(fifo)
+    rejects(filled, link, "is a named pipe (FIFO)")
+
+
+@pytest.mark.parametrize("name, content, part", [
+    ("t.jsonl.gz", gzip.compress(b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n' * 50)[:-12], "damaged gzip"),
+    ("t.jsonl.gz", b"\x1f\x8b\x08\x00garbage", "damaged gzip"),
+    ("t.jsonl.gz", b"plain text, not gzip\n", "not valid JSON"),
+    ("t.jsonl", b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n\x00\x00\x00\n', "not valid JSON"),
+    ("t.csv", b"prompt,chosen,rejected\np,a,b\n\xff\xfe,a,b\n", "not UTF-8"),
+    ("t.jsonl", b'{"prompt": "caf\xc3\xa9", "chosen": "a", "rejected": "b"}\n{"prompt": "caf\xe9"}\n', "line 2: not UTF-8"),
+    ("t.jsonl", b"\xef\xbb\xbf\xef\xbb\xbf{}", "not valid JSON"),
+])
+def test_damaged_bytes(tmp_path, filled, name, content, part):
+    rejects(filled, raw(tmp_path, content, name), part)
+
+
+def test_bom_and_crlf_are_fine(tmp_path, project):
+    body = "\r\n".join(json.dumps({**GOOD, "prompt": f"p{i}"}) for i in range(3)) + "\r\n"
+    import_file(project, raw(tmp_path, b"\xef\xbb\xbf" + body.encode(), "bom.jsonl"))
+    import_file(project, raw(tmp_path, b"\xef\xbb\xbfprompt,chosen,rejected\r\nq,a,b\r\n", "bom.csv"))
+    frame = project.comparisons_frame()
+    assert sorted(frame["prompt"]) == ["p0", "p1", "p2", "q"] and set(frame["response_b"]) == {"5", "b"}
+
+
+@pytest.mark.parametrize("frame", [
+    {"prompt": [[["a"]]], "chosen": ["c"], "rejected": ["r"]},
+    {"prompt": [{"k": [1, 2]}], "chosen": ["c"], "rejected": ["r"]},
+    {"prompt": [b"\x00\xff"], "chosen": ["c"], "rejected": ["r"]},
+    {"prompt": ["p"], "chosen": [[{"role": "assistant", "content": None}]], "rejected": ["r"]},
+    {"prompt": ["p"], "chosen": [1.5], "rejected": ["r"]},
+])
+def test_parquet_with_odd_types(tmp_path, filled, frame):
+    path = tmp_path / "odd.parquet"
+    pd.DataFrame(frame).to_parquet(path)
+    rejects(filled, path, "row 1, field")
+
+
+def test_parquet_odd_metadata_is_kept(tmp_path, project):
+    path = tmp_path / "meta.parquet"
+    df = pd.DataFrame({**{k: [v] for k, v in GOOD.items()}, "when": pd.to_datetime(["2024-01-02"]),
+                       "tags": [["x", "y"]], "extra": [{"a": 1}], "blob": [b"\x00\xff"]})
+    df.to_parquet(path)
+    assert import_file(project, path).comparisons_added == 1
+
+
+def orphans(project) -> tuple[int, int]:
+    """Prompts and responses that no comparison uses."""
+    conn = project.conn
+    prompts = conn.execute("SELECT COUNT(*) FROM prompts WHERE id NOT IN (SELECT prompt_id FROM comparisons)")
+    responses = conn.execute("SELECT COUNT(*) FROM responses WHERE id NOT IN (SELECT response_a FROM comparisons)"
+                             " AND id NOT IN (SELECT response_b FROM comparisons)")
+    return prompts.fetchone()[0], responses.fetchone()[0]
+
+
+def test_identical_responses_leave_no_orphans(tmp_path, project):
+    """Identical chosen and rejected are skipped and counted; nothing of them is stored."""
+    rows = [{"prompt": "same", "chosen": "x", "rejected": "x"},
+            {"prompt": "ok", "chosen": "a", "rejected": "b"},
+            {"prompt": "same2", "chosen": [{"role": "assistant", "content": "m"}],
+             "rejected": [{"role": "assistant", "content": "m"}]}]
+    summary = import_file(project, jsonl(tmp_path, *rows))
+    assert summary.extra["identical_pairs"] == 2 and summary.comparisons_added == 1
+    summary = import_file(project, jsonl(tmp_path, {"prompt": "u", "response_a": "x", "response_b": "x"}, name="u.jsonl"))
+    assert summary.extra["identical_pairs"] == 1 and summary.comparisons_added == 0
+    lists = [{"prompt": "k", "responses": ["x", "x", "x"]}, {"prompt": "k2", "responses": ["x", "y", "x"]}]
+    summary = import_file(project, jsonl(tmp_path, *lists, name="k.jsonl"))
+    assert summary.extra["identical_pairs"] == 1 and summary.comparisons_added == 1
+    assert orphans(project) == (0, 0)
+    assert project.statistics()["prompts"] == 2 and project.statistics()["responses"] == 4
+    assert sqlite3.connect(project.path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_identical_implicit_transcripts_leave_no_orphans(tmp_path, project):
+    same = "\n\nHuman: Q\n\nAssistant: same"
+    import_file(project, jsonl(tmp_path, {"chosen": same, "rejected": same}))
+    assert orphans(project) == (0, 0) and project.statistics()["prompts"] == 0
+
+
+def test_file_name_that_is_not_utf8(tmp_path, project):
+    """A file name with bytes that are not UTF-8 becomes a surrogate-escaped str; it is stored escaped."""
+    path = raw(tmp_path, json.dumps(GOOD) + "\n", os.fsdecode(b"caf\xe9.jsonl"))
+    summary = import_file(project, path)
+    assert summary.comparisons_added == 1
+    assert "import:caf\\udce9.jsonl" in project.annotators()["name"].tolist()
+    with pytest.raises(FormatError) as err:
+        import_file(project, raw(tmp_path, "{", os.fsdecode(b"bad\xff.jsonl")))
+    str(err.value).encode("utf-8")
+
+
+def test_annotator_that_is_not_utf8(tmp_path, project):
+    before = dump(project)
+    with pytest.raises(ValueError, match="not valid text"):
+        import_file(project, jsonl(tmp_path, GOOD), annotator=os.fsdecode(b"al\xefce"))
+    assert dump(project) == before

@@ -32,6 +32,7 @@ Parquet, and the judgment log as CSV, Parquet or JSONL.
 
 from __future__ import annotations
 
+import csv
 import difflib
 import gc
 import gzip
@@ -39,6 +40,8 @@ import io
 import json
 import math
 import os
+import re
+import stat
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -91,6 +94,11 @@ class FormatError(ValueError):
         self.field = field
 
     def __str__(self) -> str:
+        # A name or value may hold a lone surrogate (a non-UTF-8 file name, an escape in the data): show it
+        # escaped, so that the message can always be printed, logged or stored.
+        return _printable(self._text())
+
+    def _text(self) -> str:
         where = []
         if self.line is not None:
             where.append(f"line {self.line}")
@@ -295,10 +303,21 @@ class _Source:
         if not text.strip():
             raise FormatError(self.name, "the file is empty")
         if self.container == "csv":
-            return self._csv(text), None
-        if self.container == "json":
-            return self._json(text)
-        return self._jsonl(text)
+            rows, locs = self._csv(text), None
+        elif self.container == "json":
+            rows, locs = self._json(text)
+        else:
+            rows, locs = self._jsonl(text)
+        # UTF-8 text holds no lone surrogates, but a JSON escape ("\ud800") decodes to one, in any key or
+        # value at any depth (a CSV cell's JSON too); SQLite cannot store it. Only a file with such an escape
+        # is walked.
+        if _SURROGATE_ESCAPE.search(text):
+            for i, row in enumerate(rows):
+                name = _surrogate_field(row)
+                if name is not None:
+                    raise self.error(locs[i] if locs else i + 1, 'holds a lone surrogate escape (such as '
+                                     '"\\ud800"), which is not text; remove it or give both halves of the pair', name)
+        return rows, locs
 
     def _read_bytes(self) -> bytes:
         try:
@@ -357,7 +376,7 @@ class _Source:
         self.container = "jsonl"
         # raw_decode skips json.loads' per-call wrapper (about a third of the parse); anything it does not
         # take cleanly (leading blanks, trailing data, errors) goes through json.loads for its verdict.
-        decode = json.JSONDecoder().raw_decode
+        decode = json.JSONDecoder(object_pairs_hook=_unique_keys).raw_decode
         rows: list[dict] = []
         locs: list[int] = []
         for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON allows raw U+2028
@@ -369,11 +388,9 @@ class _Source:
                     if end != len(line) and not line[end:].isspace():
                         obj = json.loads(line)
                 except json.JSONDecodeError:
-                    obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FormatError(self.name, f"not valid JSON: {exc.msg} (column {exc.colno})", line=lineno) from None
-            except RecursionError:
-                raise FormatError(self.name, "not valid JSON: nested too deeply", line=lineno) from None
+                    obj = json.loads(line, object_pairs_hook=_unique_keys)
+            except (ValueError, RecursionError) as exc:
+                raise self._json_error(exc, lineno) from None
             if type(obj) is not dict:
                 raise FormatError(self.name, f"expected a JSON object, got {_kind(obj)}", line=lineno)
             rows.append(obj)
@@ -382,13 +399,13 @@ class _Source:
 
     def _json(self, text: str) -> tuple[list[dict], list[int] | None]:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             if exc.msg == "Extra data":  # one object per line, as `datasets` writes .json files
                 return self._jsonl(text)
-            raise FormatError(self.name, f"not valid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
-        except RecursionError:
-            raise FormatError(self.name, "not valid JSON: nested too deeply") from None
+            raise self._json_error(exc, exc.lineno) from None
+        except (ValueError, RecursionError) as exc:
+            raise self._json_error(exc, None) from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         elif isinstance(data, dict):
@@ -400,10 +417,34 @@ class _Source:
                 raise FormatError(self.name, f"expected an object, got {_kind(item)}", row=i + 1)
         return data, None
 
+    def _json_error(self, exc: Exception, line: int | None) -> FormatError:
+        """A JSON parser's complaint as a FormatError: a syntax error, a key given twice in one object (json
+        would silently keep the last), nesting too deep, or a number too long to convert."""
+        if isinstance(exc, _DuplicateKey):
+            return FormatError(self.name, "this key appears twice in one object; keep one", line=line,
+                               field=exc.key)
+        if isinstance(exc, json.JSONDecodeError):
+            return FormatError(self.name, f"not valid JSON: {exc.msg} (column {exc.colno})", line=line)
+        if isinstance(exc, RecursionError):
+            return FormatError(self.name, "not valid JSON: nested too deeply", line=line)
+        return FormatError(self.name, f"not valid JSON: {_one_line(exc)}", line=line)
+
     def _csv(self, text: str) -> list[dict]:
         import pandas as pd
 
         self.null = "an empty cell"
+        # pandas renames a repeated column ("prompt", "prompt.1") and the data would be taken silently from
+        # whichever comes first: read the header ourselves.
+        try:
+            header = next((r for r in csv.reader(io.StringIO(text), delimiter=self.sep) if r), [])
+        except csv.Error:
+            header = []  # pandas gives the verdict on a broken file
+        seen: set[str] = set()
+        for name in header:
+            if name in seen:
+                raise FormatError(self.name, "this column name appears twice in the header; rename or drop one",
+                                  line=1, field=name)
+            seen.add(name)
         try:
             df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=self.sep)
         except pd.errors.EmptyDataError:
@@ -433,9 +474,80 @@ class _Source:
 
 
 def _read_file(path: str | os.PathLike) -> bytes:
-    """The one place an input file is opened (tests replace it to simulate what root cannot see)."""
-    with open(path, "rb") as fh:
+    """The one place an input file is opened (tests replace it to simulate what root cannot see).
+
+    Only a regular file is read: a FIFO or socket would block forever and /dev/zero never ends. The type
+    is checked with os.stat before opening (which never blocks), and again on the descriptor, opened
+    non-blocking, in case the path was replaced in between."""
+    _require_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as fh:
+        _require_regular(path, os.fstat(fd).st_mode)
         return fh.read()
+
+
+def _require_regular(path: str | os.PathLike, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a special file")
+    raise FormatError(path, f"is {kind}, not a data file; give a regular file")
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """json's object hook that refuses a key given twice (json.loads keeps the last one silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _surrogate_field(row: dict) -> str | None:
+    """The key of the first field whose name or value (at any depth) holds a lone surrogate."""
+    for key, value in row.items():
+        stack = [key, value]
+        while stack:  # a loop, not recursion: the nesting is the file's to choose
+            item = stack.pop()
+            if isinstance(item, str):
+                if _has_surrogate(item):
+                    return key
+            elif isinstance(item, dict):
+                stack.extend(item)
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    return None
+
+
+def _printable(text: str) -> str:
+    """``text`` with any lone surrogate written as an escape (\\udcff), so that it can be encoded."""
+    return text if not _has_surrogate(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _json_list_cell(value: str, key: str) -> Any:
@@ -457,7 +569,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return None if math.isnan(value) else value
     if isinstance(value, (str, int, bool, bytes)) or value is None:
-        return value  # bytes stay bytes: binary data where text is expected must fail, not turn into "b'...'"
+        return value
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values in nullable columns
+        return None  # bytes stay bytes: binary data where text is expected must fail, not turn into "b'...'"
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -561,7 +675,7 @@ def _converter(src: _Source, shape: str, columns: list[str]):
 
     def text(row: dict, loc: int, name: str) -> Text:
         value = row.get(name, _MISSING)
-        if type(value) is str and len(value) <= MAX_TEXT_CHARS:
+        if type(value) is str and 0 < len(value) <= MAX_TEXT_CHARS:
             return Text(value)
         if value is _MISSING:
             raise _missing(src, row, loc, name, shape)
@@ -663,6 +777,8 @@ def _text(src: _Source, value: Any, loc: int, field: str) -> Text:
     if type(value) is str:
         if len(value) > MAX_TEXT_CHARS:
             raise _too_long(src, loc, field, len(value))
+        if not value:  # as a CSV's empty cell is: there is nothing to show or compare
+            raise src.error(loc, "expected a text, got an empty string", field)
         return Text(value)
     if isinstance(value, list):
         return Text.of(_messages(src, value, loc, field))
@@ -711,7 +827,9 @@ def _too_long(src: _Source, loc: int, field: str, n: int) -> FormatError:
 
 
 def _strength(src: _Source, value: Any, loc: int) -> int | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    # Only None is "no strength": every reader turns a missing cell into None, so a NaN here was written
+    # as such (JSON's NaN), and taking it as "none" would silently drop what the file says.
+    if value is None:
         return None
     level = None
     if isinstance(value, bool):
@@ -720,7 +838,7 @@ def _strength(src: _Source, value: Any, loc: int) -> int | None:
         level = int(value)
     elif isinstance(value, str):
         text = value.strip().lower().replace(" ", "_")
-        level = int(text) if text.isdigit() else _STRENGTH_NAMES.get(text)
+        level = int(text) if text.isascii() and text.isdigit() else _STRENGTH_NAMES.get(text)
     if level not in STRENGTHS:
         names = ", ".join(f'"{n}"' for n in STRENGTHS.values())
         raise src.error(loc, f"expected a strength of 1 to 4 or one of {names}, got {value!r}", "strength")
@@ -728,7 +846,7 @@ def _strength(src: _Source, value: Any, loc: int) -> int | None:
 
 
 def _margin(src: _Source, value: Any, loc: int) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:  # as for strength, a NaN is not "no margin"
         return None
     number = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -740,8 +858,8 @@ def _margin(src: _Source, value: Any, loc: int) -> float | None:
             pass
     if number is not None and math.isfinite(number):
         return number
-    raise src.error(loc, f"expected a number, got {_kind(value) if not isinstance(value, str) else repr(value)}",
-                    "margin")
+    got = repr(value) if isinstance(value, str) else str(number) if number is not None else _kind(value)
+    raise src.error(loc, f"expected a finite number, got {got}", "margin")
 
 
 def split_transcripts(chosen: str, rejected: str, src: _Source | str | None = None,
@@ -842,6 +960,11 @@ def import_records(
         annotator = annotator.strip()
         if not annotator:
             raise ValueError("annotator name is empty")
+        if _has_surrogate(annotator):  # a command-line argument that was not UTF-8
+            raise ValueError(f"annotator name {_printable(annotator)!r} is not valid text (not UTF-8)")
+    # The file's name becomes the source and the default annotator; a name that is not UTF-8 (a lone
+    # surrogate from the file system) is stored with its bad bytes escaped, as SQLite takes only text.
+    source = _printable(info.path.name)
     total = len(records)
 
     def feed():
@@ -852,10 +975,10 @@ def import_records(
             yield record
 
     with _bulk():
-        summary = project.add_records(feed(), source=info.path.name, annotator=annotator)
+        summary = project.add_records(feed(), source=source, annotator=annotator)
     if progress is not None:
         progress(2 * total, 2 * total)
-    summary.extra.update(file=info.path.name, shape=info.shape, rows=info.rows,
+    summary.extra.update(file=source, shape=info.shape, rows=info.rows,
                          duplicate_rows=info.duplicate_rows)
     return summary
 

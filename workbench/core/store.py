@@ -528,21 +528,25 @@ class Project:
                 return cid, False
 
             for record in records:
+                # Identical responses make no comparison: skip them (counted) before storing anything, so
+                # that no prompt or response is left behind that no comparison uses.
                 if isinstance(record, PromptRecord):
+                    distinct = list({r.key: r for r in record.responses}.values())
+                    if len(distinct) < 2:
+                        summary.extra["identical_pairs"] = summary.extra.get("identical_pairs", 0) + 1
+                        continue
                     pid, ph = prompt_id_of(record.prompt, record.metadata)
-                    ids = [response_id_of(pid, ph, r) for r in record.responses]
-                    unique = list(dict.fromkeys(ids))
+                    unique = [response_id_of(pid, ph, r) for r in distinct]
                     for i in range(len(unique)):
                         for j in range(i + 1, len(unique)):
                             comparison_of(pid, *unique[i], *unique[j])
                     continue
+                if record.response_a.key == record.response_b.key:
+                    summary.extra["identical_pairs"] = summary.extra.get("identical_pairs", 0) + 1
+                    continue
                 pid, ph = prompt_id_of(record.prompt, record.metadata)
                 ra, ha = response_id_of(pid, ph, record.response_a)
                 rb, hb = response_id_of(pid, ph, record.response_b)
-                if ra == rb:
-                    if record.choice in ("a", "b"):
-                        summary.extra["identical_pairs"] = summary.extra.get("identical_pairs", 0) + 1
-                    continue
                 cid, flipped = comparison_of(pid, ra, ha, rb, hb)
                 if record.choice is not None:
                     choice = {"a": "b", "b": "a"}.get(record.choice, record.choice) if flipped else record.choice
