@@ -215,7 +215,15 @@ class _Child:
         child_events, self.events = ctx.Pipe(duplex=False)[::-1]
         self.process = ctx.Process(target=_child_main, args=(child_jobs, child_events),
                                    name="workbench-trainer", daemon=True)
-        self.process.start()
+        # Born ignoring SIGINT (the disposition survives exec; Python keeps it), so that a Ctrl+C while
+        # the child's interpreter starts cannot kill it with a traceback before _child_main ignores it.
+        main = threading.current_thread() is threading.main_thread()  # signal.signal works there only
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self.process.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         _register_shutdown()
         child_jobs.close()  # so that a dead child shows as EOF here
         child_events.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def run_gui(project: str | os.PathLike | None = None, annotator: str | None = No
     received = quit_on_signals(window)
     freeze_startup_objects()
     status = app.exec()
+    signal.set_wakeup_fd(-1)  # the window and its wake-up socket go now; a late signal writes nowhere
     return 128 + received[0] if received else status  # the shell's convention: 130 for Ctrl+C, 143 for SIGTERM
 
 
@@ -73,7 +75,6 @@ def quit_on_signals(window) -> list[int]:
     Qt's event loop runs no Python, so a Python handler would wait for the next Python slot (Ctrl+C did
     nothing; SIGTERM killed the app and left the training child to a broken pipe): the C-level handler
     writes to a wake-up socket that Qt watches, and reading it runs the handler at once."""
-    import signal
     import socket
 
     from PySide6.QtCore import QSocketNotifier
