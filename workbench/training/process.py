@@ -94,6 +94,17 @@ class _ChildRun:
         self.over = False
 
 
+def _child_main(jobs, events) -> None:
+    """The child's entry: Ctrl+C in a terminal reaches the whole process group, but the parent stops this
+    process (a run first checkpoints), so SIGINT is ignored; a parent gone away (a closed pipe) ends it
+    without a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve(jobs, events)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        pass
+
+
 def _serve(jobs, events) -> None:
     """The child's main loop: one run per "run" message, until "exit" or the parent goes away.
 
@@ -202,9 +213,17 @@ class _Child:
         ctx = multiprocessing.get_context("spawn")
         self.jobs, child_jobs = ctx.Pipe(duplex=False)[::-1]  # (send end here, receive end there)
         child_events, self.events = ctx.Pipe(duplex=False)[::-1]
-        self.process = ctx.Process(target=_serve, args=(child_jobs, child_events),
+        self.process = ctx.Process(target=_child_main, args=(child_jobs, child_events),
                                    name="workbench-trainer", daemon=True)
-        self.process.start()
+        # Born ignoring SIGINT (the disposition survives exec; Python keeps it), so that a Ctrl+C while
+        # the child's interpreter starts cannot kill it with a traceback before _child_main ignores it.
+        main = threading.current_thread() is threading.main_thread()  # signal.signal works there only
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self.process.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         _register_shutdown()
         child_jobs.close()  # so that a dead child shows as EOF here
         child_events.close()

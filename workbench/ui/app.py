@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -59,8 +60,49 @@ def run_gui(project: str | os.PathLike | None = None, annotator: str | None = No
     elif project is not None:
         path = Path(project).expanduser()
         window.open_project(path, create=not path.exists())
+    received = quit_on_signals(window)
     freeze_startup_objects()
-    return app.exec()
+    status = app.exec()
+    signal.set_wakeup_fd(-1)  # the window and its wake-up socket go now; a late signal writes nowhere
+    return 128 + received[0] if received else status  # the shell's convention: 130 for Ctrl+C, 143 for SIGTERM
+
+
+def quit_on_signals(window) -> list[int]:
+    """SIGTERM and Ctrl+C (SIGINT) close the window as its close button does (views save, the project
+    closes, the training process is stopped at exit), a running run first stopping with a checkpoint,
+    without the question a person gets. Returns the list the signal received is put in.
+
+    Qt's event loop runs no Python, so a Python handler would wait for the next Python slot (Ctrl+C did
+    nothing; SIGTERM killed the app and left the training child to a broken pipe): the C-level handler
+    writes to a wake-up socket that Qt watches, and reading it runs the handler at once."""
+    import socket
+
+    from PySide6.QtCore import QSocketNotifier
+
+    received: list[int] = []
+
+    def close() -> None:
+        for _, view in window.views:
+            if hasattr(view, "stop_and_wait"):
+                view.stop_and_wait()
+        window.close()
+        QApplication.quit()  # even if something kept the window open
+
+    def on_signal(signum, _frame) -> None:
+        if not received:  # a second one while closing changes nothing
+            received.append(signum)
+            QTimer.singleShot(0, close)  # not inside the handler: it may interrupt any Python code
+
+    reader, writer = socket.socketpair()
+    for sock in (reader, writer):
+        sock.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, window)
+    notifier.activated.connect(lambda *_: reader.recv(64))
+    window._signal_wakeup = (reader, writer, notifier)  # kept as long as the window
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    return received
 
 
 def freeze_startup_objects() -> None:

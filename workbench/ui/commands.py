@@ -35,8 +35,15 @@ def _no_display() -> str | None:
             "session, or use the command-line tools: workbench import / export / stats")
 
 
+def _window_problem() -> str | None:
+    """Why a window cannot open here, found before Qt is imported (Qt would abort the process), or None."""
+    from workbench.ui.platform_check import xcb_problem
+
+    return _no_display() or xcb_problem()
+
+
 def gui_command(args: argparse.Namespace) -> int:
-    problem = _no_display()
+    problem = _window_problem()
     if problem:
         print(f"workbench: error: {terminal_safe(problem)}", file=sys.stderr)
         return 1
@@ -46,7 +53,7 @@ def gui_command(args: argparse.Namespace) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    problem = _no_display()
+    problem = _window_problem()
     if problem:
         print(f"workbench: error: {terminal_safe(problem)}", file=sys.stderr)
         return 1
