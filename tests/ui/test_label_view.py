@@ -6,8 +6,7 @@ import json
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
-from ui_helpers import ANNOTATOR, activate
+from ui_helpers import ANNOTATOR, activate, press
 
 from workbench.core.store import Project
 
@@ -15,12 +14,6 @@ K = Qt.Key
 SHIFT = Qt.KeyboardModifier.ShiftModifier
 ALT = Qt.KeyboardModifier.AltModifier
 CTRL = Qt.KeyboardModifier.ControlModifier
-
-
-def press(qtbot, window, key, modifier=Qt.KeyboardModifier.NoModifier):
-    """A key press delivered where a person's would go: the focused widget, else the window."""
-    target = QApplication.focusWidget() or window
-    qtbot.keyClick(target, key, modifier)
 
 
 def text_on(view, side: str) -> str:

@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
-from ui_helpers import ANNOTATOR
+from ui_helpers import ANNOTATOR, press
 
 from workbench.core.store import Project
 from workbench.ui import settings
 from workbench.ui.label_view import LabelView
 
 K = Qt.Key
-
-
-def press(qtbot, window, key):
-    qtbot.keyClick(QApplication.focusWidget() or window, key)
 
 
 def comparison_ids(project: Project) -> list[int]:

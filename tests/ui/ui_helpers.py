@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from workbench.core.records import PairRecord, PromptRecord, Text
@@ -34,3 +35,6 @@ def activate(qtbot, window) -> None:
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=3000)
 
 
+def press(qtbot, window, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    """A key press delivered where a person's would go: the focused widget, else the window."""
+    qtbot.keyClick(QApplication.focusWidget() or window, key, modifier)

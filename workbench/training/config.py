@@ -179,6 +179,14 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+def base_type(hint: Any) -> Any:
+    """The type a field holds when set: ``int`` for ``int | None``; a ``Literal`` stays as it is."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is Literal or not args:
+        return hint
+    return next((a for a in args if a is not type(None)), hint)
+
+
 def _check_type(name: str, value: Any, hint: Any) -> None:
     args = typing.get_args(hint)
     origin = typing.get_origin(hint)
@@ -191,7 +199,7 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
         if type(None) in args:
             return
         raise ValueError(f"{name} must be set, got None")
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    base = base_type(hint)
     if base is bool:
         ok = isinstance(value, bool)
     elif base is int:
@@ -223,8 +231,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         elif hint is bool:
             kwargs.update(action=argparse.BooleanOptionalAction)
         else:
-            base = next((a for a in args if a is not type(None)), hint) if args else hint
-            kwargs.update(type=base, metavar=f.name.upper())
+            kwargs.update(type=base_type(hint), metavar=f.name.upper())
         parser.add_argument(*flags, **kwargs)
 
 

@@ -6,14 +6,14 @@ fields (the note, the guidelines editor) claim printable keys first, as they sho
 not judge anything. Each key is registered once and its handler dispatches on the mode (pair or rank),
 so no two enabled shortcuts ever share a key.
 
-A judgment is recorded (committed to the project file) before the next comparison is shown.
+A judgment is recorded (committed to the project file) before the next comparison is shown. What is
+being judged and every write belong to a ``LabelSession`` (workbench/core/label_session.py, no Qt); this
+module owns the widgets, the keys and the rendering.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from dataclasses import dataclass
 
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -36,12 +36,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workbench.core.label_session import DEFAULT_STRENGTH, LabelSession
 from workbench.core.records import STRENGTHS, Comparison, Judgment, Text
 from workbench.ui import queries, settings, style
 from workbench.ui.safe_text import SafeTextBrowser, build_diff_document, build_document, plain, tooltip, word_diff
-from workbench.ui.widgets import Card, KeyButton
+from workbench.ui.widgets import Card, ChoiceRow, KeyButton
 
-DEFAULT_STRENGTH = 3
 STRENGTH_LABELS = {1: "Negligibly", 2: "Slightly", 3: "Better", 4: "Much better  ⇧"}
 ORDER_LABELS = {
     "new": "New first",
@@ -65,14 +65,6 @@ NO_SCORES_TIP = ("Needs a trained model: train one in the Train view. These orde
 SCORE_HINT_TIP = ("The latest run's reward for each response, shown in the response headers. Off by default: "
                   "seeing the model's opinion before judging can sway the judgment.")
 CHOICE_WORDS = {"tie": "Tie", "both_bad": "Both bad", "skip": "Skipped"}
-
-
-@dataclass
-class _Pending:
-    """What the annotator has set for the comparison on screen but not yet submitted."""
-
-    note: str = ""
-    flag: bool = False
 
 
 def _format_duration(seconds: float) -> str:
@@ -272,22 +264,13 @@ class LabelView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("LabelView")
-        self.project = None
-        self.annotator = ""
-        self.order = "new"
-        self.current: Comparison | None = None
-        self.shown_at: float | None = None
-        self.previous: Judgment | None = None  # the answer being revised after an undo
-        self.pending = _Pending()
+        self.session = LabelSession()
         self.rank_mode = False
         self.diff_mode = False
         self.score_hint = settings.value("label/score_hint", False) in (True, "true", "True", 1, "1")
         self.hint_scores: dict | None = None  # the scores shown by the hint (for tests and tooltips)
-        self.session_started = time.time()
-        self.session_judgments = 0
         self._done = 0
         self._total = 0
-        self._busy = False
         self._active = False
         self._response_count = 0
         self._build()
@@ -296,6 +279,32 @@ class LabelView(QWidget):
         self._clock.setInterval(1000)
         self._clock.timeout.connect(self._update_clock)
         self.set_project(None)
+
+    # The session's state, read where the view (and its tests) used to keep it.
+    @property
+    def project(self):
+        return self.session.project
+
+    @property
+    def annotator(self) -> str:
+        return self.session.annotator
+
+    @property
+    def order(self) -> str:
+        return self.session.order
+
+    @property
+    def current(self) -> Comparison | None:
+        return self.session.current
+
+    @property
+    def previous(self) -> Judgment | None:
+        """The answer being revised after an undo."""
+        return self.session.previous
+
+    @property
+    def shown_at(self) -> float | None:
+        return self.session.shown_at
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -369,23 +378,14 @@ class LabelView(QWidget):
         self.body_stack.addWidget(self.empty_label)
         col.addWidget(self.body_stack, 1)
 
-        # Choices: left under left, right under right, the others in the middle.
-        choices = QHBoxLayout()
-        choices.setSpacing(8)
-        self.left_button = KeyButton("◀  Left is better", "1 · ←")
-        self.tie_button = KeyButton("Tie", "=")
-        self.bad_button = KeyButton("Both bad", "0")
-        self.right_button = KeyButton("Right is better  ▶", "2 · →")
+        # Choices: left under left, right under right, the others (or, ranking, the submit) in the middle.
         self.submit_rank_button = KeyButton("Submit ranking", "Ctrl+Enter", object_name="Primary")
         self.submit_rank_button.setMaximumWidth(340)
-        choices.addWidget(self.left_button, 3)
-        choices.addStretch(1)
-        choices.addWidget(self.tie_button, 2)
-        choices.addWidget(self.bad_button, 2)
-        choices.addWidget(self.submit_rank_button, 3)
-        choices.addStretch(1)
-        choices.addWidget(self.right_button, 3)
-        col.addLayout(choices)
+        self.choices = ChoiceRow(("◀  Left is better", "1 · ←"), ("Right is better  ▶", "2 · →"),
+                                 middle=self.submit_rank_button)
+        self.left_button, self.right_button = self.choices.first_button, self.choices.second_button
+        self.tie_button, self.bad_button = self.choices.tie_button, self.choices.bad_button
+        col.addWidget(self.choices)
 
         # Strength, and the secondary actions.
         row = QHBoxLayout()
@@ -457,10 +457,8 @@ class LabelView(QWidget):
         self.outer_splitter.setStretchFactor(1, 1)
 
         # Wiring.
-        self.left_button.clicked.connect(lambda: self.choose("left"))
-        self.right_button.clicked.connect(lambda: self.choose("right"))
-        self.tie_button.clicked.connect(lambda: self.commit("tie"))
-        self.bad_button.clicked.connect(lambda: self.commit("both_bad"))
+        self.choices.chosen.connect(self._on_choices_chosen)
+        self.strength_group.idClicked.connect(self.set_strength)
         self.skip_button.clicked.connect(self.skip)
         self.note_button.clicked.connect(self.start_note)
         self.flag_button.clicked.connect(lambda: self.toggle_flag())
@@ -474,7 +472,7 @@ class LabelView(QWidget):
         self.note_edit.installEventFilter(self)
         self.guidelines.saved.connect(self._on_guidelines_saved)
         self.submit_rank_button.hide()
-        self._reset_strength()
+        self._update_strength()
 
     def _build_actions(self) -> None:
         """One QAction per key; window-wide; handlers dispatch on the mode."""
@@ -533,14 +531,10 @@ class LabelView(QWidget):
 
     # ------------------------------------------------------------------ project and annotator
     def set_project(self, project) -> None:
-        self.project = project
-        self.current = None
-        self.previous = None
+        self.session.set_project(project)
         self.rank_mode = False
         with QSignalBlocker(self.rank_button):
             self.rank_button.setChecked(False)
-        self.session_started = time.time()
-        self.session_judgments = 0
         if project is None:
             self._clock.stop()
             self._show_empty("Open a project to start labelling.")
@@ -555,12 +549,8 @@ class LabelView(QWidget):
         self._clock.start()
 
     def set_annotator(self, name: str) -> None:
-        self.annotator = name
+        self.session.set_annotator(name)
         if self.project is not None:
-            self.current = None
-            self.previous = None
-            self.session_judgments = 0
-            self.session_started = time.time()
             self.load_next()
 
     def set_active(self, active: bool) -> None:
@@ -598,7 +588,7 @@ class LabelView(QWidget):
                 self.order_combo.setItemData(i, ORDER_TIPS[key] if enabled else NO_SCORES_TIP,
                                              Qt.ItemDataRole.ToolTipRole)
                 model.item(i).setEnabled(enabled)
-            self.order = saved if saved in available else "new"
+            self.session.order = saved if saved in available else "new"
             self.order_combo.setCurrentIndex(orders.index(self.order))
         self.order_combo.setToolTip(
             "The order comparisons come in" + ("" if scored else
@@ -613,7 +603,7 @@ class LabelView(QWidget):
         key = self.order_combo.itemData(index)
         if not key or key == self.order:
             return
-        self.order = key
+        self.session.order = key
         settings.set_value("label/order", key)
         if self.project is not None and self.previous is None:
             self.load_next()
@@ -624,12 +614,10 @@ class LabelView(QWidget):
             self.order_combo.setCurrentIndex(index)
 
     def load_next(self) -> None:
-        if self.project is None or not self.annotator:
+        if not self.session.ready:
             return
-        cid = self.project.next_comparison(self.annotator, self.order)
-        if cid is None:
-            self.current = None
-            done, total = self.project.queue_position(self.annotator)
+        if self.session.next() is None:
+            done, total = self.session.position()
             self._done, self._total = done, total
             if total == 0:
                 self._show_empty("No comparisons yet.\nImport a data file in the Data view (Ctrl+I).")
@@ -639,27 +627,26 @@ class LabelView(QWidget):
             self._update_progress()
             self._update_enabled()
             return
-        self.show_comparison(cid)
+        self._show_current()
 
     def show_comparison(self, comparison_id: int, previous: Judgment | None = None) -> None:
         """Show a comparison; ``previous`` is the answer being revised (after an undo)."""
-        comp = self.project.comparison(comparison_id)
-        self.current = comp
-        self.previous = previous
+        self.session.show(comparison_id, previous)
+        self._show_current()
+
+    def _show_current(self) -> None:
+        """Render the session's current comparison, with its pending note, flag and strength."""
+        comp, previous = self.current, self.previous
         self.note_row.hide()
-        self.pending = _Pending(note=previous.note if previous else "",
-                                flag=bool(previous and "flag" in previous.flags))
         self._response_count = queries.response_count(self.project, comp.prompt_id)
         if self.rank_mode and self._response_count < 3:
             self.set_rank_mode(False)
         self._render()
         self._update_score_hint()
-        self._reset_strength(previous.strength if previous and previous.strength else DEFAULT_STRENGTH)
         self._show_previous(previous)
         self._update_pending()
         self._update_progress()
         self._update_enabled()
-        self.shown_at = time.time()
         self._update_clock()
 
     def _render(self) -> None:
@@ -674,8 +661,7 @@ class LabelView(QWidget):
             self._fill_rank()
             self.body_stack.setCurrentWidget(self.rank_panel)
             return
-        left_text = comp.response_a if comp.left == "a" else comp.response_b
-        right_text = comp.response_b if comp.left == "a" else comp.response_a
+        left_text, right_text = self.session.sides()
         if self.diff_mode:
             l_runs, r_runs = word_diff(left_text.text, right_text.text)
             self.left_view.setDocument(build_diff_document(l_runs, font, self.left_view))
@@ -700,7 +686,6 @@ class LabelView(QWidget):
             self._fit_prompt()
 
     def _show_empty(self, text: str) -> None:
-        self.current = None
         self._update_score_hint()
         self.prompt_card.hide()
         self.empty_label.setText(text)
@@ -718,6 +703,12 @@ class LabelView(QWidget):
         elif side is not None:
             self.choose(side)
 
+    def _on_choices_chosen(self, key: str) -> None:
+        if key in ("first", "second"):
+            self.choose("left" if key == "first" else "right")
+        else:
+            self.commit(key)
+
     def choose(self, screen_side: str, much: bool = False) -> None:
         """The response on ``screen_side`` ("left"/"right") is better."""
         if self.current is None or self.rank_mode:
@@ -730,81 +721,55 @@ class LabelView(QWidget):
 
     def commit(self, choice: str, strength: int | None = None) -> bool:
         """Record the judgment for the comparison on screen; show the next one only once it is stored."""
-        if self.current is None or self.project is None or self.rank_mode or self._busy:
-            return False
-        if self._refuse_read_only():
+        if self.current is None or self.rank_mode:
             return False
         if self.note_row.isVisible():
             self.finish_note()
-        comp = self.current
-        self._busy = True
-        try:
-            self.project.record_judgment(
-                comp.id,
-                self.annotator,
-                choice,
-                strength=strength if choice in ("a", "b") else None,
-                left=comp.left,
-                shown_at=self.shown_at,
-                note=self.pending.note,
-                flags=["flag"] if self.pending.flag else [],
-            )
-        except sqlite3.Error as exc:
-            self.message.emit(f"Could not save the judgment ({exc}); nothing was recorded. Try again.")
+        outcome = self.session.commit(choice, strength)
+        if not outcome.ok:
+            if outcome.message:
+                self.message.emit(outcome.message)
             return False
-        finally:
-            self._busy = False
-        if choice != "skip":
-            self.session_judgments += 1
         self.judged.emit()
         self.load_next()
         return True
 
-    def _refuse_read_only(self) -> bool:
-        """True (with a message) when the open project is read-only: a key that would write does nothing."""
-        text = queries.read_only_message(self.project)
-        if text is not None:
-            self.message.emit(text)
-        return text is not None
-
     def undo(self) -> None:
         """Take back the latest judgment still in force and show its comparison with that answer marked."""
-        if self.project is None or not self.annotator or self._busy or self._refuse_read_only():
+        outcome = self.session.undo()
+        if not outcome.ok:
+            if outcome.message:
+                self.message.emit(outcome.message)
             return
-        undone = self.project.undo_last(self.annotator)
-        if undone is None:
-            self.message.emit("Nothing to undo.")
-            return
-        if undone.choice not in (None, "skip"):
-            self.session_judgments = max(0, self.session_judgments - 1)
         if self.rank_mode:
             self.rank_button.setChecked(False)
-        self.show_comparison(undone.comparison_id, previous=undone)
-        self.message.emit("Undone: answer this comparison again.")
+        self._show_current()
+        self.message.emit(outcome.message)
         self.judged.emit()
 
     # ------------------------------------------------------------------ strength, note, flag
     def strength(self) -> int:
-        level = self.strength_group.checkedId()
-        return level if level in STRENGTHS else DEFAULT_STRENGTH
+        return self.session.pending.strength
 
     def set_strength(self, level: int) -> None:
-        if level in self.strength_buttons:
-            self.strength_buttons[level].setChecked(True)
+        self.session.set_strength(level)
+        self._update_strength()
 
-    def _reset_strength(self, level: int = DEFAULT_STRENGTH) -> None:
-        self.set_strength(level)
+    def _update_strength(self) -> None:
+        button = self.strength_buttons.get(self.session.pending.strength)
+        if button is not None:
+            button.setChecked(True)
 
     def start_note(self) -> None:
         if self.current is None:
             return
-        self.note_edit.setText(self.pending.note)
+        self.note_edit.setText(self.session.pending.note)
         self.note_row.show()
         self.note_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.note_edit.selectAll()
 
     def finish_note(self) -> None:
-        self.pending.note = self.note_edit.text().strip()
+        self.session.set_note(self.note_edit.text())
         self._close_note()
 
     def cancel_note(self) -> None:
@@ -824,28 +789,25 @@ class LabelView(QWidget):
     def toggle_flag(self, value: bool | None = None) -> None:
         if self.current is None:
             return
-        self.pending.flag = (not self.pending.flag) if value is None else bool(value)
+        self.session.toggle_flag(value)
         self._update_pending()
 
     def _update_pending(self) -> None:
+        pending = self.session.pending
         with QSignalBlocker(self.flag_button):
-            self.flag_button.setChecked(self.pending.flag)
-        self.flag_badge.setVisible(self.pending.flag and self.current is not None)
-        if self.pending.note and self.current is not None:
-            self.note_label.setText(f"Note: {self.pending.note}")
+            self.flag_button.setChecked(pending.flag)
+        self.flag_badge.setVisible(pending.flag and self.current is not None)
+        if pending.note and self.current is not None:
+            self.note_label.setText(f"Note: {pending.note}")
             self.note_label.show()
         else:
             self.note_label.hide()
+        self._update_strength()
 
     def _show_previous(self, previous: Judgment | None) -> None:
         buttons = {"left": self.left_button, "right": self.right_button, "tie": self.tie_button,
                    "both_bad": self.bad_button, "skip": self.skip_button}
-        marked = None
-        if previous is not None and previous.choice is not None and self.current is not None:
-            if previous.choice in ("a", "b"):
-                marked = "left" if previous.choice == self.current.left else "right"
-            else:
-                marked = previous.choice
+        marked = self.session.shown_side(previous.choice) if previous and self.current is not None else None
         for key, button in buttons.items():
             button.set_previous(key == marked)
         if previous is None:
@@ -884,10 +846,8 @@ class LabelView(QWidget):
         self._update_enabled()
 
     def _fill_rank(self) -> None:
-        comp = self.current
-        responses = queries.prompt_responses(self.project, comp.prompt_id)
-        first = [comp.response_a_id if comp.left == "a" else comp.response_b_id,
-                 comp.response_b_id if comp.left == "a" else comp.response_a_id]
+        responses = queries.prompt_responses(self.project, self.current.prompt_id)
+        first = list(self.session.side_ids())
         by_id = dict(responses)
         ordered = [(rid, by_id[rid]) for rid in first if rid in by_id]
         ordered += [(rid, t) for rid, t in responses if rid not in first]
@@ -895,31 +855,17 @@ class LabelView(QWidget):
 
     def submit_ranking(self) -> int:
         """Record one judgment per comparison among the ranked responses (K(K-1)/2), in one transaction."""
-        if not self.rank_mode or self.current is None or self._busy or self._refuse_read_only():
+        if not self.rank_mode or self.current is None:
             return 0
-        rank = {rid: i for i, rid in enumerate(self.rank_panel.order())}
-        pairs = [(cid, ra, rb) for cid, ra, rb in queries.prompt_comparisons(self.project, self.current.prompt_id)
-                 if ra in rank and rb in rank]
-        flags = ["flag"] if self.pending.flag else []
-        self._busy = True
-        try:
-            with self.project.transaction():
-                for cid, ra, rb in pairs:
-                    self.project.record_judgment(
-                        cid, self.annotator, "a" if rank[ra] < rank[rb] else "b",
-                        shown_at=self.shown_at, note=self.pending.note, flags=flags, kind="label",
-                    )
-        except sqlite3.Error as exc:
-            self.message.emit(f"Could not save the ranking ({exc}); nothing was recorded. Try again.")
+        outcome = self.session.rank(self.rank_panel.order())
+        if outcome.message:
+            self.message.emit(outcome.message)
+        if not outcome.ok:
             return 0
-        finally:
-            self._busy = False
-        self.session_judgments += len(pairs)
-        self.message.emit(f"Ranking saved as {len(pairs)} pairwise judgments.")
         self.set_rank_mode(False)
         self.judged.emit()
         self.load_next()
-        return len(pairs)
+        return outcome.count
 
     # ------------------------------------------------------------------ model score hint
     def set_score_hint(self, on: bool) -> None:
@@ -970,14 +916,9 @@ class LabelView(QWidget):
         settings.set_value("label/guidelines_visible", bool(on))
 
     def _on_guidelines_saved(self, text: str) -> None:
-        if self.project is None or self._refuse_read_only():
-            return
-        try:
-            self.project.guidelines = text
-        except sqlite3.Error as exc:
-            self.message.emit(f"Could not save the guidelines ({exc}).")
-            return
-        self.message.emit("Guidelines saved.")
+        outcome = self.session.save_guidelines(text)
+        if outcome.message:
+            self.message.emit(outcome.message)
 
     # ------------------------------------------------------------------ state shown
     def _update_enabled(self) -> None:
@@ -1025,7 +966,7 @@ class LabelView(QWidget):
     def _update_progress(self) -> None:
         if self.project is None or not self.annotator:
             return
-        done, total = self.project.queue_position(self.annotator)
+        done, total = self.session.position()
         self._done, self._total = done, total
         self.progress_bar.setMaximum(max(1, total))
         self.progress_bar.setValue(min(done, total))
@@ -1037,8 +978,8 @@ class LabelView(QWidget):
     def _update_clock(self) -> None:
         if self.project is None:
             return
-        elapsed = max(1.0, time.time() - self.session_started)
-        rate = self.session_judgments * 3600.0 / max(elapsed, 60.0)
+        elapsed = max(1.0, time.time() - self.session.started)
+        rate = self.session.judgments * 3600.0 / max(elapsed, 60.0)
         parts = [f"{self._done:,} / {self._total:,} done", f"{rate:.0f} per hour this session"]
         if self.current is not None and self.shown_at is not None:
             parts.append(f"{_format_duration(time.time() - self.shown_at)} on this item")

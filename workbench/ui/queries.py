@@ -38,18 +38,6 @@ def prompt_responses(project: Project, prompt_id: int) -> list[tuple[int, Text]]
     return [(r[0], Text(r[1], json.loads(r[2]) if r[2] else None)) for r in rows]
 
 
-def prompt_comparisons(project: Project, prompt_id: int) -> list[tuple[int, int, int]]:
-    """(comparison id, response_a id, response_b id) for every comparison of a prompt."""
-    if hasattr(project, "prompt_comparisons"):
-        return project.prompt_comparisons(prompt_id)
-    return [
-        (r[0], r[1], r[2])
-        for r in project.conn.execute(
-            "SELECT id, response_a, response_b FROM comparisons WHERE prompt_id = ? ORDER BY id", (prompt_id,)
-        )
-    ]
-
-
 def has_model_scores(project: Project) -> bool:
     """Whether a run has scored pairs, so the model-driven queue orders mean something."""
     return project.conn.execute("SELECT 1 FROM pair_scores LIMIT 1").fetchone() is not None

@@ -38,7 +38,7 @@ from workbench.core.records import STRENGTHS
 from workbench.ui import style
 from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import SafeTextBrowser, tooltip
-from workbench.ui.widgets import Card, KeyButton
+from workbench.ui.widgets import Card, ChoiceRow, KeyButton
 
 #: the exact value behind a number shown in a table cell (tests and tooltips read it)
 VALUE_ROLE = Qt.ItemDataRole.UserRole
@@ -323,19 +323,10 @@ class AdjudicationDialog(QDialog):
         self.empty_label.setWordWrap(True)
         col.addWidget(self.empty_label, 1)
 
-        choices = QHBoxLayout()
-        choices.setSpacing(8)
-        self.a_button = KeyButton("A is better", "1")
-        self.tie_button = KeyButton("Tie", "=")
-        self.bad_button = KeyButton("Both bad", "0")
-        self.b_button = KeyButton("B is better", "2")
-        choices.addWidget(self.a_button, 3)
-        choices.addStretch(1)
-        choices.addWidget(self.tie_button, 2)
-        choices.addWidget(self.bad_button, 2)
-        choices.addStretch(1)
-        choices.addWidget(self.b_button, 3)
-        col.addLayout(choices)
+        self.choices = ChoiceRow(("A is better", "1"), ("B is better", "2"))
+        self.a_button, self.b_button = self.choices.first_button, self.choices.second_button
+        self.tie_button, self.bad_button = self.choices.tie_button, self.choices.bad_button
+        col.addWidget(self.choices)
 
         row = QHBoxLayout()
         row.setSpacing(0)
@@ -384,12 +375,12 @@ class AdjudicationDialog(QDialog):
         root.addLayout(foot)
 
         self.list.currentRowChanged.connect(self._on_row_changed)
-        self.a_button.clicked.connect(lambda: self.decide("a"))
-        self.b_button.clicked.connect(lambda: self.decide("b"))
-        self.tie_button.clicked.connect(lambda: self.decide("tie"))
-        self.bad_button.clicked.connect(lambda: self.decide("both_bad"))
+        self.choices.chosen.connect(self._on_choices_chosen)
         self.skip_button.clicked.connect(self.later)
         self.undo_button.clicked.connect(self.undo)
+
+    def _on_choices_chosen(self, key: str) -> None:
+        self.decide({"first": "a", "second": "b"}.get(key, key))
 
     def _build_actions(self) -> None:
         def make(keys: list[str], handler) -> QAction:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 
@@ -60,6 +60,38 @@ class KeyButton(QPushButton):
         self.setProperty("previous", value)
         self.style().unpolish(self)
         self.style().polish(self)
+
+
+class ChoiceRow(QWidget):
+    """The answers to a pairwise comparison: the first response's button under it, the second's under the
+    second, tie and both bad between them (and an optional ``middle`` widget, e.g. a submit button)."""
+
+    chosen = Signal(str)  # "first", "second", "tie" or "both_bad"
+
+    def __init__(self, first: tuple[str, str], second: tuple[str, str], middle: QWidget | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(8)
+        self.first_button = KeyButton(*first)
+        self.tie_button = KeyButton("Tie", "=")
+        self.bad_button = KeyButton("Both bad", "0")
+        self.second_button = KeyButton(*second)
+        row.addWidget(self.first_button, 3)
+        row.addStretch(1)
+        row.addWidget(self.tie_button, 2)
+        row.addWidget(self.bad_button, 2)
+        if middle is not None:
+            row.addWidget(middle, 3)
+        row.addStretch(1)
+        row.addWidget(self.second_button, 3)
+        for key, button in self.buttons().items():
+            button.clicked.connect(lambda _checked=False, key=key: self.chosen.emit(key))
+
+    def buttons(self) -> dict[str, KeyButton]:
+        return {"first": self.first_button, "tie": self.tie_button, "both_bad": self.bad_button,
+                "second": self.second_button}
 
 
 class Card(QFrame):

@@ -1,0 +1,253 @@
+"""One annotator's labelling session, without Qt: the comparison on screen, its sides, the pending answer.
+
+It owns the comparison being judged (and the answer being revised after an undo), which response is on
+the left, the note / flag / strength set but not yet submitted, when the comparison was shown, and the
+session's count of judgments. It is the one place the Label view writes to the project (judgments,
+undo, rankings, guidelines), so a refusal here (a read-only project) covers every key and button. Each
+operation returns an ``Outcome`` the view renders; none raises for a storage error.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from workbench.core.records import STRENGTHS, Comparison, Judgment, Text
+from workbench.core.store import Project, ProjectError
+
+DEFAULT_STRENGTH = 3
+READ_ONLY_MESSAGE = "Read only ({reason}): nothing was recorded. Copy the project somewhere writable to label it."
+
+
+@dataclass
+class Pending:
+    """What the annotator has set for the comparison on screen but not yet submitted."""
+
+    note: str = ""
+    flag: bool = False
+    strength: int = DEFAULT_STRENGTH
+
+    @property
+    def flags(self) -> list[str]:
+        return ["flag"] if self.flag else []
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of an operation: whether it wrote, what to tell the annotator, what it wrote."""
+
+    ok: bool
+    message: str = ""
+    count: int = 0  # judgments written (a ranking writes several)
+    undone: Judgment | None = None
+
+
+def prompt_comparisons(project: Project, prompt_id: int) -> list[tuple[int, int, int]]:
+    """(comparison id, response_a id, response_b id) for every comparison of a prompt."""
+    if hasattr(project, "prompt_comparisons"):
+        return project.prompt_comparisons(prompt_id)
+    return [
+        (r[0], r[1], r[2])
+        for r in project.conn.execute(
+            "SELECT id, response_a, response_b FROM comparisons WHERE prompt_id = ? ORDER BY id", (prompt_id,)
+        )
+    ]
+
+
+class LabelSession:
+    """Judge comparisons of one project as one annotator; the view calls these and renders the results."""
+
+    def __init__(self, project: Project | None = None, annotator: str = "", order: str = "new",
+                 clock: Callable[[], float] = time.time):
+        self.project = project
+        self.annotator = annotator
+        self.order = order  # the queue order passed to ``Project.next_comparison``
+        self.clock = clock
+        self.current: Comparison | None = None
+        self.previous: Judgment | None = None  # the answer being revised after an undo
+        self.pending = Pending()
+        self.shown_at: float | None = None
+        self.started = clock()
+        self.judgments = 0  # judgments this session (skips do not count; an undo takes one back)
+        self._busy = False
+        self._restart()
+
+    def _restart(self) -> None:
+        self.current = None
+        self.previous = None
+        self.pending = Pending()
+        self.shown_at = None
+        self.started = self.clock()
+        self.judgments = 0
+
+    def set_project(self, project: Project | None) -> None:
+        self.project = project
+        self._restart()
+
+    def set_annotator(self, name: str) -> None:
+        self.annotator = name
+        self._restart()
+
+    @property
+    def ready(self) -> bool:
+        """A project and an annotator: comparisons can be fetched."""
+        return self.project is not None and bool(self.annotator)
+
+    @property
+    def read_only(self) -> bool:
+        return self.project is not None and self.project.read_only is not None
+
+    # ------------------------------------------------------------------ the queue
+    def next(self) -> Comparison | None:
+        """Fetch and show the next comparison in the session's order; None when the queue is empty."""
+        if not self.ready:
+            return None
+        cid = self.project.next_comparison(self.annotator, self.order)
+        if cid is None:
+            self.current = None
+            self.previous = None
+            return None
+        return self.show(cid)
+
+    def show(self, comparison_id: int, previous: Judgment | None = None) -> Comparison:
+        """Make a comparison current; ``previous`` (after an undo) seeds the pending note, flag and strength."""
+        self.current = self.project.comparison(comparison_id)
+        self.previous = previous
+        self.pending = Pending(
+            note=previous.note if previous else "",
+            flag=bool(previous and "flag" in previous.flags),
+            strength=previous.strength if previous and previous.strength in STRENGTHS else DEFAULT_STRENGTH,
+        )
+        self.shown_at = self.clock()
+        return self.current
+
+    def position(self) -> tuple[int, int]:
+        """(comparisons this annotator has answered, comparisons in the project)."""
+        return self.project.queue_position(self.annotator)
+
+    # ------------------------------------------------------------------ sides
+    def sides(self) -> tuple[Text, Text]:
+        """The (left, right) texts of the current comparison as shown."""
+        comp = self.current
+        return (comp.response_a, comp.response_b) if comp.left == "a" else (comp.response_b, comp.response_a)
+
+    def side_ids(self) -> tuple[int, int]:
+        """The (left, right) response ids of the current comparison as shown."""
+        comp = self.current
+        a, b = comp.response_a_id, comp.response_b_id
+        return (a, b) if comp.left == "a" else (b, a)
+
+    def shown_side(self, choice: str | None) -> str | None:
+        """Where a stored choice sits on screen: "a"/"b" map to "left"/"right", the others stay as they are."""
+        if choice in ("a", "b") and self.current is not None:
+            return "left" if choice == self.current.left else "right"
+        return choice
+
+    # ------------------------------------------------------------------ pending answer
+    def set_note(self, note: str) -> None:
+        self.pending.note = note.strip()
+
+    def toggle_flag(self, value: bool | None = None) -> None:
+        self.pending.flag = (not self.pending.flag) if value is None else bool(value)
+
+    def set_strength(self, level: int) -> None:
+        if level in STRENGTHS:
+            self.pending.strength = level
+
+    # ------------------------------------------------------------------ writes
+    def _refusal(self) -> Outcome | None:
+        """Why no write can happen now, or None when it can."""
+        if self.current is None or self.project is None or self._busy:
+            return Outcome(False)
+        if self.read_only:
+            return Outcome(False, READ_ONLY_MESSAGE.format(reason=self.project.read_only))
+        return None
+
+    def choose(self, screen_side: str, much: bool = False) -> Outcome:
+        """The response on ``screen_side`` ("left"/"right") is better, at the pending strength (4 if ``much``)."""
+        if self.current is None:
+            return Outcome(False)
+        return self.commit(self.current.side(screen_side), 4 if much else self.pending.strength)
+
+    def skip(self) -> Outcome:
+        return self.commit("skip")
+
+    def commit(self, choice: str, strength: int | None = None) -> Outcome:
+        """Record the judgment of the current comparison with the pending note and flag; durable on return."""
+        refusal = self._refusal()
+        if refusal is not None:
+            return refusal
+        comp = self.current
+        self._busy = True
+        try:
+            self.project.record_judgment(
+                comp.id,
+                self.annotator,
+                choice,
+                strength=strength if choice in ("a", "b") else None,
+                left=comp.left,
+                shown_at=self.shown_at,
+                note=self.pending.note,
+                flags=self.pending.flags,
+            )
+        except (sqlite3.Error, ProjectError) as exc:
+            return Outcome(False, f"Could not save the judgment ({exc}); nothing was recorded. Try again.")
+        finally:
+            self._busy = False
+        if choice != "skip":
+            self.judgments += 1
+        return Outcome(True, count=1)
+
+    def undo(self) -> Outcome:
+        """Take back the latest judgment still in force and make its comparison current, that answer as ``previous``."""
+        if not self.ready or self._busy:
+            return Outcome(False)
+        if self.read_only:
+            return Outcome(False, READ_ONLY_MESSAGE.format(reason=self.project.read_only))
+        try:
+            undone = self.project.undo_last(self.annotator)
+        except (sqlite3.Error, ProjectError) as exc:
+            return Outcome(False, f"Could not undo ({exc}); nothing was changed.")
+        if undone is None:
+            return Outcome(False, "Nothing to undo.")
+        if undone.choice not in (None, "skip"):
+            self.judgments = max(0, self.judgments - 1)
+        self.show(undone.comparison_id, previous=undone)
+        return Outcome(True, "Undone: answer this comparison again.", undone=undone)
+
+    def rank(self, order: Sequence[int]) -> Outcome:
+        """Record one judgment per comparison among the ranked response ids (best first): K(K-1)/2 for K
+        responses, in one transaction, with the pending note and flag."""
+        refusal = self._refusal()
+        if refusal is not None:
+            return refusal
+        rank = {rid: i for i, rid in enumerate(order)}
+        pairs = [(cid, ra, rb) for cid, ra, rb in prompt_comparisons(self.project, self.current.prompt_id)
+                 if ra in rank and rb in rank]
+        self._busy = True
+        try:
+            with self.project.transaction():
+                for cid, ra, rb in pairs:
+                    self.project.record_judgment(
+                        cid, self.annotator, "a" if rank[ra] < rank[rb] else "b",
+                        shown_at=self.shown_at, note=self.pending.note, flags=self.pending.flags, kind="label",
+                    )
+        except (sqlite3.Error, ProjectError) as exc:
+            return Outcome(False, f"Could not save the ranking ({exc}); nothing was recorded. Try again.")
+        finally:
+            self._busy = False
+        self.judgments += len(pairs)
+        return Outcome(True, f"Ranking saved as {len(pairs)} pairwise judgments.", count=len(pairs))
+
+    def save_guidelines(self, text: str) -> Outcome:
+        if self.project is None:
+            return Outcome(False)
+        if self.read_only:
+            return Outcome(False, READ_ONLY_MESSAGE.format(reason=self.project.read_only))
+        try:
+            self.project.guidelines = text
+        except (sqlite3.Error, ProjectError) as exc:
+            return Outcome(False, f"Could not save the guidelines ({exc}).")
+        return Outcome(True, "Guidelines saved.")
