@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from workbench.ui import dialogs, settings
 from workbench.ui.data_view import DataView
 from workbench.ui.label_view import LabelView
-from workbench.ui.safe_text import message_box, plain, tooltip
+from workbench.ui.safe_text import button_text, message_box, plain, tooltip, window_title
 from workbench.ui.start_page import StartPage
 
 PROJECT_FILTER = "Preference Workbench projects (*.wbp);;All files (*)"
@@ -233,7 +233,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, timeout_ms)
 
     def _update_annotator_label(self) -> None:
-        self.annotator_button.setText(f"Annotator: {self.annotator}" if self.annotator else "Annotator: (not set)")
+        self.annotator_button.setText(f"Annotator: {button_text(self.annotator)}" if self.annotator
+                                      else "Annotator: (not set)")
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -330,7 +331,7 @@ class MainWindow(QMainWindow):
         if project is None:
             self._show_start()
             return
-        self.setWindowTitle(f"{project.name} — Preference Workbench")
+        self.setWindowTitle(f"{window_title(project.name)} — Preference Workbench")
         self.project_label.setText(f"{project.name}  ·  {project.path}")
         self.project_label.setToolTip(tooltip(project.path))
         self.pages.setCurrentWidget(self.workspace)

@@ -32,6 +32,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QLabel, QMessageBox, QTextBrowser, QWidget
 
 from workbench.core.records import Text
+from workbench.core.text import terminal_safe
 from workbench.ui import style
 
 MARKDOWN = QTextDocument.MarkdownFeature.MarkdownNoHTML
@@ -91,6 +92,23 @@ def tooltip(text: object) -> str:
     if not QtGui.Qt.mightBeRichText(text):  # Qt's own test (in QtGui's Qt namespace)
         return text
     return "<p style='white-space:pre-wrap'>" + html.escape(text, quote=False) + "</p>"
+
+
+def name_text(text: object) -> str:
+    """A name from data (project, annotator, file) for one line of a label: control and bidi characters as
+    visible escapes, as on the terminal, so that a name cannot reorder or hide the text around it."""
+    return terminal_safe(str(text))
+
+
+def button_text(text: object) -> str:
+    """A name for a button's text: ``&`` marks a keyboard mnemonic there, so it is doubled to show as itself."""
+    return name_text(text).replace("&", "&&")
+
+
+def window_title(text: object) -> str:
+    """A name for a window title: Qt reads ``[*]`` there as the modified-marker placeholder; ``[*][*]`` shows
+    it as written."""
+    return name_text(text).replace("[*]", "[*][*]")
 
 
 def plain(label: QLabel) -> QLabel:
