@@ -32,8 +32,8 @@ from workbench.training.events import (
     RunStarted,
     StepMetrics,
 )
-from workbench.training.loss import pairwise_loss
-from workbench.training.trainer import Trainer, _pair_terms, head_batch_size, lr_at, micro_batches
+from workbench.training.loss import pair_terms, pairwise_loss
+from workbench.training.trainer import Trainer, head_batch_size, lr_at, micro_batches
 
 # Settings under which the tiny random BERT learns the keyword task in a fraction of a second.
 FT = dict(mode="finetune", learning_rate=5e-3, epochs=4)
@@ -402,7 +402,7 @@ def test_step_loss_is_the_pairwise_loss():
     margin = torch.rand(16, generator=gen)
     for coef in (0.0, 0.01):
         loss, _ = pairwise_loss(r_c, r_r, margin, coef)
-        assert torch.allclose(_pair_terms(r_c, r_r, margin, coef).mean(), loss)
+        assert torch.allclose(pair_terms(r_c, r_r, margin, coef).mean(), loss)
 
 
 def test_learning_rate_warms_up_then_decays():

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from workbench.core.store import Project, ProjectError
@@ -57,12 +56,12 @@ from workbench.training.events import (
     RunStarted,
     StepMetrics,
 )
-from workbench.training.loss import pairwise_loss
+from workbench.training.loss import pair_terms, pairwise_loss
 from workbench.training.model import (
     BackboneError,
     PairEncoder,
     batch_width,
-    build_reward_model,
+    build_model,
     collate_pairs,
     make_batches,
     resolve_backbone_path,
@@ -113,38 +112,11 @@ def head_batch_size(batch_size: int, n_train: int) -> int:
     return max(batch_size, min(HEAD_MAX_BATCH, math.ceil(n_train / HEAD_STEPS_PER_EPOCH)))
 
 
-def prepare_model(model: nn.Module, config: TrainConfig) -> None:
-    """Freeze or unfreeze ``model`` for ``config`` (what a checkpoint of it holds is what this trains).
-
-    The output layer's bias trains only with reward centring: the pairwise loss depends on r_c - r_r
-    alone, so without centring the bias's gradient is rounding noise, and Adam, which normalises
-    gradients, turns that noise into steps of up to the learning rate: a random walk of every reward
-    that depends on summation order (measured: 0.0045 after 320 head-mode steps on HH at 1e-3, 0.025
-    after 960 at 3e-2; it made a 1-process and a 2-process run differ by 0.005 in every reward).
-    """
-    model.set_trainable(config.mode)
-    if not config.dropout:  # as TRL's disable_dropout: measured on HH, faster and more accurate
-        for module in model.modules():
-            if isinstance(module, nn.Dropout):
-                module.p = 0.0
-    bias = model.head.out.bias
-    if bias is not None and not config.center_rewards_coefficient:
-        bias.requires_grad_(False)
-
-
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
     """Learning rate for the 0-based optimizer step ``step``: linear warmup, then linear decay to 0."""
     if step < warmup:
         return base * (step + 1) / (warmup + 1)
     return base * max(0.0, (total - step) / max(1, total - warmup))
-
-
-def _pair_terms(r_c: torch.Tensor, r_r: torch.Tensor, margin: torch.Tensor, center_coef: float) -> torch.Tensor:
-    """Per-pair loss terms whose mean is ``loss.pairwise_loss`` (without its syncing metrics)."""
-    terms = -F.logsigmoid(r_c - r_r - margin)
-    if center_coef:
-        terms = terms + center_coef * (r_c + r_r) ** 2
-    return terms
 
 
 class _OutOnly(nn.Module):
@@ -359,12 +331,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initialisation (LoRA adapters too) on every rank and rerun
         try:
             self.backbone_path = resolve_backbone_path(cfg.backbone)
-            model, tokenizer = build_reward_model(cfg.backbone, cfg.head, seed=cfg.seed)
-            if cfg.lora:
-                model.apply_lora()
+            model, tokenizer = build_model(cfg)
         except BackboneError as exc:
             raise _Failure(str(exc), "choose another backbone (a local Hugging Face model folder) or 'minilm'") from None
-        prepare_model(model, cfg)
         model.to(device)
         self.model, self.tokenizer = model, tokenizer
         try:
@@ -632,7 +601,7 @@ class Trainer:
             last = k == len(parts) - 1 or not hasattr(self.net, "no_sync")
             with contextlib.nullcontext() if last else self.net.no_sync():
                 r_c, r_r = self._rewards(part, self.net, width)
-                terms = _pair_terms(r_c, r_r, self.margins[part], self.cfg.center_rewards_coefficient)
+                terms = pair_terms(r_c, r_r, self.margins[part], self.cfg.center_rewards_coefficient)
                 (terms.sum() * weight).backward()  # per-pair terms: the passes sum to the batch's loss
             with torch.no_grad():  # accumulated on the device; read at the next log point only
                 d = (r_c - r_r).detach()
