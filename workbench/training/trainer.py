@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,8 +63,9 @@ from workbench.training.model import (
     build_model,
     collate_pairs,
     make_batches,
-    resolve_backbone_path,
 )
+from workbench.training.prepare import RunFailure, check_start
+from workbench.training.run_control import RunControl
 
 _log = logging.getLogger(__name__)
 
@@ -86,17 +86,6 @@ STEP_SPLIT = "train_step"
 METRICS_FLUSH_S = 2.0
 #: accumulated per step: loss, correct, ties, margin sum, chosen sum, rejected sum, pairs, grad norm
 _ACC = ("loss", "correct", "ties", "margin", "chosen", "rejected", "n", "grad_norm")
-
-
-_OOM = getattr(torch, "OutOfMemoryError", MemoryError)
-
-
-class _Failure(Exception):
-    """Stops a run with a message for the user and a hint of what to do."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message, self.hint = message, hint
 
 
 def warm_up_torch() -> None:
@@ -150,38 +139,43 @@ class Trainer:
     """Trains a reward model on a project's labels; ``events()`` runs it. Thread-safe controls."""
 
     def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, *,
-                 log_every: int | None = None):
+                 log_every: int | None = None, control: RunControl | None = None):
         self.project_path = Path(project_path)
         self.config = config
         self.resume_run = resume_run
-        #: the run being trained; set once ``events()`` has created (or reopened) it
-        self.run_id: int | None = resume_run
+        #: pause, resume and cancel requests (``pause()`` etc. below are shortcuts to it)
+        self.control = control if control is not None else RunControl(resume_run)
+        if resume_run is not None:
+            self.control.run_id = resume_run
         self._log_every = log_every
-        self._cancel = threading.Event()
-        self._go = threading.Event()  # cleared while paused
-        self._go.set()
         self._started = False
+
+    @property
+    def run_id(self) -> int | None:
+        """The run being trained; set once ``events()`` has created (or reopened) it."""
+        return self.control.run_id
+
+    @run_id.setter
+    def run_id(self, value: int | None) -> None:
+        self.control.run_id = value
 
     # ----------------------------------------------------------------- controls (any thread)
     def pause(self) -> None:
-        """Stop at the next step boundary (after yielding ``Paused``) until ``resume`` or ``cancel``."""
-        self._go.clear()
+        self.control.pause()
 
     def resume(self) -> None:
-        self._go.set()
+        self.control.resume()
 
     def cancel(self) -> None:
-        """Stop at the next step boundary: checkpoint, run marked 'cancelled', ``Finished('cancelled')``."""
-        self._cancel.set()
-        self._go.set()
+        self.control.cancel()
 
     @property
     def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
+        return self.control.cancel_requested
 
     @property
     def pause_requested(self) -> bool:
-        return not self._go.is_set()
+        return self.control.pause_requested
 
     # ----------------------------------------------------------------- the run
     def events(self) -> Iterator[Event]:
@@ -201,7 +195,7 @@ class Trainer:
         self._over = False  # the last event (Finished or Failed) has been produced
         try:
             yield from self._run()
-        except _Failure as f:
+        except RunFailure as f:
             self._mark(status="failed", message=f.message)
             self._over = True
             yield Failed(self.run_id, f.message, f.hint)
@@ -214,12 +208,7 @@ class Trainer:
         except KeyboardInterrupt:
             self._mark(status="cancelled", message="interrupted; resume from the last checkpoint")
             raise
-        except _OOM as exc:
-            message = f"out of memory: {str(exc).splitlines()[0]}"
-            self._mark(status="failed", message=message)
-            self._over = True
-            yield Failed(self.run_id, message, "lower batch_size or max_length, or use head mode or LoRA")
-        except BaseException as exc:
+        except BaseException as exc:  # run_control.run_to_events turns it into Failed (out of memory: a hint)
             self._mark(status="failed", message=f"{type(exc).__name__}: {exc}")
             raise
         finally:
@@ -232,12 +221,11 @@ class Trainer:
     def _run(self) -> Iterator[Event]:
         self._t_session = time.perf_counter()
         self._paused_s = 0.0
-        try:
-            device_type = self.config.resolve_device()
-        except ValueError as exc:
-            raise _Failure(str(exc), "set device to 'auto' or 'cpu'") from None
-        self._dist = distributed.setup(device_type)
-        self._device = torch.device(distributed.device_for(self._dist, device_type))
+        # A user error found now (setting, device, backbone folder) leaves no run behind. A resumed run is
+        # checked again with its own config once that is read.
+        self._start = check_start(self.config, backbone=self.resume_run is None)
+        self._dist = distributed.setup(self._start.device_type)
+        self._device = torch.device(distributed.device_for(self._dist, self._start.device_type))
         self._main = self._dist.is_main
         self._metric_rows: list[tuple[int, float, dict[str, float]]] = []
         self.embedded_texts = self.cached_texts = 0  # head mode: texts embedded now / found in the cache
@@ -278,23 +266,23 @@ class Trainer:
                         distributed.broadcast_object(None, dist)  # let the other ranks stop too
             self.run_id = distributed.broadcast_object(run_id, dist)
             if self.run_id is None:
-                raise _Failure("rank 0 could not create the run in the project", "see rank 0's error")
+                raise RunFailure("rank 0 could not create the run in the project", "see rank 0's error")
         else:
             try:
                 run = project.run(self.resume_run)
             except KeyError:
-                raise _Failure(f"there is no run {self.resume_run} in {self.project_path.name}",
+                raise RunFailure(f"there is no run {self.resume_run} in {self.project_path.name}",
                                "list the runs and pick one that was cancelled or stopped") from None
             if run["status"] == "finished":
-                raise _Failure(f"run {self.resume_run} has already finished", "start a new run instead")
+                raise RunFailure(f"run {self.resume_run} has already finished", "start a new run instead")
             path = checkpoint.latest(project.checkpoint_dir(self.resume_run))
             if path is None:
-                raise _Failure(f"run {self.resume_run} has no checkpoint to resume from (it stopped before "
+                raise RunFailure(f"run {self.resume_run} has no checkpoint to resume from (it stopped before "
                                "its first epoch ended)", "start a new run")
             try:
                 ckpt = checkpoint.load(path)
             except checkpoint.CheckpointError as exc:
-                raise _Failure(str(exc), "start a new run") from None
+                raise RunFailure(str(exc), "start a new run") from None
             # The run's own configuration; only where it runs may change.
             cfg = TrainConfig.from_dict(ckpt.state["config"]).replace(
                 threads=self.config.threads, device=self.config.device)
@@ -302,7 +290,7 @@ class Trainer:
             try:
                 pairs, is_val = data.pairs_from_snapshot(project.comparisons_frame(), snapshot)
             except data.DataError as exc:
-                raise _Failure(str(exc), exc.hint) from None
+                raise RunFailure(str(exc), exc.hint) from None
             if self._main:
                 project.truncate_run(self.resume_run, ckpt.step)
                 project.update_run(self.resume_run, status="running", message="")
@@ -312,7 +300,7 @@ class Trainer:
         self.n_train, self.n_val = len(self.train_idx), len(self.val_idx)
         if len(pairs) < data.MIN_PAIRS:
             more = data.MIN_PAIRS - len(pairs)
-            raise _Failure(
+            raise RunFailure(
                 f"only {len(pairs)} pair(s) can be trained on; a run needs at least {data.MIN_PAIRS}",
                 f"label at least {more} more pair(s) with a preference (A or B); ties, both-bad, skipped and "
                 "excluded pairs are not trained on")
@@ -320,7 +308,7 @@ class Trainer:
             side = "validation" if self.n_val == 0 else "training"
             hint = ("set val_fraction above 0" if cfg.val_fraction == 0 else
                     "label pairs for at least two different prompts (the split keeps each prompt on one side)")
-            raise _Failure(f"the {side} split is empty ({len(pairs)} pairs from "
+            raise RunFailure(f"the {side} split is empty ({len(pairs)} pairs from "
                            f"{len(set(pairs.prompt_keys))} prompt(s))", hint)
         return ckpt
         yield  # a generator, for ``yield from``
@@ -330,16 +318,17 @@ class Trainer:
         cfg, device = self.cfg, self._device
         torch.manual_seed(cfg.seed)  # the same initialisation (LoRA adapters too) on every rank and rerun
         try:
-            self.backbone_path = resolve_backbone_path(cfg.backbone)
+            self.backbone_path = check_start(cfg).backbone_path if self.resume_run is not None else \
+                self._start.backbone_path
             model, tokenizer = build_model(cfg)
         except BackboneError as exc:
-            raise _Failure(str(exc), "choose another backbone (a local Hugging Face model folder) or 'minilm'") from None
+            raise RunFailure(str(exc), "choose another backbone (a local Hugging Face model folder) or 'minilm'") from None
         model.to(device)
         self.model, self.tokenizer = model, tokenizer
         try:
             self.encoder = PairEncoder.for_model(model, tokenizer, cfg.max_length)
         except ValueError as exc:
-            raise _Failure(str(exc), "lower max_length") from None
+            raise RunFailure(str(exc), "lower max_length") from None
 
         pairs = self.pairs
         self.enc_c = data.encode_sides(self.encoder, pairs.prompts, pairs.chosen)
@@ -391,10 +380,10 @@ class Trainer:
                 checkpoint.load_trainable_state(model, ckpt.model)
                 self.optimizer.load_state_dict(ckpt.optimizer)
             except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
-                raise _Failure(f"the checkpoint of run {self.run_id} does not fit: {exc}", "start a new run") from None
+                raise RunFailure(f"the checkpoint of run {self.run_id} does not fit: {exc}", "start a new run") from None
             s = ckpt.state
             if s.get("steps_per_epoch") != self.steps_per_epoch or s.get("total_steps") != self.total_steps:
-                raise _Failure(f"run {self.run_id}'s data no longer matches its checkpoint", "start a new run")
+                raise RunFailure(f"run {self.run_id}'s data no longer matches its checkpoint", "start a new run")
             for name in ("step", "elapsed_s", "train_s", "pairs_trained", "last_eval_step", "unlabelled_step",
                          "train_metrics", "val_metrics", "n_unlabelled"):
                 setattr(p, name, s.get(name, getattr(p, name)))
@@ -463,7 +452,7 @@ class Trainer:
             self.model.eval()
             yield PhaseProgress(self.run_id, "embedding", 0, len(missing))
             for s in range(0, len(order), EMBED_BATCH):
-                if not dist.enabled and self._cancel.is_set():
+                if not dist.enabled and self.control.cancel_requested:
                     if pending and self._main:
                         project.store_embeddings(key, pending)  # keep what was computed
                     return None
@@ -543,7 +532,7 @@ class Trainer:
     def _boundary(self) -> Iterator[Event]:
         """Between two steps: wait while paused; True when the run must stop (on every rank at once)."""
         p = self._p
-        if not self._go.is_set() and not self._cancel.is_set():
+        if self.control.pause_requested and not self.control.cancel_requested:
             t0 = time.perf_counter()
             if self._acc_steps and not self._dist.enabled:
                 yield from self._log()  # checks the loss before the weights are saved
@@ -552,15 +541,15 @@ class Trainer:
                 yield from self._checkpoint()
                 self._project.update_run(self.run_id, status="paused")
             yield Paused(self.run_id, p.step)
-            self._go.wait()
+            self.control.wait_while_paused()
             self._paused_s += time.perf_counter() - t0
-            if not self._cancel.is_set():
+            if not self.control.cancel_requested:
                 if self._main:
                     self._project.update_run(self.run_id, status="running")
                 yield Resumed(self.run_id, p.step)
         if self._dist.enabled and p.step % self._log_every:
             return False  # ranks agree on stopping at log points only: the flag's all-reduce is a sync point
-        return distributed.any_rank(self._cancel.is_set(), self._dist, str(self._device))
+        return distributed.any_rank(self.control.cancel_requested, self._dist, str(self._device))
 
     def _width(self, a_ids: list[list[int]], b_ids: list[list[int]], index: list[int]) -> int:
         """Padded width of the pairs ``index`` of token sequences ``a_ids`` and ``b_ids``. A training step
@@ -633,7 +622,7 @@ class Trainer:
             "learning_rate": self._lr_now,
         }
         if not all(math.isfinite(x) for x in (metrics["loss"], metrics["margin"], metrics["chosen_mean"])):
-            raise _Failure(
+            raise RunFailure(
                 f"the loss became {metrics['loss']} at step {p.step}: training diverged (learning rate "
                 f"{self.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
         epoch = p.step / self.steps_per_epoch
@@ -664,7 +653,7 @@ class Trainer:
                 return False
             r_c, r_r = scores
             if not (np.isfinite(r_c).all() and np.isfinite(r_r).all()):
-                raise _Failure(
+                raise RunFailure(
                     f"the rewards became infinite or NaN at step {p.step}: training diverged (learning rate "
                     f"{self.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
             train, val = (self._split_metrics(r_c, r_r, idx) for idx in (self.train_idx, self.val_idx))
@@ -724,7 +713,7 @@ class Trainer:
         try:
             yield PhaseProgress(self.run_id, "evaluating", 0, len(batches))
             for k, batch in enumerate(mine):
-                if not dist.enabled and self._cancel.is_set():
+                if not dist.enabled and self.control.cancel_requested:
                     return None
                 b = collate_pairs([a_ids[i] for i in batch], [b_ids[i] for i in batch], self.tokenizer.pad_token_id,
                                   width=self._width(a_ids, b_ids, batch))
