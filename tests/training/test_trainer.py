@@ -308,6 +308,18 @@ def test_a_diverging_loss_fails_with_a_hint(learnable, tiny_bert_dir):
 def test_a_missing_backbone_or_project_fails_with_a_message(learnable, tmp_path):
     events = collect(Trainer(learnable, TrainConfig(backbone=str(tmp_path / "nowhere"))))
     assert isinstance(events[-1], Failed) and "neither 'minilm' nor an existing folder" in events[-1].message
+    assert len(events) == 1 and events[0].run_id is None  # found before the run: no run left behind
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text("{}", encoding="utf-8")
+    events = collect(Trainer(learnable, TrainConfig(backbone=str(no_weights))))
+    assert len(events) == 1 and "no .safetensors" in events[0].message and events[0].run_id is None
+    bad = TrainConfig()
+    bad.batch_size = 0  # an invalid setting that slipped past construction (e.g. set on the object)
+    events = collect(Trainer(learnable, bad))
+    assert len(events) == 1 and "batch_size" in events[0].message and events[0].run_id is None
+    with Project.open(learnable) as p:
+        assert len(p.runs()) == 0
     events = collect(Trainer(tmp_path / "missing.wbp", TrainConfig()))
     assert len(events) == 1 and isinstance(events[0], Failed) and events[0].run_id is None
 

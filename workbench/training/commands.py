@@ -68,7 +68,7 @@ def train_command(args: argparse.Namespace) -> int:
     import transformers
 
     from workbench.training.run_control import RunControl, run_to_events
-    from workbench.training.trainer import Trainer
+    from workbench.training.trainer import RESUME_OVERRIDES, Trainer
 
     transformers.utils.logging.disable_progress_bar()  # our bar is the one that matters
 
@@ -77,7 +77,7 @@ def train_command(args: argparse.Namespace) -> int:
     view = _TrainView(args.project, enabled=is_main and not args.quiet, is_main=is_main)
     if args.resume is not None:
         ignored = [f"--{name.replace('_', '-')}" for name in config.to_dict()
-                   if getattr(args, name, None) is not None and name not in ("threads", "device")]
+                   if getattr(args, name, None) is not None and name not in RESUME_OVERRIDES]
         if ignored:
             view.note(f"resuming run {args.resume} with its own settings; ignoring {' '.join(ignored)}")
     presses = 0

@@ -80,6 +80,8 @@ MAX_GRAD_NORM = 1.0
 HEAD_MAX_BATCH = 512
 HEAD_STEPS_PER_EPOCH = 16
 EMBED_BATCH = 32
+#: the settings a resumed run may change (where it runs, not what it trains); everything else is the run's
+RESUME_OVERRIDES = ("threads", "device")
 #: the split name of the per-step (logged) training metrics in ``run_metrics``
 STEP_SPLIT = "train_step"
 #: buffered step metrics are written at evaluations and checkpoints, or after this many seconds
@@ -191,6 +193,7 @@ class Trainer:
             yield Failed(None, str(exc), "choose an existing project file (or create one by importing data)")
             return
         self._dist = distributed.SINGLE
+        self._main = True  # until distributed.setup says which rank this is
         self._ready = False  # training state exists, so a checkpoint can be written
         self._over = False  # the last event (Finished or Failed) has been produced
         try:
@@ -283,9 +286,12 @@ class Trainer:
                 ckpt = checkpoint.load(path)
             except checkpoint.CheckpointError as exc:
                 raise RunFailure(str(exc), "start a new run") from None
-            # The run's own configuration; only where it runs may change.
-            cfg = TrainConfig.from_dict(ckpt.state["config"]).replace(
-                threads=self.config.threads, device=self.config.device)
+            # One config in force: the one the run stored, with only where it runs allowed to change; the
+            # changes are recorded on the run (its summary's "resumed_with").
+            stored = TrainConfig.from_dict(run["config"])
+            self.resumed_with = {name: getattr(self.config, name) for name in RESUME_OVERRIDES
+                                 if getattr(self.config, name) != getattr(stored, name)}
+            cfg = stored.replace(**self.resumed_with)
             snapshot = run["data_snapshot"]
             try:
                 pairs, is_val = data.pairs_from_snapshot(project.comparisons_frame(), snapshot)
@@ -293,7 +299,8 @@ class Trainer:
                 raise RunFailure(str(exc), exc.hint) from None
             if self._main:
                 project.truncate_run(self.resume_run, ckpt.step)
-                project.update_run(self.resume_run, status="running", message="")
+                changed = ", ".join(f"{k}={v}" for k, v in self.resumed_with.items())
+                project.update_run(self.resume_run, status="running", message=f"resumed with {changed}" if changed else "")
         self.cfg, self.pairs, self.is_val, self.snapshot = cfg, pairs, is_val, snapshot
         self.train_idx = np.flatnonzero(~is_val)
         self.val_idx = np.flatnonzero(is_val)
@@ -831,6 +838,7 @@ class Trainer:
             "pairs_per_s": round(p.pairs_trained / p.train_s, 2) if p.train_s > 0 else None,
             "embedded_texts": self.embedded_texts, "cached_texts": self.cached_texts,
             "embed_s": round(self.embed_s, 3), "resumed_from_step": self.resumed_from,
+            "resumed_with": getattr(self, "resumed_with", {}),
             "device": str(self._device), "world_size": self._dist.world_size,
         }
 
