@@ -12,10 +12,14 @@ for two reasons:
 - a crash, or the kernel killing the trainer for memory, ends the child, not the app: the run is marked
   failed (resumable from its last checkpoint) and the window says what happened.
 
-One child serves one run at a time and then waits for the next, so torch and transformers are imported
-once (``prestart`` at start-up makes one in the background). Between runs it gives the last run's memory
-back (an idle child after a MiniLM fine-tune: 887 MB resident before, 508 MB with ``_release_memory``). Controls go to the child on one pipe, events
-come back on another; the events are plain dataclasses, as in a thread.
+The child is the one place where torch runs for the GUI: a small job server. Jobs are dicts
+``{"kind": ..., "id": ..., **payload}``; "train" is a training run (its events come back tagged with its
+id), the other kinds are short jobs in ``JOB_KINDS`` (``run_job("score", ...)``; attribution, what-if
+scoring or evaluation add a kind, not a process or a pipe). Runs go one at a time, in order; a short job
+runs only while no run is training (between runs, or while the run is paused) and otherwise waits until
+the run pauses or ends. torch and transformers are imported once (``prestart`` at start-up makes the child
+in the background). Between runs it gives the last run's memory back (an idle child after a MiniLM
+fine-tune: 887 MB resident before, 508 MB with ``_release_memory``).
 """
 
 from __future__ import annotations
