@@ -195,3 +195,33 @@ def test_export_after_finetuning_with_lora(tiny_bert_dir, tmp_path):
     theirs = _exported_scores(out, [encoder.text(p, r)[0] for p, r in PAIRS * 2], 64)
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
     assert model.has_lora  # the live model keeps its adapters
+
+
+def test_checkpoint_and_trainer_import_without_a_cycle():
+    """model.py builds a model from a config; checkpoint and trainer both use it and neither imports the
+    other at module level (each import order works in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    for first, second in (("checkpoint", "trainer"), ("trainer", "checkpoint")):
+        code = (f"import workbench.training.{first}, workbench.training.{second}, sys; "
+                "print('workbench.training.trainer' in sys.modules and 'checkpoint' in dir(sys.modules["
+                "'workbench.training.trainer']))")
+        out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120,
+                             env={**__import__("os").environ, "PYTHONPATH": str(repo)})
+        assert out.returncode == 0, out.stderr[-2000:]
+    checkpoint_source = (repo / "workbench/training/checkpoint.py").read_text(encoding="utf-8")
+    assert "workbench.training.trainer" not in checkpoint_source
+
+
+def test_build_model_follows_the_config(tiny_bert_dir):
+    from workbench.training.config import TrainConfig
+    from workbench.training.model import build_model
+
+    model, _ = build_model(TrainConfig(backbone=tiny_bert_dir, mode="finetune", lora=True))
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert model.has_lora and trained and all("lora_" in n or n.startswith("head.") for n in trained)
+    assert "head.out.bias" not in trained  # trains only with reward centring
+    head_only, _ = build_model(TrainConfig(backbone=tiny_bert_dir, mode="head"))
+    assert all(n.startswith("head.") for n, p in head_only.named_parameters() if p.requires_grad)

@@ -123,3 +123,63 @@ def test_the_gui_process_never_imports_torch():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "False"]
+
+
+# --------------------------------------------------------------------- short jobs in the training process
+def _texts_of(path, run_id, n=4):
+    """(prompt, chosen) texts of ``n`` scored pairs of a run, and their stored r_chosen."""
+    with Project.open(path) as p:
+        scores = p.pair_scores(run_id)
+        frame = p.comparisons_frame().drop_duplicates("comparison_id").set_index("comparison_id")
+    scores = scores[scores["split"] != "unlabelled"].head(n)
+    texts = []
+    for cid, choice in zip(scores["comparison_id"], scores["chosen"]):
+        row = frame.loc[cid]
+        texts.append((row["prompt"], row["response_a"] if choice == "a" else row["response_b"]))
+    return texts, scores["r_chosen"].to_numpy()
+
+
+def test_a_score_job_runs_in_the_training_process_with_a_runs_model(tmp_path, tiny_bert_dir):
+    path = make_project(tmp_path / "p.wbp")
+    tp = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=2))
+    assert names(list(tp.events()))[-1] == "Finished"
+    texts, stored = _texts_of(path, tp.run_id)
+    got = process.run_job("score", project=str(path), run=tp.run_id, texts=texts, timeout=120)
+    assert len(got) == len(texts)
+    assert max(abs(a - b) for a, b in zip(got, stored)) < 1e-4  # the scores the run stored for those texts
+    with pytest.raises(process.JobError, match="no run 99"):
+        process.run_job("score", project=str(path), run=99, texts=texts, timeout=120)
+    with pytest.raises(process.JobError, match="unknown job kind 'nope'"):
+        process.run_job("nope", timeout=60)
+    tp2 = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1))
+    assert names(list(tp2.events()))[-1] == "Finished" and tp2.pid == tp.pid  # one process for all of it
+
+
+def test_a_short_job_waits_while_a_run_trains_and_runs_while_it_is_paused(tmp_path, tiny_bert_dir):
+    import threading
+
+    path = make_project(tmp_path / "p.wbp")
+    done = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1))
+    list(done.events())
+    texts, _ = _texts_of(path, done.run_id, n=2)
+    results: list = []
+
+    def ask() -> None:
+        results.append(process.run_job("score", project=str(path), run=done.run_id, texts=texts, timeout=300))
+
+    asker = threading.Thread(target=ask)
+    tp = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=200, learning_rate=1e-3))
+    steps = 0
+    for ev in tp.events():
+        if isinstance(ev, StepMetrics):
+            steps += 1
+            if steps == 1:
+                asker.start()  # arrives while the run trains
+            elif steps == 8:
+                assert not results  # the rule: it waits while the run trains...
+                tp.pause()
+        elif isinstance(ev, Paused):
+            asker.join(120)  # ...and runs once the run is paused
+            assert len(results) == 1 and len(results[0]) == 2
+            tp.cancel()
+    assert isinstance(ev, Finished) and ev.status == "cancelled"

@@ -230,3 +230,23 @@ def test_a_snapshot_rebuilds_the_same_pairs_conversations_included(tmp_path):
     for name in ("choices", "strengths", "prompt_keys", "prompts", "chosen", "rejected"):
         assert getattr(rebuilt, name) == getattr(fresh, name), name
     assert (rebuilt.comparison_ids == fresh.comparison_ids).all() and (rebuilt_val == is_val).all()
+
+
+def test_a_resumed_run_keeps_its_stored_config_and_records_what_changed(tmp_path, tiny_bert_dir):
+    path = make_project(tmp_path / "p.wbp")
+    config = TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=4, max_length=64)
+    trainer = Trainer(path, config)
+    for ev in trainer.events():
+        if isinstance(ev, CheckpointSaved):
+            trainer.cancel()
+    run_id = trainer.run_id
+    # Another mode, epochs and seed are ignored (the run's own), a thread count is allowed and recorded.
+    asked = TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=1, seed=5, threads=1)
+    events = collect(Trainer(path, asked, resume_run=run_id))
+    started = events[0]
+    assert isinstance(started, RunStarted) and isinstance(events[-1], Finished)
+    assert started.config == {**config.to_dict(), "threads": 1}
+    with Project.open(path) as p:
+        run = p.run(run_id)
+    assert run["summary"]["resumed_with"] == {"threads": 1}
+    assert run["config"] == config.to_dict()  # what the run stored stays what it is

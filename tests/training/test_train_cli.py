@@ -112,3 +112,20 @@ def test_the_parser_needs_no_torch_and_documents_the_flags():
     for flag in ("--project", "--mode", "--backbone", "--epochs", "--lr", "--batch-size", "--max-length", "--seed",
                  "--resume", "--eval-every", "--center-rewards-coefficient"):
         assert flag in helped.stdout, flag
+
+
+def test_a_user_error_before_training_leaves_no_run(tmp_path, tiny_bert_dir):
+    """A missing backbone folder or one without safetensors: one line, exit 1, and no run row."""
+    path = make_project(tmp_path / "p.wbp")
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text("{}", encoding="utf-8")
+    for backbone, message in ((tmp_path / "nowhere", "neither 'minilm' nor an existing folder"),
+                              (no_weights, "has no .safetensors weights")):
+        proc = train("--project", str(path), "--mode", "head", "--backbone", str(backbone))
+        assert proc.returncode == 1, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and message in errors[0] and "failed" not in errors[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+    with Project.open(path) as p:
+        assert len(p.runs()) == 0

@@ -32,8 +32,8 @@ from workbench.training.events import (
     RunStarted,
     StepMetrics,
 )
-from workbench.training.loss import pairwise_loss
-from workbench.training.trainer import Trainer, _pair_terms, head_batch_size, lr_at, micro_batches
+from workbench.training.loss import pair_terms, pairwise_loss
+from workbench.training.trainer import Trainer, head_batch_size, lr_at, micro_batches
 
 # Settings under which the tiny random BERT learns the keyword task in a fraction of a second.
 FT = dict(mode="finetune", learning_rate=5e-3, epochs=4)
@@ -308,6 +308,18 @@ def test_a_diverging_loss_fails_with_a_hint(learnable, tiny_bert_dir):
 def test_a_missing_backbone_or_project_fails_with_a_message(learnable, tmp_path):
     events = collect(Trainer(learnable, TrainConfig(backbone=str(tmp_path / "nowhere"))))
     assert isinstance(events[-1], Failed) and "neither 'minilm' nor an existing folder" in events[-1].message
+    assert len(events) == 1 and events[0].run_id is None  # found before the run: no run left behind
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text("{}", encoding="utf-8")
+    events = collect(Trainer(learnable, TrainConfig(backbone=str(no_weights))))
+    assert len(events) == 1 and "no .safetensors" in events[0].message and events[0].run_id is None
+    bad = TrainConfig()
+    bad.batch_size = 0  # an invalid setting that slipped past construction (e.g. set on the object)
+    events = collect(Trainer(learnable, bad))
+    assert len(events) == 1 and "batch_size" in events[0].message and events[0].run_id is None
+    with Project.open(learnable) as p:
+        assert len(p.runs()) == 0
     events = collect(Trainer(tmp_path / "missing.wbp", TrainConfig()))
     assert len(events) == 1 and isinstance(events[0], Failed) and events[0].run_id is None
 
@@ -402,7 +414,7 @@ def test_step_loss_is_the_pairwise_loss():
     margin = torch.rand(16, generator=gen)
     for coef in (0.0, 0.01):
         loss, _ = pairwise_loss(r_c, r_r, margin, coef)
-        assert torch.allclose(_pair_terms(r_c, r_r, margin, coef).mean(), loss)
+        assert torch.allclose(pair_terms(r_c, r_r, margin, coef).mean(), loss)
 
 
 def test_learning_rate_warms_up_then_decays():

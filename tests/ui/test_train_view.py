@@ -21,7 +21,6 @@ from workbench.core.store import Project
 from workbench.training import checkpoint
 from workbench.training.config import TrainConfig
 from workbench.training.events import Failed, RunStarted
-from workbench.ui import worker as worker_module
 
 
 @pytest.fixture(scope="module")
@@ -300,8 +299,8 @@ def test_running_out_of_memory_in_the_worker_becomes_a_failed_run(qtbot, window,
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(trainer_module.Trainer, "events", events)
-    monkeypatch.setattr(worker_module, "TRAINER_CLASS", trainer_module.Trainer)  # in this process, to patch it
     view = open_train(qtbot, window, trainable)
+    view.trainer_factory = trainer_module.Trainer  # in this process, to patch it
     spy = start(qtbot, view, tiny_bert, mode="finetune")
     _close_error(qtbot, view, "out of memory")
     wait_ended(qtbot, view)
@@ -331,8 +330,7 @@ def test_the_worker_forwards_events_synchronously_and_reports_errors(trainable, 
         yield
 
     monkeypatch.setattr(trainer_module.Trainer, "events", boom)
-    monkeypatch.setattr(worker_module, "TRAINER_CLASS", Trainer)  # in this process, to patch it
-    worker = TrainWorker(trainable, TrainConfig(backbone=tiny_bert))
+    worker = TrainWorker(trainable, TrainConfig(backbone=tiny_bert), trainer_factory=Trainer)  # in this process
     failed = []
     worker.failed.connect(failed.append)
     worker.run()

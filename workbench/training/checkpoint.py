@@ -225,18 +225,14 @@ def load_trained_model(run_dir: str | Path, device: str = "cpu") -> tuple[Any, A
     adapters are added when the run used them, and the trained parameters are copied in.
     """
     from workbench.training.config import TrainConfig
-    from workbench.training.model import build_reward_model
-    from workbench.training.trainer import prepare_model
+    from workbench.training.model import build_model
 
     path = latest(run_dir)
     if path is None:
         raise CheckpointError(f"{run_dir} holds no checkpoint; train (or resume) the run first")
     ckpt = load(path)
     config = TrainConfig.from_dict(ckpt.state["config"])
-    model, tokenizer = build_reward_model(config.backbone, config.head, seed=config.seed)
-    if config.lora:
-        model.apply_lora()
-    prepare_model(model, config)
+    model, tokenizer = build_model(config)
     load_trainable_state(model, ckpt.model)
     model.to(device).eval()
     return model, tokenizer, config

@@ -68,16 +68,17 @@ def train_command(args: argparse.Namespace) -> int:
 
     import transformers
 
-    from workbench.training.trainer import Trainer
+    from workbench.training.run_control import RunControl, run_to_events
+    from workbench.training.trainer import RESUME_OVERRIDES, Trainer
 
     transformers.utils.logging.disable_progress_bar()  # our bar is the one that matters
 
-    trainer = Trainer(args.project, config, resume_run=args.resume)
+    control = RunControl(args.resume)
     is_main = int(os.environ.get("RANK", "0")) == 0
     view = _TrainView(args.project, enabled=is_main and not args.quiet, is_main=is_main)
     if args.resume is not None:
         ignored = [f"--{name.replace('_', '-')}" for name in config.to_dict()
-                   if getattr(args, name, None) is not None and name not in ("threads", "device")]
+                   if getattr(args, name, None) is not None and name not in RESUME_OVERRIDES]
         if ignored:
             view.note(f"resuming run {args.resume} with its own settings; ignoring {' '.join(ignored)}")
     presses = 0
@@ -88,20 +89,20 @@ def train_command(args: argparse.Namespace) -> int:
         if presses > 1:  # a second Ctrl+C: stop now (the last checkpoint stays resumable)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
-        trainer.cancel()
+        control.cancel()
         view.note("stopping after this step, with a checkpoint; press Ctrl+C again to stop at once")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for event in trainer.events():
+        for event in run_to_events(Trainer, args.project, config, args.resume, control=control):
             code = view.show(event)
             if code is not None:
                 return code
     except KeyboardInterrupt:
         view.close()
         if is_main:
-            resume = f"; resume with: workbench train --project {args.project} --resume {trainer.run_id}"
-            _error("train", "interrupted" + (resume if trainer.run_id is not None else ""))
+            resume = f"; resume with: workbench train --project {args.project} --resume {control.run_id}"
+            _error("train", "interrupted" + (resume if control.run_id is not None else ""))
         return EXIT_CANCELLED
     finally:
         for s, handler in previous.items():

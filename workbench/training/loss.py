@@ -11,6 +11,20 @@ import torch
 import torch.nn.functional as F
 
 
+def pair_terms(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | float | None = None,
+               center_coef: float = 0.0) -> torch.Tensor:
+    """The loss of each pair, -log σ(r_c - r_r - m) + η (r_c + r_r)²; their mean is the batch's loss.
+
+    Per pair, so that a batch split into micro-batches sums to the same loss (the trainer's steps), and
+    without metrics, so that nothing synchronises with the device."""
+    diff = r_chosen - r_rejected
+    logits = diff if margin is None else diff - torch.as_tensor(margin, dtype=diff.dtype, device=diff.device)
+    terms = -F.logsigmoid(logits)
+    if center_coef:
+        terms = terms + center_coef * (r_chosen + r_rejected) ** 2
+    return terms
+
+
 def pairwise_loss(
     r_chosen: torch.Tensor,
     r_rejected: torch.Tensor,
@@ -28,10 +42,7 @@ def pairwise_loss(
         raise ValueError(f"rewards must be two 1-D tensors of equal length, got {tuple(r_chosen.shape)} "
                          f"and {tuple(r_rejected.shape)}")
     diff = r_chosen - r_rejected
-    logits = diff if margin is None else diff - torch.as_tensor(margin, dtype=diff.dtype, device=diff.device)
-    loss = -F.logsigmoid(logits).mean()
-    if center_coef:
-        loss = loss + center_coef * torch.mean((r_chosen + r_rejected) ** 2)
+    loss = pair_terms(r_chosen, r_rejected, margin, center_coef).mean()
 
     with torch.no_grad():
         d = diff.detach().float()

@@ -12,62 +12,44 @@ for two reasons:
 - a crash, or the kernel killing the trainer for memory, ends the child, not the app: the run is marked
   failed (resumable from its last checkpoint) and the window says what happened.
 
-One child serves one run at a time and then waits for the next, so torch and transformers are imported
-once (``prestart`` at start-up makes one in the background). Between runs it gives the last run's memory
-back (an idle child after a MiniLM fine-tune: 887 MB resident before, 508 MB with ``_release_memory``). Controls go to the child on one pipe, events
-come back on another; the events are plain dataclasses, as in a thread.
+The child is the one place where torch runs for the GUI: a small job server. Jobs are dicts
+``{"kind": ..., "id": ..., **payload}``; "train" is a training run (its events come back tagged with its
+id), the other kinds are short jobs in ``JOB_KINDS`` (``run_job("score", ...)``; attribution, what-if
+scoring or evaluation add a kind, not a process or a pipe). Runs go one at a time, in order; a short job
+runs only while no run is training (between runs, or while the run is paused) and otherwise waits until
+the run pauses or ends. torch and transformers are imported once (``prestart`` at start-up makes the child
+in the background). Between runs it gives the last run's memory back (an idle child after a MiniLM
+fine-tune: 887 MB resident before, 508 MB with ``_release_memory``).
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import multiprocessing
+import queue
 import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.training.config import TrainConfig
-from workbench.training.events import Event, Failed, Finished, RunStarted
+from workbench.training.events import Event, Failed, Paused
+from workbench.training.run_control import (  # noqa: F401 - failure_event and OOM_HINT: this module's API too
+    OOM_HINT,
+    RunControl,
+    failure_event,
+    mark_failed,
+    run_to_events,
+)
 
 _log = logging.getLogger(__name__)
 
-OOM_HINT = "lower batch_size or max_length, or use head mode or LoRA, then start a new run"
 #: a cancelled run checkpoints at the next step boundary; a child that takes longer is killed
 CANCEL_TIMEOUT_S = 120.0
 _DONE = "done"  # the child's last message of a run
 _READY = "ready"  # the child's first message: torch and the trainer are imported
-
-
-def failure_event(exc: BaseException, run_id: int | None) -> Failed:
-    """The ``Failed`` event for an error the trainer let through: a hint for running out of memory,
-    the type and message otherwise."""
-    if is_out_of_memory(exc):
-        first = (str(exc).splitlines() or [""])[0]
-        return Failed(run_id, f"out of memory: {first}".rstrip(": "), OOM_HINT)
-    return Failed(run_id, f"training stopped with an unexpected error: {type(exc).__name__}: {exc}",
-                  "start a new run; if it happens again, report it with the project's run list")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    if type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-def mark_failed(project_path: str | Path, ev: Failed) -> None:
-    """Record a failure on its run, whatever state the trainer left it in (a new connection)."""
-    if ev.run_id is None:
-        return
-    try:
-        from workbench.core.store import Project
-
-        with Project.open(project_path) as project:
-            project.update_run(ev.run_id, status="failed", message=ev.message)
-    except Exception:  # noqa: BLE001 - the caller still reports the failure
-        _log.warning("could not mark run %s failed", ev.run_id, exc_info=True)
 
 
 def exit_description(exitcode: int | None) -> str:
@@ -84,13 +66,39 @@ def exit_description(exitcode: int | None) -> str:
 
 
 # ------------------------------------------------------------------------------ the child
-class _ChildRun:
-    """One run in the child: its arguments, its trainer once built, and controls that came before it."""
+def score_job(payload: dict) -> list[float]:
+    """Short job "score": one reward per (prompt, response) in ``payload["texts"]``, with the model of
+    ``payload["model"]`` (an exported folder) or of run ``payload["run"]`` of ``payload["project"]``
+    (its latest checkpoint). Reuses ``scoring.Scorer``, so the scores are those ``workbench score`` gives."""
+    from workbench.training.scoring import Scorer
 
-    def __init__(self, project_path: str, config: TrainConfig, resume_run: int | None, controls: list[str]):
-        self.project_path, self.config, self.resume_run = project_path, config, resume_run
-        self.controls = list(controls)
-        self.trainer = None
+    texts = payload["texts"]
+    if payload.get("model"):
+        scorer = Scorer.load(payload["model"])
+    else:
+        from workbench.training.export import load_run_model
+        from workbench.training.model import PairEncoder, to_sequence_classifier
+
+        model, tokenizer, config, _ = load_run_model(payload["project"], int(payload["run"]))
+        scorer = Scorer(to_sequence_classifier(model), tokenizer, PairEncoder.for_model(model, tokenizer,
+                        config.max_length), "cpu", Path(payload["project"]), {})
+    return scorer.score([t[0] for t in texts], [t[1] for t in texts]).tolist()
+
+
+#: the short jobs the child runs, by kind: ``function(payload) -> picklable result``. A new kind
+#: (attribution, what-if scoring, evaluation) is one function here; "train" is the long job.
+JOB_KINDS = {"score": score_job}
+
+
+class _ChildRun:
+    """One training job in the child: its message and its controls (which buffer requests made before
+    the trainer exists)."""
+
+    def __init__(self, msg: dict):
+        self.id, self.msg = msg["id"], msg
+        self.control = RunControl(msg.get("resume_run"))
+        for name in msg.get("controls", ()):
+            self.control.apply(name)
         self.over = False
 
 
@@ -106,11 +114,16 @@ def _child_main(jobs, events) -> None:
 
 
 def _serve(jobs, events) -> None:
-    """The child's main loop: one run per "run" message, until "exit" or the parent goes away.
+    """The child's main loop, a small job server: training runs one at a time, in order, in this thread;
+    short jobs (``JOB_KINDS``) one at a time in a second thread; until "exit" or the parent goes away.
 
-    A thread reads the pipe, so that controls reach the trainer while this thread trains. A control
-    belongs to the last run announced before it (the pipe keeps the order); one that comes after its run
-    ended is dropped, never applied to the next run."""
+    Messages are dicts ``{"kind": ..., "id": ..., **payload}``; replies are ``(id, event or result)``.
+    A control (``{"kind": "control", "id": run's id, "name": "pause"}``) goes to the run with that id while
+    it is on, and is dropped after it ended: it never touches the next run.
+
+    The rule for short jobs: one runs only while no run is training, that is between runs or while the
+    run is paused (from its ``Paused`` event); one that arrives during training waits until the run pauses
+    or ends. A resume or cancel that arrives while a short job runs takes effect when it is done."""
     from workbench.training import offline_environment
 
     offline_environment()
@@ -122,55 +135,104 @@ def _serve(jobs, events) -> None:
 
     trainer_module.warm_up_torch()
     events.send(_READY)
+    send_lock = threading.Lock()
     lock = threading.Condition()
-    queue: list[_ChildRun | None] = []  # None: exit
-    latest: list[_ChildRun | None] = [None]
+    runs: list[_ChildRun | None] = []  # None: exit
+    shorts: list[dict | None] = []
+    live: dict[int, _ChildRun] = {}  # the runs announced and not over, by id
+    idle = threading.Event()  # no run is training: short jobs may run
+    idle.set()
+    busy = threading.Lock()  # held while a short job runs
 
-    def read_controls() -> None:
+    def send(job_id, payload) -> None:
+        with send_lock:
+            events.send((job_id, payload))
+
+    def read_jobs() -> None:
         while True:
             try:
                 msg = jobs.recv()
             except (EOFError, OSError):
-                msg = ("exit",)
-            with lock:
-                run = latest[0]
-                if msg[0] == "run":
-                    latest[0] = _ChildRun(*msg[1:])
-                    queue.append(latest[0])
-                    lock.notify()
-                elif msg[0] == "exit":
-                    if run is not None and run.trainer is not None:
-                        run.trainer.cancel()
-                    queue.append(None)
-                    lock.notify()
-                    return
-                elif run is not None and not run.over:
-                    if run.trainer is None:
-                        run.controls.append(msg[0])
-                    else:
-                        getattr(run.trainer, msg[0])()
+                msg = {"kind": "exit"}
+            kind = msg["kind"]
+            if kind == "train":
+                with lock:
+                    run = live[msg["id"]] = _ChildRun(msg)
+                    runs.append(run)
+                    lock.notify_all()
+            elif kind == "control":
+                with lock:
+                    run = live.get(msg["id"])
+                if run is not None:
+                    with busy:  # a resume or cancel waits for the short job in progress
+                        if msg["name"] != "pause":
+                            idle.clear()
+                        run.control.apply(msg["name"])
+            elif kind == "exit":
+                with lock:
+                    for run in live.values():
+                        run.control.cancel()
+                    runs.append(None)
+                    shorts.append(None)
+                    lock.notify_all()
+                return
+            else:
+                with lock:
+                    shorts.append(msg)
+                    lock.notify_all()
 
-    threading.Thread(target=read_controls, name="workbench-train-controls", daemon=True).start()
+    def run_short_jobs() -> None:
+        while True:
+            with lock:
+                while not shorts:
+                    lock.wait()
+                msg = shorts.pop(0)
+            if msg is None:
+                return
+            while True:
+                idle.wait()
+                with busy:
+                    if not idle.is_set():
+                        continue  # a run resumed meanwhile
+                    send(msg["id"], _short_job(msg))
+                    break
+
+    threading.Thread(target=read_jobs, name="workbench-train-controls", daemon=True).start()
+    threading.Thread(target=run_short_jobs, name="workbench-short-jobs", daemon=True).start()
     while True:
         with lock:
-            while not queue:
+            while not runs:
                 lock.wait()
-            run = queue.pop(0)
+            run = runs.pop(0)
         if run is None:
             return
-        trainer = trainer_module.Trainer(run.project_path, run.config, resume_run=run.resume_run)
-        with lock:
-            run.trainer = trainer
-            for name in run.controls:
-                getattr(trainer, name)()
+        idle.clear()
         try:
-            _run_one(trainer, events)
+            for ev in run_to_events(trainer_module.Trainer, run.msg["project"], run.msg["config"],
+                                    run.msg.get("resume_run"), control=run.control):
+                if isinstance(ev, Paused):
+                    idle.set()
+                send(run.id, ev)
+        except (BrokenPipeError, ConnectionResetError):
+            raise SystemExit(1) from None  # the parent is gone (run_to_events kept the run resumable)
         finally:
             with lock:
-                run.over, run.trainer = True, None
-        del trainer
+                run.over = True
+                live.pop(run.id, None)
         _release_memory()  # the child waits for the next run without the last one's model and optimizer
-        events.send(_DONE)
+        idle.set()
+        send(run.id, _DONE)
+
+
+def _short_job(msg: dict) -> tuple[str, object]:
+    """("result", value) or ("error", message) of one short job; an error ends the job, never the child."""
+    function = JOB_KINDS.get(msg["kind"])
+    if function is None:
+        return "error", f"unknown job kind {msg['kind']!r}; known: {', '.join(sorted(JOB_KINDS))}"
+    try:
+        return "result", function(msg)
+    except Exception as exc:  # noqa: BLE001 - reported to the caller
+        return "error", f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
 
 
 def _release_memory() -> None:
@@ -185,29 +247,17 @@ def _release_memory() -> None:
         pass
 
 
-def _run_one(trainer, events) -> None:
-    stream = trainer.events()
-    ended = False
-    try:
-        for ev in stream:
-            ended = isinstance(ev, (Finished, Failed))
-            events.send(ev)
-    except (BrokenPipeError, ConnectionResetError):
-        stream.close()  # the parent is gone: keep the run resumable, then end this process
-        raise SystemExit(1) from None
-    except Exception as exc:  # noqa: BLE001 - every error ends the run with a message
-        if not ended:
-            stream.close()  # the trainer's own clean-up first
-            ev = failure_event(exc, trainer.run_id)
-            mark_failed(trainer.project_path, ev)
-            events.send(ev)
-    finally:
-        stream.close()
-
 
 # ------------------------------------------------------------------------------ the parent
+class JobError(RuntimeError):
+    """A short job failed in the training process (or the process ended); the message says why."""
+
+
+_GONE = object()  # put in every open job's queue when the child has ended
+
+
 class _Child:
-    """A spawned training process and its two pipes."""
+    """A spawned training process, its two pipes, and a thread that routes its replies to the open jobs."""
 
     def __init__(self):
         ctx = multiprocessing.get_context("spawn")
@@ -228,19 +278,52 @@ class _Child:
         child_jobs.close()  # so that a dead child shows as EOF here
         child_events.close()
         self._send_lock = threading.Lock()
-        self.ready = False
+        self._lock = threading.Lock()
+        self._queues: dict[int, queue.Queue] = {}
+        self._ids = itertools.count(1)
+        self._ready = threading.Event()
+        self._gone = False
+        threading.Thread(target=self._route, name="workbench-train-replies", daemon=True).start()
+
+    def _route(self) -> None:
+        try:
+            if self.events.recv() == _READY:
+                self._ready.set()
+            while True:
+                job_id, payload = self.events.recv()
+                with self._lock:
+                    q = self._queues.get(job_id)
+                if q is not None:
+                    q.put(payload)
+        except (EOFError, OSError, ValueError, TypeError):
+            pass
+        with self._lock:
+            self._gone = True
+            for q in self._queues.values():
+                q.put(_GONE)
+        self._ready.set()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the child has imported the trainer (its first message); False on timeout or death."""
-        if not self.ready:
-            try:
-                if self.events.poll(timeout):
-                    self.ready = self.events.recv() == _READY
-            except (EOFError, OSError):
-                return False
-        return self.ready
+        return self._ready.wait(timeout) and not self._gone
 
-    def send(self, *msg) -> bool:
+    def open_job(self, kind: str, **payload) -> tuple[int, queue.Queue]:
+        """Send a job; its replies arrive in the returned queue (``_GONE`` if the child ends)."""
+        q: queue.Queue = queue.Queue()
+        with self._lock:
+            job_id = next(self._ids)
+            self._queues[job_id] = q
+            if self._gone:
+                q.put(_GONE)
+        if not self.send({"kind": kind, "id": job_id, **payload}):
+            q.put(_GONE)
+        return job_id, q
+
+    def close_job(self, job_id: int) -> None:
+        with self._lock:
+            self._queues.pop(job_id, None)
+
+    def send(self, msg: dict) -> bool:
         with self._send_lock:
             try:
                 self.jobs.send(msg)
@@ -252,7 +335,7 @@ class _Child:
         return self.process.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self.send("exit")
+        self.send({"kind": "exit"})
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
@@ -261,8 +344,8 @@ class _Child:
             conn.close()
 
 
-_standby_lock = threading.Lock()
-_standby: _Child | None = None
+_shared_lock = threading.Lock()
+_shared: _Child | None = None
 _shutdown_registered = False
 
 
@@ -273,115 +356,131 @@ def _register_shutdown() -> None:
         atexit.register(shutdown)
 
 
+def _the_child() -> _Child:
+    """The one training process, started now if there is none (or the last one died)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.alive():
+            if _shared is not None:
+                _shared.stop()
+            _shared = _Child()
+        return _shared
+
+
 def prestart() -> None:
-    """Start a child now (it imports torch and transformers in the background) for the next run."""
-    global _standby
-    with _standby_lock:
-        if _standby is None or not _standby.alive():
-            _standby = _Child()
+    """Start the child now (it imports torch and transformers in the background) for the first job."""
+    _the_child()
 
 
 def wait_ready(timeout: float | None = None) -> bool:
     """Wait for the child ``prestart`` started to be ready to train (benchmarks: exclude its imports)."""
-    with _standby_lock:
-        child = _standby
+    with _shared_lock:
+        child = _shared
     return child is not None and child.wait_ready(timeout)
 
 
-def _take() -> _Child:
-    global _standby
-    with _standby_lock:
-        child, _standby = _standby, None
-    if child is None or not child.alive():
-        child = _Child()
-    return child
-
-
-def _give_back(child: _Child) -> None:
-    global _standby
-    with _standby_lock:
-        if _standby is None and child.alive():
-            _standby, child = child, None
-    if child is not None:
-        child.stop()
-
-
 def shutdown() -> None:
-    """Stop the standby child; at interpreter exit too (registered with the first child, so that it runs
-    before multiprocessing's own exit handler, which would SIGTERM the child without its clean-up)."""
-    global _standby
-    with _standby_lock:
-        child, _standby = _standby, None
+    """Stop the child; at interpreter exit too (registered with the first child, so that it runs before
+    multiprocessing's own exit handler, which would SIGTERM the child without its clean-up)."""
+    global _shared
+    with _shared_lock:
+        child, _shared = _shared, None
     if child is not None:
         child.stop()
+
+
+def run_job(kind: str, timeout: float | None = None, **payload) -> object:
+    """Run short job ``kind`` (see ``JOB_KINDS``) in the training process and return its result.
+
+    It runs when no run is training (see ``_serve``), so during a run it waits until the run pauses or
+    ends. Raises JobError with the child's message, or when the child ends or ``timeout`` passes."""
+    child = _the_child()
+    job_id, q = child.open_job(kind, **payload)
+    try:
+        reply = q.get(timeout=timeout)
+    except queue.Empty:
+        raise JobError(f"the {kind} job did not finish within {timeout:g} s") from None
+    finally:
+        child.close_job(job_id)
+    if reply is _GONE:
+        raise JobError(f"the training process ended during the {kind} job: "
+                       f"{exit_description(child.process.exitcode)}")
+    status, value = reply
+    if status == "error":
+        raise JobError(value)
+    return value
 
 
 class TrainerProcess:
-    """A :class:`Trainer` whose run happens in a child process. Controls are thread-safe."""
+    """A :class:`Trainer` whose run happens in the training process (a "train" job). Controls are
+    thread-safe and go through its :class:`RunControl`."""
 
-    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None):
+    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, *,
+                 control: RunControl | None = None):
         self.project_path = Path(project_path)
         self.config = config
         self.resume_run = resume_run
-        self.run_id: int | None = resume_run
+        self.control = control if control is not None else RunControl(resume_run)
+        if resume_run is not None:
+            self.control.run_id = resume_run
+        self.control.listen(self._forward)
         self._child: _Child | None = None
+        self._job: int | None = None
         self._lock = threading.Lock()
-        self._pending: list[str] = []
         self._started = False
         #: the child's pid while a run is on (tests and diagnostics)
         self.pid: int | None = None
 
+    @property
+    def run_id(self) -> int | None:
+        return self.control.run_id
+
     def pause(self) -> None:
-        self._control("pause")
+        self.control.pause()
 
     def resume(self) -> None:
-        self._control("resume")
+        self.control.resume()
 
     def cancel(self) -> None:
-        self._control("cancel")
+        self.control.cancel()
 
-    def _control(self, name: str) -> None:
-        with self._lock:
-            if self._child is None:
-                self._pending.append(name)
-            else:
-                self._child.send(name)
+    def _forward(self, name: str) -> None:
+        with self._lock:  # before the job is sent, its message carries control.requests() instead
+            if self._child is not None:
+                self._child.send({"kind": "control", "id": self._job, "name": name})
 
     def events(self) -> Iterator[Event]:
         """The run's events as the trainer yields them in the child; ``Failed`` when the child dies."""
         if self._started:
             raise RuntimeError("TrainerProcess.events() runs once; make a new one for another run")
         self._started = True
-        child = _take()
-        with self._lock:  # controls given before the child was there go with the run, in order
-            child.send("run", str(self.project_path), self.config, self.resume_run, list(self._pending))
-            self._pending.clear()
+        child = _the_child()
+        with self._lock:  # controls given before the child had the run go with the run
+            self._job, q = child.open_job("train", project=str(self.project_path), config=self.config,
+                                          resume_run=self.resume_run, controls=self.control.requests())
             self._child, self.pid = child, child.process.pid
         over = False
         try:
             while True:
-                try:
-                    if not child.wait_ready():
-                        raise EOFError
-                    ev = child.events.recv()
-                except (EOFError, OSError):
+                ev = q.get()
+                if ev is _GONE:
                     child.process.join(5)
-                    yield self._died(child)
                     over = True
+                    yield self._died(child)
                     return
                 if ev == _DONE:
                     over = True
-                    break
-                if isinstance(ev, RunStarted):
-                    self.run_id = ev.run_id
+                    return
+                if getattr(ev, "run_id", None) is not None:
+                    self.control.run_id = ev.run_id
                 yield ev
         finally:
             with self._lock:
                 self._child = None
-            if over:
-                _give_back(child)
-            else:  # the consumer stopped mid-run (e.g. the window closed): checkpoint, then let the child go
-                self._cancel_and_drain(child)
+            if not over:  # the consumer stopped mid-run (e.g. the window closed): checkpoint, then go
+                child.send({"kind": "control", "id": self._job, "name": "cancel"})
+                self._drain(child, q)
+            child.close_job(self._job)
 
     def _died(self, child: _Child) -> Failed:
         ev = Failed(self.run_id, f"the training process ended unexpectedly: {exit_description(child.process.exitcode)}",
@@ -391,13 +490,13 @@ class TrainerProcess:
         child.stop()
         return ev
 
-    def _cancel_and_drain(self, child: _Child) -> None:
-        child.send("cancel")
+    @staticmethod
+    def _drain(child: _Child, q: queue.Queue) -> None:
+        """Wait for the cancelled run's end; a child that takes longer than CANCEL_TIMEOUT_S is stopped."""
         try:
-            while child.events.poll(CANCEL_TIMEOUT_S):
-                if child.events.recv() == _DONE:
-                    _give_back(child)
+            while True:
+                ev = q.get(timeout=CANCEL_TIMEOUT_S)
+                if ev is _GONE or ev == _DONE:
                     return
-        except (EOFError, OSError):
-            pass
-        child.stop()
+        except queue.Empty:
+            child.stop()

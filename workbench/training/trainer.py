@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from workbench.core.store import Project, ProjectError
@@ -57,16 +55,17 @@ from workbench.training.events import (
     RunStarted,
     StepMetrics,
 )
-from workbench.training.loss import pairwise_loss
+from workbench.training.loss import pair_terms, pairwise_loss
 from workbench.training.model import (
     BackboneError,
     PairEncoder,
     batch_width,
-    build_reward_model,
+    build_model,
     collate_pairs,
     make_batches,
-    resolve_backbone_path,
 )
+from workbench.training.prepare import RunFailure, check_start
+from workbench.training.run_control import RunControl
 
 _log = logging.getLogger(__name__)
 
@@ -81,23 +80,14 @@ MAX_GRAD_NORM = 1.0
 HEAD_MAX_BATCH = 512
 HEAD_STEPS_PER_EPOCH = 16
 EMBED_BATCH = 32
+#: the settings a resumed run may change (where it runs, not what it trains); everything else is the run's
+RESUME_OVERRIDES = ("threads", "device")
 #: the split name of the per-step (logged) training metrics in ``run_metrics``
 STEP_SPLIT = "train_step"
 #: buffered step metrics are written at evaluations and checkpoints, or after this many seconds
 METRICS_FLUSH_S = 2.0
 #: accumulated per step: loss, correct, ties, margin sum, chosen sum, rejected sum, pairs, grad norm
 _ACC = ("loss", "correct", "ties", "margin", "chosen", "rejected", "n", "grad_norm")
-
-
-_OOM = getattr(torch, "OutOfMemoryError", MemoryError)
-
-
-class _Failure(Exception):
-    """Stops a run with a message for the user and a hint of what to do."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message, self.hint = message, hint
 
 
 def warm_up_torch() -> None:
@@ -113,38 +103,11 @@ def head_batch_size(batch_size: int, n_train: int) -> int:
     return max(batch_size, min(HEAD_MAX_BATCH, math.ceil(n_train / HEAD_STEPS_PER_EPOCH)))
 
 
-def prepare_model(model: nn.Module, config: TrainConfig) -> None:
-    """Freeze or unfreeze ``model`` for ``config`` (what a checkpoint of it holds is what this trains).
-
-    The output layer's bias trains only with reward centring: the pairwise loss depends on r_c - r_r
-    alone, so without centring the bias's gradient is rounding noise, and Adam, which normalises
-    gradients, turns that noise into steps of up to the learning rate: a random walk of every reward
-    that depends on summation order (measured: 0.0045 after 320 head-mode steps on HH at 1e-3, 0.025
-    after 960 at 3e-2; it made a 1-process and a 2-process run differ by 0.005 in every reward).
-    """
-    model.set_trainable(config.mode)
-    if not config.dropout:  # as TRL's disable_dropout: measured on HH, faster and more accurate
-        for module in model.modules():
-            if isinstance(module, nn.Dropout):
-                module.p = 0.0
-    bias = model.head.out.bias
-    if bias is not None and not config.center_rewards_coefficient:
-        bias.requires_grad_(False)
-
-
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
     """Learning rate for the 0-based optimizer step ``step``: linear warmup, then linear decay to 0."""
     if step < warmup:
         return base * (step + 1) / (warmup + 1)
     return base * max(0.0, (total - step) / max(1, total - warmup))
-
-
-def _pair_terms(r_c: torch.Tensor, r_r: torch.Tensor, margin: torch.Tensor, center_coef: float) -> torch.Tensor:
-    """Per-pair loss terms whose mean is ``loss.pairwise_loss`` (without its syncing metrics)."""
-    terms = -F.logsigmoid(r_c - r_r - margin)
-    if center_coef:
-        terms = terms + center_coef * (r_c + r_r) ** 2
-    return terms
 
 
 class _OutOnly(nn.Module):
@@ -178,38 +141,43 @@ class Trainer:
     """Trains a reward model on a project's labels; ``events()`` runs it. Thread-safe controls."""
 
     def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, *,
-                 log_every: int | None = None):
+                 log_every: int | None = None, control: RunControl | None = None):
         self.project_path = Path(project_path)
         self.config = config
         self.resume_run = resume_run
-        #: the run being trained; set once ``events()`` has created (or reopened) it
-        self.run_id: int | None = resume_run
+        #: pause, resume and cancel requests (``pause()`` etc. below are shortcuts to it)
+        self.control = control if control is not None else RunControl(resume_run)
+        if resume_run is not None:
+            self.control.run_id = resume_run
         self._log_every = log_every
-        self._cancel = threading.Event()
-        self._go = threading.Event()  # cleared while paused
-        self._go.set()
         self._started = False
+
+    @property
+    def run_id(self) -> int | None:
+        """The run being trained; set once ``events()`` has created (or reopened) it."""
+        return self.control.run_id
+
+    @run_id.setter
+    def run_id(self, value: int | None) -> None:
+        self.control.run_id = value
 
     # ----------------------------------------------------------------- controls (any thread)
     def pause(self) -> None:
-        """Stop at the next step boundary (after yielding ``Paused``) until ``resume`` or ``cancel``."""
-        self._go.clear()
+        self.control.pause()
 
     def resume(self) -> None:
-        self._go.set()
+        self.control.resume()
 
     def cancel(self) -> None:
-        """Stop at the next step boundary: checkpoint, run marked 'cancelled', ``Finished('cancelled')``."""
-        self._cancel.set()
-        self._go.set()
+        self.control.cancel()
 
     @property
     def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
+        return self.control.cancel_requested
 
     @property
     def pause_requested(self) -> bool:
-        return not self._go.is_set()
+        return self.control.pause_requested
 
     # ----------------------------------------------------------------- the run
     def events(self) -> Iterator[Event]:
@@ -225,11 +193,12 @@ class Trainer:
             yield Failed(None, str(exc), "choose an existing project file (or create one by importing data)")
             return
         self._dist = distributed.SINGLE
+        self._main = True  # until distributed.setup says which rank this is
         self._ready = False  # training state exists, so a checkpoint can be written
         self._over = False  # the last event (Finished or Failed) has been produced
         try:
             yield from self._run()
-        except _Failure as f:
+        except RunFailure as f:
             self._mark(status="failed", message=f.message)
             self._over = True
             yield Failed(self.run_id, f.message, f.hint)
@@ -242,12 +211,7 @@ class Trainer:
         except KeyboardInterrupt:
             self._mark(status="cancelled", message="interrupted; resume from the last checkpoint")
             raise
-        except _OOM as exc:
-            message = f"out of memory: {str(exc).splitlines()[0]}"
-            self._mark(status="failed", message=message)
-            self._over = True
-            yield Failed(self.run_id, message, "lower batch_size or max_length, or use head mode or LoRA")
-        except BaseException as exc:
+        except BaseException as exc:  # run_control.run_to_events turns it into Failed (out of memory: a hint)
             self._mark(status="failed", message=f"{type(exc).__name__}: {exc}")
             raise
         finally:
@@ -260,12 +224,11 @@ class Trainer:
     def _run(self) -> Iterator[Event]:
         self._t_session = time.perf_counter()
         self._paused_s = 0.0
-        try:
-            device_type = self.config.resolve_device()
-        except ValueError as exc:
-            raise _Failure(str(exc), "set device to 'auto' or 'cpu'") from None
-        self._dist = distributed.setup(device_type)
-        self._device = torch.device(distributed.device_for(self._dist, device_type))
+        # A user error found now (setting, device, backbone folder) leaves no run behind. A resumed run is
+        # checked again with its own config once that is read.
+        self._start = check_start(self.config, backbone=self.resume_run is None)
+        self._dist = distributed.setup(self._start.device_type)
+        self._device = torch.device(distributed.device_for(self._dist, self._start.device_type))
         self._main = self._dist.is_main
         self._metric_rows: list[tuple[int, float, dict[str, float]]] = []
         self.embedded_texts = self.cached_texts = 0  # head mode: texts embedded now / found in the cache
@@ -306,41 +269,45 @@ class Trainer:
                         distributed.broadcast_object(None, dist)  # let the other ranks stop too
             self.run_id = distributed.broadcast_object(run_id, dist)
             if self.run_id is None:
-                raise _Failure("rank 0 could not create the run in the project", "see rank 0's error")
+                raise RunFailure("rank 0 could not create the run in the project", "see rank 0's error")
         else:
             try:
                 run = project.run(self.resume_run)
             except KeyError:
-                raise _Failure(f"there is no run {self.resume_run} in {self.project_path.name}",
+                raise RunFailure(f"there is no run {self.resume_run} in {self.project_path.name}",
                                "list the runs and pick one that was cancelled or stopped") from None
             if run["status"] == "finished":
-                raise _Failure(f"run {self.resume_run} has already finished", "start a new run instead")
+                raise RunFailure(f"run {self.resume_run} has already finished", "start a new run instead")
             path = checkpoint.latest(project.checkpoint_dir(self.resume_run))
             if path is None:
-                raise _Failure(f"run {self.resume_run} has no checkpoint to resume from (it stopped before "
+                raise RunFailure(f"run {self.resume_run} has no checkpoint to resume from (it stopped before "
                                "its first epoch ended)", "start a new run")
             try:
                 ckpt = checkpoint.load(path)
             except checkpoint.CheckpointError as exc:
-                raise _Failure(str(exc), "start a new run") from None
-            # The run's own configuration; only where it runs may change.
-            cfg = TrainConfig.from_dict(ckpt.state["config"]).replace(
-                threads=self.config.threads, device=self.config.device)
+                raise RunFailure(str(exc), "start a new run") from None
+            # One config in force: the one the run stored, with only where it runs allowed to change; the
+            # changes are recorded on the run (its summary's "resumed_with").
+            stored = TrainConfig.from_dict(run["config"])
+            self.resumed_with = {name: getattr(self.config, name) for name in RESUME_OVERRIDES
+                                 if getattr(self.config, name) != getattr(stored, name)}
+            cfg = stored.replace(**self.resumed_with)
             snapshot = run["data_snapshot"]
             try:
                 pairs, is_val = data.pairs_from_snapshot(project.comparisons_frame(), snapshot)
             except data.DataError as exc:
-                raise _Failure(str(exc), exc.hint) from None
+                raise RunFailure(str(exc), exc.hint) from None
             if self._main:
                 project.truncate_run(self.resume_run, ckpt.step)
-                project.update_run(self.resume_run, status="running", message="")
+                changed = ", ".join(f"{k}={v}" for k, v in self.resumed_with.items())
+                project.update_run(self.resume_run, status="running", message=f"resumed with {changed}" if changed else "")
         self.cfg, self.pairs, self.is_val, self.snapshot = cfg, pairs, is_val, snapshot
         self.train_idx = np.flatnonzero(~is_val)
         self.val_idx = np.flatnonzero(is_val)
         self.n_train, self.n_val = len(self.train_idx), len(self.val_idx)
         if len(pairs) < data.MIN_PAIRS:
             more = data.MIN_PAIRS - len(pairs)
-            raise _Failure(
+            raise RunFailure(
                 f"only {len(pairs)} pair(s) can be trained on; a run needs at least {data.MIN_PAIRS}",
                 f"label at least {more} more pair(s) with a preference (A or B); ties, both-bad, skipped and "
                 "excluded pairs are not trained on")
@@ -348,7 +315,7 @@ class Trainer:
             side = "validation" if self.n_val == 0 else "training"
             hint = ("set val_fraction above 0" if cfg.val_fraction == 0 else
                     "label pairs for at least two different prompts (the split keeps each prompt on one side)")
-            raise _Failure(f"the {side} split is empty ({len(pairs)} pairs from "
+            raise RunFailure(f"the {side} split is empty ({len(pairs)} pairs from "
                            f"{len(set(pairs.prompt_keys))} prompt(s))", hint)
         return ckpt
         yield  # a generator, for ``yield from``
@@ -358,19 +325,17 @@ class Trainer:
         cfg, device = self.cfg, self._device
         torch.manual_seed(cfg.seed)  # the same initialisation (LoRA adapters too) on every rank and rerun
         try:
-            self.backbone_path = resolve_backbone_path(cfg.backbone)
-            model, tokenizer = build_reward_model(cfg.backbone, cfg.head, seed=cfg.seed)
-            if cfg.lora:
-                model.apply_lora()
+            self.backbone_path = check_start(cfg).backbone_path if self.resume_run is not None else \
+                self._start.backbone_path
+            model, tokenizer = build_model(cfg)
         except BackboneError as exc:
-            raise _Failure(str(exc), "choose another backbone (a local Hugging Face model folder) or 'minilm'") from None
-        prepare_model(model, cfg)
+            raise RunFailure(str(exc), "choose another backbone (a local Hugging Face model folder) or 'minilm'") from None
         model.to(device)
         self.model, self.tokenizer = model, tokenizer
         try:
             self.encoder = PairEncoder.for_model(model, tokenizer, cfg.max_length)
         except ValueError as exc:
-            raise _Failure(str(exc), "lower max_length") from None
+            raise RunFailure(str(exc), "lower max_length") from None
 
         pairs = self.pairs
         self.enc_c = data.encode_sides(self.encoder, pairs.prompts, pairs.chosen)
@@ -422,10 +387,10 @@ class Trainer:
                 checkpoint.load_trainable_state(model, ckpt.model)
                 self.optimizer.load_state_dict(ckpt.optimizer)
             except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
-                raise _Failure(f"the checkpoint of run {self.run_id} does not fit: {exc}", "start a new run") from None
+                raise RunFailure(f"the checkpoint of run {self.run_id} does not fit: {exc}", "start a new run") from None
             s = ckpt.state
             if s.get("steps_per_epoch") != self.steps_per_epoch or s.get("total_steps") != self.total_steps:
-                raise _Failure(f"run {self.run_id}'s data no longer matches its checkpoint", "start a new run")
+                raise RunFailure(f"run {self.run_id}'s data no longer matches its checkpoint", "start a new run")
             for name in ("step", "elapsed_s", "train_s", "pairs_trained", "last_eval_step", "unlabelled_step",
                          "train_metrics", "val_metrics", "n_unlabelled"):
                 setattr(p, name, s.get(name, getattr(p, name)))
@@ -494,7 +459,7 @@ class Trainer:
             self.model.eval()
             yield PhaseProgress(self.run_id, "embedding", 0, len(missing))
             for s in range(0, len(order), EMBED_BATCH):
-                if not dist.enabled and self._cancel.is_set():
+                if not dist.enabled and self.control.cancel_requested:
                     if pending and self._main:
                         project.store_embeddings(key, pending)  # keep what was computed
                     return None
@@ -574,7 +539,7 @@ class Trainer:
     def _boundary(self) -> Iterator[Event]:
         """Between two steps: wait while paused; True when the run must stop (on every rank at once)."""
         p = self._p
-        if not self._go.is_set() and not self._cancel.is_set():
+        if self.control.pause_requested and not self.control.cancel_requested:
             t0 = time.perf_counter()
             if self._acc_steps and not self._dist.enabled:
                 yield from self._log()  # checks the loss before the weights are saved
@@ -583,15 +548,15 @@ class Trainer:
                 yield from self._checkpoint()
                 self._project.update_run(self.run_id, status="paused")
             yield Paused(self.run_id, p.step)
-            self._go.wait()
+            self.control.wait_while_paused()
             self._paused_s += time.perf_counter() - t0
-            if not self._cancel.is_set():
+            if not self.control.cancel_requested:
                 if self._main:
                     self._project.update_run(self.run_id, status="running")
                 yield Resumed(self.run_id, p.step)
         if self._dist.enabled and p.step % self._log_every:
             return False  # ranks agree on stopping at log points only: the flag's all-reduce is a sync point
-        return distributed.any_rank(self._cancel.is_set(), self._dist, str(self._device))
+        return distributed.any_rank(self.control.cancel_requested, self._dist, str(self._device))
 
     def _width(self, a_ids: list[list[int]], b_ids: list[list[int]], index: list[int]) -> int:
         """Padded width of the pairs ``index`` of token sequences ``a_ids`` and ``b_ids``. A training step
@@ -632,7 +597,7 @@ class Trainer:
             last = k == len(parts) - 1 or not hasattr(self.net, "no_sync")
             with contextlib.nullcontext() if last else self.net.no_sync():
                 r_c, r_r = self._rewards(part, self.net, width)
-                terms = _pair_terms(r_c, r_r, self.margins[part], self.cfg.center_rewards_coefficient)
+                terms = pair_terms(r_c, r_r, self.margins[part], self.cfg.center_rewards_coefficient)
                 (terms.sum() * weight).backward()  # per-pair terms: the passes sum to the batch's loss
             with torch.no_grad():  # accumulated on the device; read at the next log point only
                 d = (r_c - r_r).detach()
@@ -664,7 +629,7 @@ class Trainer:
             "learning_rate": self._lr_now,
         }
         if not all(math.isfinite(x) for x in (metrics["loss"], metrics["margin"], metrics["chosen_mean"])):
-            raise _Failure(
+            raise RunFailure(
                 f"the loss became {metrics['loss']} at step {p.step}: training diverged (learning rate "
                 f"{self.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
         epoch = p.step / self.steps_per_epoch
@@ -695,7 +660,7 @@ class Trainer:
                 return False
             r_c, r_r = scores
             if not (np.isfinite(r_c).all() and np.isfinite(r_r).all()):
-                raise _Failure(
+                raise RunFailure(
                     f"the rewards became infinite or NaN at step {p.step}: training diverged (learning rate "
                     f"{self.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
             train, val = (self._split_metrics(r_c, r_r, idx) for idx in (self.train_idx, self.val_idx))
@@ -755,7 +720,7 @@ class Trainer:
         try:
             yield PhaseProgress(self.run_id, "evaluating", 0, len(batches))
             for k, batch in enumerate(mine):
-                if not dist.enabled and self._cancel.is_set():
+                if not dist.enabled and self.control.cancel_requested:
                     return None
                 b = collate_pairs([a_ids[i] for i in batch], [b_ids[i] for i in batch], self.tokenizer.pad_token_id,
                                   width=self._width(a_ids, b_ids, batch))
@@ -873,6 +838,7 @@ class Trainer:
             "pairs_per_s": round(p.pairs_trained / p.train_s, 2) if p.train_s > 0 else None,
             "embedded_texts": self.embedded_texts, "cached_texts": self.cached_texts,
             "embed_s": round(self.embed_s, 3), "resumed_from_step": self.resumed_from,
+            "resumed_with": getattr(self, "resumed_with", {}),
             "device": str(self._device), "world_size": self._dist.world_size,
         }
 

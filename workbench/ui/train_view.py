@@ -83,6 +83,8 @@ class TrainView(QWidget):
         self.project = None
         self.annotator = ""
         self.run: TrainingRun | None = None
+        #: what a run builds its trainer with (None: the training process; tests inject ``Trainer``)
+        self.trainer_factory = None
         self.shown_run_id: int | None = None  # the run the plots show
         self.error_box: QMessageBox | None = None
         self.last_failure: Failed | None = None
@@ -307,7 +309,7 @@ class TrainView(QWidget):
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         # No Qt parent: the run (its thread, worker and trainer) is freed as soon as ``self.run`` lets go.
-        run = TrainingRun(self.project.path, config, resume_run=resume_run)
+        run = TrainingRun(self.project.path, config, resume_run=resume_run, trainer_factory=self.trainer_factory)
         w = run.worker
         w.run_started.connect(self._on_run_started)
         w.progress.connect(self._on_progress)

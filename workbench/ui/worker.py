@@ -12,17 +12,15 @@ steps) kept delaying the GUI's event loop; ``benchmarks/bench_gui_responsiveness
 the README has the figures. The GUI process never imports torch; the app calls ``process.prestart`` at
 start-up, so that the child's imports are paid before the first run.
 
-Controls (``pause``, ``resume``, ``cancel``) may be called from the GUI thread at any time, also before
-the trainer exists: the trainer picks up a control given earlier.
-
-The worker turns the errors that come through into a ``Failed`` event (``process.failure_event``):
-running out of memory gets a hint of what to do; a child that dies (a crash, or the kernel killing it for
-memory) is reported with how it ended. Either way the run ends and the GUI keeps working.
+The worker is a thin bridge: the controls (``pause``, ``resume``, ``cancel``, from the GUI thread at any
+time, also before the trainer exists) are a :class:`~workbench.training.run_control.RunControl`, and
+``run_control.run_to_events`` builds the trainer with the injected factory and turns any error into a
+``Failed`` event (running out of memory with a hint; a child that dies with how it ended). Either way the
+run ends and the GUI keeps working.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -49,10 +47,7 @@ from workbench.training.events import (
     RunStarted,
     StepMetrics,
 )
-
-#: what runs a training: the trainer in a child process. Any class with the ``Trainer`` interface fits
-#: (``Trainer`` itself runs in the worker thread, which tests use to inject failures into it).
-TRAINER_CLASS = process.TrainerProcess
+from workbench.training.run_control import RunControl, TrainerFactory, run_to_events
 
 
 class TrainWorker(QObject):
@@ -70,76 +65,54 @@ class TrainWorker(QObject):
     event = Signal(object)  # every event, after its own signal
     done = Signal()  # ``run`` returned; nothing more comes
 
-    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None):
+    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None,
+                 trainer_factory: TrainerFactory | None = None):
+        """``trainer_factory`` builds what runs the training: None for the trainer in the training
+        process; ``Trainer`` itself runs it in the worker thread (tests use that to inject failures)."""
         super().__init__()
         self.project_path = Path(project_path)
         self.config = config
         self.resume_run = resume_run
+        self.trainer_factory = trainer_factory or process.TrainerProcess
+        self.control = RunControl(resume_run)
+        #: what the factory built, while the run is on (diagnostics: a TrainerProcess's ``pid``)
         self.trainer = None
-        self.run_id: int | None = resume_run
-        self._lock = threading.Lock()
-        self._pending_pause = False
-        self._pending_cancel = False
         self._signals = {
             RunStarted: self.run_started, PhaseProgress: self.progress, StepMetrics: self.step,
             Evaluation: self.evaluated, CheckpointSaved: self.checkpoint_saved, Paused: self.paused,
             Resumed: self.resumed, Finished: self.finished, Failed: self.failed,
         }
 
+    @property
+    def run_id(self) -> int | None:
+        return self.control.run_id
+
     # ------------------------------------------------------------------ controls (any thread)
     def pause(self) -> None:
-        with self._lock:
-            self._pending_pause = True
-            if self.trainer is not None:
-                self.trainer.pause()
+        self.control.pause()
 
     def resume(self) -> None:
-        with self._lock:
-            self._pending_pause = False
-            if self.trainer is not None:
-                self.trainer.resume()
+        self.control.resume()
 
     def cancel(self) -> None:
-        with self._lock:
-            self._pending_cancel = True
-            if self.trainer is not None:
-                self.trainer.cancel()
+        self.control.cancel()
 
     # ------------------------------------------------------------------ the run (worker thread)
+    def _build_trainer(self, *args, **kwargs):
+        self.trainer = self.trainer_factory(*args, **kwargs)
+        return self.trainer
+
     @Slot()
     def run(self) -> None:
-        events = None
-        ended = False
+        events = run_to_events(self._build_trainer, self.project_path, self.config, self.resume_run,
+                               control=self.control)
         try:
-            trainer = TRAINER_CLASS(self.project_path, self.config, resume_run=self.resume_run)
-            with self._lock:
-                self.trainer = trainer
-                if self._pending_cancel:
-                    trainer.cancel()
-                elif self._pending_pause:
-                    trainer.pause()
-            events = trainer.events()
             for ev in events:
-                if isinstance(ev, RunStarted):
-                    self.run_id = ev.run_id
-                ended = isinstance(ev, (Finished, Failed))
                 self._signals[type(ev)].emit(ev)
                 self.event.emit(ev)
-        except Exception as exc:  # noqa: BLE001 - every error ends the run with a message, never a crash
-            if not ended:
-                ev = process.failure_event(exc, getattr(self.trainer, "run_id", None) or self.run_id)
-                ended = True
-                if events is not None:
-                    events.close()  # the trainer's own clean-up first (it may mark the run cancelled)
-                    events = None
-                process.mark_failed(self.project_path, ev)
-                self.failed.emit(ev)
-                self.event.emit(ev)
         finally:
-            if events is not None:
-                events.close()  # a run left mid-way keeps a resumable checkpoint
-            with self._lock:
-                self.trainer = None  # the model, optimizer and data go now, not when the worker does
+            events.close()  # a run left mid-way keeps a resumable checkpoint
+            self.trainer = None  # the model, optimizer and data go now, not when the worker does
             app = QCoreApplication.instance()
             if app is not None:  # back to the GUI thread, so that Python may delete it there
                 self.moveToThread(app.thread())
@@ -151,11 +124,12 @@ class TrainingRun(QObject):
 
     ended = Signal()  # the thread has finished; the run is over
 
-    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, parent=None):
+    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, parent=None,
+                 trainer_factory: TrainerFactory | None = None):
         super().__init__(parent)
         self.thread = QThread()
         self.thread.setObjectName("workbench-training")
-        self.worker = TrainWorker(project_path, config, resume_run)
+        self.worker = TrainWorker(project_path, config, resume_run, trainer_factory)
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.run)
         # Direct: quit from the worker thread itself, so that a GUI thread blocked in wait() is released.
