@@ -87,22 +87,6 @@ def _preview(text: Text, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def latest_pair_scores(project, comparison_id: int) -> dict | None:
-    """The latest scored run's rewards of a comparison's responses a and b (the run and step the model
-    orders use), or None when it did not score the comparison."""
-    row = project.conn.execute(
-        "SELECT s.run_id, s.step, s.chosen, s.r_chosen, s.r_rejected FROM pair_scores s"
-        " WHERE s.run_id = (SELECT MAX(run_id) FROM pair_scores)"
-        " AND s.step = (SELECT MAX(step) FROM pair_scores WHERE run_id = s.run_id) AND s.comparison_id = ?",
-        (comparison_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    run_id, step, chosen, r_c, r_r = row
-    r_a, r_b = (r_c, r_r) if chosen == "a" else (r_r, r_c)
-    return {"run_id": int(run_id), "step": int(step), "r_a": float(r_a), "r_b": float(r_b)}
-
-
 class GuidelinesPanel(QWidget):
     """The project's labelling guidelines (Markdown): read, edit, save."""
 
@@ -549,7 +533,7 @@ class LabelView(QWidget):
         self.guidelines.set_text(project.guidelines)
         self._fill_orders()
         self._restore_layout()
-        self._total = queries.comparison_total(project)
+        self._total = project.comparison_count()
         if self.annotator:
             self.load_next()
         self._clock.start()
@@ -575,7 +559,7 @@ class LabelView(QWidget):
         """Data changed elsewhere (an import): re-read totals and fill an empty screen."""
         if self.project is None:
             return
-        self._total = queries.comparison_total(self.project)
+        self._total = self.project.comparison_count()
         self._fill_orders()
         if self.current is None:
             self.load_next()
@@ -585,7 +569,7 @@ class LabelView(QWidget):
     # ------------------------------------------------------------------ the queue
     def _fill_orders(self) -> None:
         """All orders; the model's two are enabled once a run has scored pairs (a tooltip says why not)."""
-        scored = self.project is not None and queries.has_model_scores(self.project)
+        scored = self.project is not None and self.project.has_pair_scores()
         orders = list(ORDER_LABELS)
         available = [k for k in orders if scored or k not in MODEL_ORDERS]
         saved = str(settings.value("label/order", "new") or "new")
@@ -649,7 +633,7 @@ class LabelView(QWidget):
         self.note_row.hide()
         self.pending = _Pending(note=previous.note if previous else "",
                                 flag=bool(previous and "flag" in previous.flags))
-        self._response_count = queries.response_count(self.project, comp.prompt_id)
+        self._response_count = self.project.response_count(comp.prompt_id)
         if self.rank_mode and self._response_count < 3:
             self.set_rank_mode(False)
         self._render()
@@ -885,7 +869,7 @@ class LabelView(QWidget):
 
     def _fill_rank(self) -> None:
         comp = self.current
-        responses = queries.prompt_responses(self.project, comp.prompt_id)
+        responses = self.project.prompt_responses(comp.prompt_id)
         first = [comp.response_a_id if comp.left == "a" else comp.response_b_id,
                  comp.response_b_id if comp.left == "a" else comp.response_a_id]
         by_id = dict(responses)
@@ -898,7 +882,7 @@ class LabelView(QWidget):
         if not self.rank_mode or self.current is None or self._busy or self._refuse_read_only():
             return 0
         rank = {rid: i for i, rid in enumerate(self.rank_panel.order())}
-        pairs = [(cid, ra, rb) for cid, ra, rb in queries.prompt_comparisons(self.project, self.current.prompt_id)
+        pairs = [(cid, ra, rb) for cid, ra, rb in self.project.prompt_comparisons(self.current.prompt_id)
                  if ra in rank and rb in rank]
         flags = ["flag"] if self.pending.flag else []
         self._busy = True
@@ -942,7 +926,7 @@ class LabelView(QWidget):
                 card.extra.setText("")
                 card.extra.setToolTip("")
             return
-        scores = latest_pair_scores(self.project, comp.id)
+        scores = self.project.latest_pair_scores(comp.id)
         if scores is None:
             for card in cards:
                 card.extra.setText("model: no score")
