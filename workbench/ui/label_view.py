@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -40,6 +41,9 @@ from workbench.core.records import STRENGTHS, Comparison, Judgment, Text
 from workbench.ui import queries, settings, style
 from workbench.ui.safe_text import SafeTextBrowser, build_diff_document, build_document, plain, tooltip, word_diff
 from workbench.ui.widgets import Card, KeyButton
+
+if TYPE_CHECKING:
+    from workbench.core.store import Project
 
 DEFAULT_STRENGTH = 3
 STRENGTH_LABELS = {1: "Negligibly", 2: "Slightly", 3: "Better", 4: "Much better  ⇧"}
@@ -256,7 +260,7 @@ class LabelView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("LabelView")
-        self.project = None
+        self.project: Project | None = None
         self.annotator = ""
         self.order = "new"
         self.current: Comparison | None = None
@@ -516,7 +520,7 @@ class LabelView(QWidget):
         return self.actions_by_name
 
     # ------------------------------------------------------------------ project and annotator
-    def set_project(self, project) -> None:
+    def set_project(self, project: Project | None) -> None:
         self.project = project
         self.current = None
         self.previous = None

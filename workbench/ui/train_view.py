@@ -14,7 +14,7 @@ import dataclasses
 import math
 import time
 import typing
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
@@ -63,6 +63,9 @@ from workbench.ui.plots import TrainingPlots
 from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.worker import TrainingRun
+
+if TYPE_CHECKING:
+    from workbench.core.store import Project
 
 MINILM = "minilm"
 BASIC_FIELDS = ("mode", "backbone", "head", "lora", "learning_rate", "epochs", "batch_size", "max_length")
@@ -333,7 +336,7 @@ class TrainView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("TrainView")
-        self.project = None
+        self.project: Project | None = None
         self.annotator = ""
         self.run: TrainingRun | None = None
         self.shown_run_id: int | None = None  # the run the plots show
@@ -484,7 +487,7 @@ class TrainView(QWidget):
         self._fit_settings()
 
     # ------------------------------------------------------------------ view protocol
-    def set_project(self, project) -> None:
+    def set_project(self, project: Project | None) -> None:
         if self.run is not None and self.run.is_running():
             self.stop_and_wait()  # the main window asked first (confirm_close)
         self.project = project
