@@ -31,10 +31,12 @@ import json
 import math
 import os
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,13 +114,12 @@ def embed_everything(work: Path, records, oracle) -> Path:
 
 
 def copy_embeddings(source: Path, target) -> int:
-    from workbench.core.store import Project
+    import numpy as np
 
-    with Project.open(source) as src:
+    # Our own connection to read the whole cache: the store keeps its connection private.
+    with closing(sqlite3.connect(source)) as src:
         by_backbone: dict[str, dict] = {}
-        import numpy as np
-
-        for backbone, text_hash, blob in src.conn.execute("SELECT backbone, text_hash, vector FROM embeddings"):
+        for backbone, text_hash, blob in src.execute("SELECT backbone, text_hash, vector FROM embeddings"):
             by_backbone.setdefault(backbone, {})[text_hash] = np.frombuffer(blob, dtype=np.float32)
     for backbone, vectors in by_backbone.items():
         target.store_embeddings(backbone, vectors)
@@ -149,7 +150,8 @@ def simulate(strategy: str, seed: int, records, oracle, embeddings: Path, work: 
         project.add_records(records, source="hh-harmless-dev")
         copy_embeddings(embeddings, project)
         truth = comparison_truth(project, oracle)
-        prompts = dict(project.conn.execute("SELECT c.id, p.text FROM comparisons c JOIN prompts p ON p.id = c.prompt_id"))
+        frame = project.comparisons_frame()
+        prompts = dict(zip(frame["comparison_id"].tolist(), frame["prompt"]))
         val_ids = {cid for cid, prompt in prompts.items()
                    if stable_unit_hash(first_human_turn({"prompt": prompt}), seed=0) < args.val_fraction}
         exclude = sorted(val_ids)

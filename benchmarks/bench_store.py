@@ -21,6 +21,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +218,8 @@ def main() -> None:
     # The model orders: per-pair scores of a run for every comparison, then label in "uncertain" order.
     run = project.create_run("head", "bench", {})
     nprng = np.random.default_rng(1)
-    ids = [r[0] for r in project.conn.execute("SELECT id FROM comparisons")]
+    with closing(sqlite3.connect(project.path)) as conn:  # our own connection: the store keeps its private
+        ids = [r[0] for r in conn.execute("SELECT id FROM comparisons")]
     project.add_pair_scores(run, 1, zip(ids, ["train"] * len(ids), ["a"] * len(ids),
                                         nprng.normal(size=len(ids)).tolist(), [0.0] * len(ids)))
     project.annotator_id("ivan")
@@ -249,10 +251,14 @@ def main() -> None:
 
     # ---- baseline: the other synchronous setting on the same project and machine
     other = "NORMAL" if store_module.SYNCHRONOUS == "FULL" else "FULL"
-    project.conn.execute(f"PRAGMA synchronous = {other}")
-    _, judges = judge_loop(project, "dave", args.baseline_judgments, "new", rng)
+    ours = store_module.SYNCHRONOUS
+    store_module.SYNCHRONOUS = other  # a second connection to the same file, opened with the other setting
+    try:
+        with Project.open(project.path) as baseline:
+            _, judges = judge_loop(baseline, "dave", args.baseline_judgments, "new", rng)
+    finally:
+        store_module.SYNCHRONOUS = ours
     out[f"judgment_ms_{other.lower()}"] = ms(judges)
-    project.conn.execute(f"PRAGMA synchronous = {store_module.SYNCHRONOUS}")
     _, judges = judge_loop(project, "erin", args.baseline_judgments, "new", rng)
     out[f"judgment_ms_{store_module.SYNCHRONOUS.lower()}_same_phase"] = ms(judges)
     # FULL fsyncs the WAL at each commit (a judgment survives a power cut once recorded); NORMAL only at

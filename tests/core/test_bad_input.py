@@ -12,6 +12,7 @@ import time
 
 import pandas as pd
 import pytest
+from wb_testing import db_dump, sql
 
 from workbench.core import formats
 from workbench.core.formats import MAX_TEXT_CHARS, FormatError, import_file
@@ -43,7 +44,7 @@ def snapshot(project) -> str:
 
 def dump(project) -> str:
     """The whole database, every table, as SQL text: "unchanged" means byte for byte."""
-    return "\n".join(project.conn.iterdump())
+    return db_dump(project)
 
 
 def rejects(project, path, *parts, format="auto"):
@@ -462,11 +463,10 @@ def test_parquet_odd_metadata_is_kept(tmp_path, project):
 
 def orphans(project) -> tuple[int, int]:
     """Prompts and responses that no comparison uses."""
-    conn = project.conn
-    prompts = conn.execute("SELECT COUNT(*) FROM prompts WHERE id NOT IN (SELECT prompt_id FROM comparisons)")
-    responses = conn.execute("SELECT COUNT(*) FROM responses WHERE id NOT IN (SELECT response_a FROM comparisons)"
+    prompts = sql(project, "SELECT COUNT(*) FROM prompts WHERE id NOT IN (SELECT prompt_id FROM comparisons)")
+    responses = sql(project, "SELECT COUNT(*) FROM responses WHERE id NOT IN (SELECT response_a FROM comparisons)"
                              " AND id NOT IN (SELECT response_b FROM comparisons)")
-    return prompts.fetchone()[0], responses.fetchone()[0]
+    return prompts[0][0], responses[0][0]
 
 
 def test_identical_responses_leave_no_orphans(tmp_path, project):

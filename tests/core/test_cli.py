@@ -6,9 +6,11 @@ import argparse
 import gzip
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import types
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -220,7 +222,8 @@ def test_ensure_demo_project(tmp_path):
         assert winners[("Best fruit?", "apple", "banana")] == 2
         assert winners[("User: Count to three.", "1 2 3", "one")] == 4
         assert project.comparison(1).prompt.text == "Best fruit?"
-        prompts = pd.read_sql_query("SELECT metadata FROM prompts ORDER BY id", project.conn)["metadata"]
+        with closing(sqlite3.connect(path)) as conn:  # the test's own connection: the store keeps its private
+            prompts = pd.read_sql_query("SELECT metadata FROM prompts ORDER BY id", conn)["metadata"]
         assert json.loads(prompts[0]) == {"kind": "facts", "demo": True}
     mtime = path.stat().st_mtime_ns
     assert ensure_demo_project(path, source=demo_source(tmp_path)) == path

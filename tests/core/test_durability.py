@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -92,20 +94,21 @@ def wait_for_output(proc, out: Path, lines: int, timeout: float = 60.0) -> None:
 def assert_consistent(path: Path, expected_ids: list[int]) -> None:
     with Project.open(path) as p:
         assert p.integrity_check() == "ok"
-        stored = {r[0] for r in p.conn.execute("SELECT id FROM judgments")}
+    with closing(sqlite3.connect(path)) as conn:  # the test's own connection: the store keeps its private
+        stored = {r[0] for r in conn.execute("SELECT id FROM judgments")}
         missing = set(expected_ids) - stored
         assert not missing, f"{len(missing)} acknowledged judgments lost, e.g. {sorted(missing)[:5]}"
         # The derived table agrees with the history: the latest row per (annotator, comparison) is current.
-        mismatched = p.conn.execute(
+        mismatched = conn.execute(
             "SELECT COUNT(*) FROM (SELECT annotator_id, comparison_id, MAX(id) AS latest FROM judgments"
             " GROUP BY 1, 2) h LEFT JOIN current_labels cl USING (annotator_id, comparison_id)"
             " WHERE cl.judgment_id IS NOT h.latest"
         ).fetchone()[0]
         assert mismatched == 0
-        assert p.conn.execute("SELECT COUNT(*) FROM current_labels").fetchone()[0] == p.conn.execute(
+        assert conn.execute("SELECT COUNT(*) FROM current_labels").fetchone()[0] == conn.execute(
             "SELECT COUNT(*) FROM (SELECT DISTINCT annotator_id, comparison_id FROM judgments)").fetchone()[0]
         # Every row's supersedes names an earlier row of the same annotator and comparison.
-        assert p.conn.execute(
+        assert conn.execute(
             "SELECT COUNT(*) FROM judgments j JOIN judgments s ON s.id = j.supersedes"
             " WHERE s.id >= j.id OR s.annotator_id != j.annotator_id OR s.comparison_id != j.comparison_id"
         ).fetchone()[0] == 0
@@ -156,7 +159,8 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path, project_path, anno
     with Project.open(project_path) as p:
         undos = 2 * (count // 7)
         assert p.counts()["judgments"] == len(ids) + undos
-        per_annotator = dict(p.conn.execute(
+    with closing(sqlite3.connect(project_path)) as conn:
+        per_annotator = dict(conn.execute(
             "SELECT a.name, COUNT(*) FROM judgments j JOIN annotators a ON a.id = j.annotator_id GROUP BY a.name"))
         assert sum(per_annotator.values()) == len(ids) + undos
         assert set(per_annotator) == set(annotators)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from wb_testing import sql
 
 from workbench.core.label_session import DEFAULT_STRENGTH, READ_ONLY_MESSAGE, LabelSession
 from workbench.core.records import PairRecord, PromptRecord, Text
@@ -151,7 +152,7 @@ def test_rank_records_every_pair_of_the_ranked_responses(tmp_path):
 
 
 def _comparisons(project: Project) -> list[tuple[int, int, int]]:
-    return [tuple(r) for r in project.conn.execute("SELECT id, response_a, response_b FROM comparisons")]
+    return sql(project, "SELECT id, response_a, response_b FROM comparisons")
 
 
 def test_a_read_only_project_refuses_every_write_with_a_message(tmp_path, monkeypatch):
@@ -166,11 +167,11 @@ def test_a_read_only_project_refuses_every_write_with_a_message(tmp_path, monkey
         session = LabelSession(project, ANN)
         assert session.read_only
         assert session.next() is not None  # reading goes on
-        before = project.conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+        before = sql(project, "SELECT COUNT(*) FROM judgments")[0][0]
         for outcome in (session.choose("left"), session.skip(), session.commit("tie"), session.undo(),
                         session.rank([1, 2, 3]), session.save_guidelines("new rules")):
             assert not outcome.ok and outcome.message == READ_ONLY_MESSAGE.format(reason="read-only file system")
-        assert project.conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == before
+        assert sql(project, "SELECT COUNT(*) FROM judgments")[0][0] == before
         assert project.guidelines != "new rules"
         assert session.judgments == 0
 
@@ -179,4 +180,4 @@ def test_nothing_is_written_without_a_comparison_or_an_annotator(filled):
     assert not LabelSession(filled, "").undo().ok
     session = LabelSession(filled, ANN)
     assert not session.commit("a").ok and not session.rank([1, 2]).ok  # nothing shown yet
-    assert filled.conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == 0
+    assert sql(filled, "SELECT COUNT(*) FROM judgments")[0][0] == 0

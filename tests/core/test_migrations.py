@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -74,9 +75,11 @@ def test_old_project_migrates_and_works(tmp_path, version):
     with Project.open(path) as p:
         assert p.schema_version == SCHEMA_VERSION
         assert p.integrity_check() == "ok"
-        assert p.conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        current = p.conn.execute(
-            "SELECT annotator_id, comparison_id, judgment_id, choice FROM current_labels ORDER BY 1, 2").fetchall()
+        with closing(sqlite3.connect(path)) as conn:  # the test's own connection: the store keeps its private
+            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+            current = conn.execute(
+                "SELECT annotator_id, comparison_id, judgment_id, choice FROM current_labels ORDER BY 1, 2"
+            ).fetchall()
         assert [tuple(r) for r in current] == [(ANN, 1, 2, "b"), (ANN, 2, 3, "tie"), (ANN, 3, 6, None),
                                               (BOB, 1, 4, "a")]
         # Data intact.

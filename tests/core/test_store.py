@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
 import numpy as np
 import pandas as pd
@@ -47,8 +48,10 @@ def test_create_then_open(tmp_path):
     with Project.create(path, seed=7) as p:
         assert p.schema_version == SCHEMA_VERSION
         assert p.name == "demo" and p.seed == 7
-        assert p.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert p.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        with closing(sqlite3.connect(path)) as conn:  # WAL is a property of the file
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        with pytest.raises(sqlite3.IntegrityError):  # foreign keys are on: metrics of no run are refused
+            p.add_metrics(12345, 1, "train", {"loss": 1.0})
         p.guidelines = "Prefer the honest answer."
     with Project.open(path) as p:
         assert p.seed == 7 and p.guidelines == "Prefer the honest answer."

@@ -7,6 +7,8 @@ import itertools
 import json
 import random
 import shutil
+import sqlite3
+from contextlib import closing
 
 import pandas as pd
 import pytest
@@ -43,16 +45,22 @@ def clock(monkeypatch):
     monkeypatch.setattr(store, "_now", lambda: float(next(ticks)))
 
 
+def _rows(project: Project, sql: str, args: tuple = ()) -> list[tuple]:
+    """Raw SQL through the test's own connection to the file: the store keeps its connection private."""
+    with closing(sqlite3.connect(project.path)) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
 def comparison_id(project: Project, i: int) -> int:
     """The id of the comparison of ``pair(i)``."""
-    return project.conn.execute(
-        "SELECT c.id FROM comparisons c JOIN prompts p ON p.id = c.prompt_id WHERE p.text = ?", (f"prompt {i}",)
-    ).fetchone()[0]
+    return _rows(project, "SELECT c.id FROM comparisons c JOIN prompts p ON p.id = c.prompt_id WHERE p.text = ?",
+                 (f"prompt {i}",))[0][0]
 
 
 def current(project: Project) -> dict[tuple[str, str, str], str | None]:
     """(annotator, prompt, text of response a) -> current choice, orientation-free via the texts."""
-    rows = project.conn.execute(
+    rows = _rows(
+        project,
         "SELECT a.name, p.text, ra.text, rb.text, cl.choice FROM current_labels cl"
         " JOIN annotators a ON a.id = cl.annotator_id JOIN comparisons c ON c.id = cl.comparison_id"
         " JOIN prompts p ON p.id = c.prompt_id JOIN responses ra ON ra.id = c.response_a"
@@ -67,13 +75,14 @@ def current(project: Project) -> dict[tuple[str, str, str], str | None]:
 
 def history(project: Project) -> list[tuple]:
     """Every judgment by content, in id order, with what it supersedes by content too."""
-    rows = project.conn.execute(
+    rows = _rows(
+        project,
         "SELECT j.id, a.name, p.text, ra.text, rb.text, j.choice, j.strength, j.left_side, j.kind, j.note, j.flags,"
         " j.supersedes, j.shown_at, j.answered_at, j.created_at FROM judgments j"
         " JOIN annotators a ON a.id = j.annotator_id JOIN comparisons c ON c.id = j.comparison_id"
         " JOIN prompts p ON p.id = c.prompt_id JOIN responses ra ON ra.id = c.response_a"
         " JOIN responses rb ON rb.id = c.response_b ORDER BY j.id"
-    ).fetchall()
+    )
     created = {r[0]: r[-1] for r in rows}
     out = []
     for (_, name, prompt, ra, rb, choice, strength, left, kind, note, flags, sup, shown, answered, at) in rows:
@@ -84,8 +93,7 @@ def history(project: Project) -> list[tuple]:
 
 
 def snapshot(project: Project) -> dict:
-    conn = project.conn
-    return {table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+    return {table: _rows(project, f"SELECT * FROM {table} ORDER BY 1, 2")
             for table in ("prompts", "responses", "comparisons", "annotators", "judgments", "current_labels",
                           "comparison_marks")} | {"guidelines": project.guidelines}
 
@@ -147,7 +155,7 @@ def test_merge_into_a_new_project(tmp_path, sources):
         assert relabel.kind == "relabel" and t.judgment(relabel.supersedes).choice == "b"
         assert t.current_judgment(comparison_id(t, 2), "alice") is None  # undone, in the target too
         assert t.marked("flag") == {comparison_id(t, 0)} and t.marked("exclude") == {comparison_id(t, 3)}
-        assert t.integrity_check() == "ok" and not t.conn.execute("PRAGMA foreign_key_check").fetchall()
+        assert t.integrity_check() == "ok" and not _rows(t, "PRAGMA foreign_key_check")
         before = snapshot(t)
     # Merging again changes nothing at all.
     again = merge_projects([s1, s2], target)
@@ -186,8 +194,7 @@ def test_merge_a_shared_history_takes_the_latest_label_and_mark(tmp_path, source
         labels = {cid: t.current_judgment(cid, "alice") for cid in c}
         assert labels[c[0]].choice == "tie" and labels[c[1]].choice == "both_bad" and labels[c[3]].choice == "a"
         # The source's relabel of c[1] supersedes the shared "tie" row, not a copy of it.
-        rows = t.conn.execute("SELECT id, choice, supersedes FROM judgments WHERE comparison_id = ? ORDER BY id",
-                              (c[1],)).fetchall()
+        rows = _rows(t, "SELECT id, choice, supersedes FROM judgments WHERE comparison_id = ? ORDER BY id", (c[1],))
         tie = next(r[0] for r in rows if r[1] == "tie")
         assert [r[2] for r in rows if r[1] in ("both_bad", "a")] == [tie, tie]
         assert c[2] not in t.marked("exclude")  # the copy's later "off" stays in force

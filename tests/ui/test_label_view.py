@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 
 import pytest
 from PySide6.QtCore import Qt
@@ -275,9 +277,10 @@ def test_ranking_four_responses_records_six_consistent_judgments(qtbot, main_win
     press(qtbot, window, K.Key_Return, CTRL)
     assert not view.rank_mode
     rank = {rid: i for i, rid in enumerate(final)}
-    rows = project.conn.execute(
-        "SELECT c.response_a, c.response_b, j.choice, j.kind FROM judgments j JOIN comparisons c"
-        " ON c.id = j.comparison_id").fetchall()
+    with closing(sqlite3.connect(project.path)) as conn:  # the test's own: the store keeps its private
+        rows = conn.execute(
+            "SELECT c.response_a, c.response_b, j.choice, j.kind FROM judgments j JOIN comparisons c"
+            " ON c.id = j.comparison_id").fetchall()
     assert len(rows) == 6
     for ra, rb, choice, kind in rows:
         assert kind == "label"
@@ -324,5 +327,6 @@ def test_flagged_note_is_saved_as_json_flags(qtbot, labelling):
     comp = view.current
     press(qtbot, window, K.Key_F)
     press(qtbot, window, K.Key_2)
-    row = project.conn.execute("SELECT flags FROM judgments WHERE comparison_id = ?", (comp.id,)).fetchone()
+    with closing(sqlite3.connect(project.path)) as conn:
+        row = conn.execute("SELECT flags FROM judgments WHERE comparison_id = ?", (comp.id,)).fetchone()
     assert json.loads(row[0]) == ["flag"]

@@ -135,7 +135,7 @@ def build_demo_project(path: Path, source: Path, seed: int = 0) -> None:
                 hashes = [response_hash(p_hash, r) for r in record.responses]
                 for i in range(len(hashes)):
                     for j in range(i + 1, len(hashes)):
-                        row = project.conn.execute(
+                        row = project._conn.execute(
                             "SELECT id FROM comparisons WHERE hash = ?", (comparison_hash(hashes[i], hashes[j]),)
                         ).fetchone()
                         if row is None:  # two identical responses: the store keeps no comparison for them
@@ -150,7 +150,7 @@ def build_demo_project(path: Path, source: Path, seed: int = 0) -> None:
                         project.record_judgment(comparison.id, DEMO_ANNOTATOR, choice, strength, left=comparison.left,
                                                 shown_at=now - seconds)
         # Everything into the main file before it is linked into place without its -wal companion.
-        project.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        project._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _ranking(source: Path, row: int, record: PromptRecord) -> tuple[list[int], bool]:

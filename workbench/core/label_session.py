@@ -44,18 +44,6 @@ class Outcome:
     undone: Judgment | None = None
 
 
-def prompt_comparisons(project: Project, prompt_id: int) -> list[tuple[int, int, int]]:
-    """(comparison id, response_a id, response_b id) for every comparison of a prompt."""
-    if hasattr(project, "prompt_comparisons"):
-        return project.prompt_comparisons(prompt_id)
-    return [
-        (r[0], r[1], r[2])
-        for r in project.conn.execute(
-            "SELECT id, response_a, response_b FROM comparisons WHERE prompt_id = ? ORDER BY id", (prompt_id,)
-        )
-    ]
-
-
 class LabelSession:
     """Judge comparisons of one project as one annotator; the view calls these and renders the results."""
 
@@ -224,7 +212,7 @@ class LabelSession:
         if refusal is not None:
             return refusal
         rank = {rid: i for i, rid in enumerate(order)}
-        pairs = [(cid, ra, rb) for cid, ra, rb in prompt_comparisons(self.project, self.current.prompt_id)
+        pairs = [(cid, ra, rb) for cid, ra, rb in self.project.prompt_comparisons(self.current.prompt_id)
                  if ra in rank and rb in rank]
         self._busy = True
         try:

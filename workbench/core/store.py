@@ -5,6 +5,11 @@ an undo or a relabel writes a new row that ``supersedes`` the old one, so histor
 Every write is one transaction, committed before the call returns; WAL lets readers (the GUI, a trainer
 thread, a second app instance) run beside the writer, and ``BEGIN IMMEDIATE`` with a busy timeout
 serialises writers from several processes without losing any.
+
+This module owns the connection (private: every SQL statement of the app lives in workbench/core, and the
+UI and the trainer ask ``Project`` by name), migrations and transactions, import (add_records), judgments
+and undo, marks, labels and their resolution, and statistics. ``Project`` is the one public façade: it also
+inherits the label queue (core/queue.py) and runs, metrics, scores and embeddings (core/runs.py).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.core.queue import ORDERS, LabelQueue  # noqa: F401  (ORDERS: the store's public name)
 from workbench.core.records import (
     CHOICES,
     JUDGMENT_KINDS,
@@ -34,10 +40,8 @@ from workbench.core.records import (
     Text,
     content_hash,
 )
+from workbench.core.runs import RunStore
 from workbench.core.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
-
-ORDERS = ("new", "random", "prompt", "uncertain", "disagree")
-_ORDER_KEYS = {"new": ("id",), "random": ("rand_key", "id"), "prompt": ("prompt_id", "id")}
 
 #: ``PRAGMA synchronous`` of every connection. With WAL, FULL fsyncs the WAL at every commit, so a judgment
 #: is on disk when ``record_judgment`` returns: it survives a killed process *and* a power cut or OS crash.
@@ -50,9 +54,6 @@ _ORDER_KEYS = {"new": ("id",), "random": ("rand_key", "id"), "prompt": ("prompt_
 #: stays: the p99 target (5 ms) holds on an unloaded disk, a person cannot see a few ms, and a dead laptop
 #: battery should not cost an annotator the last ~200 judgments.
 SYNCHRONOUS = "FULL"
-_QUEUE_EPOCH = "queue_epoch"
-_SKIP_EPOCH = "skip_epoch:"
-_SCORES_EPOCH = "scores_epoch"
 
 
 class ProjectError(Exception):
@@ -147,30 +148,14 @@ def comparison_hash(ra_hash: str, rb_hash: str) -> str:
     return content_hash("comparison", *sorted((ra_hash, rb_hash)))
 
 
-class Project:
+class Project(LabelQueue, RunStore):
     """An open project file. One instance per thread: sqlite3 connections are not shared."""
 
     def __init__(self, path: str | os.PathLike, conn: sqlite3.Connection):
         self.path = Path(path)
-        self.conn = conn
+        self._conn = conn  # private: SQL lives in workbench/core (the queue and runs mixins use it too)
         self._annotator_ids: dict[str, int] = {}
-        # Per (annotator, order, phase name): the key of the last comparison handed out. Answered ones are
-        # skipped by the query itself, so a cursor only saves re-scanning the finished prefix.
-        self._cursors: dict[tuple[int, str, str], tuple] = {}
-        # ((annotator, order, phase), exclude) found empty by a full scan, so that the end of a phase is not
-        # scanned again on every call (with 100,000 comparisons a scan takes tens of ms). Only a write that
-        # can put a comparison back into a phase ends it: new comparisons, an undo, a skip. Such writes
-        # change an epoch token in meta (``queue_epoch``; ``skip_epoch:<annotator id>`` for a skip that
-        # reopens only that annotator's skipped phase), which other connections notice
-        # (_notice_other_writers). Plain labels only take comparisons out of phases: the memo stays.
-        self._exhausted: set[tuple] = set()
-        self._data_version: int | None = None
-        self._epochs: dict[str, str] | None = None
-        # The model orders: comparison ids of one (order, run, step) sorted best first, read once (with the
-        # scores token they were read under), and per (annotator, order, run, step) the position before
-        # which every pair is answered. Positions are forgotten with the empty-phase memo.
-        self._model_queues: dict[tuple[str, int, int], tuple[str | None, list[int]]] = {}
-        self._model_positions: dict[tuple[int, str, int, int], int] = {}
+        self._init_queue()
         self._seed: int | None = None
         #: Why the project was opened read-only (read-only media, no permission), or None when writable.
         #: Every write (``transaction``) then raises ProjectError.
@@ -306,8 +291,8 @@ class Project:
 
     def _migrate(self) -> None:
         def current() -> bool:
-            return (self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-                    and self.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID)
+            return (self._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+                    and self._conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID)
 
         if current():
             return
@@ -315,13 +300,13 @@ class Project:
         try:
             with self.transaction():
                 # Re-read under the write lock: another process may have migrated meanwhile.
-                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                version = self._conn.execute("PRAGMA user_version").fetchone()[0]
                 for target in range(version, SCHEMA_VERSION):
                     for statement in _split_sql(MIGRATIONS[target]):
-                        self.conn.execute(statement)
-                    self.conn.execute(f"PRAGMA user_version = {target + 1}")
+                        self._conn.execute(statement)
+                    self._conn.execute(f"PRAGMA user_version = {target + 1}")
                 # The stamp that recognises a project by content (core/outputs.py); older projects lack it.
-                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         except sqlite3.Error as exc:
             # One transaction: a failed upgrade leaves the file as it was.
             raise ProjectError(
@@ -329,8 +314,13 @@ class Project:
                 "the file is unchanged"
             ) from None
 
+    @staticmethod
+    def _clock() -> float:
+        """The store's clock for the mixins (read through this module, so that one clock serves all)."""
+        return _now()
+
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> Project:
         return self
@@ -340,7 +330,7 @@ class Project:
 
     @property
     def schema_version(self) -> int:
-        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
 
     @property
     def checkpoint_root(self) -> Path:
@@ -360,29 +350,29 @@ class Project:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; all or nothing. Nested use joins the outer one."""
         self.check_writable()
-        if self.conn.in_transaction:
-            yield self.conn
+        if self._conn.in_transaction:
+            yield self._conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
+            yield self._conn
         except BaseException:
             # Some errors (SQLITE_FULL, SQLITE_IOERR) roll back by themselves; a second ROLLBACK would
             # raise and hide the original error.
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        self._conn.execute("COMMIT")
 
     # -------------------------------------------------------------------- meta
     def _set_meta(self, key: str, value: str) -> None:
-        self.conn.execute(
+        self._conn.execute(
             "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
@@ -415,25 +405,25 @@ class Project:
             raise ValueError("annotator name is empty")
         if name in self._annotator_ids:
             return self._annotator_ids[name]
-        row = self.conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
+        row = self._conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
         if row is None and self.read_only is not None:
             return -1  # a name a read-only project has never seen: no judgments (and writes are refused)
         if row is None:
             # Inside a caller's transaction the new row may yet be rolled back: do not cache its id then.
-            cache = not self.conn.in_transaction
+            cache = not self._conn.in_transaction
             with self.transaction():
-                self.conn.execute(
+                self._conn.execute(
                     "INSERT OR IGNORE INTO annotators(name, kind, created_at) VALUES (?, ?, ?)",
                     (name, kind, _now()),
                 )
-                row = self.conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
+                row = self._conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
             if not cache:
                 return row[0]
         self._annotator_ids[name] = row[0]
         return row[0]
 
     def annotators(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT id, name, kind, created_at FROM annotators ORDER BY id", self.conn)
+        return pd.read_sql_query("SELECT id, name, kind, created_at FROM annotators ORDER BY id", self._conn)
 
     # ------------------------------------------------------------ adding data
     def add_records(
@@ -456,12 +446,12 @@ class Project:
         """A bigger page cache for one bulk write, given back afterwards. The unique hash indexes take
         inserts in random order; with SQLite's default 2 MB cache their pages spill to the WAL in the
         middle of the transaction (measured on 100,000 pairs: 2.7 s of SQL with the default, 2.4 s)."""
-        old = self.conn.execute("PRAGMA cache_size").fetchone()[0]
-        self.conn.execute(f"PRAGMA cache_size = {-int(kib)}")
+        old = self._conn.execute("PRAGMA cache_size").fetchone()[0]
+        self._conn.execute(f"PRAGMA cache_size = {-int(kib)}")
         try:
             yield
         finally:
-            self.conn.execute(f"PRAGMA cache_size = {int(old)}")
+            self._conn.execute(f"PRAGMA cache_size = {int(old)}")
 
     def _add_records(self, records: Iterable[PairRecord | PromptRecord], source: str,
                      annotator: str | None) -> ImportSummary:
@@ -470,7 +460,7 @@ class Project:
         seed = self.seed
         default_annotator = annotator or f"import:{source}"
         with self.transaction():
-            conn = self.conn
+            conn = self._conn
             prompt_ids = dict(conn.execute("SELECT hash, id FROM prompts"))
             response_ids = dict(conn.execute("SELECT hash, id FROM responses"))
             comparison_rows = {
@@ -578,7 +568,7 @@ class Project:
     def _add_imported_labels(self, labels: list[tuple[int, str, str, int | None, str]], now: float) -> int:
         if not labels:
             return 0
-        conn = self.conn
+        conn = self._conn
         annotator_ids = {name: self._annotator_in_tx(name, "import" if name.startswith("import:") else "human")
                          for name in {label[2] for label in labels}}
         current = {
@@ -609,16 +599,16 @@ class Project:
         return len(rows)
 
     def _annotator_in_tx(self, name: str, kind: str) -> int:
-        row = self.conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
+        row = self._conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
         if row is not None:
             return row[0]
-        return self.conn.execute(
+        return self._conn.execute(
             "INSERT INTO annotators(name, kind, created_at) VALUES (?, ?, ?)", (name, kind, _now())
         ).lastrowid
 
     # ---------------------------------------------------------------- reading
     def comparison(self, comparison_id: int) -> Comparison:
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT c.id, c.prompt_id, c.hash, p.text AS pt, p.messages AS pm,"
             " ra.id AS ra_id, ra.text AS ra_text, ra.messages AS ra_m,"
             " rb.id AS rb_id, rb.text AS rb_text, rb.messages AS rb_m"
@@ -644,8 +634,33 @@ class Project:
         """Which response is shown on the left: random per comparison, fixed by the project's seed."""
         return "a" if _hash_int(str(self.seed), "left", comparison_hash_) & 1 else "b"
 
+    def comparison_count(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
+
+    def response_count(self, prompt_id: int) -> int:
+        """How many responses a prompt has (ranking needs three or more)."""
+        return self._conn.execute("SELECT COUNT(*) FROM responses WHERE prompt_id = ?", (prompt_id,)).fetchone()[0]
+
+    def prompt_responses(self, prompt_id: int) -> list[tuple[int, Text]]:
+        """The responses of a prompt that take part in at least one comparison, oldest first."""
+        rows = self._conn.execute(
+            "SELECT r.id, r.text, r.messages FROM responses r WHERE r.prompt_id = ? AND EXISTS"
+            " (SELECT 1 FROM comparisons c WHERE c.response_a = r.id OR c.response_b = r.id) ORDER BY r.id",
+            (prompt_id,),
+        ).fetchall()
+        return [(r[0], _text(r[1], r[2])) for r in rows]
+
+    def prompt_comparisons(self, prompt_id: int) -> list[tuple[int, int, int]]:
+        """(comparison id, response_a id, response_b id) for every comparison of a prompt."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self._conn.execute(
+                "SELECT id, response_a, response_b FROM comparisons WHERE prompt_id = ? ORDER BY id", (prompt_id,)
+            )
+        ]
+
     def counts(self) -> dict[str, int]:
-        one = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+        one = lambda sql: self._conn.execute(sql).fetchone()[0]  # noqa: E731
         return {
             "prompts": one("SELECT COUNT(*) FROM prompts"),
             "responses": one("SELECT COUNT(*) FROM responses"),
@@ -654,197 +669,6 @@ class Project:
             "annotators": one("SELECT COUNT(*) FROM annotators"),
             "runs": one("SELECT COUNT(*) FROM runs"),
         }
-
-    # ------------------------------------------------------------- the queue
-    def next_comparison(self, annotator: str, order: str = "new", exclude: Sequence[int] = ()) -> int | None:
-        """The id of the next comparison ``annotator`` should judge, or None when all are done.
-
-        Phases, in turn: (for ``new``) comparisons nobody has labelled; comparisons this annotator has not
-        answered, in the order's sequence (``new``: as imported; ``random``: a fixed shuffle from the
-        project's seed; ``prompt``: grouped by prompt); then the ones this annotator skipped, the longest
-        skipped first, so that skipping one again sends it to the back. ``uncertain`` and ``disagree``
-        order by the latest run's per-pair scores and fall back to ``new`` for pairs it did not score.
-        A comparison stays the answer until it is judged (or listed in ``exclude``).
-        """
-        if order not in ORDERS:
-            raise ValueError(f"unknown queue order {order!r}; expected one of {', '.join(ORDERS)}")
-        aid = self.annotator_id(annotator)
-        if order in ("uncertain", "disagree"):
-            found = self._next_by_model(aid, order, exclude)
-            return found if found is not None else self.next_comparison(annotator, "new", exclude)
-        mine_open = (
-            f"NOT EXISTS (SELECT 1 FROM current_labels cl WHERE cl.annotator_id = {aid}"
-            " AND cl.comparison_id = c.id AND cl.choice IS NOT NULL)"
-        )
-        nobody = (
-            "NOT EXISTS (SELECT 1 FROM current_labels cl WHERE cl.comparison_id = c.id"
-            " AND cl.choice IS NOT NULL AND cl.choice != 'skip')"
-        )
-        phases = [("nobody", f"{nobody} AND {mine_open}")] if order == "new" else []
-        phases += [("open", mine_open), ("skipped", None)]
-        keys = _ORDER_KEYS[order]
-        columns = ", ".join(f"c.{k}" for k in keys)
-        placeholders = ", ".join("?" for _ in keys)
-        excluded = tuple(sorted({int(i) for i in exclude}))
-        ids = ",".join(map(str, excluded))
-        self._notice_other_writers()
-        for phase, condition in phases:
-            cursor_key = (aid, order, phase)
-            if (cursor_key, excluded) in self._exhausted:
-                continue
-            if condition is None:  # skipped: an index probe on (annotator, choice, judgment)
-                row = self.conn.execute(
-                    "SELECT comparison_id FROM current_labels WHERE annotator_id = ? AND choice = 'skip'"
-                    + (f" AND comparison_id NOT IN ({ids})" if excluded else "")
-                    + " ORDER BY judgment_id LIMIT 1",
-                    (aid,),
-                ).fetchone()
-                if row is not None:
-                    return row[0]
-                self._exhausted.add((cursor_key, excluded))
-                continue
-            condition += f" AND c.id NOT IN ({ids})" if excluded else ""
-            start = self._cursors.get(cursor_key)
-            # From the cursor to the end, then from the start up to the cursor: one pass at most. Answered
-            # comparisons fail the condition, so the cursor only saves re-reading the finished prefix.
-            bounds = [("", ())] if start is None else [(">=", start), ("<", start)]
-            for op, bound in bounds:
-                where = f"({columns}) {op} ({placeholders}) AND {condition}" if op else condition
-                row = self.conn.execute(
-                    f"SELECT {columns} FROM comparisons c WHERE {where} ORDER BY {columns} LIMIT 1", bound
-                ).fetchone()
-                if row is not None:
-                    self._cursors[cursor_key] = tuple(row)
-                    return row[-1]
-            self._exhausted.add((cursor_key, excluded))
-        return None
-
-    def _notice_other_writers(self) -> None:
-        """Drop what the empty-phase memo no longer knows for sure after other connections' commits
-        (``PRAGMA data_version`` changes on any commit by another connection; the epochs say whether it
-        reopened anything, and for whom)."""
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._data_version:
-            return
-        self._data_version = version
-        epochs = dict(self.conn.execute(
-            "SELECT key, value FROM meta WHERE key = ? OR (key > ? AND key < ?)",
-            (_QUEUE_EPOCH, _SKIP_EPOCH, _SKIP_EPOCH[:-1] + ";"),  # ";" sorts right after ":"
-        ).fetchall())
-        known = self._epochs
-        if known is None or epochs.get(_QUEUE_EPOCH) != known.get(_QUEUE_EPOCH):
-            self._forget_all_memos()
-        else:
-            changed = {int(k[len(_SKIP_EPOCH):]) for k, v in epochs.items() if known.get(k) != v}
-            self._forget_exhausted(lambda aid, phase: phase == "skipped" and aid in changed)
-        self._epochs = epochs
-
-    def _bump_queue_epoch(self, skipped_by: int | None = None) -> None:
-        """Inside a write that can put comparisons back into a queue phase: tell other connections.
-
-        ``skipped_by``: the write only adds to that annotator's skipped phase. The token is random rather
-        than a counter so that one from a rolled-back transaction is never mistaken for a later one.
-        When this connection had not yet seen an earlier change of the same token, it drops its memo.
-        """
-        key = _QUEUE_EPOCH if skipped_by is None else f"{_SKIP_EPOCH}{skipped_by}"
-        before = self.get_meta(key)
-        after = os.urandom(8).hex()
-        self._set_meta(key, after)
-        if self._epochs is None or self._epochs.get(key) != before:
-            self._forget_all_memos()
-            self._epochs = self._data_version = None  # re-read all at the next look
-        else:
-            self._epochs[key] = after
-
-    def _forget_all_memos(self) -> None:
-        self._exhausted.clear()
-        self._model_positions.clear()
-
-    def _forget_exhausted(self, reopened) -> None:
-        self._exhausted = {k for k in self._exhausted if not reopened(k[0][0], k[0][2])}
-
-    def _next_by_model(self, aid: int, order: str, exclude: Sequence[int]) -> int | None:
-        """``uncertain``: pairs this annotator has not answered, smallest |margin| under the latest scored
-        run first. ``disagree``: labelled pairs the model ranks the other way, most negative margin first,
-        until this annotator has looked at them again after that run.
-
-        The sorted list is read once per (run, step) and walked from a per-annotator position, in growing
-        chunks with one query each: a full sort per call cost 20-30 ms at 100,000 scored pairs.
-        """
-        latest = self._latest_scored_run()
-        if latest is None:
-            return None
-        step = self.conn.execute("SELECT MAX(step) FROM pair_scores WHERE run_id = ?", (latest,)).fetchone()[0]
-        self._notice_other_writers()
-        queue = self._model_queue(order, latest, step)
-        answered_sql = (
-            "SELECT cl.comparison_id FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
-            " WHERE cl.annotator_id = ? AND cl.comparison_id IN (SELECT value FROM json_each(?))"
-            " AND cl.choice IS NOT NULL"
-        )
-        extra: tuple = ()
-        if order == "disagree":  # looked at again after the run
-            answered_sql += " AND j.created_at > ?"
-            extra = (self.conn.execute("SELECT created_at FROM runs WHERE id = ?", (latest,)).fetchone()[0],)
-        excluded = {int(i) for i in exclude}
-        position_key = (aid, order, latest, step)
-        position = self._model_positions.get(position_key, 0)
-        advancing, found = True, None
-        start, size = position, 8
-        while found is None and start < len(queue):
-            chunk = queue[start:start + size]
-            answered = {r[0] for r in self.conn.execute(answered_sql, (aid, json.dumps(chunk), *extra))}
-            for offset, cid in enumerate(chunk):
-                if cid in answered:
-                    if advancing:
-                        position = start + offset + 1
-                elif cid in excluded:
-                    advancing = False
-                else:
-                    found = cid
-                    break
-            start, size = start + len(chunk), min(size * 4, 4096)
-        self._model_positions[position_key] = position
-        return found
-
-    def _latest_scored_run(self) -> int | None:
-        """The run whose scores order the model queues: the latest finished one (a run still in progress
-        has scored only some pairs at its latest step), else the latest with any scores."""
-        row = self.conn.execute(
-            "SELECT MAX(r.id) FROM runs r WHERE r.status = 'finished'"
-            " AND EXISTS (SELECT 1 FROM pair_scores s WHERE s.run_id = r.id)"
-        ).fetchone()
-        if row[0] is not None:
-            return row[0]
-        return self.conn.execute("SELECT MAX(run_id) FROM pair_scores").fetchone()[0]
-
-    def _model_queue(self, order: str, run_id: int, step: int) -> list[int]:
-        token = self.get_meta(_SCORES_EPOCH)
-        cached = self._model_queues.get((order, run_id, step))
-        if cached is not None and cached[0] == token:
-            return cached[1]
-        if order == "uncertain":
-            where, key = "", "ABS(r_chosen - r_rejected)"
-        else:
-            where, key = " AND split != 'unlabelled' AND r_chosen - r_rejected <= 0", "r_chosen - r_rejected"
-        ids = [r[0] for r in self.conn.execute(
-            f"SELECT comparison_id FROM pair_scores WHERE run_id = ? AND step = ?{where} ORDER BY {key}, comparison_id",
-            (run_id, step),
-        )]
-        self._model_queues = {k: v for k, v in self._model_queues.items() if k[0] != order}  # keep one per order
-        self._model_queues[(order, run_id, step)] = (token, ids)
-        self._model_positions = {k: v for k, v in self._model_positions.items() if k[1:] != (order, run_id, step)}
-        return ids
-
-    def queue_position(self, annotator: str) -> tuple[int, int]:
-        """(answered, total) for ``annotator``; skips do not count as answered."""
-        aid = self.annotator_id(annotator)
-        done = self.conn.execute(
-            "SELECT COUNT(*) FROM current_labels WHERE annotator_id = ? AND choice IS NOT NULL AND choice != 'skip'",
-            (aid,),
-        ).fetchone()[0]
-        total = self.conn.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
-        return done, total
 
     # -------------------------------------------------------------- judging
     def record_judgment(
@@ -874,9 +698,9 @@ class Project:
             raise ValueError(f"left must be 'a' or 'b', not {left!r}")
         aid = self.annotator_id(annotator, "adjudicator" if kind == "adjudication" else "human")
         with self.transaction():
-            if self.conn.execute("SELECT 1 FROM comparisons WHERE id = ?", (comparison_id,)).fetchone() is None:
+            if self._conn.execute("SELECT 1 FROM comparisons WHERE id = ?", (comparison_id,)).fetchone() is None:
                 raise KeyError(f"no comparison {comparison_id}")
-            current = self.conn.execute(
+            current = self._conn.execute(
                 "SELECT judgment_id, choice FROM current_labels WHERE annotator_id = ? AND comparison_id = ?",
                 (aid, comparison_id),
             ).fetchone()
@@ -895,7 +719,7 @@ class Project:
         return jid
 
     def _current_judgment_id(self, aid: int, comparison_id: int) -> int | None:
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT judgment_id FROM current_labels WHERE annotator_id = ? AND comparison_id = ?",
             (aid, comparison_id),
         ).fetchone()
@@ -903,12 +727,12 @@ class Project:
 
     def _insert_judgment(self, cid, aid, choice, strength, left, kind, note, flags, supersedes, shown_at, answered_at):
         now = _now()
-        jid = self.conn.execute(
+        jid = self._conn.execute(
             "INSERT INTO judgments(comparison_id, annotator_id, choice, strength, left_side, kind, note, flags,"
             " supersedes, shown_at, answered_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (cid, aid, choice, strength, left, kind, note, json.dumps(flags), supersedes, shown_at, answered_at, now),
         ).lastrowid
-        self.conn.execute(
+        self._conn.execute(
             "INSERT OR REPLACE INTO current_labels(annotator_id, comparison_id, judgment_id, choice) VALUES (?,?,?,?)",
             (aid, cid, jid, choice),
         )
@@ -931,7 +755,7 @@ class Project:
                 return None
             restored = None
             if target["supersedes"] is not None:
-                restored = self.conn.execute("SELECT * FROM judgments WHERE id = ?", (target["supersedes"],)).fetchone()
+                restored = self._conn.execute("SELECT * FROM judgments WHERE id = ?", (target["supersedes"],)).fetchone()
             self._insert_judgment(
                 target["comparison_id"],
                 aid,
@@ -954,7 +778,7 @@ class Project:
     def _undo_target(self, aid: int) -> sqlite3.Row | None:
         """The annotator's newest own judgment (not an undo, not an import) whose content is in force."""
         in_force: dict[int, int | None] = {}
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             "SELECT * FROM judgments WHERE annotator_id = ? AND kind NOT IN ('undo', 'import') ORDER BY id DESC",
             (aid,),
         )
@@ -970,7 +794,7 @@ class Project:
         """The judgment whose content a current-label row carries: itself, or for an undo row what that
         undo restored (followed through earlier undos); None when it carries no label."""
         while judgment_id is not None:
-            row = self.conn.execute(
+            row = self._conn.execute(
                 "SELECT kind, choice, supersedes FROM judgments WHERE id = ?", (judgment_id,)
             ).fetchone()
             if row is None:
@@ -979,12 +803,12 @@ class Project:
                 return judgment_id if row["choice"] is not None else None
             if row["supersedes"] is None:
                 return None
-            undone = self.conn.execute("SELECT supersedes FROM judgments WHERE id = ?", (row["supersedes"],)).fetchone()
+            undone = self._conn.execute("SELECT supersedes FROM judgments WHERE id = ?", (row["supersedes"],)).fetchone()
             judgment_id = undone[0] if undone else None
         return None
 
     def judgment(self, judgment_id: int) -> Judgment:
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT j.*, a.name FROM judgments j JOIN annotators a ON a.id = j.annotator_id WHERE j.id = ?",
             (judgment_id,),
         ).fetchone()
@@ -995,11 +819,18 @@ class Project:
     def current_judgment(self, comparison_id: int, annotator: str) -> Judgment | None:
         """The row that holds ``annotator``'s current label of the comparison, or None when there is no
         label in force (never judged, or every judgment undone)."""
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT judgment_id, choice FROM current_labels WHERE annotator_id = ? AND comparison_id = ?",
             (self.annotator_id(annotator), comparison_id),
         ).fetchone()
         return None if row is None or row["choice"] is None else self.judgment(row["judgment_id"])
+
+    def judgment_annotators(self, judgment_ids: Sequence[int]) -> dict[int, str]:
+        """judgment id -> the name of its annotator, for the ids asked for (one query)."""
+        rows = self._conn.execute(
+            "SELECT j.id, a.name FROM judgments j JOIN annotators a ON a.id = j.annotator_id"
+            " WHERE j.id IN (SELECT value FROM json_each(?))", (json.dumps([int(j) for j in judgment_ids]),))
+        return dict(rows.fetchall())
 
     @staticmethod
     def _judgment_from_row(row: sqlite3.Row, annotator: str) -> Judgment:
@@ -1026,9 +857,9 @@ class Project:
             raise ValueError(f"mark must be 'flag' or 'exclude', not {mark!r}")
         aid = self.annotator_id(annotator) if annotator else None
         with self.transaction():
-            if self.conn.execute("SELECT 1 FROM comparisons WHERE id = ?", (comparison_id,)).fetchone() is None:
+            if self._conn.execute("SELECT 1 FROM comparisons WHERE id = ?", (comparison_id,)).fetchone() is None:
                 raise KeyError(f"no comparison {comparison_id}")
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT INTO comparison_marks(comparison_id, mark, value, annotator_id, note, created_at)"
                 " VALUES (?,?,?,?,?,?)",
                 (comparison_id, mark, int(bool(value)), aid, note, _now()),
@@ -1036,12 +867,18 @@ class Project:
 
     def marked(self, mark: str) -> set[int]:
         """Comparisons whose latest ``mark`` is on."""
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             "SELECT m.comparison_id FROM comparison_marks m WHERE m.mark = ? AND m.value = 1 AND m.id ="
             " (SELECT MAX(id) FROM comparison_marks n WHERE n.comparison_id = m.comparison_id AND n.mark = m.mark)",
             (mark,),
         )
         return {r[0] for r in rows}
+
+    def flagged_in_labels(self) -> set[int]:
+        """Comparisons whose current label carries a flag (the Label view's F key), apart from flag marks."""
+        return {r[0] for r in self._conn.execute(
+            "SELECT DISTINCT cl.comparison_id FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
+            " WHERE j.flags IS NOT NULL AND j.flags != '[]'")}
 
     # ------------------------------------------------------------- data frames
     def labels(self) -> pd.DataFrame:
@@ -1054,7 +891,7 @@ class Project:
             " JOIN annotators a ON a.id = cl.annotator_id JOIN comparisons c ON c.id = cl.comparison_id"
             " JOIN prompts p ON p.id = c.prompt_id JOIN responses ra ON ra.id = c.response_a"
             " JOIN responses rb ON rb.id = c.response_b WHERE cl.choice IS NOT NULL ORDER BY j.id",
-            self.conn,
+            self._conn,
         )
         df["strength"] = df["strength"].astype("Int64")
         flagged = self.marked("flag")
@@ -1066,34 +903,14 @@ class Project:
         """One label per comparison: an adjudication if there is one, else the majority of the current
         labels (a, b, tie, both_bad; skips do not vote). An even split without adjudication stays
         unresolved (choice None) and is not trained on."""
-        rows = self.conn.execute(
-            "SELECT cl.comparison_id, j.id, j.choice, j.strength, j.kind, a.name FROM current_labels cl"
-            " JOIN judgments j ON j.id = cl.judgment_id JOIN annotators a ON a.id = cl.annotator_id"
-            " WHERE cl.choice IS NOT NULL AND cl.choice != 'skip' ORDER BY cl.comparison_id, j.id"
-        ).fetchall()
+        rows = self._conn.execute(_VOTES_SQL + " ORDER BY cl.comparison_id, j.id").fetchall()
         out = []
         i = 0
         while i < len(rows):
             j = i
             while j < len(rows) and rows[j][0] == rows[i][0]:
                 j += 1
-            group = rows[i:j]
-            adjudicated = [r for r in group if r[4] == "adjudication"]
-            if adjudicated:
-                chosen = adjudicated[-1]
-                choice = chosen[2]
-            else:
-                votes: dict[str, int] = {}
-                for r in group:
-                    votes[r[2]] = votes.get(r[2], 0) + 1
-                best = max(votes.values())
-                winners = [c for c, n in votes.items() if n == best]
-                choice = winners[0] if len(winners) == 1 else None
-                chosen = next((r for r in reversed(group) if r[2] == choice), group[-1])
-            out.append(
-                (group[0][0], choice, chosen[3] if choice in ("a", "b") else None, chosen[1], chosen[5], len(group),
-                 len({r[2] for r in group}) > 1)
-            )
+            out.append(_resolve(rows[i:j]))
             i = j
         df = pd.DataFrame(
             out,
@@ -1101,6 +918,27 @@ class Project:
         )
         df["strength"] = df["strength"].astype("Int64")
         return df
+
+    def resolved_label(self, comparison_id: int) -> tuple[str | None, int | None]:
+        """(choice, strength) of one comparison by the rule of ``resolved_labels``; (None, None) when it has no
+        label or an even split."""
+        rows = self._conn.execute(_VOTES_SQL + " AND cl.comparison_id = ? ORDER BY j.id", (comparison_id,)).fetchall()
+        if not rows:
+            return None, None
+        _, choice, strength, *_ = _resolve(rows)
+        return choice, strength
+
+    def comparison_labels(self, comparison_id: int) -> list[dict[str, Any]]:
+        """Every annotator's current label of one comparison (adjudicators left out), by name: annotator,
+        choice, strength, note."""
+        rows = self._conn.execute(
+            "SELECT a.name, cl.choice, j.strength, j.note FROM current_labels cl"
+            " JOIN judgments j ON j.id = cl.judgment_id JOIN annotators a ON a.id = cl.annotator_id"
+            " WHERE cl.comparison_id = ? AND cl.choice IN ('a', 'b', 'tie', 'both_bad')"
+            " AND j.kind != 'adjudication' AND a.kind != 'adjudicator' ORDER BY a.name",
+            (comparison_id,),
+        ).fetchall()
+        return [{"annotator": r[0], "choice": r[1], "strength": r[2], "note": r[3] or ""} for r in rows]
 
     def training_pairs(self) -> pd.DataFrame:
         """Pairs to train on: resolved labels of a or b, excluded pairs left out, texts as chosen/rejected."""
@@ -1130,11 +968,11 @@ class Project:
             " JOIN responses ra ON ra.id = c.response_a JOIN responses rb ON rb.id = c.response_b"
         )
         if comparison_ids is None:
-            return pd.read_sql_query(sql + " ORDER BY c.id", self.conn)
+            return pd.read_sql_query(sql + " ORDER BY c.id", self._conn)
         # Only the rows asked for: one JSON parameter instead of reading every text and filtering.
         return pd.read_sql_query(
             sql + " WHERE c.id IN (SELECT value FROM json_each(?)) ORDER BY c.id",
-            self.conn,
+            self._conn,
             params=(json.dumps([int(i) for i in comparison_ids]),),
         )
 
@@ -1151,7 +989,7 @@ class Project:
             " FROM judgments j JOIN annotators a ON a.id = j.annotator_id JOIN comparisons c ON c.id = j.comparison_id"
             " JOIN prompts p ON p.id = c.prompt_id JOIN responses ra ON ra.id = c.response_a"
             " JOIN responses rb ON rb.id = c.response_b ORDER BY j.id",
-            self.conn,
+            self._conn,
         )
         for col in ("strength", "supersedes"):
             df[col] = df[col].astype("Int64")
@@ -1161,15 +999,15 @@ class Project:
     def statistics(self) -> dict[str, Any]:
         counts = self.counts()
         by_choice = dict(
-            self.conn.execute(
+            self._conn.execute(
                 "SELECT choice, COUNT(*) FROM current_labels WHERE choice IS NOT NULL GROUP BY choice"
             ).fetchall()
         )
-        judged = self.conn.execute(
+        judged = self._conn.execute(
             "SELECT COUNT(DISTINCT comparison_id) FROM current_labels WHERE choice IS NOT NULL AND choice != 'skip'"
         ).fetchone()[0]
         per_annotator = []
-        for row in self.conn.execute(
+        for row in self._conn.execute(
             "SELECT a.name, a.kind,"
             " SUM(cl.choice IS NOT NULL AND cl.choice != 'skip') AS judged,"
             " SUM(cl.choice IN ('a', 'b')) AS preferences,"
@@ -1197,118 +1035,35 @@ class Project:
             "annotators_detail": per_annotator,
         }
 
-    # ------------------------------------------------------------------ runs
-    def create_run(self, mode: str, backbone: str, config: dict, data_snapshot: dict | None = None) -> int:
-        with self.transaction():
-            return self.conn.execute(
-                "INSERT INTO runs(created_at, mode, backbone, config, status, data_snapshot) VALUES (?,?,?,?,?,?)",
-                (_now(), mode, backbone, json.dumps(config), "running", json.dumps(data_snapshot or {})),
-            ).lastrowid
-
-    def update_run(self, run_id: int, status: str | None = None, message: str | None = None,
-                   summary: dict | None = None) -> None:
-        sets, args = [], []
-        if status is not None:
-            sets.append("status = ?")
-            args.append(status)
-            if status in ("finished", "failed", "cancelled", "stopped"):
-                sets.append("finished_at = ?")
-                args.append(_now())
-        if message is not None:
-            sets.append("message = ?")
-            args.append(message)
-        if summary is not None:
-            sets.append("summary = ?")
-            args.append(json.dumps(summary))
-        if not sets:
-            return
-        with self.transaction():
-            self.conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
-
-    def run(self, run_id: int) -> dict[str, Any]:
-        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
-            raise KeyError(f"no run {run_id}")
-        out = dict(row)
-        for key in ("config", "data_snapshot", "summary"):
-            out[key] = json.loads(out[key])
-        return out
-
-    def runs(self) -> pd.DataFrame:
-        df = pd.read_sql_query(
-            "SELECT id, created_at, mode, backbone, status, message, summary, finished_at FROM runs ORDER BY id",
-            self.conn,
-        )
-        df["summary"] = [json.loads(s) for s in df["summary"]]
-        return df
-
-    def add_metrics(self, run_id: int, step: int, split: str, metrics: dict[str, float],
-                    epoch: float | None = None) -> None:
-        now = _now()
-        with self.transaction():
-            self.conn.executemany(
-                "INSERT INTO run_metrics(run_id, step, epoch, split, name, value, created_at) VALUES (?,?,?,?,?,?,?)",
-                [(run_id, step, epoch, split, name, float(value), now) for name, value in metrics.items()],
-            )
-
-    def truncate_run(self, run_id: int, after_step: int) -> None:
-        """Forget the metrics and pair scores a run wrote after ``after_step``: a run resumed from its last
-        checkpoint rewrites them, so that its stored curve is one curve."""
-        with self.transaction():
-            self.conn.execute("DELETE FROM run_metrics WHERE run_id = ? AND step > ?", (run_id, after_step))
-            self.conn.execute("DELETE FROM pair_scores WHERE run_id = ? AND step > ?", (run_id, after_step))
-
-    def run_metrics(self, run_id: int) -> pd.DataFrame:
-        return pd.read_sql_query(
-            "SELECT step, epoch, split, name, value FROM run_metrics WHERE run_id = ? ORDER BY step, rowid",
-            self.conn,
-            params=(run_id,),
-        )
-
-    def add_pair_scores(self, run_id: int, step: int, rows: Iterable[tuple[int, str, str, float, float]]) -> None:
-        """Store per-pair scores: rows of (comparison_id, split, chosen side 'a'/'b', r_chosen, r_rejected)."""
-        with self.transaction():
-            self._set_meta(_SCORES_EPOCH, os.urandom(8).hex())  # the model orders re-read their lists
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO pair_scores(run_id, step, comparison_id, split, chosen, r_chosen, r_rejected)"
-                " VALUES (?,?,?,?,?,?,?)",
-                [(run_id, step, int(c), s, ch, float(rc), float(rr)) for c, s, ch, rc, rr in rows],
-            )
-
-    def pair_scores(self, run_id: int, step: int | None = None) -> pd.DataFrame:
-        """Per-pair scores of a run at ``step`` (default: its latest evaluation), margin included."""
-        if step is None:
-            step = self.conn.execute("SELECT MAX(step) FROM pair_scores WHERE run_id = ?", (run_id,)).fetchone()[0]
-        return pd.read_sql_query(
-            "SELECT comparison_id, split, chosen, r_chosen, r_rejected, r_chosen - r_rejected AS margin"
-            " FROM pair_scores WHERE run_id = ? AND step = ? ORDER BY comparison_id",
-            self.conn,
-            params=(run_id, step if step is not None else -1),
-        )
-
-    # ------------------------------------------------------- embedding cache
-    def cached_embeddings(self, backbone: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        for start in range(0, len(text_hashes), 900):
-            chunk = list(text_hashes[start:start + 900])
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT text_hash, vector FROM embeddings WHERE backbone = ? AND text_hash IN ({marks})",
-                (backbone, *chunk),
-            )
-            for h, blob in rows:
-                out[h] = np.frombuffer(blob, dtype=np.float32)
-        return out
-
-    def store_embeddings(self, backbone: str, vectors: dict[str, np.ndarray]) -> None:
-        with self.transaction():
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO embeddings(backbone, text_hash, vector) VALUES (?,?,?)",
-                [(backbone, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
-            )
-
     def integrity_check(self) -> str:
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+#: The votes of ``resolved_labels``: current non-skip labels, (comparison, judgment, choice, strength, kind, name).
+_VOTES_SQL = (
+    "SELECT cl.comparison_id, j.id, j.choice, j.strength, j.kind, a.name FROM current_labels cl"
+    " JOIN judgments j ON j.id = cl.judgment_id JOIN annotators a ON a.id = cl.annotator_id"
+    " WHERE cl.choice IS NOT NULL AND cl.choice != 'skip'"
+)
+
+
+def _resolve(group: Sequence) -> tuple:
+    """The resolution rule for the votes of one comparison (rows of ``_VOTES_SQL``, oldest judgment first):
+    (comparison_id, choice, strength, judgment_id, annotator, n_labels, disagreement)."""
+    adjudicated = [r for r in group if r[4] == "adjudication"]
+    if adjudicated:
+        chosen = adjudicated[-1]
+        choice = chosen[2]
+    else:
+        votes: dict[str, int] = {}
+        for r in group:
+            votes[r[2]] = votes.get(r[2], 0) + 1
+        best = max(votes.values())
+        winners = [c for c, n in votes.items() if n == best]
+        choice = winners[0] if len(winners) == 1 else None
+        chosen = next((r for r in reversed(group) if r[2] == choice), group[-1])
+    return (group[0][0], choice, chosen[3] if choice in ("a", "b") else None, chosen[1], chosen[5], len(group),
+            len({r[2] for r in group}) > 1)
 
 
 def _split_sql(script: str) -> list[str]:

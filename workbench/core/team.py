@@ -159,11 +159,11 @@ def merge_projects(sources: Sequence[str | os.PathLike], into: str | os.PathLike
             index = _TargetIndex(target)
             for name, project in opened:
                 # One read snapshot per source, so that an app still writing to it cannot tear the copy.
-                project.conn.execute("BEGIN")
+                project._conn.execute("BEGIN")
                 try:
                     _merge_one(target, index, name, project, summary)
                 finally:
-                    project.conn.execute("ROLLBACK")
+                    project._conn.execute("ROLLBACK")
                 summary.sources.append(name)
             _reassert_latest_marks(target, index.touched_marks)
             if not target.guidelines.strip():
@@ -194,7 +194,7 @@ class _TargetIndex:
     """What the target holds, read once inside the merge transaction and kept up to date by it."""
 
     def __init__(self, target: Project):
-        conn = target.conn
+        conn = target._conn
         self.seed = target.seed
         self.prompts: dict[str, int] = dict(conn.execute("SELECT hash, id FROM prompts"))
         self.responses: dict[str, int] = dict(conn.execute("SELECT hash, id FROM responses"))
@@ -235,7 +235,7 @@ class _TargetIndex:
 
 
 def _merge_one(target: Project, index: _TargetIndex, name: str, source: Project, summary: MergeSummary) -> None:
-    conn, src = target.conn, source.conn
+    conn, src = target._conn, source._conn
 
     # Prompts, responses and comparisons: by content hash.
     prompt_map: dict[int, int] = {}
@@ -388,7 +388,7 @@ def _reassert_latest_marks(target: Project, touched: Iterable[tuple[int, str]]) 
     """The store reads a pair's mark as its highest-id row. Merged rows are appended after the
     target's, so where a merged mark is older than the latest one (by created_at), append a copy of
     the latest so that it stays in force."""
-    conn = target.conn
+    conn = target._conn
     for cid, mark in sorted(touched):
         rows = conn.execute(
             "SELECT id, value, annotator_id, note, created_at FROM comparison_marks"
@@ -413,7 +413,7 @@ def rating_table(project: Project) -> pd.DataFrame:
         " JOIN judgments j ON j.id = cl.judgment_id JOIN annotators a ON a.id = cl.annotator_id"
         " WHERE cl.choice IN ('a', 'b', 'tie', 'both_bad') AND j.kind != 'adjudication'"
         " AND a.kind != 'adjudicator' ORDER BY cl.comparison_id, a.name",
-        project.conn,
+        project._conn,
     )
 
 
@@ -611,7 +611,7 @@ def disagreements(project: Project) -> pd.DataFrame:
 
     Columns: comparison_id, prompt_id, n_labels, labels ({annotator: choice}), votes ({choice: count}),
     majority (the choice with most votes, None on a tie), excluded (from training), and the texts."""
-    rows = project.conn.execute(
+    rows = project._conn.execute(
         "SELECT cl.comparison_id, a.name, cl.choice, j.kind, a.kind FROM current_labels cl"
         " JOIN judgments j ON j.id = cl.judgment_id JOIN annotators a ON a.id = cl.annotator_id"
         " WHERE cl.choice IN ('a', 'b', 'tie', 'both_bad') ORDER BY cl.comparison_id, a.name"
@@ -638,7 +638,7 @@ def disagreements(project: Project) -> pd.DataFrame:
         "SELECT c.id AS comparison_id, c.prompt_id, p.text AS prompt, ra.text AS response_a, rb.text AS response_b"
         " FROM comparisons c JOIN prompts p ON p.id = c.prompt_id JOIN responses ra ON ra.id = c.response_a"
         " JOIN responses rb ON rb.id = c.response_b WHERE c.id IN (SELECT value FROM json_each(?))",
-        project.conn,
+        project._conn,
         params=(json.dumps([int(c) for c in frame["comparison_id"]]),),
     )
     frame = frame.merge(texts, on="comparison_id", how="left")
@@ -664,7 +664,7 @@ def adjudicate(project: Project, comparison_id: int, adjudicator: str, choice: s
     if not name:
         raise ValueError("adjudicator name is empty")
     with project.transaction():
-        row = project.conn.execute(
+        row = project._conn.execute(
             "SELECT cl.choice, j.kind FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
             " JOIN annotators a ON a.id = cl.annotator_id WHERE a.name = ? AND cl.comparison_id = ?",
             (name, comparison_id),
@@ -714,7 +714,7 @@ def bias_report(project: Project, run_id: int | None = None) -> dict[str, Any]:
     Every share is relative to the pair (the side shown on the left, the longer response), never to
     the stored a or b: storing a pair the other way round changes nothing.
     """
-    conn = project.conn
+    conn = project._conn
     annotators: dict[str, dict[str, Any]] = {}
     per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])  # left n, left k, long n, long k, equal
     for name, choice, left, len_a, len_b in conn.execute(
@@ -738,7 +738,7 @@ def bias_report(project: Project, run_id: int | None = None) -> dict[str, Any]:
 
 
 def _model_bias(project: Project, run_id: int | None) -> dict[str, Any] | None:
-    conn = project.conn
+    conn = project._conn
     if run_id is None:
         run_id = conn.execute("SELECT MAX(run_id) FROM pair_scores").fetchone()[0]
         if run_id is None:

@@ -236,9 +236,7 @@ def _run_facts(project: Project, run_id: int, run: dict) -> dict[str, Any]:
     summary = run.get("summary") or {}
     ids = [int(j) for j in snapshot.get("judgment_ids", [])]
     # Who labelled the trained pairs: one grouped query (the judgment log would carry every text along).
-    annotators = Counter(dict(project.conn.execute(
-        "SELECT a.name, COUNT(*) FROM judgments j JOIN annotators a ON a.id = j.annotator_id"
-        " WHERE j.id IN (SELECT value FROM json_each(?)) GROUP BY a.name", (json.dumps(ids),)).fetchall()))
+    annotators = Counter(project.judgment_annotators(ids).values())
     strengths = Counter("unset" if s is None else int(s) for s in snapshot.get("strengths", []))
     choices = Counter(snapshot.get("choices", ""))
     stats = project.statistics()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
@@ -37,6 +38,9 @@ from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.tasks import ProjectTask
 from workbench.ui.team_panel import VALUE_ROLE, AdjudicationDialog, AgreementPanel, bias_item
+
+if TYPE_CHECKING:
+    from workbench.core.store import Project
 
 FORMAT_LABELS = {
     "auto": "Detect automatically",
@@ -86,7 +90,7 @@ class DataView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("DataView")
-        self.project = None
+        self.project: Project | None = None
         self.annotator = ""
         self.task: ProjectTask | None = None  # import, export or merge: one at a time
         self.stats_task: ProjectTask | None = None  # agreement, bias and disagreements
@@ -227,7 +231,7 @@ class DataView(QWidget):
         self._set_idle()
 
     # ------------------------------------------------------------------ project
-    def set_project(self, project) -> None:
+    def set_project(self, project: Project | None) -> None:
         if self.adjudication_dialog is not None:
             self.adjudication_dialog.close()
             self.adjudication_dialog = None

@@ -13,8 +13,6 @@ margin changed sign between the two runs.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 from PySide6.QtCore import QItemSelectionModel, QSignalBlocker, Qt, QTimer, Signal
@@ -36,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.core.records import STRENGTHS
+from workbench.core.store import Project
 from workbench.ui import settings, style
 from workbench.ui.frame_model import Column, FrameModel, fixed
 from workbench.ui.queries import read_only_message
@@ -50,48 +49,11 @@ RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
 
 # ---------------------------------------------------------------------- the frame (built off the GUI thread)
-def scored_runs(project) -> pd.DataFrame:
+def scored_runs(project: Project) -> pd.DataFrame:
     """Runs that have per-pair scores, newest first (id, mode, status, summary)."""
-    ids = {r[0] for r in project.conn.execute("SELECT DISTINCT run_id FROM pair_scores")}
+    ids = project.scored_run_ids()
     runs = project.runs()
     return runs[runs["id"].isin(ids)].iloc[::-1].reset_index(drop=True)
-
-
-def _judgment_annotators(project, judgment_ids: list[int]) -> dict[int, str]:
-    rows = project.conn.execute(
-        "SELECT j.id, a.name FROM judgments j JOIN annotators a ON a.id = j.annotator_id"
-        " WHERE j.id IN (SELECT value FROM json_each(?))", (json.dumps([int(j) for j in judgment_ids]),))
-    return dict(rows.fetchall())
-
-
-def _flagged_by_judgment(project) -> set[int]:
-    """Comparisons whose current label carries a flag (the Label view's F key)."""
-    return {r[0] for r in project.conn.execute(
-        "SELECT DISTINCT cl.comparison_id FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
-        " WHERE j.flags IS NOT NULL AND j.flags != '[]'")}
-
-
-def resolve_one(project, comparison_id: int) -> tuple[str | None, int | None]:
-    """The resolved label of one comparison, by the rule of ``Project.resolved_labels`` (an adjudication
-    wins, else the majority of current non-skip labels; an even split is unresolved): (choice, strength)."""
-    rows = project.conn.execute(
-        "SELECT j.choice, j.strength, j.kind FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
-        " WHERE cl.comparison_id = ? AND cl.choice IS NOT NULL AND cl.choice != 'skip' ORDER BY j.id",
-        (comparison_id,)).fetchall()
-    if not rows:
-        return None, None
-    adjudicated = [r for r in rows if r[2] == "adjudication"]
-    if adjudicated:
-        return adjudicated[-1][0], adjudicated[-1][1]
-    votes: dict[str, int] = {}
-    for r in rows:
-        votes[r[0]] = votes.get(r[0], 0) + 1
-    best = max(votes.values())
-    winners = [c for c, n in votes.items() if n == best]
-    if len(winners) != 1:
-        return None, None
-    chosen = next(r for r in reversed(rows) if r[0] == winners[0])
-    return winners[0], chosen[1]
 
 
 def label_strings(choice: pd.Series, strength: pd.Series) -> np.ndarray:
@@ -131,7 +93,7 @@ def flip_strings(flip: pd.Series, other: int | None) -> np.ndarray:
     return out
 
 
-def build_pairs_frame(project, run_id: int, compare_run: int | None = None, progress=None, cancel=None) -> pd.DataFrame:
+def build_pairs_frame(project: Project, run_id: int, compare_run: int | None = None, progress=None, cancel=None) -> pd.DataFrame:
     """One row per labelled pair the run scored at its latest evaluation, with texts, labels and marks."""
     scores = project.pair_scores(run_id)
     scores = scores[scores["split"] != "unlabelled"].reset_index(drop=True)
@@ -146,7 +108,7 @@ def build_pairs_frame(project, run_id: int, compare_run: int | None = None, prog
             "strength": pd.array(snap.get("strengths") or [None] * len(snap["comparison_ids"]), dtype="Int64"),
         })
         df = df.merge(trained, on="comparison_id", how="left")
-        names = _judgment_annotators(project, df["judgment_id"].dropna().astype(int).tolist())
+        names = project.judgment_annotators(df["judgment_id"].dropna().astype(int).tolist())
         df["annotator"] = df["judgment_id"].map(names).fillna("")
     else:
         df["judgment_id"] = pd.NA
@@ -170,7 +132,7 @@ def build_pairs_frame(project, run_id: int, compare_run: int | None = None, prog
     # Marks.
     flag_marks = project.marked("flag")
     df["flag_mark"] = df["comparison_id"].isin(flag_marks)
-    df["flagged"] = df["flag_mark"] | df["comparison_id"].isin(_flagged_by_judgment(project))
+    df["flagged"] = df["flag_mark"] | df["comparison_id"].isin(project.flagged_in_labels())
     df["excluded"] = df["comparison_id"].isin(project.marked("exclude"))
     df["wrong"] = df["margin"] <= 0
     # Compare with another run: a sign change of the margin.
@@ -228,7 +190,7 @@ class InspectView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("InspectView")
-        self.project = None
+        self.project: Project | None = None
         self.annotator = ""
         self.run_id: int | None = None
         self.compare_id: int | None = None
@@ -419,7 +381,7 @@ class InspectView(QWidget):
         header.setStretchLastSection(True)
 
     # ------------------------------------------------------------------ view protocol
-    def set_project(self, project) -> None:
+    def set_project(self, project: Project | None) -> None:
         self._wait_for_tasks()
         self.project = project
         self.run_id = self.compare_id = self.current_id = None
@@ -771,7 +733,7 @@ class InspectView(QWidget):
             raise ValueError(f"relabel as 'swap', 'tie' or 'both_bad', not {what!r}")
         mine = self.project.current_judgment(cid, self.annotator)
         self.project.record_judgment(cid, self.annotator, choice, strength, kind="relabel")
-        now, now_strength = resolve_one(self.project, cid)
+        now, now_strength = self.project.resolved_label(cid)
         self._update_row(pos, current_choice=now, current_strength=pd.NA if now_strength is None else now_strength)
         text = f"Pair #{cid} relabelled: {CHOICE_TEXT[choice]}" + (f" ({STRENGTHS[strength]})" if strength else "")
         if now != choice:
@@ -809,7 +771,7 @@ class InspectView(QWidget):
         cid = int(r["comparison_id"])
         self.project.set_mark(cid, mark, value, self.annotator or None)
         if mark == "flag":
-            still = value or cid in _flagged_by_judgment(self.project)
+            still = value or cid in self.project.flagged_in_labels()
             self._update_row(pos, flag_mark=value, flagged=still)
             self.message.emit(f"Pair #{cid} {'flagged for review' if value else 'no longer flagged'}.")
         else:

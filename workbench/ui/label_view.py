@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from workbench.core.label_session import DEFAULT_STRENGTH, LabelSession
 from workbench.core.records import STRENGTHS, Comparison, Judgment, Text
-from workbench.ui import queries, settings, style
+from workbench.ui import settings, style
 from workbench.ui.safe_text import SafeTextBrowser, build_diff_document, build_document, plain, tooltip, word_diff
 from workbench.ui.widgets import Card, ChoiceRow, KeyButton
 
@@ -77,22 +77,6 @@ def _format_duration(seconds: float) -> str:
 def _preview(text: Text, limit: int = 160) -> str:
     flat = " ".join(text.text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def latest_pair_scores(project, comparison_id: int) -> dict | None:
-    """The latest scored run's rewards of a comparison's responses a and b (the run and step the model
-    orders use), or None when it did not score the comparison."""
-    row = project.conn.execute(
-        "SELECT s.run_id, s.step, s.chosen, s.r_chosen, s.r_rejected FROM pair_scores s"
-        " WHERE s.run_id = (SELECT MAX(run_id) FROM pair_scores)"
-        " AND s.step = (SELECT MAX(step) FROM pair_scores WHERE run_id = s.run_id) AND s.comparison_id = ?",
-        (comparison_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    run_id, step, chosen, r_c, r_r = row
-    r_a, r_b = (r_c, r_r) if chosen == "a" else (r_r, r_c)
-    return {"run_id": int(run_id), "step": int(step), "r_a": float(r_a), "r_b": float(r_b)}
 
 
 class GuidelinesPanel(QWidget):
@@ -543,7 +527,7 @@ class LabelView(QWidget):
         self.guidelines.set_text(project.guidelines)
         self._fill_orders()
         self._restore_layout()
-        self._total = queries.comparison_total(project)
+        self._total = project.comparison_count()
         if self.annotator:
             self.load_next()
         self._clock.start()
@@ -565,7 +549,7 @@ class LabelView(QWidget):
         """Data changed elsewhere (an import): re-read totals and fill an empty screen."""
         if self.project is None:
             return
-        self._total = queries.comparison_total(self.project)
+        self._total = self.project.comparison_count()
         self._fill_orders()
         if self.current is None:
             self.load_next()
@@ -575,7 +559,7 @@ class LabelView(QWidget):
     # ------------------------------------------------------------------ the queue
     def _fill_orders(self) -> None:
         """All orders; the model's two are enabled once a run has scored pairs (a tooltip says why not)."""
-        scored = self.project is not None and queries.has_model_scores(self.project)
+        scored = self.project is not None and self.project.has_pair_scores()
         orders = list(ORDER_LABELS)
         available = [k for k in orders if scored or k not in MODEL_ORDERS]
         saved = str(settings.value("label/order", "new") or "new")
@@ -638,7 +622,7 @@ class LabelView(QWidget):
         """Render the session's current comparison, with its pending note, flag and strength."""
         comp, previous = self.current, self.previous
         self.note_row.hide()
-        self._response_count = queries.response_count(self.project, comp.prompt_id)
+        self._response_count = self.project.response_count(comp.prompt_id)
         if self.rank_mode and self._response_count < 3:
             self.set_rank_mode(False)
         self._render()
@@ -846,7 +830,7 @@ class LabelView(QWidget):
         self._update_enabled()
 
     def _fill_rank(self) -> None:
-        responses = queries.prompt_responses(self.project, self.current.prompt_id)
+        responses = self.project.prompt_responses(self.current.prompt_id)
         first = list(self.session.side_ids())
         by_id = dict(responses)
         ordered = [(rid, by_id[rid]) for rid in first if rid in by_id]
@@ -888,7 +872,7 @@ class LabelView(QWidget):
                 card.extra.setText("")
                 card.extra.setToolTip("")
             return
-        scores = latest_pair_scores(self.project, comp.id)
+        scores = self.project.latest_pair_scores(comp.id)
         if scores is None:
             for card in cards:
                 card.extra.setText("model: no score")

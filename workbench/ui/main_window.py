@@ -14,6 +14,7 @@ Views are plain widgets added with :meth:`MainWindow.add_view`. A view may defin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -38,6 +39,9 @@ from workbench.ui.label_view import LabelView
 from workbench.ui.safe_text import button_text, message_box, plain, tooltip, window_title
 from workbench.ui.start_page import StartPage
 
+if TYPE_CHECKING:
+    from workbench.core.store import Project
+
 PROJECT_FILTER = "Preference Workbench projects (*.wbp);;All files (*)"
 
 
@@ -49,7 +53,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setWindowTitle("Preference Workbench")
         self.setMinimumSize(960, 620)
-        self.project = None
+        self.project: Project | None = None
         self.annotator = (annotator or settings.annotator() or "").strip()
         if annotator:
             settings.set_annotator(annotator)
@@ -316,7 +320,7 @@ class MainWindow(QMainWindow):
         self.start_page.refresh()
         return True
 
-    def _set_project(self, project) -> None:
+    def _set_project(self, project: Project | None) -> None:
         old = self.project
         self._save_layouts()
         self.project = project

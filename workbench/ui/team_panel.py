@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.core.records import STRENGTHS
+from workbench.core.store import Project
 from workbench.ui import style
 from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import SafeTextBrowser, tooltip
@@ -220,18 +221,6 @@ class AgreementPanel(QGroupBox):
 
 
 # ================================================================================ adjudication
-def comparison_labels(project, comparison_id: int) -> list[dict[str, Any]]:
-    """Every annotator's current label of one comparison (adjudicators left out): name, choice, strength, note."""
-    rows = project.conn.execute(
-        "SELECT a.name, cl.choice, j.strength, j.note FROM current_labels cl"
-        " JOIN judgments j ON j.id = cl.judgment_id JOIN annotators a ON a.id = cl.annotator_id"
-        " WHERE cl.comparison_id = ? AND cl.choice IN ('a', 'b', 'tie', 'both_bad')"
-        " AND j.kind != 'adjudication' AND a.kind != 'adjudicator' ORDER BY a.name",
-        (comparison_id,),
-    ).fetchall()
-    return [{"annotator": r[0], "choice": r[1], "strength": r[2], "note": r[3] or ""} for r in rows]
-
-
 def label_words(choice: str, strength: int | None) -> str:
     word = CHOICE_NAMES.get(choice, choice)
     if choice in ("a", "b"):
@@ -246,7 +235,7 @@ class AdjudicationDialog(QDialog):
 
     decided = Signal(int)  # a comparison was settled (or a decision undone)
 
-    def __init__(self, project, annotator: str, parent: QWidget | None = None):
+    def __init__(self, project: Project, annotator: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("AdjudicationDialog")
         self.setWindowTitle("Adjudicate disagreements")
@@ -446,7 +435,7 @@ class AdjudicationDialog(QDialog):
             self.list.setCurrentRow(self.queue.index(cid))
         row = self.rows[cid]
         comp = self.project.comparison(cid)
-        labels = comparison_labels(self.project, cid)
+        labels = self.project.comparison_labels(cid)
         self.position_label.setText(f"Comparison #{cid}  ·  {self.queue.index(cid) + 1} of {len(self.queue)}")
         votes = "   ".join(f"{entry['annotator']}: {label_words(entry['choice'], entry['strength'])}"
                            + (f" (“{entry['note']}”)" if entry["note"] else "") for entry in labels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
@@ -50,6 +51,9 @@ from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.worker import TrainingRun
 
+if TYPE_CHECKING:
+    from workbench.core.store import Project
+
 PHASES = {"embedding": "Embedding texts", "training": "Training", "evaluating": "Evaluating"}
 RUN_COLUMNS = ["Run", "Status", "Mode", "Val. accuracy", "Time", "Started"]
 TICK_MS = 100
@@ -80,7 +84,7 @@ class TrainView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("TrainView")
-        self.project = None
+        self.project: Project | None = None
         self.annotator = ""
         self.run: TrainingRun | None = None
         #: what a run builds its trainer with (None: the training process; tests inject ``Trainer``)
@@ -233,7 +237,7 @@ class TrainView(QWidget):
         self._fit_settings()
 
     # ------------------------------------------------------------------ view protocol
-    def set_project(self, project) -> None:
+    def set_project(self, project: Project | None) -> None:
         if self.run is not None and self.run.is_running():
             self.stop_and_wait()  # the main window asked first (confirm_close)
         self.project = project

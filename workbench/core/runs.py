@@ -1,0 +1,151 @@
+"""Training runs in a project: runs, their metrics by step, per-pair scores, and the embedding cache.
+
+``RunStore`` is a mixin of ``Project`` (core/store.py), which owns the connection and transactions; the
+trainer and the views call these methods on the project. A new set of pair scores tells the label queue
+(core/queue.py) to re-read its model orders.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+class RunStore:
+    """The run methods of ``Project``; they read and write through ``self._conn`` and ``self.transaction``."""
+
+    def create_run(self, mode: str, backbone: str, config: dict, data_snapshot: dict | None = None) -> int:
+        with self.transaction():
+            return self._conn.execute(
+                "INSERT INTO runs(created_at, mode, backbone, config, status, data_snapshot) VALUES (?,?,?,?,?,?)",
+                (self._clock(), mode, backbone, json.dumps(config), "running", json.dumps(data_snapshot or {})),
+            ).lastrowid
+
+    def update_run(self, run_id: int, status: str | None = None, message: str | None = None,
+                   summary: dict | None = None) -> None:
+        sets, args = [], []
+        if status is not None:
+            sets.append("status = ?")
+            args.append(status)
+            if status in ("finished", "failed", "cancelled", "stopped"):
+                sets.append("finished_at = ?")
+                args.append(self._clock())
+        if message is not None:
+            sets.append("message = ?")
+            args.append(message)
+        if summary is not None:
+            sets.append("summary = ?")
+            args.append(json.dumps(summary))
+        if not sets:
+            return
+        with self.transaction():
+            self._conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id}")
+        out = dict(row)
+        for key in ("config", "data_snapshot", "summary"):
+            out[key] = json.loads(out[key])
+        return out
+
+    def runs(self) -> pd.DataFrame:
+        df = pd.read_sql_query(
+            "SELECT id, created_at, mode, backbone, status, message, summary, finished_at FROM runs ORDER BY id",
+            self._conn,
+        )
+        df["summary"] = [json.loads(s) for s in df["summary"]]
+        return df
+
+    def add_metrics(self, run_id: int, step: int, split: str, metrics: dict[str, float],
+                    epoch: float | None = None) -> None:
+        now = self._clock()
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT INTO run_metrics(run_id, step, epoch, split, name, value, created_at) VALUES (?,?,?,?,?,?,?)",
+                [(run_id, step, epoch, split, name, float(value), now) for name, value in metrics.items()],
+            )
+
+    def truncate_run(self, run_id: int, after_step: int) -> None:
+        """Forget the metrics and pair scores a run wrote after ``after_step``: a run resumed from its last
+        checkpoint rewrites them, so that its stored curve is one curve."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM run_metrics WHERE run_id = ? AND step > ?", (run_id, after_step))
+            self._conn.execute("DELETE FROM pair_scores WHERE run_id = ? AND step > ?", (run_id, after_step))
+
+    def run_metrics(self, run_id: int) -> pd.DataFrame:
+        return pd.read_sql_query(
+            "SELECT step, epoch, split, name, value FROM run_metrics WHERE run_id = ? ORDER BY step, rowid",
+            self._conn,
+            params=(run_id,),
+        )
+
+    def add_pair_scores(self, run_id: int, step: int, rows: Iterable[tuple[int, str, str, float, float]]) -> None:
+        """Store per-pair scores: rows of (comparison_id, split, chosen side 'a'/'b', r_chosen, r_rejected)."""
+        with self.transaction():
+            self._bump_scores_epoch()  # the model orders re-read their lists
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO pair_scores(run_id, step, comparison_id, split, chosen, r_chosen, r_rejected)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [(run_id, step, int(c), s, ch, float(rc), float(rr)) for c, s, ch, rc, rr in rows],
+            )
+
+    def pair_scores(self, run_id: int, step: int | None = None) -> pd.DataFrame:
+        """Per-pair scores of a run at ``step`` (default: its latest evaluation), margin included."""
+        if step is None:
+            step = self._conn.execute("SELECT MAX(step) FROM pair_scores WHERE run_id = ?", (run_id,)).fetchone()[0]
+        return pd.read_sql_query(
+            "SELECT comparison_id, split, chosen, r_chosen, r_rejected, r_chosen - r_rejected AS margin"
+            " FROM pair_scores WHERE run_id = ? AND step = ? ORDER BY comparison_id",
+            self._conn,
+            params=(run_id, step if step is not None else -1),
+        )
+
+    def has_pair_scores(self) -> bool:
+        """Whether any run has scored pairs (the model-driven queue orders need some)."""
+        return self._conn.execute("SELECT 1 FROM pair_scores LIMIT 1").fetchone() is not None
+
+    def scored_run_ids(self) -> set[int]:
+        """The runs that have per-pair scores."""
+        return {r[0] for r in self._conn.execute("SELECT DISTINCT run_id FROM pair_scores")}
+
+    def latest_pair_scores(self, comparison_id: int) -> dict | None:
+        """The rewards of a comparison's responses a and b at the latest evaluation of the newest run with
+        scores: {run_id, step, r_a, r_b}, or None when that run did not score the comparison."""
+        row = self._conn.execute(
+            "SELECT s.run_id, s.step, s.chosen, s.r_chosen, s.r_rejected FROM pair_scores s"
+            " WHERE s.run_id = (SELECT MAX(run_id) FROM pair_scores)"
+            " AND s.step = (SELECT MAX(step) FROM pair_scores WHERE run_id = s.run_id) AND s.comparison_id = ?",
+            (comparison_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        run_id, step, chosen, r_c, r_r = row
+        r_a, r_b = (r_c, r_r) if chosen == "a" else (r_r, r_c)
+        return {"run_id": int(run_id), "step": int(step), "r_a": float(r_a), "r_b": float(r_b)}
+
+    # ------------------------------------------------------- embedding cache
+    def cached_embeddings(self, backbone: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(text_hashes), 900):
+            chunk = list(text_hashes[start:start + 900])
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT text_hash, vector FROM embeddings WHERE backbone = ? AND text_hash IN ({marks})",
+                (backbone, *chunk),
+            )
+            for h, blob in rows:
+                out[h] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def store_embeddings(self, backbone: str, vectors: dict[str, np.ndarray]) -> None:
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO embeddings(backbone, text_hash, vector) VALUES (?,?,?)",
+                [(backbone, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
+            )
