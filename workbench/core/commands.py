@@ -11,14 +11,17 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.core.formats import FORMATS
 from workbench.core.outputs import add_output_argument
 from workbench.core.text import dumps_safe, terminal_safe, terminal_safe_data
 
+if TYPE_CHECKING:
+    from workbench.core.store import Project
 
-def register(subparsers) -> None:
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "import", help="import a data file into a project (creating the project if missing)",
         description="Read FILE (JSONL, JSON, CSV or Parquet; .gz allowed), check every row, then add it to the "
@@ -139,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------------- helpers
-def _open_existing(path: str):
+def _open_existing(path: str) -> Project:
     """Open a project that must already exist (never create one by accident)."""
     from workbench.core.store import Project, ProjectError
 

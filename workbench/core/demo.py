@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from workbench.core.formats import FormatError, read_records
@@ -65,7 +66,7 @@ def demo_project_path() -> Path:
     return data_dir() / DEMO_FILE_NAME
 
 
-def demo_data():
+def demo_data() -> Traversable:
     """The packaged demo data (a Traversable; use ``importlib.resources.as_file`` for a real path).
 
     Installed, ``workbench.resources`` is the top-level ``resources/`` folder (see pyproject.toml); run
@@ -120,7 +121,11 @@ def build_demo_project(path: Path, source: Path, seed: int = 0) -> None:
     from workbench.core.store import Project, comparison_hash, prompt_hash, response_hash
 
     records, _ = read_records(source, "unlabeled")
-    plans = [(record, *_ranking(source, i, record)) for i, record in enumerate(records, 1)]
+    plans: list[tuple[PromptRecord, list[int], bool]] = []
+    for i, record in enumerate(records, 1):
+        if not isinstance(record, PromptRecord):  # response_a/response_b columns: nothing to rank
+            raise FormatError(source, "expected a list of responses to rank, got one pair", row=i, field="responses")
+        plans.append((record, *_ranking(source, i, record)))
     rng = random.Random(seed)
     with Project.create(path, name="Demo", seed=seed) as project:
         with project.transaction():

@@ -43,7 +43,7 @@ import os
 import re
 import stat
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +53,8 @@ from workbench.core.outputs import check_output_path
 from workbench.core.records import MARGIN_SCALES, STRENGTHS, PairRecord, PromptRecord, Text
 
 if TYPE_CHECKING:  # the store imports pandas and numpy; keep this module light to import
+    import pandas as pd
+
     from workbench.core.store import ImportSummary, Project
 
 #: The longest text one field may hold (characters). Larger ones are almost always a broken file
@@ -79,6 +81,8 @@ _PROGRESS_EVERY = 2000
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
+#: (row, location) -> the record of that row, for one shape (``_converter``).
+Converter = Callable[[dict[str, Any], int], PairRecord | PromptRecord]
 
 
 class FormatError(ValueError):
@@ -610,7 +614,7 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _suggest(name: str, candidates) -> str | None:
+def _suggest(name: str, candidates: Iterable[str]) -> str | None:
     """The nearest candidate to a misspelt field name, if one is near enough."""
     candidates = list(candidates)
     for c in candidates:
@@ -648,7 +652,7 @@ def _detect_shape(src: _Source, first: dict, columns: list[str]) -> str:
     raise src.error(None, message, misspelt_field)
 
 
-def _converter(src: _Source, shape: str, columns: list[str]):
+def _converter(src: _Source, shape: str, columns: list[str]) -> tuple[Converter, set[str]]:
     """(row, loc) -> record for ``shape``, and the set of columns that shape consumes.
 
     This runs once per row, so the common case (plain strings, no extra columns) takes a fast path;
@@ -656,6 +660,7 @@ def _converter(src: _Source, shape: str, columns: list[str]):
     """
     cols = set(columns)
     labelled = shape != "unlabeled"
+    needed: tuple[str, ...]
     if shape == "explicit":
         needed = ("prompt", "chosen", "rejected")
     elif shape in ("implicit", "conversational"):
@@ -709,6 +714,7 @@ def _converter(src: _Source, shape: str, columns: list[str]):
             annotator = annotator.strip() or None
         return annotator, _strength(src, row.get("strength"), loc)
 
+    convert: Converter
     if shape == "explicit":
         def convert(row: dict, loc: int) -> PairRecord:
             annotator, strength = label_fields(row, loc)
@@ -967,7 +973,7 @@ def import_records(
     source = _printable(info.path.name)
     total = len(records)
 
-    def feed():
+    def feed() -> Iterator[PairRecord | PromptRecord]:
         # The store consumes this inside its transaction: raising here rolls the whole import back.
         for i, record in enumerate(records):
             if i % _PROGRESS_EVERY == 0:
@@ -1044,7 +1050,7 @@ def export_pairs(project: Project, out_path: str | os.PathLike, with_margin: boo
         columns["chosen"] = [chosen[i] for i in order]
         columns["rejected"] = [rejected[i] for i in order]
     if scale is not None:
-        columns["margin"] = [0.0 if strengths[i] is None else scale[strengths[i]] for i in order]
+        columns["margin"] = [0.0 if s is None else scale[s] for s in (strengths[i] for i in order)]
     if include_ties:
         columns["label"] = [labels[i] for i in order]
     _write_table(columns, out_path, kind)
@@ -1080,7 +1086,7 @@ def _out_kind(out_path: str | os.PathLike, allowed: tuple[str, ...]) -> str:
     return kind
 
 
-def _write_table(columns, out_path: str | os.PathLike, kind: str) -> None:
+def _write_table(columns: dict[str, list[Any]] | pd.DataFrame, out_path: str | os.PathLike, kind: str) -> None:
     """Write a dict of columns (or a DataFrame, for CSV and Parquet) to a temporary file beside the target,
     then rename it over the target: a failed export leaves no half-written file."""
     out = check_output_path(out_path)

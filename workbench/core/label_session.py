@@ -92,6 +92,7 @@ class LabelSession:
         """Fetch and show the next comparison in the session's order; None when the queue is empty."""
         if not self.ready:
             return None
+        assert self.project is not None  # ready: a project is open
         cid = self.project.next_comparison(self.annotator, self.order)
         if cid is None:
             self.current = None
@@ -101,6 +102,7 @@ class LabelSession:
 
     def show(self, comparison_id: int, previous: Judgment | None = None) -> Comparison:
         """Make a comparison current; ``previous`` (after an undo) seeds the pending note, flag and strength."""
+        assert self.project is not None  # callers show comparisons of the open project only
         self.current = self.project.comparison(comparison_id)
         self.previous = previous
         self.pending = Pending(
@@ -113,17 +115,20 @@ class LabelSession:
 
     def position(self) -> tuple[int, int]:
         """(comparisons this annotator has answered, comparisons in the project)."""
+        assert self.project is not None  # callers ask only while a project is open
         return self.project.queue_position(self.annotator)
 
     # ------------------------------------------------------------------ sides
     def sides(self) -> tuple[Text, Text]:
         """The (left, right) texts of the current comparison as shown."""
         comp = self.current
+        assert comp is not None  # callers ask only while a comparison is shown
         return (comp.response_a, comp.response_b) if comp.left == "a" else (comp.response_b, comp.response_a)
 
     def side_ids(self) -> tuple[int, int]:
         """The (left, right) response ids of the current comparison as shown."""
         comp = self.current
+        assert comp is not None  # callers ask only while a comparison is shown
         a, b = comp.response_a_id, comp.response_b_id
         return (a, b) if comp.left == "a" else (b, a)
 
@@ -168,6 +173,7 @@ class LabelSession:
         if refusal is not None:
             return refusal
         comp = self.current
+        assert comp is not None and self.project is not None  # _refusal() checked both
         self._busy = True
         try:
             self.project.record_judgment(
@@ -192,6 +198,7 @@ class LabelSession:
         """Take back the latest judgment still in force and make its comparison current, that answer as ``previous``."""
         if not self.ready or self._busy:
             return Outcome(False)
+        assert self.project is not None  # ready: a project is open
         if self.read_only:
             return Outcome(False, READ_ONLY_MESSAGE.format(reason=self.project.read_only))
         try:
@@ -211,6 +218,7 @@ class LabelSession:
         refusal = self._refusal()
         if refusal is not None:
             return refusal
+        assert self.current is not None and self.project is not None  # _refusal() checked both
         rank = {rid: i for i, rid in enumerate(order)}
         pairs = [(cid, ra, rb) for cid, ra, rb in self.project.prompt_comparisons(self.current.prompt_id)
                  if ra in rank and rb in rank]

@@ -21,6 +21,7 @@ import argparse
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 from workbench.core.schema import APPLICATION_ID
 
@@ -128,7 +129,7 @@ def _head(path: str | os.PathLike, n: int) -> bytes | None:
 
 def _is_wal_file(path: str | os.PathLike) -> bool:
     head = _head(path, 32)
-    return bool(head) and len(head) >= 4 and struct.unpack(">I", head[:4])[0] in _WAL_MAGICS
+    return head is not None and len(head) >= 4 and struct.unpack(">I", head[:4])[0] in _WAL_MAGICS
 
 
 def _is_shm_file(path: str | os.PathLike) -> bool:
@@ -140,7 +141,8 @@ def _is_shm_file(path: str | os.PathLike) -> bool:
 
 
 # ----------------------------------------------------------------------------------------- argparse
-def add_output_argument(parser: argparse.ArgumentParser, *flags: str, kind: str = "file", **kwargs) -> argparse.Action:
+def add_output_argument(parser: argparse.ArgumentParser, *flags: str, kind: str = "file",
+                        **kwargs: Any) -> argparse.Action:  # kwargs: add_argument's, passed on as they are
     """``parser.add_argument(*flags, **kwargs)`` for an option naming a file (``kind="file"``) or folder
     (``kind="dir"``) the command writes: ``workbench`` checks it with :func:`check_output_path` before the
     handler runs."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 ORDERS = ("new", "random", "prompt", "uncertain", "disagree")
 _ORDER_KEYS = {"new": ("id",), "random": ("rand_key", "id"), "prompt": ("prompt_id", "id")}
@@ -21,6 +23,13 @@ _SCORES_EPOCH = "scores_epoch"
 
 class LabelQueue:
     """The queue methods of ``Project``; they read ``self._conn`` and the meta table through it."""
+
+    # Provided by ``Project`` (core/store.py), the class it is mixed into.
+    _conn: sqlite3.Connection
+    if TYPE_CHECKING:
+        def annotator_id(self, name: str, kind: str = "human") -> int: ...
+        def get_meta(self, key: str, default: str | None = None) -> str | None: ...
+        def _set_meta(self, key: str, value: str) -> None: ...
 
     def _init_queue(self) -> None:
         # Per (annotator, order, phase name): the key of the last comparison handed out. Answered ones are
@@ -65,7 +74,7 @@ class LabelQueue:
             "NOT EXISTS (SELECT 1 FROM current_labels cl WHERE cl.comparison_id = c.id"
             " AND cl.choice IS NOT NULL AND cl.choice != 'skip')"
         )
-        phases = [("nobody", f"{nobody} AND {mine_open}")] if order == "new" else []
+        phases: list[tuple[str, str | None]] = [("nobody", f"{nobody} AND {mine_open}")] if order == "new" else []
         phases += [("open", mine_open), ("skipped", None)]
         keys = _ORDER_KEYS[order]
         columns = ", ".join(f"c.{k}" for k in keys)
@@ -145,7 +154,8 @@ class LabelQueue:
         self._exhausted.clear()
         self._model_positions.clear()
 
-    def _forget_exhausted(self, reopened) -> None:
+    def _forget_exhausted(self, reopened: Callable[[int, str], bool]) -> None:
+        """Drop the empty-phase memos whose (annotator id, phase name) ``reopened`` says may have reopened."""
         self._exhausted = {k for k in self._exhausted if not reopened(k[0][0], k[0][2])}
 
     def _next_by_model(self, aid: int, order: str, exclude: Sequence[int]) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, final
 
 CHOICES = ("a", "b", "tie", "both_bad", "skip")
 #: Llama 2's four levels; 4 is "significantly better", 1 "negligibly better / unsure".
@@ -56,6 +56,7 @@ class Text:
         return json.dumps(self.messages, ensure_ascii=False) if self.messages is not None else self.text
 
 
+@final  # code tells the record kinds apart by ``type(record) is PairRecord``
 @dataclass
 class PairRecord:
     """One comparison to import: a prompt and two responses, labelled or not.

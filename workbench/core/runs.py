@@ -8,8 +8,10 @@ trainer and the views call these methods on the project. A new set of pair score
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,16 +20,26 @@ import pandas as pd
 class RunStore:
     """The run methods of ``Project``; they read and write through ``self._conn`` and ``self.transaction``."""
 
+    # Provided by ``Project`` (core/store.py) and ``LabelQueue`` (core/queue.py), the classes it is mixed with.
+    _conn: sqlite3.Connection
+    if TYPE_CHECKING:
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _clock(self) -> float: ...
+        def _bump_scores_epoch(self) -> None: ...
+
     def create_run(self, mode: str, backbone: str, config: dict, data_snapshot: dict | None = None) -> int:
         with self.transaction():
-            return self._conn.execute(
+            cursor = self._conn.execute(
                 "INSERT INTO runs(created_at, mode, backbone, config, status, data_snapshot) VALUES (?,?,?,?,?,?)",
                 (self._clock(), mode, backbone, json.dumps(config), "running", json.dumps(data_snapshot or {})),
-            ).lastrowid
+            )
+            assert cursor.lastrowid is not None  # an INSERT sets it
+            return cursor.lastrowid
 
     def update_run(self, run_id: int, status: str | None = None, message: str | None = None,
                    summary: dict | None = None) -> None:
-        sets, args = [], []
+        sets: list[str] = []
+        args: list[str | float] = []
         if status is not None:
             sets.append("status = ?")
             args.append(status)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,13 @@ SYNCHRONOUS = "FULL"
 
 class ProjectError(Exception):
     """A user-facing problem with a project file (missing, not a project, too new)."""
+
+
+class CreateOptions(TypedDict, total=False):
+    """The keyword arguments of ``Project.create`` that ``Project.open_or_create`` passes on."""
+
+    name: str | None
+    seed: int
 
 
 @dataclass
@@ -189,7 +196,7 @@ class Project(LabelQueue, RunStore):
         return cls._connect(path)
 
     @classmethod
-    def open_or_create(cls, path: str | os.PathLike, **kwargs) -> Project:
+    def open_or_create(cls, path: str | os.PathLike, **kwargs: Unpack[CreateOptions]) -> Project:
         """Open the project at ``path``, or create it when there is none (nothing, or an empty file)."""
         path = Path(path)
         return cls.open(path) if _has_content(path) else cls.create(path, **kwargs)
@@ -325,7 +332,7 @@ class Project(LabelQueue, RunStore):
     def __enter__(self) -> Project:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
@@ -602,9 +609,11 @@ class Project(LabelQueue, RunStore):
         row = self._conn.execute("SELECT id FROM annotators WHERE name = ?", (name,)).fetchone()
         if row is not None:
             return row[0]
-        return self._conn.execute(
+        cursor = self._conn.execute(
             "INSERT INTO annotators(name, kind, created_at) VALUES (?, ?, ?)", (name, kind, _now())
-        ).lastrowid
+        )
+        assert cursor.lastrowid is not None  # an INSERT sets it
+        return cursor.lastrowid
 
     # ---------------------------------------------------------------- reading
     def comparison(self, comparison_id: int) -> Comparison:
@@ -725,13 +734,16 @@ class Project(LabelQueue, RunStore):
         ).fetchone()
         return row[0] if row else None
 
-    def _insert_judgment(self, cid, aid, choice, strength, left, kind, note, flags, supersedes, shown_at, answered_at):
+    def _insert_judgment(self, cid: int, aid: int, choice: str | None, strength: int | None, left: str | None,
+                         kind: str, note: str, flags: list[str], supersedes: int | None, shown_at: float | None,
+                         answered_at: float | None) -> int:
         now = _now()
         jid = self._conn.execute(
             "INSERT INTO judgments(comparison_id, annotator_id, choice, strength, left_side, kind, note, flags,"
             " supersedes, shown_at, answered_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (cid, aid, choice, strength, left, kind, note, json.dumps(flags), supersedes, shown_at, answered_at, now),
         ).lastrowid
+        assert jid is not None  # an INSERT sets it
         self._conn.execute(
             "INSERT OR REPLACE INTO current_labels(annotator_id, comparison_id, judgment_id, choice) VALUES (?,?,?,?)",
             (aid, cid, jid, choice),

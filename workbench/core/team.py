@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -230,7 +231,7 @@ class _TargetIndex:
         self.touched_marks: set[tuple[int, str]] = set()
 
     @staticmethod
-    def next_id(conn, table: str) -> int:
+    def next_id(conn: sqlite3.Connection, table: str) -> int:
         return (conn.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0) + 1
 
 
@@ -239,7 +240,7 @@ def _merge_one(target: Project, index: _TargetIndex, name: str, source: Project,
 
     # Prompts, responses and comparisons: by content hash.
     prompt_map: dict[int, int] = {}
-    rows = []
+    rows: list[tuple[object, ...]] = []  # the rows to insert into one table after another
     next_id = index.next_id(conn, "prompts")
     for sid, h, text, messages, metadata, origin, created in src.execute(
         "SELECT id, hash, text, messages, metadata, source, created_at FROM prompts ORDER BY id"
@@ -305,9 +306,11 @@ def _merge_one(target: Project, index: _TargetIndex, name: str, source: Project,
     for sid, aname, kind, created in src.execute("SELECT id, name, kind, created_at FROM annotators ORDER BY id"):
         tid = index.annotators.get(aname)
         if tid is None:
-            tid = index.annotators[aname] = conn.execute(
+            cursor = conn.execute(
                 "INSERT INTO annotators(name, kind, created_at) VALUES (?, ?, ?)", (aname, kind, created)
-            ).lastrowid
+            )
+            assert cursor.lastrowid is not None  # an INSERT sets it
+            tid = index.annotators[aname] = cursor.lastrowid
             summary.annotators_added += 1
         annotator_map[sid] = tid
 
@@ -425,7 +428,7 @@ def _units(table: pd.DataFrame) -> dict[Any, dict[str, str]]:
     return dict(units)
 
 
-def pairwise_agreement(units: Iterable[Sequence[Any]]) -> dict[str, Any]:
+def pairwise_agreement(units: Iterable[Iterable[Any]]) -> dict[str, Any]:
     """Percent agreement: over the items with two or more labels, the mean share of agreeing pairs of
     labels (an item labelled a, a, b has pairs aa, ab, ab: 1/3). ``None`` marks a missing label.
 
@@ -644,8 +647,8 @@ def disagreements(project: Project) -> pd.DataFrame:
     frame = frame.merge(texts, on="comparison_id", how="left")
     frame["excluded"] = frame["comparison_id"].isin(project.marked("exclude"))
     # None, not NaN, for "no majority" (pandas would infer a string column with missing values).
-    majority = {row[0]: row[4] for row in out}
-    frame["majority"] = pd.Series([majority[c] for c in frame["comparison_id"]], index=frame.index, dtype=object)
+    majorities = {row[0]: row[4] for row in out}
+    frame["majority"] = pd.Series([majorities[c] for c in frame["comparison_id"]], index=frame.index, dtype=object)
     return frame[DISAGREEMENT_COLUMNS].sort_values("comparison_id").reset_index(drop=True)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "merge", help="merge other annotators' projects into one (creating it if missing)",
         description="Bring the prompts, comparisons, judgments (with their history) and pair marks of each "
