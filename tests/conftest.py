@@ -10,6 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests on a fixed sequence of examples (a red build must be reproducible); a developer's
+# run explores new ones each time. HYPOTHESIS_PROFILE=explore in CI, or =ci locally, picks the other.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "explore"))
 
 # Qt tests run without a screen (ENV.md); set before any test imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

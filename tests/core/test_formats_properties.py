@@ -62,11 +62,12 @@ def read_jsonl(path: Path) -> list[dict]:
 @st.composite
 def explicit_rows(draw, value=text):
     """Rows of distinct prompts, each with two different responses and maybe a strength."""
-    prompts = draw(st.lists(value, min_size=1, max_size=4, unique_by=lambda v: json.dumps(v)))
+    prompts = draw(st.lists(value, min_size=1, max_size=4, unique_by=lambda v: json.dumps(v, sort_keys=True)))
     rows = []
     for prompt in prompts:
         chosen = draw(value)
-        rejected = draw(value.filter(lambda v, c=chosen: json.dumps(v) != json.dumps(c)))
+        # Different as content: key order inside a message does not make another response.
+        rejected = draw(value.filter(lambda v, c=json.dumps(chosen, sort_keys=True): json.dumps(v, sort_keys=True) != c))
         rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "strength": draw(strength)})
     return rows
 
