@@ -2,7 +2,7 @@
 here, so that a user error (a missing backbone folder, a folder without safetensors, an invalid setting,
 a device that is not there) leaves no run behind.
 
-Torch-free apart from ``resolve_device`` (which imports it lazily), so the CLI can call these early.
+Torch-free at import (``device`` and ``model`` are imported inside the functions), so the CLI can call these early.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class StartCheck:
 def check_start(config: TrainConfig, backbone: bool = True) -> StartCheck:
     """Validate ``config`` and find its device and (``backbone``) its backbone folder, or raise RunFailure.
     A resumed run checks its backbone later, with its stored config ("" here)."""
+    from workbench.training.device import resolve_device
     from workbench.training.model import BackboneError, resolve_backbone_path
 
     try:
@@ -38,7 +39,7 @@ def check_start(config: TrainConfig, backbone: bool = True) -> StartCheck:
     except ValueError as exc:
         raise RunFailure(f"invalid setting: {exc}", "correct the setting and start again") from None
     try:
-        device_type = config.resolve_device()
+        device_type = resolve_device(config)
     except ValueError as exc:
         raise RunFailure(str(exc), "set device to 'auto' or 'cpu'") from None
     if not backbone:
