@@ -4,20 +4,22 @@
     for event in trainer.events():      # RunStarted, PhaseProgress, StepMetrics, Evaluation, ...
         ...                             # another thread may call trainer.pause() / resume() / cancel()
 
-It reads top to bottom the way a run goes (nanoGPT's directness, TRL's loss and metrics):
+It owns the step loop and the run's record in the project; ``_run`` reads top to bottom the way a run
+goes (nanoGPT's directness, TRL's loss and metrics):
 
-1. data: ``Project.training_pairs()`` (ties, both-bad, skips and excluded pairs are already out), split
-   by prompt with the seed, recorded as the run's data snapshot (judgment ids, choices, split);
-2. model: backbone + scalar head (``model.py``), LoRA when asked, PairEncoder with left truncation;
-   over-length pairs are kept and counted;
+1. data (``prepare.labelled_data``): ``Project.training_pairs()`` (ties, both-bad, skips and excluded pairs
+   are already out), split by prompt with the seed, checked, then recorded as the run's data snapshot
+   (judgment ids, choices, split) in a new run row;
+2. model (``prepare.build_run``, ``prepare.restore``): backbone + scalar head (``model.py``), LoRA when
+   asked, PairEncoder with left truncation (over-length pairs are kept and counted), the optimizer;
 3. head mode only: pooled embeddings of every text, read from the project's cache or computed once and
    stored there; the head then trains on those tensors (milliseconds per step);
 4. steps: chosen and rejected in one batch, -log σ(r_c - r_r - m) (+ centring), AdamW, linear warmup
    then linear decay, gradient clipping at 1.0; batches bucketed by length, in an order derived from
    seed + epoch; metrics accumulate on the device and are read (``.tolist()``) only at log points;
-5. evaluation every ``eval_every`` steps (0: each epoch) and at the end: train and validation
-   metrics and per-pair scores; at the end also every comparison that is not a training pair
-   ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue;
+5. evaluation (``evaluate.py`` computes, the trainer stores) every ``eval_every`` steps (0: each epoch)
+   and at the end: train and validation metrics and per-pair scores; at the end also every comparison
+   that is not a training pair ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue;
 6. checkpoints (``checkpoint.py``) at each epoch's end, on pause and on cancel; ``resume_run`` continues
    a run from its last one on the same curve.
 
