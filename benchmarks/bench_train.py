@@ -99,13 +99,13 @@ def _use_split(val_prompts: set[str]) -> None:
 
 def _apply_patches(patches: Sequence[str]) -> None:
     """Experimental trainer changes, to measure what a part of the recipe buys (none by default)."""
-    from workbench.training import model, trainer
+    from workbench.training import model, prepare
 
     for name in patches:
         if name == "pad1":  # batches padded to their longest sequence only: one tensor size per batch
             model.WIDTH_MULTIPLE = 1
         elif name == "no_warmup":
-            trainer.WARMUP_FRACTION = 0.0
+            prepare.WARMUP_FRACTION = 0.0
         elif name.startswith("mmap"):  # glibc: blocks over N MB mmapped (returned at free), no dynamic threshold
             import ctypes
 

@@ -85,11 +85,13 @@ def test_cli_flags_build_the_config():
 
 
 def test_resolve_device():
-    assert TrainConfig(device="cpu").resolve_device() == "cpu"
-    auto = TrainConfig().resolve_device()
+    from workbench.training.device import resolve_device
+
+    assert resolve_device(TrainConfig(device="cpu")) == "cpu"
+    auto = resolve_device(TrainConfig())
     if torch.cuda.is_available():
         assert auto == "cuda"
     else:
         assert auto in ("cpu", "mps")
         with pytest.raises(ValueError, match="cuda"):
-            TrainConfig(device="cuda").resolve_device()
+            resolve_device(TrainConfig(device="cuda"))

@@ -45,7 +45,7 @@ def test_a_failed_run_is_one_line_and_a_nonzero_exit(tmp_path, tiny_bert_dir):
     few = make_project(tmp_path / "few.wbp", n_prompts=2, per_prompt=2)
     enough = make_project(tmp_path / "enough.wbp")
     cases = [
-        (["--project", str(few), "--backbone", tiny_bert_dir], 1, "run 1 failed: only 4 pair(s) can be trained on"),
+        (["--project", str(few), "--backbone", tiny_bert_dir], 1, "error: only 4 pair(s) can be trained on"),
         (["--project", str(tmp_path / "missing.wbp")], 1, "no such project file"),
         (["--project", str(few), "--lr", "-1"], 2, "learning_rate must be a positive number"),
         (["--project", str(enough), "--backbone", str(tmp_path)], 1, "has no config.json"),
@@ -57,6 +57,8 @@ def test_a_failed_run_is_one_line_and_a_nonzero_exit(tmp_path, tiny_bert_dir):
         assert len(errors) == 1 and errors[0].startswith("workbench train: error: ") and message in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr and not proc.stdout.strip()
     assert "label at least 4 more pair(s)" in train("--project", str(few), "--backbone", tiny_bert_dir).stderr
+    with Project.open(few) as p:
+        assert len(p.runs()) == 0  # found before the run's row: no failed run is left behind
 
 
 def test_ctrl_c_stops_at_a_step_with_a_checkpoint_and_resume_finishes(tmp_path, tiny_bert_dir):

@@ -284,15 +284,27 @@ def test_too_few_pairs_fails_with_a_hint(tmp_path, tiny_bert_dir):
     events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir)))
     assert len(events) == 1 and isinstance(events[0], Failed)
     assert "at least 8" in events[0].message and "label at least 2 more" in events[0].hint
+    # found from the labels and the config alone, before the run's row: no run is left behind
     with Project.open(path) as p:
-        assert p.run(events[0].run_id)["status"] == "failed"
+        assert events[0].run_id is None and len(p.runs()) == 0
 
 
 def test_an_empty_validation_split_fails_with_a_hint(tmp_path, tiny_bert_dir):
     path = make_project(tmp_path / "one.wbp", n_prompts=1, per_prompt=10)
     events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir)))
-    assert isinstance(events[-1], Failed) and "validation split is empty" in events[-1].message
+    assert len(events) == 1 and isinstance(events[-1], Failed) and "validation split is empty" in events[-1].message
     assert "two different prompts" in events[-1].hint
+    with Project.open(path) as p:
+        assert events[0].run_id is None and len(p.runs()) == 0
+
+
+def test_no_validation_fraction_fails_before_the_run_exists(tmp_path, tiny_bert_dir):
+    path = make_project(tmp_path / "p.wbp")
+    events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, val_fraction=0.0)))
+    assert len(events) == 1 and "validation split is empty" in events[0].message
+    assert events[0].hint == "set val_fraction above 0" and events[0].run_id is None
+    with Project.open(path) as p:
+        assert len(p.runs()) == 0
 
 
 def test_a_diverging_loss_fails_with_a_hint(learnable, tiny_bert_dir):

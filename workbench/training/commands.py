@@ -68,8 +68,9 @@ def train_command(args: argparse.Namespace) -> int:
 
     import transformers
 
+    from workbench.training.prepare import RESUME_OVERRIDES
     from workbench.training.run_control import RunControl, run_to_events
-    from workbench.training.trainer import RESUME_OVERRIDES, Trainer
+    from workbench.training.trainer import Trainer
 
     transformers.utils.logging.disable_progress_bar()  # our bar is the one that matters
 

@@ -145,20 +145,6 @@ class TrainConfig:
         """Threads for ``torch.set_num_threads``; auto is 1 (ENV.md: 2 threads ran 4x slower on 2 cores)."""
         return self.threads if self.threads > 0 else 1
 
-    def resolve_device(self) -> str:
-        """The torch device name to use; an explicit device that is missing is a user error, not a fallback."""
-        import torch  # config must stay importable (and cheap) without torch for the CLI's --help
-
-        cuda = torch.cuda.is_available()
-        mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-        if self.device == "auto":
-            return "cuda" if cuda else "mps" if mps else "cpu"
-        if self.device == "cuda" and not cuda:
-            raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use device 'auto' or 'cpu'")
-        if self.device == "mps" and not mps:
-            raise ValueError("device 'mps' was asked for but Apple MPS is not available; use device 'auto' or 'cpu'")
-        return self.device
-
     def margin(self, strength: int | None) -> float:
         """The margin for one judgment under this config (0 unless margin_from_strength)."""
         return margin_for_strength(strength, self.margin_scale) if self.margin_from_strength else 0.0

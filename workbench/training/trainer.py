@@ -4,20 +4,22 @@
     for event in trainer.events():      # RunStarted, PhaseProgress, StepMetrics, Evaluation, ...
         ...                             # another thread may call trainer.pause() / resume() / cancel()
 
-It reads top to bottom the way a run goes (nanoGPT's directness, TRL's loss and metrics):
+It owns the step loop and the run's record in the project; ``_run`` reads top to bottom the way a run
+goes (nanoGPT's directness, TRL's loss and metrics):
 
-1. data: ``Project.training_pairs()`` (ties, both-bad, skips and excluded pairs are already out), split
-   by prompt with the seed, recorded as the run's data snapshot (judgment ids, choices, split);
-2. model: backbone + scalar head (``model.py``), LoRA when asked, PairEncoder with left truncation;
-   over-length pairs are kept and counted;
+1. data (``prepare.labelled_data``): ``Project.training_pairs()`` (ties, both-bad, skips and excluded pairs
+   are already out), split by prompt with the seed, checked, then recorded as the run's data snapshot
+   (judgment ids, choices, split) in a new run row;
+2. model (``prepare.build_run``, ``prepare.restore``): backbone + scalar head (``model.py``), LoRA when
+   asked, PairEncoder with left truncation (over-length pairs are kept and counted), the optimizer;
 3. head mode only: pooled embeddings of every text, read from the project's cache or computed once and
    stored there; the head then trains on those tensors (milliseconds per step);
 4. steps: chosen and rejected in one batch, -log σ(r_c - r_r - m) (+ centring), AdamW, linear warmup
    then linear decay, gradient clipping at 1.0; batches bucketed by length, in an order derived from
    seed + epoch; metrics accumulate on the device and are read (``.tolist()``) only at log points;
-5. evaluation every ``eval_every`` steps (0: each epoch) and at the end: train and validation
-   metrics and per-pair scores; at the end also every comparison that is not a training pair
-   ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue;
+5. evaluation (``evaluate.py`` computes, the trainer stores) every ``eval_every`` steps (0: each epoch)
+   and at the end: train and validation metrics and per-pair scores; at the end also every comparison
+   that is not a training pair ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue;
 6. checkpoints (``checkpoint.py``) at each epoch's end, on pause and on cancel; ``resume_run`` continues
    a run from its last one on the same curve.
 
@@ -32,7 +34,6 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,9 @@ import torch
 from torch import nn
 
 from workbench.core.store import Project, ProjectError
-from workbench.training import checkpoint, data, distributed
+from workbench.training import checkpoint, data, distributed, evaluate, prepare
 from workbench.training.config import TrainConfig
+from workbench.training.evaluate import batches_by_rank  # noqa: F401 - used by tests/training/test_distributed.py
 from workbench.training.events import (
     CheckpointSaved,
     Evaluation,
@@ -55,33 +57,15 @@ from workbench.training.events import (
     RunStarted,
     StepMetrics,
 )
-from workbench.training.loss import pair_terms, pairwise_loss
-from workbench.training.model import (
-    BackboneError,
-    PairEncoder,
-    batch_width,
-    build_model,
-    collate_pairs,
-    make_batches,
-)
-from workbench.training.prepare import RunFailure, check_start
+from workbench.training.loss import pair_terms
+from workbench.training.model import collate_pairs, make_batches
+from workbench.training.prepare import RunFailure, check_start, head_batch_size  # noqa: F401 - head_batch_size: API
 from workbench.training.run_control import RunControl
 
 _log = logging.getLogger(__name__)
 
-WARMUP_FRACTION = 0.06
-#: the least learning rate of the head when the backbone is fine-tuned: the head starts at zero, and the
-#: backbone gets gradient only through the head's weights, which at 5e-5 grow by about 5e-5 a step
-#: (measured on 600 HH pairs, 60 steps: the loss stayed at 0.6931 with 5e-5 for all, 0.6907 with this).
-FINETUNE_HEAD_LR = 1e-3
 MAX_GRAD_NORM = 1.0
-#: head mode trains on cached tensors, where a step of 8 pairs is all Python overhead: it takes at
-#: least ``batch_size`` and about 16 steps per epoch, at most this many pairs per step.
-HEAD_MAX_BATCH = 512
-HEAD_STEPS_PER_EPOCH = 16
 EMBED_BATCH = 32
-#: the settings a resumed run may change (where it runs, not what it trains); everything else is the run's
-RESUME_OVERRIDES = ("threads", "device")
 #: the split name of the per-step (logged) training metrics in ``run_metrics``
 STEP_SPLIT = "train_step"
 #: buffered step metrics are written at evaluations and checkpoints, or after this many seconds
@@ -98,43 +82,11 @@ def warm_up_torch() -> None:
     opt.step()
 
 
-def head_batch_size(batch_size: int, n_train: int) -> int:
-    """Pairs per step in head mode: ``batch_size`` at least, about 16 steps per epoch, 512 at most."""
-    return max(batch_size, min(HEAD_MAX_BATCH, math.ceil(n_train / HEAD_STEPS_PER_EPOCH)))
-
-
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
     """Learning rate for the 0-based optimizer step ``step``: linear warmup, then linear decay to 0."""
     if step < warmup:
         return base * (step + 1) / (warmup + 1)
     return base * max(0.0, (total - step) / max(1, total - warmup))
-
-
-class _OutOnly(nn.Module):
-    """The head's output layer alone, for a head whose hidden layer is frozen (precomputed once)."""
-
-    def __init__(self, out: nn.Linear):
-        super().__init__()
-        self.out = out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(x).squeeze(-1)
-
-
-@dataclass
-class _Progress:
-    """What a checkpoint must restore besides tensors."""
-
-    step: int = 0
-    elapsed_s: float = 0.0
-    train_s: float = 0.0
-    pairs_trained: int = 0
-    last_eval_step: int = -1
-    unlabelled_step: int = -1
-    last_ckpt_step: int = -1
-    train_metrics: dict = field(default_factory=dict)
-    val_metrics: dict = field(default_factory=dict)
-    n_unlabelled: int = 0
 
 
 class Trainer:
@@ -237,11 +189,32 @@ class Trainer:
         if self._log_every is None:
             self._log_every = 1 if self._device.type == "cpu" else 10  # .item() is a sync point on a GPU
 
-        ckpt = yield from self._load_data()
-        yield from self._build(ckpt)
+        # 1. the labels; for a new run every check that needs only them and the config comes before its run row
+        project = self._project
+        if self.resume_run is None:
+            self.data = prepare.labelled_data(project, self.config)
+            self.run_id = self._create_run()
+            backbone_path = self._start.backbone_path
+        else:
+            self.data = prepare.resumed_data(project, self.config, self.resume_run)
+            backbone_path = check_start(self.data.config).backbone_path  # the run's own backbone
+            if self._main:
+                project.truncate_run(self.resume_run, self.data.checkpoint.step)
+                changed = ", ".join(f"{k}={v}" for k, v in self.data.resumed_with.items())
+                project.update_run(self.resume_run, status="running", message=f"resumed with {changed}" if changed else "")
+        self.cfg = self.data.config
+        # 2. the model, the tokenised pairs, the optimizer; a resumed run's state from its checkpoint
+        self.state = prepare.build_run(self.data, backbone_path, self._device, self._dist)
+        self._p = prepare.restore(self.data, self.state, self.run_id, self._dist)
+        self.resumed_from = self._p.step
+        # float64 sums (MPS has no float64: float32 there)
+        self._acc = torch.zeros(len(_ACC), dtype=torch.float32 if self._device.type == "mps" else torch.float64,
+                                device=self._device)
+        self._acc_steps = self._acc_n = 0
+        self._ready = True
         cfg, p = self.cfg, self._p
-        yield RunStarted(self.run_id, cfg.to_dict(), self.n_train, self.n_val, self.n_overlong,
-                         self.total_steps, resumed_from_step=p.step, details=self._details())
+        yield RunStarted(self.run_id, cfg.to_dict(), self.data.n_train, self.data.n_val, self.state.n_overlong,
+                         self.state.total_steps, resumed_from_step=p.step, details=self._details())
         if cfg.mode == "head":
             finished_embedding = yield from self._embed_pairs()
             if not finished_embedding:
@@ -251,176 +224,38 @@ class Trainer:
         status = yield from self._train()
         yield from self._stop(status)
 
-    # ----------------------------------------------------------------- 1. data
-    def _load_data(self) -> Iterator[Event]:
-        project, dist = self._project, self._dist
-        ckpt = None
-        if self.resume_run is None:
-            cfg = self.config
-            pairs = data.pairs_from_frame(project.training_pairs())
-            is_val = data.split_by_prompt(pairs.prompt_keys, cfg.val_fraction, cfg.seed)
-            snapshot = data.make_snapshot(pairs, is_val, excluded=len(project.marked("exclude")))
-            run_id = None
-            if self._main:
-                try:
-                    run_id = project.create_run(cfg.mode, cfg.backbone, cfg.to_dict(), snapshot)
-                finally:
-                    if dist.enabled and run_id is None:
-                        distributed.broadcast_object(None, dist)  # let the other ranks stop too
-            self.run_id = distributed.broadcast_object(run_id, dist)
-            if self.run_id is None:
-                raise RunFailure("rank 0 could not create the run in the project", "see rank 0's error")
-        else:
+    def _create_run(self) -> int:
+        """The new run's row, created by rank 0 and its id shared with the other ranks."""
+        cfg, dist = self.config, self._dist
+        run_id = None
+        if self._main:
             try:
-                run = project.run(self.resume_run)
-            except KeyError:
-                raise RunFailure(f"there is no run {self.resume_run} in {self.project_path.name}",
-                               "list the runs and pick one that was cancelled or stopped") from None
-            if run["status"] == "finished":
-                raise RunFailure(f"run {self.resume_run} has already finished", "start a new run instead")
-            path = checkpoint.latest(project.checkpoint_dir(self.resume_run))
-            if path is None:
-                raise RunFailure(f"run {self.resume_run} has no checkpoint to resume from (it stopped before "
-                               "its first epoch ended)", "start a new run")
-            try:
-                ckpt = checkpoint.load(path)
-            except checkpoint.CheckpointError as exc:
-                raise RunFailure(str(exc), "start a new run") from None
-            # One config in force: the one the run stored, with only where it runs allowed to change; the
-            # changes are recorded on the run (its summary's "resumed_with").
-            stored = TrainConfig.from_dict(run["config"])
-            self.resumed_with = {name: getattr(self.config, name) for name in RESUME_OVERRIDES
-                                 if getattr(self.config, name) != getattr(stored, name)}
-            cfg = stored.replace(**self.resumed_with)
-            snapshot = run["data_snapshot"]
-            try:
-                pairs, is_val = data.pairs_from_snapshot(project.comparisons_frame(), snapshot)
-            except data.DataError as exc:
-                raise RunFailure(str(exc), exc.hint) from None
-            if self._main:
-                project.truncate_run(self.resume_run, ckpt.step)
-                changed = ", ".join(f"{k}={v}" for k, v in self.resumed_with.items())
-                project.update_run(self.resume_run, status="running", message=f"resumed with {changed}" if changed else "")
-        self.cfg, self.pairs, self.is_val, self.snapshot = cfg, pairs, is_val, snapshot
-        self.train_idx = np.flatnonzero(~is_val)
-        self.val_idx = np.flatnonzero(is_val)
-        self.n_train, self.n_val = len(self.train_idx), len(self.val_idx)
-        if len(pairs) < data.MIN_PAIRS:
-            more = data.MIN_PAIRS - len(pairs)
-            raise RunFailure(
-                f"only {len(pairs)} pair(s) can be trained on; a run needs at least {data.MIN_PAIRS}",
-                f"label at least {more} more pair(s) with a preference (A or B); ties, both-bad, skipped and "
-                "excluded pairs are not trained on")
-        if self.n_val == 0 or self.n_train == 0:
-            side = "validation" if self.n_val == 0 else "training"
-            hint = ("set val_fraction above 0" if cfg.val_fraction == 0 else
-                    "label pairs for at least two different prompts (the split keeps each prompt on one side)")
-            raise RunFailure(f"the {side} split is empty ({len(pairs)} pairs from "
-                           f"{len(set(pairs.prompt_keys))} prompt(s))", hint)
-        return ckpt
-        yield  # a generator, for ``yield from``
-
-    # ----------------------------------------------------------------- 2. model and optimizer
-    def _build(self, ckpt: checkpoint.Checkpoint | None) -> Iterator[Event]:
-        cfg, device = self.cfg, self._device
-        torch.manual_seed(cfg.seed)  # the same initialisation (LoRA adapters too) on every rank and rerun
-        try:
-            self.backbone_path = check_start(cfg).backbone_path if self.resume_run is not None else \
-                self._start.backbone_path
-            model, tokenizer = build_model(cfg)
-        except BackboneError as exc:
-            raise RunFailure(str(exc), "choose another backbone (a local Hugging Face model folder) or 'minilm'") from None
-        model.to(device)
-        self.model, self.tokenizer = model, tokenizer
-        try:
-            self.encoder = PairEncoder.for_model(model, tokenizer, cfg.max_length)
-        except ValueError as exc:
-            raise RunFailure(str(exc), "lower max_length") from None
-
-        pairs = self.pairs
-        self.enc_c = data.encode_sides(self.encoder, pairs.prompts, pairs.chosen)
-        self.enc_r = data.encode_sides(self.encoder, pairs.prompts, pairs.rejected)
-        self.n_overlong = int(np.count_nonzero(self.enc_c.overlong | self.enc_r.overlong))
-        self.pair_lengths = [max(a, b) for a, b in zip(self.enc_c.lengths, self.enc_r.lengths)]
-        self.margins = torch.tensor([cfg.margin(s) for s in pairs.strengths], dtype=torch.float32, device=device)
-
-        self.batch_size = cfg.batch_size if cfg.mode == "finetune" else head_batch_size(cfg.batch_size, self.n_train)
-        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
-        self.epochs = cfg.resolved_epochs()
-        self.total_steps = self.steps_per_epoch * self.epochs
-        self.warmup = round(WARMUP_FRACTION * self.total_steps)
-        self.lr = cfg.resolved_lr()
-
-        # What a step trains: the whole model on tokens, or (head mode) the head on cached features. A
-        # head whose hidden layer is frozen (the 'linear' head on an encoder's pooler) is the output layer
-        # on tanh(dense(h0)), computed once instead of at every step.
-        head = model.head
-        self.frozen_dense = cfg.mode == "head" and head.dense is not None and not head.dense.weight.requires_grad
-        self.scorer: nn.Module = model if cfg.mode == "finetune" else (_OutOnly(head.out) if self.frozen_dense else head)
-        self.net = distributed.wrap(self.scorer, self._dist, str(device))
-
-        # AdamW: decay on matrices only; in fine-tuning the freshly (zero-) initialised head gets at least
-        # FINETUNE_HEAD_LR, since the backbone receives gradient only through the head's weights.
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        head_scale = max(1.0, FINETUNE_HEAD_LR / self.lr) if cfg.mode == "finetune" else 1.0
-        self.head_lr = self.lr * head_scale
-        groups = [
-            {"params": [p for n, p in named if p.ndim >= 2 and not n.startswith("head.")],
-             "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
-            {"params": [p for n, p in named if p.ndim < 2 and not n.startswith("head.")],
-             "weight_decay": 0.0, "lr_scale": 1.0},
-            {"params": [p for n, p in named if p.ndim >= 2 and n.startswith("head.")],
-             "weight_decay": cfg.weight_decay, "lr_scale": head_scale},
-            {"params": [p for n, p in named if p.ndim < 2 and n.startswith("head.")],
-             "weight_decay": 0.0, "lr_scale": head_scale},
-        ]
-        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr)
-        self.params = [p for _, p in named]
-        # float64 sums (MPS has no float64: float32 there)
-        self._acc = torch.zeros(len(_ACC), dtype=torch.float32 if device.type == "mps" else torch.float64,
-                                device=device)
-        self._acc_steps = self._acc_n = 0
-
-        p = self._p = _Progress()
-        if ckpt is not None:
-            try:
-                checkpoint.load_trainable_state(model, ckpt.model)
-                self.optimizer.load_state_dict(ckpt.optimizer)
-            except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
-                raise RunFailure(f"the checkpoint of run {self.run_id} does not fit: {exc}", "start a new run") from None
-            s = ckpt.state
-            if s.get("steps_per_epoch") != self.steps_per_epoch or s.get("total_steps") != self.total_steps:
-                raise RunFailure(f"run {self.run_id}'s data no longer matches its checkpoint", "start a new run")
-            for name in ("step", "elapsed_s", "train_s", "pairs_trained", "last_eval_step", "unlabelled_step",
-                         "train_metrics", "val_metrics", "n_unlabelled"):
-                setattr(p, name, s.get(name, getattr(p, name)))
-            p.last_ckpt_step = p.step
-            checkpoint.set_rng_state(ckpt.state["rng"])  # last: nothing after this may draw random numbers
-        else:
-            # Dropout differs per rank (different data anyway); rank 0 of a DDP run matches a 1-process run.
-            torch.manual_seed(cfg.seed + 1_000_003 * self._dist.rank)
-        self.resumed_from = p.step
-        self._ready = True
-        return
-        yield
+                run_id = self._project.create_run(cfg.mode, cfg.backbone, cfg.to_dict(), self.data.snapshot)
+            finally:
+                if dist.enabled and run_id is None:
+                    distributed.broadcast_object(None, dist)  # let the other ranks stop too
+        run_id = distributed.broadcast_object(run_id, dist)
+        if run_id is None:
+            raise RunFailure("rank 0 could not create the run in the project", "see rank 0's error")
+        return run_id
 
     def _details(self) -> dict[str, Any]:
         return {
-            "learning_rate": self.lr, "head_learning_rate": self.head_lr, "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "steps_per_epoch": self.steps_per_epoch, "warmup_steps": self.warmup, "device": str(self._device),
-            "world_size": self._dist.world_size, "backbone_path": self.backbone_path,
+            "learning_rate": self.state.lr, "head_learning_rate": self.state.head_lr, "epochs": self.state.epochs,
+            "batch_size": self.state.batch_size,
+            "steps_per_epoch": self.state.steps_per_epoch, "warmup_steps": self.state.warmup, "device": str(self._device),
+            "world_size": self._dist.world_size, "backbone_path": self.state.backbone_path,
             "log_every": self._log_every,
         }
 
     # ----------------------------------------------------------------- 3. embeddings (head mode)
     def _embed_pairs(self) -> Iterator[Event]:
         """Pooled features of every pair's two texts, from the cache or computed (and cached) now."""
-        features = yield from self._embed(self.enc_c.texts + self.enc_r.texts,
-                                          self.enc_c.input_ids + self.enc_r.input_ids)
+        features = yield from self._embed(self.state.enc_c.texts + self.state.enc_r.texts,
+                                          self.state.enc_c.input_ids + self.state.enc_r.input_ids)
         if features is None:
             return False
-        n = len(self.pairs)
+        n = len(self.data.pairs)
         self.H, rows = features
         self.ci = torch.as_tensor(rows[:n], device=self._device)
         self.ri = torch.as_tensor(rows[n:], device=self._device)
@@ -428,10 +263,10 @@ class Trainer:
         return True
 
     def _head_input(self, H: torch.Tensor) -> torch.Tensor:
-        if not self.frozen_dense:
+        if not self.state.frozen_dense:
             return H
         with torch.no_grad():
-            return torch.tanh(self.model.head.dense(H))
+            return torch.tanh(self.state.model.head.dense(H))
 
     def _embed(self, texts: list[str], input_ids: list[list[int]]) -> Iterator[Event]:
         """(unique feature matrix on the device, row of each text) or None when cancelled."""
@@ -456,7 +291,7 @@ class Trainer:
             done = 0
             pending: dict[str, np.ndarray] = {}
             new: dict[str, np.ndarray] = {}
-            self.model.eval()
+            self.state.model.eval()
             yield PhaseProgress(self.run_id, "embedding", 0, len(missing))
             for s in range(0, len(order), EMBED_BATCH):
                 if not dist.enabled and self.control.cancel_requested:
@@ -464,9 +299,9 @@ class Trainer:
                         project.store_embeddings(key, pending)  # keep what was computed
                     return None
                 chunk = [mine[i] for i in order[s:s + EMBED_BATCH]]
-                ids, mask = _pad([input_ids[first[unique[h]]] for h in chunk], self.tokenizer.pad_token_id)
+                ids, mask = _pad([input_ids[first[unique[h]]] for h in chunk], self.state.tokenizer.pad_token_id)
                 with torch.inference_mode():
-                    pooled = self.model.embed(ids.to(self._device), mask.to(self._device)).float().cpu().numpy()
+                    pooled = self.state.model.embed(ids.to(self._device), mask.to(self._device)).float().cpu().numpy()
                 for h, v in zip(chunk, pooled):
                     pending[h] = new[h] = v
                 done += len(chunk)
@@ -476,7 +311,7 @@ class Trainer:
                     pending = {}
                 yield PhaseProgress(self.run_id, "embedding", min(len(missing), done * dist.world_size),
                                     len(missing))
-            self.model.train()
+            self.state.model.train()
             if dist.enabled:
                 merged: dict[str, np.ndarray] = {}
                 for part in distributed.all_gather_objects(new, dist):
@@ -488,29 +323,29 @@ class Trainer:
             vectors.update(new)
         self.embed_s += time.perf_counter() - t0
         H = torch.from_numpy(np.stack([vectors[h] for h in unique])).to(self._device) if unique else \
-            torch.zeros((0, self.model.config.get_text_config().hidden_size), device=self._device)
+            torch.zeros((0, self.state.model.config.get_text_config().hidden_size), device=self._device)
         rows = np.array([unique[h] for h in hashes], dtype=np.int64)
         return H, rows
 
     def _embedding_key(self) -> str:
         if not hasattr(self, "_emb_key"):
-            self._emb_key = data.embedding_key(self.backbone_path, self.model.pooling, self.cfg.max_length)
+            self._emb_key = data.embedding_key(self.state.backbone_path, self.state.model.pooling, self.cfg.max_length)
         return self._emb_key
 
     # ----------------------------------------------------------------- 4. steps
     def _train(self) -> Iterator[Event]:
         """Run the remaining steps; returns 'finished' or 'cancelled'."""
-        p, spe = self._p, self.steps_per_epoch
-        yield PhaseProgress(self.run_id, "training", p.step, self.total_steps)
-        while p.step < self.total_steps:
+        p, spe = self._p, self.state.steps_per_epoch
+        yield PhaseProgress(self.run_id, "training", p.step, self.state.total_steps)
+        while p.step < self.state.total_steps:
             epoch, done_in_epoch = divmod(p.step, spe)
             # The epoch's order depends on seed + epoch only, so a resumed run skips exactly the batches done.
-            batches = make_batches(self.pair_lengths_train, self.batch_size, seed=self.cfg.seed + epoch)
+            batches = make_batches(self.pair_lengths_train, self.state.batch_size, seed=self.cfg.seed + epoch)
             for batch in batches[done_in_epoch:]:
                 if (yield from self._boundary()):
                     return "cancelled"
                 t0 = time.perf_counter()
-                self._step([int(self.train_idx[i]) for i in batch])
+                self._step([int(self.data.train_idx[i]) for i in batch])
                 p.step += 1
                 p.pairs_trained += len(batch)
                 if p.step % self._log_every == 0 or p.step % spe == 0:
@@ -519,7 +354,7 @@ class Trainer:
                 end_of_epoch = p.step % spe == 0
                 every = self.cfg.eval_every
                 if (every and p.step % every == 0) or (not every and end_of_epoch):
-                    if not (yield from self._evaluate(final=p.step == self.total_steps)):
+                    if not (yield from self._evaluate(final=p.step == self.state.total_steps)):
                         return "cancelled"
                 if end_of_epoch:
                     yield from self._checkpoint()
@@ -532,8 +367,8 @@ class Trainer:
     def pair_lengths_train(self) -> list[int]:
         if not hasattr(self, "_lengths_train"):
             # Head mode: all features are the same size, so only the seeded shuffle matters.
-            self._lengths_train = ([self.pair_lengths[i] for i in self.train_idx] if self.cfg.mode == "finetune"
-                                   else [0] * self.n_train)
+            self._lengths_train = ([self.state.pair_lengths[i] for i in self.data.train_idx] if self.cfg.mode == "finetune"
+                                   else [0] * self.data.n_train)
         return self._lengths_train
 
     def _boundary(self) -> Iterator[Event]:
@@ -558,13 +393,6 @@ class Trainer:
             return False  # ranks agree on stopping at log points only: the flag's all-reduce is a sync point
         return distributed.any_rank(self.control.cancel_requested, self._dist, str(self._device))
 
-    def _width(self, a_ids: list[list[int]], b_ids: list[list[int]], index: list[int]) -> int:
-        """Padded width of the pairs ``index`` of token sequences ``a_ids`` and ``b_ids``. A training step
-        computes it on the global batch, so that every rank pads its shard as one process pads the whole
-        batch: same shapes, the same step to float noise."""
-        longest = max(max(len(a_ids[i]), len(b_ids[i])) for i in index)
-        return batch_width(longest, self.cfg.max_length)
-
     def _rewards(self, index: list[int], net: nn.Module, width: int | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected) of the pairs ``index``: one forward over 2B rows, split in two."""
@@ -573,8 +401,8 @@ class Trainer:
             x = torch.cat([self.X[self.ci[idx]], self.X[self.ri[idx]]])
             r = net(x)
         else:
-            batch = collate_pairs([self.enc_c.input_ids[i] for i in index], [self.enc_r.input_ids[i] for i in index],
-                                  self.tokenizer.pad_token_id, width=width)
+            batch = collate_pairs([self.state.enc_c.input_ids[i] for i in index], [self.state.enc_r.input_ids[i] for i in index],
+                                  self.state.tokenizer.pad_token_id, width=width)
             r = net(batch["input_ids"].to(self._device), batch["attention_mask"].to(self._device))
         return r.float().chunk(2)
 
@@ -585,19 +413,20 @@ class Trainer:
         weight = float(self._dist.world_size) / n_global  # DDP averages over ranks: this makes it a global mean
         if not mine:  # more ranks than pairs: join the collective with a zero-weight pair
             mine, weight = batch[:1], 0.0
-        self._lr_now = lr_at(self._p.step, self.lr, self.warmup, self.total_steps)
-        for group in self.optimizer.param_groups:
+        self._lr_now = lr_at(self._p.step, self.state.lr, self.state.warmup, self.state.total_steps)
+        for group in self.state.optimizer.param_groups:
             group["lr"] = self._lr_now * group["lr_scale"]
-        self.scorer.train()
-        width = None if self.cfg.mode == "head" else self._width(self.enc_c.input_ids, self.enc_r.input_ids, batch)
+        self.state.scorer.train()
+        width = None if self.cfg.mode == "head" else evaluate.pair_width(self.state.enc_c.input_ids, self.state.enc_r.input_ids, batch,
+                                                                              self.cfg.max_length)
         w = 1.0 if weight else 0.0
         parts = micro_batches(mine, width, self.cfg.pass_tokens)
         for k, part in enumerate(parts):
             # Under DDP the gradients are all-reduced once, in the last pass; the others only accumulate.
-            last = k == len(parts) - 1 or not hasattr(self.net, "no_sync")
-            with contextlib.nullcontext() if last else self.net.no_sync():
-                r_c, r_r = self._rewards(part, self.net, width)
-                terms = pair_terms(r_c, r_r, self.margins[part], self.cfg.center_rewards_coefficient)
+            last = k == len(parts) - 1 or not hasattr(self.state.net, "no_sync")
+            with contextlib.nullcontext() if last else self.state.net.no_sync():
+                r_c, r_r = self._rewards(part, self.state.net, width)
+                terms = pair_terms(r_c, r_r, self.state.margins[part], self.cfg.center_rewards_coefficient)
                 (terms.sum() * weight).backward()  # per-pair terms: the passes sum to the batch's loss
             with torch.no_grad():  # accumulated on the device; read at the next log point only
                 d = (r_c - r_r).detach()
@@ -605,9 +434,9 @@ class Trainer:
                     terms.detach().sum() / n_global, (d > 0).sum(), (d == 0).sum(), d.sum(), r_c.detach().sum(),
                     r_r.detach().sum(), d.new_zeros(()), d.new_zeros(()),
                 )]) * w
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.state.params, MAX_GRAD_NORM)
+        self.state.optimizer.step()
+        self.state.optimizer.zero_grad(set_to_none=True)
         self._acc[_ACC.index("grad_norm")] += grad_norm.detach().to(self._acc.dtype) / self._dist.world_size * w
         self._acc_steps += 1
         self._acc_n += len(mine) if weight else 0  # counted on the host: no copy to the device
@@ -631,13 +460,13 @@ class Trainer:
         if not all(math.isfinite(x) for x in (metrics["loss"], metrics["margin"], metrics["chosen_mean"])):
             raise RunFailure(
                 f"the loss became {metrics['loss']} at step {p.step}: training diverged (learning rate "
-                f"{self.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
-        epoch = p.step / self.steps_per_epoch
+                f"{self.state.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
+        epoch = p.step / self.state.steps_per_epoch
         if self._main:
             self._metric_rows.append((p.step, epoch, metrics))
             if time.perf_counter() - self._last_flush > METRICS_FLUSH_S:
                 self._flush_metrics()
-        yield StepMetrics(self.run_id, p.step, epoch, self.total_steps, metrics, self._elapsed())
+        yield StepMetrics(self.run_id, p.step, epoch, self.state.total_steps, metrics, self._elapsed())
 
     def _flush_metrics(self) -> None:
         """Write the buffered step metrics in one transaction (one per step would be slow)."""
@@ -652,24 +481,22 @@ class Trainer:
     def _evaluate(self, final: bool) -> Iterator[Event]:
         """Score every labelled pair (and at the end the other comparisons), store and emit them.
         Returns False when cancelled before the labelled scores were complete."""
-        p, pairs = self._p, self.pairs
+        p, pairs = self._p, self.data.pairs
         n = len(pairs)
         if p.last_eval_step != p.step or not hasattr(self, "_last_scores"):
             scores = yield from self._score_pairs(list(range(n)))
             if scores is None:
                 return False
             r_c, r_r = scores
-            if not (np.isfinite(r_c).all() and np.isfinite(r_r).all()):
-                raise RunFailure(
-                    f"the rewards became infinite or NaN at step {p.step}: training diverged (learning rate "
-                    f"{self.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
-            train, val = (self._split_metrics(r_c, r_r, idx) for idx in (self.train_idx, self.val_idx))
-            split = np.where(self.is_val, "val", "train")
+            evaluate.check_finite(r_c, r_r, p.step, self.state.lr)
+            train, val = (evaluate.split_metrics(r_c, r_r, idx, self.state.margins, self.cfg.center_rewards_coefficient)
+                          for idx in (self.data.train_idx, self.data.val_idx))
+            split = np.where(self.data.is_val, "val", "train")
             if self._main and p.last_eval_step != p.step:
                 with self._project.transaction():
                     self._flush_metrics()
-                    self._project.add_metrics(self.run_id, p.step, "train", train, p.step / self.steps_per_epoch)
-                    self._project.add_metrics(self.run_id, p.step, "val", val, p.step / self.steps_per_epoch)
+                    self._project.add_metrics(self.run_id, p.step, "train", train, p.step / self.state.steps_per_epoch)
+                    self._project.add_metrics(self.run_id, p.step, "val", val, p.step / self.state.steps_per_epoch)
                     self._project.add_pair_scores(self.run_id, p.step, zip(
                         pairs.comparison_ids.tolist(), split.tolist(), pairs.choices, r_c.tolist(), r_r.tolist()))
             p.last_eval_step, p.train_metrics, p.val_metrics = p.step, train, val
@@ -686,66 +513,34 @@ class Trainer:
                 cids = np.concatenate([cids, u_ids])
                 split = np.concatenate([split, np.full(len(u_ids), "unlabelled")])
                 r_c, r_r = np.concatenate([r_c, r_a]), np.concatenate([r_r, r_b])
-        yield Evaluation(self.run_id, p.step, p.step / self.steps_per_epoch, dict(p.train_metrics),
+        yield Evaluation(self.run_id, p.step, p.step / self.state.steps_per_epoch, dict(p.train_metrics),
                          dict(p.val_metrics), np.asarray(cids), np.asarray(split), np.asarray(r_c), np.asarray(r_r))
         return not (final and p.unlabelled_step != p.step)
-
-    def _split_metrics(self, r_c: np.ndarray, r_r: np.ndarray, idx: np.ndarray) -> dict[str, float]:
-        _, metrics = pairwise_loss(torch.from_numpy(r_c[idx]), torch.from_numpy(r_r[idx]),
-                                   self.margins[torch.as_tensor(idx)].cpu().double(),
-                                   self.cfg.center_rewards_coefficient)
-        return metrics
 
     def _score_pairs(self, index: list[int]) -> Iterator[Event]:
         """(r_chosen, r_rejected) as float64 numpy arrays for pairs ``index``, or None when cancelled."""
         if self.cfg.mode == "head":
             yield PhaseProgress(self.run_id, "evaluating", 0, len(index))
-            with torch.no_grad():
-                idx = torch.as_tensor(index, dtype=torch.long, device=self._device)
-                r_c = _numpy(self.scorer(self.X[self.ci[idx]]))
-                r_r = _numpy(self.scorer(self.X[self.ri[idx]]))
+            idx = torch.as_tensor(index, dtype=torch.long, device=self._device)
+            r_c, r_r = evaluate.score_features(self.state.scorer, self.X, self.ci[idx], self.ri[idx])
             yield PhaseProgress(self.run_id, "evaluating", len(index), len(index))
             return r_c, r_r
-        return (yield from self._score_tokens([self.enc_c.input_ids[i] for i in index],
-                                              [self.enc_r.input_ids[i] for i in index]))
+        return (yield from self._score_tokens([self.state.enc_c.input_ids[i] for i in index],
+                                              [self.state.enc_r.input_ids[i] for i in index]))
 
     def _score_tokens(self, a_ids: list[list[int]], b_ids: list[list[int]]) -> Iterator[Event]:
-        """Fine-tune mode: rewards of token sequences in length-sorted batches, split across ranks."""
-        dist = self._dist
-        lengths = [max(len(a), len(b)) for a, b in zip(a_ids, b_ids)]
-        batches = make_batches(lengths, max(2 * self.cfg.batch_size, 16), shuffle=False)
-        mine = batches[dist.rank::dist.world_size]
-        out_a, out_b = np.zeros(len(a_ids)), np.zeros(len(a_ids))
-        self.model.eval()
-        try:
-            yield PhaseProgress(self.run_id, "evaluating", 0, len(batches))
-            for k, batch in enumerate(mine):
-                if not dist.enabled and self.control.cancel_requested:
-                    return None
-                b = collate_pairs([a_ids[i] for i in batch], [b_ids[i] for i in batch], self.tokenizer.pad_token_id,
-                                  width=self._width(a_ids, b_ids, batch))
-                with torch.no_grad():
-                    r = self.model(b["input_ids"].to(self._device), b["attention_mask"].to(self._device))
-                ra, rb = _numpy(r).reshape(2, -1)
-                out_a[batch], out_b[batch] = ra, rb
-                yield PhaseProgress(self.run_id, "evaluating", min(len(batches), (k + 1) * dist.world_size),
-                                    len(batches))
-        finally:
-            self.model.train()
-        if dist.enabled:
-            for part, (pa, pb) in zip(batches_by_rank(batches, dist.world_size),
-                                      distributed.all_gather_objects((out_a, out_b), dist)):
-                out_a[part], out_b[part] = pa[part], pb[part]
-            yield PhaseProgress(self.run_id, "evaluating", len(batches), len(batches))
-        return out_a, out_b
+        return (yield from evaluate.score_tokens(
+            self.state.model, self.state.tokenizer.pad_token_id, a_ids, b_ids, batch_size=self.cfg.batch_size,
+            max_length=self.cfg.max_length, device=self._device, dist=self._dist, control=self.control,
+            run_id=self.run_id))
 
     def _score_unlabelled(self) -> Iterator[Event]:
         """(comparison ids, r_a, r_b) of every comparison that is not a training pair, or None when cancelled."""
-        unl = data.unlabelled_from_frame(self._project.comparisons_frame(), self.pairs.comparison_ids.tolist())
+        unl = data.unlabelled_from_frame(self._project.comparisons_frame(), self.data.pairs.comparison_ids.tolist())
         if not len(unl):
             return unl.comparison_ids, np.zeros(0), np.zeros(0)
-        enc_a = data.encode_sides(self.encoder, unl.prompts, unl.response_a)
-        enc_b = data.encode_sides(self.encoder, unl.prompts, unl.response_b)
+        enc_a = data.encode_sides(self.state.encoder, unl.prompts, unl.response_a)
+        enc_b = data.encode_sides(self.state.encoder, unl.prompts, unl.response_b)
         if self.cfg.mode == "head":
             features = yield from self._embed(enc_a.texts + enc_b.texts, enc_a.input_ids + enc_b.input_ids)
             if features is None:
@@ -753,9 +548,8 @@ class Trainer:
             H, rows = features
             X = self._head_input(H)
             n = len(unl)
-            with torch.no_grad():
-                r_a = _numpy(self.scorer(X[torch.as_tensor(rows[:n], device=self._device)]))
-                r_b = _numpy(self.scorer(X[torch.as_tensor(rows[n:], device=self._device)]))
+            r_a, r_b = evaluate.score_features(self.state.scorer, X, torch.as_tensor(rows[:n], device=self._device),
+                                               torch.as_tensor(rows[n:], device=self._device))
             return unl.comparison_ids, r_a, r_b
         scores = yield from self._score_tokens(enc_a.input_ids, enc_b.input_ids)
         if scores is None:
@@ -769,15 +563,15 @@ class Trainer:
             return
         self._flush_metrics()
         state = {
-            "run_id": self.run_id, "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
-            "epoch": p.step / self.steps_per_epoch, "batch_size": self.batch_size, "config": self.cfg.to_dict(),
-            "snapshot": self.snapshot, "elapsed_s": self._elapsed(), "train_s": p.train_s,
+            "run_id": self.run_id, "steps_per_epoch": self.state.steps_per_epoch, "total_steps": self.state.total_steps,
+            "epoch": p.step / self.state.steps_per_epoch, "batch_size": self.state.batch_size, "config": self.cfg.to_dict(),
+            "snapshot": self.data.snapshot, "elapsed_s": self._elapsed(), "train_s": p.train_s,
             "pairs_trained": p.pairs_trained, "last_eval_step": p.last_eval_step,
             "unlabelled_step": p.unlabelled_step, "train_metrics": p.train_metrics, "val_metrics": p.val_metrics,
             "n_unlabelled": p.n_unlabelled,
         }
         path = checkpoint.save(self._project.checkpoint_dir(self.run_id), p.step,
-                               checkpoint.trainable_state(self.model), self.optimizer, state)
+                               checkpoint.trainable_state(self.state.model), self.state.optimizer, state)
         p.last_ckpt_step = p.step
         yield CheckpointSaved(self.run_id, p.step, str(path))
 
@@ -829,23 +623,18 @@ class Trainer:
             "status": status,
             "val_accuracy": val.get("accuracy"), "val_loss": val.get("loss"), "val_ties": val.get("ties"),
             "train_accuracy": train.get("accuracy"), "train_loss": train.get("loss"),
-            "n_train": self.n_train, "n_val": self.n_val, "n_overlong": self.n_overlong,
+            "n_train": self.data.n_train, "n_val": self.data.n_val, "n_overlong": self.state.n_overlong,
             "n_unlabelled_scored": p.n_unlabelled,
-            "steps": p.step, "total_steps": self.total_steps, "epochs": self.epochs, "batch_size": self.batch_size,
-            "learning_rate": self.lr, "time_s": round(elapsed, 3), "train_s": round(p.train_s, 3),
+            "steps": p.step, "total_steps": self.state.total_steps, "epochs": self.state.epochs, "batch_size": self.state.batch_size,
+            "learning_rate": self.state.lr, "time_s": round(elapsed, 3), "train_s": round(p.train_s, 3),
             "training_phase_s": round(time.perf_counter() - self._phase_start, 3)
             if hasattr(self, "_phase_start") else None,
             "pairs_per_s": round(p.pairs_trained / p.train_s, 2) if p.train_s > 0 else None,
             "embedded_texts": self.embedded_texts, "cached_texts": self.cached_texts,
             "embed_s": round(self.embed_s, 3), "resumed_from_step": self.resumed_from,
-            "resumed_with": getattr(self, "resumed_with", {}),
+            "resumed_with": self.data.resumed_with,
             "device": str(self._device), "world_size": self._dist.world_size,
         }
-
-
-def _numpy(rewards: torch.Tensor) -> np.ndarray:
-    """Rewards as float64 numpy (converted on the host: some devices have no float64)."""
-    return rewards.detach().float().cpu().numpy().astype(np.float64)
 
 
 def micro_batches(index: list[int], width: int | None, pass_tokens: int) -> list[list[int]]:
@@ -861,11 +650,6 @@ def micro_batches(index: list[int], width: int | None, pass_tokens: int) -> list
     n = min(len(index), -(-tokens // pass_tokens))
     size = -(-len(index) // n)
     return [index[i:i + size] for i in range(0, len(index), size)]
-
-
-def batches_by_rank(batches: list[list[int]], world: int) -> list[list[int]]:
-    """The pair indices each rank scored when rank r took batches r, r + world, ..."""
-    return [[i for b in batches[r::world] for i in b] for r in range(world)]
 
 
 def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
