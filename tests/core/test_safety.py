@@ -301,3 +301,24 @@ def test_a_project_on_a_real_read_only_mount(tmp_path):
     assert "opened read-only (read-only file system)" in result.stderr
     assert digest(path) == before
     assert sorted(p.name for p in folder.iterdir()) == ["p.wbp"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+@pytest.mark.parametrize("command", [("stats", "--project", "{p}"), ("import", "{data}", "--project", "{p}"),
+                                     ("merge", "{data_project}", "--into", "{p}")])
+def test_a_project_path_that_is_no_regular_file_is_refused_at_once(tmp_path, capsys, kind, command):
+    """A FIFO as the project would block an open() for ever; a folder is no project either."""
+    target = tmp_path / "named"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "good", "rejected": "bad"}\n')
+    data_project = tmp_path / "other.wbp"
+    assert cli.main(["import", str(data), "--project", str(data_project)]) == 0
+    capsys.readouterr()
+    argv = [part.format(p=target, data=data, data_project=data_project) for part in command]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 1 and err.count("\n") == 1 and "not a Preference Workbench project" in err, err
+    assert (target.is_fifo() if kind == "fifo" else target.is_dir() and not any(target.iterdir()))

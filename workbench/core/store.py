@@ -192,7 +192,9 @@ class Project(LabelQueue, RunStore):
         cannot be written (read-only media, no permission) opens read-only: ``read_only`` says why."""
         path = Path(path)
         if not path.is_file():
-            raise ProjectError(f"{path}: no such project file")
+            what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "no such project file"
+            raise ProjectError(f"{path}: {what}, not a Preference Workbench project" if path.exists() else
+                               f"{path}: {what}")
         return cls._connect(path)
 
     @classmethod
