@@ -136,7 +136,7 @@ def merge_projects(sources: Sequence[str | os.PathLike], into: str | os.PathLike
         for source in sources:
             path = Path(source)
             if path.is_dir():
-                raise ProjectError(f"{path}: a folder, not a project file")
+                raise ProjectError(f"{path}: a folder, not a Preference Workbench project")
             project = Project.open(path)
             same = [p for p in seen if os.path.samefile(p, path)]
             if same or (target_path.exists() and os.path.samefile(target_path, path)):
@@ -146,7 +146,7 @@ def merge_projects(sources: Sequence[str | os.PathLike], into: str | os.PathLike
             seen.append(path)
             opened.append((str(path), project))
         if target_path.is_dir():
-            raise ProjectError(f"{target_path}: a folder, not a project file")
+            raise ProjectError(f"{target_path}: a folder, not a Preference Workbench project")
         was_empty = target_path.is_file() and target_path.stat().st_size == 0
         if target_path.exists() and not was_empty:
             target = Project.open(target_path)
