@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_helpers import collect, make_project
+from training_helpers import collect
+from wb_testing import make_synthetic_project
 
 from workbench.core.store import Project
 from workbench.training import distributed
@@ -44,7 +45,7 @@ def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("mode", ["finetune", "head"])
 def test_two_processes_train_like_one(tmp_path, tiny_bert_no_dropout, mode):
-    path = make_project(tmp_path / f"{mode}.wbp")
+    path = make_synthetic_project(tmp_path / f"{mode}.wbp")
     lr = 5e-3 if mode == "finetune" else 3e-2
     proc = torchrun(["--project", str(path), "--mode", mode, "--backbone", tiny_bert_no_dropout, "--epochs", "3",
                      "--lr", str(lr)])
