@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-# Qt tests run without a screen (ENV.md); set before any test imports Qt.
+# Qt tests run without a screen; set before any test imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,8 +2,9 @@
 
 Subcommands come from command modules, each exposing ``register(subparsers)`` and giving every parser
 a ``func(args) -> int | None`` default (``set_defaults(func=...)``, as in argparse's documentation;
-``handler`` is accepted too). When two modules register the same name, the earlier one in
-:data:`COMMAND_MODULES` wins (the GUI's ``demo`` opens the window; the core one only prints statistics).
+``handler`` is accepted too); docs/architecture.md#adding-a-cli-command-with-an-output. When two modules
+register the same name, the earlier one in :data:`COMMAND_MODULES` wins (the GUI's ``demo`` opens the
+window; the core one only prints statistics).
 
 Handlers import heavy libraries (torch, Qt) themselves, so that ``workbench stats`` starts fast.
 

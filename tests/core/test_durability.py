@@ -1,4 +1,4 @@
-"""No judgment is lost (DESIGN.md §7): not when the process is killed at any moment, not when two
+"""No judgment is lost (docs/architecture.md#the-project-file): not when the process is killed at any moment, not when two
 processes write to one project at once. Each writer is a real subprocess using the store."""
 
 from __future__ import annotations

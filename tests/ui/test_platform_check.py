@@ -69,7 +69,7 @@ def test_silent_without_ldd():
 
 
 def test_the_real_check_on_this_machine_says_nothing():
-    """This machine has the xcb libraries (ENV.md): the real ldd runs on the real plugin and finds them all."""
+    """This machine has the xcb libraries (packaging/README.md): the real ldd runs on the real plugin and finds them all."""
     plugin = platform_check.xcb_plugin()
     if plugin is None or platform_check.run_ldd(plugin) is None:
         pytest.skip("no xcb plugin or no ldd here")

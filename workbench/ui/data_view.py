@@ -1,5 +1,5 @@
 """The Data view: import files (off the GUI thread, cancellable), export datasets, counts per annotator,
-and the team's work (DESIGN.md §5): merge other annotators' projects, agreement, position and length bias
+and the team's work: merge other annotators' projects, agreement, position and length bias
 audits, and the queue of disagreements to adjudicate.
 
 Counts are read on the GUI thread (one cheap query); agreement, bias and disagreements are computed in a
