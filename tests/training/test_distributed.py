@@ -19,6 +19,8 @@ from workbench.training import distributed
 from workbench.training.config import TrainConfig
 from workbench.training.trainer import STEP_SPLIT, Trainer, batches_by_rank
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 #: ``python -m workbench train`` once the CLI module exists; the training commands alone until then.
 CLI = "workbench" if (REPO / "workbench" / "cli.py").is_file() else "workbench.training.commands"

@@ -422,6 +422,7 @@ def test_head_mode_batches():
     assert head_batch_size(8, 100_000) == 512 and head_batch_size(1024, 100) == 1024
 
 
+@pytest.mark.slow
 def test_head_mode_trains_from_the_cache_alone(tmp_path):
     """Head mode on pairs whose MiniLM embeddings are already cached embeds nothing and runs every step.
     (Its speed, 10 epochs over 10,000 cached pairs, is measured by benchmarks/bench_train.py.)"""
@@ -451,6 +452,7 @@ def test_head_mode_trains_from_the_cache_alone(tmp_path):
     assert done.summary["steps"] == 10 * math.ceil(done.summary["n_train"] / done.summary["batch_size"])
 
 
+@pytest.mark.slow
 def test_real_minilm_head_mode_learns_a_small_project(tmp_path):
     """The bundled MiniLM, frozen: 40 pairs embedded once, then a linear head."""
     path = make_synthetic_project(tmp_path / "m.wbp", n_prompts=20, per_prompt=2)
