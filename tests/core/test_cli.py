@@ -47,6 +47,7 @@ def hh_file(tmp_path, hh_rows):
     return path
 
 
+@pytest.mark.slow
 def test_import_stats_export(tmp_path, hh_file, hh_rows):
     n = len(hh_rows)
     result = workbench(tmp_path, "import", hh_file.name, "--project", "p.wbp")

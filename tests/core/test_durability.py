@@ -114,6 +114,7 @@ def assert_consistent(path: Path, expected_ids: list[int]) -> None:
         ).fetchone()[0] == 0
 
 
+@pytest.mark.slow
 def test_killed_writer_loses_no_acknowledged_judgment(tmp_path, project_path):
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)

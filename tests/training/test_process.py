@@ -60,6 +60,7 @@ def test_controls_reach_the_child_and_a_late_one_never_touches_the_next_run(tmp_
     assert isinstance(events[-1], Finished) and events[-1].status == "finished"
 
 
+@pytest.mark.slow
 def test_a_killed_child_is_a_failed_resumable_run_and_the_next_run_gets_a_new_child(tmp_path, tiny_bert_dir):
     path = make_synthetic_project(tmp_path / "p.wbp")
     config = TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=200, learning_rate=1e-3)

@@ -72,6 +72,7 @@ def _assert_same_curve(path: Path, run_a: int, run_b: int) -> None:
 
 
 @pytest.mark.parametrize("mode", ["finetune", "head"])
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_on_the_same_curve(tmp_path, tiny_bert_dir, mode):
     path = make_synthetic_project(tmp_path / "r.wbp")
     # Fine-tuning the tiny BERT uses dropout, so the RNG state must be restored exactly as well.

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from wb_testing import make_synthetic_project
 
 from workbench.core.store import Project
@@ -25,6 +26,7 @@ def train(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_a_run_shows_progress_and_ends_with_one_summary_line(tmp_path, tiny_bert_dir):
     path = make_synthetic_project(tmp_path / "p.wbp")
     proc = train("--project", str(path), "--mode", "head", "--backbone", tiny_bert_dir, "--epochs", "5",
@@ -41,6 +43,7 @@ def test_a_run_shows_progress_and_ends_with_one_summary_line(tmp_path, tiny_bert
     assert run["config"]["max_length"] == 64 and run["config"]["seed"] == 2 and run["config"]["learning_rate"] == 3e-2
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_one_line_and_a_nonzero_exit(tmp_path, tiny_bert_dir):
     few = make_synthetic_project(tmp_path / "few.wbp", n_prompts=2, per_prompt=2)
     enough = make_synthetic_project(tmp_path / "enough.wbp")
@@ -59,6 +62,7 @@ def test_a_failed_run_is_one_line_and_a_nonzero_exit(tmp_path, tiny_bert_dir):
     assert "label at least 4 more pair(s)" in train("--project", str(few), "--backbone", tiny_bert_dir).stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_at_a_step_with_a_checkpoint_and_resume_finishes(tmp_path, tiny_bert_dir):
     path = make_synthetic_project(tmp_path / "c.wbp")
     proc = subprocess.Popen([sys.executable, "-m", CLI, "train", "--project", str(path), "--mode", "finetune",
@@ -114,6 +118,7 @@ def test_the_parser_needs_no_torch_and_documents_the_flags():
         assert flag in helped.stdout, flag
 
 
+@pytest.mark.slow
 def test_a_user_error_before_training_leaves_no_run(tmp_path, tiny_bert_dir):
     """A missing backbone folder or one without safetensors: one line, exit 1, and no run row."""
     path = make_synthetic_project(tmp_path / "p.wbp")

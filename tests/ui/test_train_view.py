@@ -227,6 +227,7 @@ def test_a_bad_backbone_folder_shows_a_dialog_and_the_app_keeps_working(qtbot, w
     assert events[-1].status == "finished"
 
 
+@pytest.mark.slow
 def test_a_crashed_training_process_shows_a_dialog_and_the_run_can_be_resumed(qtbot, window, trainable, tiny_bert):
     """The trainer's process dies (as when the system kills it for memory): the window stays, says so."""
     import os
