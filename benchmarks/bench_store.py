@@ -1,4 +1,4 @@
-"""Measure the project store against its targets (DESIGN.md §7; README "Performance").
+"""Measure the project store against its targets (README "Performance").
 
     python benchmarks/bench_store.py [--pairs 100000] [--judgments 10000]
 

@@ -203,7 +203,7 @@ def tokenize_left_truncated(
 
     Returns ``list[int]``; with ``return_token_type_ids=True`` returns ``(ids, token_type_ids)``. See
     ``truncate_ids_left`` for the two layouts (``"single"``: [CLS] prompt+response [SEP], the default and what
-    the TRL baseline and ENV.md's reference figures use; ``"pair"``: [CLS] prompt [SEP] response [SEP]).
+    the TRL baseline and the README's reference figures use; ``"pair"``: [CLS] prompt [SEP] response [SEP]).
     Prompt and response are tokenised separately; for WordPiece this equals tokenising the joined text
     because HH prompts end with the punctuation of "Assistant:" (checked on all 1,800 pairs).
     """

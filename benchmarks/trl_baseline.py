@@ -5,7 +5,7 @@ with TRL's ``RewardTrainer`` on pre-tokenised, left-truncated pairs and returns 
 held-out pairwise accuracy. ``benchmarks/bench_train.py`` calls it next to our own trainer; both use the
 helpers in ``common.py`` (same data split, tokenisation, scoring and memory measurement).
 
-What makes it fair (see shared/ENV.md, "TRL pitfalls"; checked against the installed TRL 1.16 source):
+What makes it fair (checked against the installed TRL 1.16 source):
 * Pre-tokenised ``chosen_ids`` / ``rejected_ids`` columns (TRL 1.16's names; ``_prepare_dataset`` skips EOS
   appending and tokenisation when both exist). So no EOS is appended (BERT has none: raw text fails) and
   TRL's ``max_length`` filter, which DROPS longer pairs rather than truncating, keeps every pair: ours are

@@ -7,7 +7,7 @@
 #   SMOKE_TRAIN=0 bash packaging/build.sh  # skip the (about 15 s) training smoke test
 #
 # The Python that runs it must have the app's dependencies installed (pip install -e . or pip install .;
-# install torch==2.13.0, the CPU build, first: see shared/ENV.md). It installs PyInstaller itself.
+# install torch==2.13.0, the CPU build, first, as CI does). It installs PyInstaller itself.
 # Takes about 3 minutes and 1.4 GB of disk (build/ + dist/); not part of CI.
 set -euo pipefail
 

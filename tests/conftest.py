@@ -18,7 +18,7 @@ settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "explore"))
 
-# Qt tests run without a screen (ENV.md); set before any test imports Qt.
+# Qt tests run without a screen; set before any test imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]

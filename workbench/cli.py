@@ -2,10 +2,9 @@
 
 Subcommands come from command modules, each exposing ``register(subparsers)`` and giving every parser
 a ``func(args) -> int | None`` default (``set_defaults(func=...)``, as in argparse's documentation;
-``handler`` is accepted too). The GUI and training modules are optional: they are used
-when present, so their authors add commands without touching this file. When two modules register the
-same name, the earlier one in :data:`COMMAND_MODULES` wins (the GUI's ``demo`` opens the window; the
-core one only prints statistics).
+``handler`` is accepted too); docs/architecture.md#adding-a-cli-command-with-an-output. When two modules
+register the same name, the earlier one in :data:`COMMAND_MODULES` wins (the GUI's ``demo`` opens the
+window; the core one only prints statistics).
 
 Handlers import heavy libraries (torch, Qt) themselves, so that ``workbench stats`` starts fast.
 
@@ -17,22 +16,20 @@ the traceback with ``--debug`` or ``WORKBENCH_DEBUG=1``).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import traceback
 
 from workbench import __version__
+from workbench.core import commands as core_commands
+from workbench.core import team_commands
 from workbench.core.text import terminal_safe
+from workbench.training import commands as training_commands
+from workbench.training import model_commands
+from workbench.ui import commands as ui_commands
 
 #: In priority order: the first module to register a command name owns it.
-COMMAND_MODULES = (
-    "workbench.ui.commands",
-    "workbench.training.commands",
-    "workbench.training.model_commands",
-    "workbench.core.commands",
-    "workbench.core.team_commands",
-)
+COMMAND_MODULES = (ui_commands, training_commands, model_commands, core_commands, team_commands)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL_ERROR = 70
@@ -67,28 +64,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors (anywhere on the line)")
     subparsers = _Subcommands(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    for name in COMMAND_MODULES:
-        module = _import_optional(name)
-        if module is not None:
-            module.register(subparsers)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
     #: name -> the subcommand's parser, for the output guard (and its test, which walks them all).
     parser.workbench_subparsers = subparsers.parsers
     return parser, subparsers.names
-
-
-def _import_optional(name: str):
-    """The command module, or None if it does not exist (yet). A module that exists but fails to import
-    is reported, and the other commands still work."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
-            return None
-        print(terminal_safe(f"workbench: warning: commands from {name} are unavailable: {exc}"), file=sys.stderr)
-    except Exception as exc:  # noqa: BLE001 - one broken plug-in must not take the whole command down
-        print(terminal_safe(f"workbench: warning: commands from {name} are unavailable: {type(exc).__name__}: "
-                            f"{exc}"), file=sys.stderr)
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,13 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv[:cut] or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
     argv = [a for a in argv[:cut] if a != "--debug"] + argv[cut:]
 
-    parser, names = build_parser()
+    parser, _ = build_parser()
     if len(argv) == 1 and argv[0].endswith(".wbp"):  # "workbench FILE.wbp", as a desktop entry opens a file
         argv = ["gui", "--project", argv[0]]
-    if not argv:  # no subcommand: the GUI when it is installed, else the help
-        if "gui" not in names:
-            parser.print_help()
-            return 0
+    if not argv:  # no subcommand: the GUI
         argv = ["gui"]
     try:
         args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """The store is sealed: SQL lives only in workbench/core; the UI, the trainer and the CLI ask Project by name.
 
-A view that runs SQL, or re-implements a rule of the store, is how a desktop app rots (DESIGN.md §6). This
+A view that runs SQL, or re-implements a rule of the store, is how a desktop app rots (docs/architecture.md#layers). This
 reads the sources with ``ast`` and fails on a query outside core: a call of ``execute``/``executemany``/
 ``executescript``/``read_sql*``, a ``sqlite3`` connection (its exception classes may still be caught), the
 store's connection (``.conn``/``._conn``), or a string constant that reads as SQL (upper-case keywords, as all

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import sqlite3
-import time
 
 import pandas as pd
 import pytest
@@ -175,11 +174,9 @@ def test_path_not_readable(tmp_path, filled, monkeypatch):
         path.chmod(0o644)
 
 
-def test_text_over_the_limit_fails_fast(tmp_path, filled):
+def test_text_over_the_limit_is_rejected_with_its_size(tmp_path, filled):
     path = jsonl(tmp_path, GOOD, {**GOOD, "rejected": "x" * (10 * MAX_TEXT_CHARS)})
-    start = time.perf_counter()
     rejects(filled, path, 'line 2, field "rejected": text of 10,000,000 characters is over the limit of 1,000,000')
-    assert time.perf_counter() - start < 3.0
 
 
 def test_messages_over_the_limit(tmp_path, filled):

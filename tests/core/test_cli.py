@@ -47,6 +47,7 @@ def hh_file(tmp_path, hh_rows):
     return path
 
 
+@pytest.mark.slow
 def test_import_stats_export(tmp_path, hh_file, hh_rows):
     n = len(hh_rows)
     result = workbench(tmp_path, "import", hh_file.name, "--project", "p.wbp")
@@ -159,32 +160,14 @@ def test_main_returns_exit_codes(tmp_path, monkeypatch, capsys):
     assert err.startswith("workbench: error: internal error: RuntimeError: boom") and "Traceback" not in err
 
 
-def test_command_modules_first_registration_wins(monkeypatch, capsys):
+def test_command_modules_first_registration_wins(monkeypatch):
     def register_gui(subparsers):
         subparsers.add_parser("stats").set_defaults(func=lambda args: 42)
 
-    def register_broken(subparsers):
-        raise AssertionError("never called")
-
-    monkeypatch.setitem(sys.modules, "fake_gui_commands", types.SimpleNamespace(register=register_gui))
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_gui_commands", "no_such_module.commands",
-                                                 "workbench.core.commands"))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", (types.SimpleNamespace(register=register_gui), commands))
     parser, names = cli.build_parser()
     assert names.count("stats") == 1 and "import" in names
-    assert cli.main(["stats"]) == 42  # the fake module's stats (no --project) shadows the core one
-    assert capsys.readouterr().err == ""  # a module that does not exist is skipped quietly
-
-
-def test_broken_command_module_is_reported_not_fatal(tmp_path, monkeypatch, capsys):
-    (tmp_path / "broken_commands.py").write_text("raise RuntimeError('half-written module')\n")
-    (tmp_path / "needy_commands.py").write_text("import no_such_dependency_anywhere\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("broken_commands", "needy_commands", "workbench.core.commands"))
-    parser, names = cli.build_parser()
-    assert "stats" in names
-    err = capsys.readouterr().err
-    assert "commands from broken_commands are unavailable: RuntimeError: half-written module" in err
-    assert "commands from needy_commands are unavailable: No module named 'no_such_dependency_anywhere'" in err
+    assert cli.main(["stats"]) == 42  # the first module's stats (no --project) shadows the core one
 
 
 # ----------------------------------------------------------------------------------------------- demo

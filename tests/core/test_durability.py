@@ -1,4 +1,4 @@
-"""No judgment is lost (DESIGN.md §7): not when the process is killed at any moment, not when two
+"""No judgment is lost (docs/architecture.md#the-project-file): not when the process is killed at any moment, not when two
 processes write to one project at once. Each writer is a real subprocess using the store."""
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def assert_consistent(path: Path, expected_ids: list[int]) -> None:
         ).fetchone()[0] == 0
 
 
+@pytest.mark.slow
 def test_killed_writer_loses_no_acknowledged_judgment(tmp_path, project_path):
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)

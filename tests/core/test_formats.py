@@ -417,6 +417,7 @@ def test_export_judgment_log_with_history(tmp_path, labelled, ext):
     assert back["kind"].tolist()[-3:] == ["relabel", "relabel", "undo"]
 
 
+@pytest.mark.slow
 def test_trl_reward_trainer_trains_on_the_export(tmp_path, project, hh_rows):
     """The export goes into TRL's RewardTrainer unchanged (a tiny random BERT, two steps)."""
     import datasets

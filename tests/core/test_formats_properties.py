@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -234,6 +235,7 @@ def test_any_parquet_gives_one_line_or_an_import(frame):
     check_one_line_or_import(*workspace().import_(buffer.getvalue(), "in.parquet"))
 
 
+@pytest.mark.slow
 def test_the_real_command_on_generated_inputs(tmp_path):
     """The same promise through `python -m workbench`: a process of its own, as a user runs it."""
     cases = {

@@ -83,6 +83,7 @@ def hostile_project(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_no_command_prints_a_raw_control_character(hostile_project):
     tmp = hostile_project
     with Project.open(tmp / "p.wbp") as project:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(1)  # ENV.md: one thread is the fastest on these machines
+torch.set_num_threads(1)  # one thread was the fastest on the 2-core development VM (config.py)
 
 _SENTENCES = [
     "\n\nHuman: How do I bake bread at home?\n\nAssistant: Mix flour, water, salt and yeast, then knead.",

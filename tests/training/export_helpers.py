@@ -18,7 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from training_helpers import WORDS, collect
+from training_helpers import collect
+from wb_testing import WORDS
 
 from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project

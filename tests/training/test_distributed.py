@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_helpers import collect, make_project
+from training_helpers import collect
+from wb_testing import make_synthetic_project
 
 from workbench.core.store import Project
 from workbench.training import distributed
 from workbench.training.config import TrainConfig
 from workbench.training.trainer import STEP_SPLIT, Trainer, batches_by_rank
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 #: ``python -m workbench train`` once the CLI module exists; the training commands alone until then.
@@ -44,7 +47,7 @@ def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("mode", ["finetune", "head"])
 def test_two_processes_train_like_one(tmp_path, tiny_bert_no_dropout, mode):
-    path = make_project(tmp_path / f"{mode}.wbp")
+    path = make_synthetic_project(tmp_path / f"{mode}.wbp")
     lr = 5e-3 if mode == "finetune" else 3e-2
     proc = torchrun(["--project", str(path), "--mode", mode, "--backbone", tiny_bert_no_dropout, "--epochs", "3",
                      "--lr", str(lr)])

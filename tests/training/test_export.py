@@ -33,6 +33,7 @@ def exported(trained, tmp_path_factory):
     return {name: export_run(trained.path, run_id, root / name).out_dir for name, run_id in trained.runs.items()}
 
 
+@pytest.mark.slow
 def test_exported_folders_score_exactly_like_the_app_with_plain_transformers(trained, exported, tiny_bert_dir,
                                                                               tiny_gpt2_dir):
     pairs = training_pairs(trained.path)

@@ -197,6 +197,7 @@ def test_export_after_finetuning_with_lora(tiny_bert_dir, tmp_path):
     assert model.has_lora  # the live model keeps its adapters
 
 
+@pytest.mark.slow
 def test_checkpoint_and_trainer_import_without_a_cycle():
     """model.py builds a model from a config; checkpoint and trainer both use it and neither imports the
     other at module level (each import order works in a fresh interpreter)."""

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from training_helpers import make_project
+from wb_testing import event_names, make_synthetic_project
 
 from workbench.core.store import Project
 from workbench.training import process
@@ -28,15 +28,11 @@ from workbench.training.process import TrainerProcess
 REPO = Path(__file__).resolve().parents[2]
 
 
-def names(events) -> list[str]:
-    return [type(e).__name__ for e in events]
-
-
 def test_a_run_in_the_child_yields_the_trainers_events(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     tp = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=2))
     events = list(tp.events())
-    assert names(events)[0] == "RunStarted" and names(events)[-1] == "Finished"
+    assert event_names(events)[0] == "RunStarted" and event_names(events)[-1] == "Finished"
     assert events[-1].status == "finished" and tp.run_id == events[0].run_id
     assert tp.pid is not None and tp.pid != os.getpid()
     with Project.open(path) as p:
@@ -45,7 +41,7 @@ def test_a_run_in_the_child_yields_the_trainers_events(tmp_path, tiny_bert_dir):
 
 
 def test_controls_reach_the_child_and_a_late_one_never_touches_the_next_run(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     config = TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=50, learning_rate=1e-3)
     tp = TrainerProcess(path, config)
     tp.pause()  # before the child has the run: it goes with the run
@@ -54,7 +50,7 @@ def test_controls_reach_the_child_and_a_late_one_never_touches_the_next_run(tmp_
         seen.append(ev)
         if isinstance(ev, Paused):
             tp.cancel()
-    assert "Paused" in names(seen) and not any(isinstance(e, StepMetrics) for e in seen)
+    assert "Paused" in event_names(seen) and not any(isinstance(e, StepMetrics) for e in seen)
     assert isinstance(seen[-1], Finished) and seen[-1].status == "cancelled"
     tp.cancel()  # after its run ended: dropped, not kept for whatever run the child does next
 
@@ -64,8 +60,9 @@ def test_controls_reach_the_child_and_a_late_one_never_touches_the_next_run(tmp_
     assert isinstance(events[-1], Finished) and events[-1].status == "finished"
 
 
+@pytest.mark.slow
 def test_a_killed_child_is_a_failed_resumable_run_and_the_next_run_gets_a_new_child(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     config = TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=200, learning_rate=1e-3)
     tp = TrainerProcess(path, config)
     events: list = []
@@ -89,7 +86,7 @@ def test_a_killed_child_is_a_failed_resumable_run_and_the_next_run_gets_a_new_ch
 
 
 def test_stopping_iteration_mid_run_checkpoints_and_frees_the_child(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     tp = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=200, learning_rate=1e-3))
     stream = tp.events()
     for ev in stream:
@@ -99,7 +96,7 @@ def test_stopping_iteration_mid_run_checkpoints_and_frees_the_child(tmp_path, ti
     with Project.open(path) as p:
         assert p.run(tp.run_id)["status"] == "cancelled"
     tp2 = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1))
-    assert names(list(tp2.events()))[-1] == "Finished" and tp2.pid == tp.pid
+    assert event_names(list(tp2.events()))[-1] == "Finished" and tp2.pid == tp.pid
 
 
 @pytest.mark.parametrize("exc, oom", [
@@ -140,9 +137,9 @@ def _texts_of(path, run_id, n=4):
 
 
 def test_a_score_job_runs_in_the_training_process_with_a_runs_model(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     tp = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=2))
-    assert names(list(tp.events()))[-1] == "Finished"
+    assert event_names(list(tp.events()))[-1] == "Finished"
     texts, stored = _texts_of(path, tp.run_id)
     got = process.run_job("score", project=str(path), run=tp.run_id, texts=texts, timeout=120)
     assert len(got) == len(texts)
@@ -152,13 +149,13 @@ def test_a_score_job_runs_in_the_training_process_with_a_runs_model(tmp_path, ti
     with pytest.raises(process.JobError, match="unknown job kind 'nope'"):
         process.run_job("nope", timeout=60)
     tp2 = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1))
-    assert names(list(tp2.events()))[-1] == "Finished" and tp2.pid == tp.pid  # one process for all of it
+    assert event_names(list(tp2.events()))[-1] == "Finished" and tp2.pid == tp.pid  # one process for all of it
 
 
 def test_a_short_job_waits_while_a_run_trains_and_runs_while_it_is_paused(tmp_path, tiny_bert_dir):
     import threading
 
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     done = TrainerProcess(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1))
     list(done.events())
     texts, _ = _texts_of(path, done.run_id, n=2)

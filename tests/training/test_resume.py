@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import collect, comparable_metrics, make_project
+from training_helpers import collect, comparable_metrics
+from wb_testing import make_synthetic_project
 
 from workbench.core.store import Project
 from workbench.training import checkpoint
@@ -71,8 +72,9 @@ def _assert_same_curve(path: Path, run_a: int, run_b: int) -> None:
 
 
 @pytest.mark.parametrize("mode", ["finetune", "head"])
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_on_the_same_curve(tmp_path, tiny_bert_dir, mode):
-    path = make_project(tmp_path / "r.wbp")
+    path = make_synthetic_project(tmp_path / "r.wbp")
     # Fine-tuning the tiny BERT uses dropout, so the RNG state must be restored exactly as well.
     config = TrainConfig(backbone=tiny_bert_dir, mode=mode, epochs=3, learning_rate=5e-3 if mode == "finetune" else 3e-2)
     uninterrupted = collect(Trainer(path, config))[-1]
@@ -103,7 +105,7 @@ def test_a_run_killed_with_sigkill_resumes_on_the_same_curve(tmp_path, tiny_bert
 
 
 def test_cancel_mid_epoch_then_resume_is_the_uninterrupted_run(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "c.wbp")
+    path = make_synthetic_project(tmp_path / "c.wbp")
     config = TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=2, learning_rate=5e-3)
     full = collect(Trainer(path, config))[-1]
     trainer = Trainer(path, config)
@@ -115,7 +117,7 @@ def test_cancel_mid_epoch_then_resume_is_the_uninterrupted_run(tmp_path, tiny_be
 
 
 def test_resume_uses_the_runs_snapshot_even_after_relabelling(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "s.wbp")
+    path = make_synthetic_project(tmp_path / "s.wbp")
     config = TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=4, learning_rate=3e-2)
     full = collect(Trainer(path, config))[-1]
     trainer = Trainer(path, config)
@@ -128,7 +130,7 @@ def test_resume_uses_the_runs_snapshot_even_after_relabelling(tmp_path, tiny_ber
 
 
 def test_resume_refuses_what_cannot_be_resumed(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "x.wbp")
+    path = make_synthetic_project(tmp_path / "x.wbp")
     config = TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1)
     done = collect(Trainer(path, config))[-1]
     cases = {done.run_id: "already finished", 99: "no run 99"}
@@ -145,7 +147,7 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path, tiny_bert_dir):
 
 # --------------------------------------------------------------------- the checkpoint files
 def test_checkpoints_are_safetensors_and_json_and_replace_each_other(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "f.wbp")
+    path = make_synthetic_project(tmp_path / "f.wbp")
     events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=2)))
     saves = [e for e in events if isinstance(e, CheckpointSaved)]
     assert len(saves) == 2
@@ -195,7 +197,7 @@ def test_a_half_written_checkpoint_is_never_the_latest(tmp_path):
 
 
 def test_load_trained_model_rebuilds_the_run(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "m.wbp")
+    path = make_synthetic_project(tmp_path / "m.wbp")
     events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=1)))
     with Project.open(path) as p:
         run_dir = p.checkpoint_dir(events[-1].run_id)
@@ -233,7 +235,7 @@ def test_a_snapshot_rebuilds_the_same_pairs_conversations_included(tmp_path):
 
 
 def test_a_resumed_run_keeps_its_stored_config_and_records_what_changed(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     config = TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=4, max_length=64)
     trainer = Trainer(path, config)
     for ev in trainer.events():

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from training_helpers import make_project
+import pytest
+from wb_testing import make_synthetic_project
 
 from workbench.core.store import Project
 from workbench.training import checkpoint
@@ -25,8 +26,9 @@ def train(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_a_run_shows_progress_and_ends_with_one_summary_line(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     proc = train("--project", str(path), "--mode", "head", "--backbone", tiny_bert_dir, "--epochs", "5",
                  "--lr", "3e-2", "--batch-size", "8", "--max-length", "64", "--seed", "2")
     assert proc.returncode == 0, proc.stderr
@@ -41,9 +43,10 @@ def test_a_run_shows_progress_and_ends_with_one_summary_line(tmp_path, tiny_bert
     assert run["config"]["max_length"] == 64 and run["config"]["seed"] == 2 and run["config"]["learning_rate"] == 3e-2
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_one_line_and_a_nonzero_exit(tmp_path, tiny_bert_dir):
-    few = make_project(tmp_path / "few.wbp", n_prompts=2, per_prompt=2)
-    enough = make_project(tmp_path / "enough.wbp")
+    few = make_synthetic_project(tmp_path / "few.wbp", n_prompts=2, per_prompt=2)
+    enough = make_synthetic_project(tmp_path / "enough.wbp")
     cases = [
         (["--project", str(few), "--backbone", tiny_bert_dir], 1, "error: only 4 pair(s) can be trained on"),
         (["--project", str(tmp_path / "missing.wbp")], 1, "no such project file"),
@@ -61,8 +64,9 @@ def test_a_failed_run_is_one_line_and_a_nonzero_exit(tmp_path, tiny_bert_dir):
         assert len(p.runs()) == 0  # found before the run's row: no failed run is left behind
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_at_a_step_with_a_checkpoint_and_resume_finishes(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "c.wbp")
+    path = make_synthetic_project(tmp_path / "c.wbp")
     proc = subprocess.Popen([sys.executable, "-m", CLI, "train", "--project", str(path), "--mode", "finetune",
                              "--backbone", tiny_bert_dir, "--epochs", "60"], cwd=REPO, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -116,9 +120,10 @@ def test_the_parser_needs_no_torch_and_documents_the_flags():
         assert flag in helped.stdout, flag
 
 
+@pytest.mark.slow
 def test_a_user_error_before_training_leaves_no_run(tmp_path, tiny_bert_dir):
     """A missing backbone folder or one without safetensors: one line, exit 1, and no run row."""
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     no_weights = tmp_path / "no-weights"
     no_weights.mkdir()
     (no_weights / "config.json").write_text("{}", encoding="utf-8")

@@ -10,12 +10,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_helpers import (
-    collect,
-    comparable_metrics,
-    make_project,
-    synthetic_records,
-)
+from training_helpers import collect, comparable_metrics
+from wb_testing import event_names, make_synthetic_project, synthetic_records
 
 from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project
@@ -43,16 +39,12 @@ HEAD = dict(mode="head", learning_rate=3e-2, epochs=30)
 @pytest.fixture
 def learnable(tmp_path):
     """48 labelled pairs over 24 prompts: the chosen response says "excellent", the rejected one never."""
-    return make_project(tmp_path / "learn.wbp")
-
-
-def names(events) -> list[str]:
-    return [type(e).__name__ for e in events]
+    return make_synthetic_project(tmp_path / "learn.wbp")
 
 
 def one(events, kind):
     found = [e for e in events if isinstance(e, kind)]
-    assert len(found) == 1, names(events)
+    assert len(found) == 1, event_names(events)
     return found[0]
 
 
@@ -204,7 +196,7 @@ def test_eval_every_steps_and_the_end(learnable, tiny_bert_dir):
 
 
 def test_unlabelled_comparisons_are_scored_at_the_end(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "u.wbp", unlabelled=1)  # 24 comparisons with no label
+    path = make_synthetic_project(tmp_path / "u.wbp", unlabelled=1)  # 24 comparisons with no label
     for mode in ("head", "finetune"):
         events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode=mode, epochs=2)))
         evals = [e for e in events if isinstance(e, Evaluation)]
@@ -221,7 +213,7 @@ def test_unlabelled_comparisons_are_scored_at_the_end(tmp_path, tiny_bert_dir):
 
 # --------------------------------------------------------------------- data handling
 def test_no_prompt_is_on_both_sides_of_the_split(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "s.wbp", n_prompts=20, per_prompt=3)
+    path = make_synthetic_project(tmp_path / "s.wbp", n_prompts=20, per_prompt=3)
     events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1)))
     with Project.open(path) as p:
         scores = p.pair_scores(events[-1].run_id).merge(p.training_pairs()[["comparison_id", "prompt_id"]])
@@ -280,7 +272,7 @@ def test_excluded_pairs_are_not_in_the_next_run(learnable, tiny_bert_dir):
 
 # --------------------------------------------------------------------- failures
 def test_too_few_pairs_fails_with_a_hint(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "few.wbp", n_prompts=3, per_prompt=2)
+    path = make_synthetic_project(tmp_path / "few.wbp", n_prompts=3, per_prompt=2)
     events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir)))
     assert len(events) == 1 and isinstance(events[0], Failed)
     assert "at least 8" in events[0].message and "label at least 2 more" in events[0].hint
@@ -290,7 +282,7 @@ def test_too_few_pairs_fails_with_a_hint(tmp_path, tiny_bert_dir):
 
 
 def test_an_empty_validation_split_fails_with_a_hint(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "one.wbp", n_prompts=1, per_prompt=10)
+    path = make_synthetic_project(tmp_path / "one.wbp", n_prompts=1, per_prompt=10)
     events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir)))
     assert len(events) == 1 and isinstance(events[-1], Failed) and "validation split is empty" in events[-1].message
     assert "two different prompts" in events[-1].hint
@@ -389,7 +381,7 @@ def test_pause_blocks_at_a_step_boundary_until_resumed(learnable, tiny_bert_dir)
         assert p.runs()["status"].tolist() == ["paused"]
     trainer.resume()
     thread.join(30)
-    kinds = names(events)
+    kinds = event_names(events)
     assert kinds.index("Paused") < kinds.index("Resumed") and kinds[-1] == "Finished"
     pause_at = one(events, Paused).step
     assert pause_at == 2 and one(events, Resumed).step == 2
@@ -403,8 +395,8 @@ def test_cancel_while_paused(learnable, tiny_bert_dir):
     trainer.pause()  # before the first step
     thread, events = _run_in_thread(trainer, lambda e: trainer.cancel() if isinstance(e, Paused) else None)
     thread.join(30)
-    assert names(events)[-1] == "Finished" and events[-1].status == "cancelled"
-    assert "Resumed" not in names(events) and not any(isinstance(e, StepMetrics) for e in events)
+    assert event_names(events)[-1] == "Finished" and events[-1].status == "cancelled"
+    assert "Resumed" not in event_names(events) and not any(isinstance(e, StepMetrics) for e in events)
 
 
 def test_closing_the_generator_keeps_a_resumable_run(learnable, tiny_bert_dir):
@@ -442,6 +434,7 @@ def test_head_mode_batches():
     assert head_batch_size(8, 100_000) == 512 and head_batch_size(1024, 100) == 1024
 
 
+@pytest.mark.slow
 def test_head_mode_trains_from_the_cache_alone(tmp_path):
     """Head mode on pairs whose MiniLM embeddings are already cached embeds nothing and runs every step.
     (Its speed, 10 epochs over 10,000 cached pairs, is measured by benchmarks/bench_train.py.)"""
@@ -471,9 +464,10 @@ def test_head_mode_trains_from_the_cache_alone(tmp_path):
     assert done.summary["steps"] == 10 * math.ceil(done.summary["n_train"] / done.summary["batch_size"])
 
 
+@pytest.mark.slow
 def test_real_minilm_head_mode_learns_a_small_project(tmp_path):
     """The bundled MiniLM, frozen: 40 pairs embedded once, then a linear head."""
-    path = make_project(tmp_path / "m.wbp", n_prompts=20, per_prompt=2)
+    path = make_synthetic_project(tmp_path / "m.wbp", n_prompts=20, per_prompt=2)
     events = collect(Trainer(path, TrainConfig(mode="head", epochs=30, learning_rate=1e-2)))
     done = events[-1]
     assert isinstance(done, Finished), done

@@ -18,6 +18,7 @@ _SCREEN.write_text(json.dumps({"screens": [{"name": "test", "x": 0, "y": 0, "wid
                                             "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]}))
 os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={_SCREEN}"
 os.environ.setdefault("WORKBENCH_SETTINGS_DIR", tempfile.mkdtemp(prefix="workbench-test-settings-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Train and Inspect view tests train local tiny models
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # a source checkout that is not installed
@@ -73,6 +74,12 @@ def no_dangling_qthreads(monkeypatch, qtbot):
     if running or busy:
         pytest.fail(f"test left {len(running)} QThread(s) and {busy} pool job(s) running; started at:\n"
                     + "\n".join(running))
+
+
+@pytest.fixture
+def tiny_bert(tiny_bert_dir) -> str:
+    """The tiny random BERT of tests/conftest.py, under the name the Train and Inspect view tests use."""
+    return tiny_bert_dir
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ the detail pane (safe text), relabel / flag / exclude, and a 100,000-row table t
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
-from train_helpers import HEAD, make_labelled_project
-from ui_helpers import ANNOTATOR
+from ui_helpers import ANNOTATOR, HEAD
+from wb_testing import make_labelled_project
 
 from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project
@@ -21,11 +19,6 @@ from workbench.ui.frame_model import Column, FrameModel, fixed
 from workbench.ui.inspect_view import MARGIN_COLUMN, InspectView
 
 HTML_PROMPT = 'Question x: <img src="file:///etc/passwd"> <b>bold?</b> <a href="http://example.com">link</a>'
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tiny_bert_dir) -> str:
-    return tiny_bert_dir
 
 
 def train(path, backbone, **settings) -> list:
@@ -239,7 +232,7 @@ def test_compare_with_another_run_shows_the_pairs_that_flipped(qtbot, inspect, t
 
 
 # --------------------------------------------------------------------- 100,000 rows
-def test_a_100k_row_table_sorts_and_filters_quickly_and_data_does_no_formatting(qtbot):
+def test_a_100k_row_table_sorts_and_filters_and_data_does_no_formatting(qtbot):
     n = 100_000
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"comparison_id": np.arange(n), "margin": rng.normal(0.5, 1.0, n),
@@ -253,22 +246,18 @@ def test_a_100k_row_table_sorts_and_filters_quickly_and_data_does_no_formatting(
 
     model = FrameModel([Column("comparison_id", "Pair"), Column("margin", "Margin", fmt=fmt, alert="wrong"),
                         Column("annotator", "Annotator")])
-    t0 = time.perf_counter()
     model.set_frame(frame, sort_column=1)
     model.set_filter(frame["wrong"].to_numpy())
     model.sort(2, Qt.SortOrder.DescendingOrder)
     model.sort(1, Qt.SortOrder.AscendingOrder)
     for r in range(60):
         model.data(model.index(r, 1))
-    took = time.perf_counter() - t0
-    assert took < 1.5, took
     assert model.rowCount() == int(frame["wrong"].sum())
     assert model.data(model.index(0, 1)) == f"{frame['margin'].min():+.3f}"
-    assert calls == [n]  # the column was formatted once, as a whole, not per row
-    t0 = time.perf_counter()
+    assert calls == [n]  # the column was formatted once, as a whole, not per row (speed: bench_gui_responsiveness)
     for r in range(5000):
         model.data(model.index(r, 1))
-    assert time.perf_counter() - t0 < 0.5
+    assert calls == [n]  # reading cells formats nothing more
     # Changing one row recomputes that cell only.
     pos = model.frame_position(0)
     model.update_rows([pos], {"margin": 9.0, "wrong": False})

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import time
 import weakref
 
 import numpy as np
@@ -14,18 +13,13 @@ import pytest
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
-from train_helpers import HEAD, make_labelled_project
-from ui_helpers import pair_records
+from ui_helpers import HEAD, pair_records
+from wb_testing import event_names, make_labelled_project
 
 from workbench.core.store import Project
 from workbench.training import checkpoint
 from workbench.training.config import TrainConfig
 from workbench.training.events import Failed, RunStarted
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tiny_bert_dir) -> str:
-    return tiny_bert_dir
 
 
 @pytest.fixture
@@ -63,10 +57,6 @@ def wait_ended(qtbot, view, timeout=60_000):
     qtbot.waitUntil(lambda: not view.busy(), timeout=timeout)
 
 
-def names(events) -> list[str]:
-    return [type(e).__name__ for e in events]
-
-
 # --------------------------------------------------------------------- the form
 def test_the_form_is_built_from_the_config_dataclass(qtbot, window, trainable):
     view = open_train(qtbot, window, trainable)
@@ -100,7 +90,7 @@ def test_a_head_run_emits_its_signals_in_order_and_fills_every_plot(qtbot, windo
     qtbot.wait(10)
     gc.collect()
     assert runs and runs[0]() is None  # the run's thread, worker, model and data are freed
-    seq = names(events)
+    seq = event_names(events)
     assert seq[0] == "RunStarted" and seq[-1] == "Finished", [getattr(e, "message", "") for e in events[:3]]
     assert seq == view.events_seen  # the view saw every event, in the order the worker sent them
     phases = [e.phase for e in events if type(e).__name__ == "PhaseProgress"]
@@ -197,9 +187,7 @@ def test_stop_ends_within_one_step_and_saves_a_checkpoint(qtbot, window, trainab
     # (still in the pipe) and be inside the step after; it stops at the end of that one.
     at_stop = max(e.step for e in events if type(e).__name__ == "StepMetrics") + 2
     qtbot.mouseClick(view.stop_button, Qt.MouseButton.LeftButton)
-    t0 = time.monotonic()
-    wait_ended(qtbot, view, timeout=20_000)
-    assert time.monotonic() - t0 < 10
+    wait_ended(qtbot, view, timeout=20_000)  # a hang fails here; "within one step" is asserted below
     done = events[-1]
     assert type(done).__name__ == "Finished" and done.status == "cancelled"
     last_step = max(e.step for e in events if type(e).__name__ == "StepMetrics")
@@ -239,6 +227,7 @@ def test_a_bad_backbone_folder_shows_a_dialog_and_the_app_keeps_working(qtbot, w
     assert events[-1].status == "finished"
 
 
+@pytest.mark.slow
 def test_a_crashed_training_process_shows_a_dialog_and_the_run_can_be_resumed(qtbot, window, trainable, tiny_bert):
     """The trainer's process dies (as when the system kills it for memory): the window stays, says so."""
     import os
@@ -246,7 +235,7 @@ def test_a_crashed_training_process_shows_a_dialog_and_the_run_can_be_resumed(qt
 
     view = open_train(qtbot, window, trainable)
     events = start(qtbot, view, tiny_bert, mode="finetune", learning_rate=1e-3, epochs=200)
-    qtbot.waitUntil(lambda: "CheckpointSaved" in names(events) and names(events)[-1] == "StepMetrics",
+    qtbot.waitUntil(lambda: "CheckpointSaved" in event_names(events) and event_names(events)[-1] == "StepMetrics",
                     timeout=30_000)
     os.kill(view.run.worker.trainer.pid, signal.SIGKILL)
     _close_error(qtbot, view, "killed by SIGKILL")
@@ -260,7 +249,7 @@ def test_a_crashed_training_process_shows_a_dialog_and_the_run_can_be_resumed(qt
     resumed = []
     view.run_starting.connect(lambda run: run.worker.event.connect(resumed.append))
     qtbot.mouseClick(view.resume_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: "StepMetrics" in names(resumed), timeout=30_000)
+    qtbot.waitUntil(lambda: "StepMetrics" in event_names(resumed), timeout=30_000)
     assert resumed[0].run_id == run_id and resumed[0].resumed_from_step > 0  # from the epoch's checkpoint
     view.stop_and_wait()
     assert resumed[-1].status == "cancelled"
@@ -272,7 +261,7 @@ def test_too_few_labelled_pairs_shows_what_to_do(qtbot, window, tmp_path, tiny_b
     events = start(qtbot, view, tiny_bert, mode="head")
     _close_error(qtbot, view, "at least 8")
     wait_ended(qtbot, view)
-    assert names(events) == ["Failed"] and "label at least 4 more" in view.error_box.informativeText()
+    assert event_names(events) == ["Failed"] and "label at least 4 more" in view.error_box.informativeText()
     assert view.start_button.isEnabled()
 
 
@@ -321,7 +310,7 @@ def test_the_worker_forwards_events_synchronously_and_reports_errors(trainable, 
     worker.finished.connect(lambda ev: seen.append("finished-signal"))
     worker.done.connect(lambda: done.append(True))
     worker.run()
-    assert names(seen)[0] == "RunStarted" and seen[-2] == "finished-signal" and done == [True]
+    assert event_names(seen)[0] == "RunStarted" and seen[-2] == "finished-signal" and done == [True]
 
     from workbench.training import trainer as trainer_module
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
+from wb_testing import ANNOTATOR
 
 from workbench.core.records import PairRecord, PromptRecord, Text
 
-ANNOTATOR = "tester"
+__all__ = ["ANNOTATOR", "HEAD", "activate", "pair_records", "press", "ranked_record"]
+#: fast settings under which the tiny BERT learns the keyword rule of wb_testing's projects in head mode
+HEAD = {"mode": "head", "learning_rate": 3e-2, "epochs": 12}
 
 
 def pair_records(n: int, start: int = 0) -> list[PairRecord]:

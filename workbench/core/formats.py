@@ -1,4 +1,4 @@
-"""Reading preference data files into records, and writing datasets out (DESIGN.md §3).
+"""Reading preference data files into records, and writing datasets out (README "Formats").
 
 In: JSONL (also gzipped), JSON, CSV and Parquet, in four shapes:
 

@@ -1,4 +1,4 @@
-"""The label queue of a project: which comparison an annotator judges next (DESIGN.md §5, Label).
+"""The label queue of a project: which comparison an annotator judges next (docs/architecture.md#the-label-session).
 
 Owns the queue orders and their phases (next_comparison), the per-connection memos that keep a call fast on
 100,000 comparisons (cursors, the empty-phase memo and the epoch tokens other connections write, the sorted

@@ -5,7 +5,7 @@ once released: a new need gets a new entry, so that every older project file can
 """
 
 MIGRATIONS: list[str] = [
-    # 0 -> 1: the concepts of DESIGN.md §2.
+    # 0 -> 1: the concepts of docs/architecture.md#the-project-file.
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE annotators (

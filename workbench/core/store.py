@@ -1,4 +1,4 @@
-"""The project store: one SQLite file per project (DESIGN.md §2).
+"""The project store: one SQLite file per project (docs/architecture.md#the-project-file).
 
 Judgments are append-only. The current label of an (annotator, comparison) is the latest judgment row;
 an undo or a relabel writes a new row that ``supersedes`` the old one, so history is never rewritten.

@@ -1,4 +1,4 @@
-"""Team work (DESIGN.md §5 "Team and data"): merge annotators' projects, measure their agreement,
+"""Team work: merge annotators' projects, measure their agreement,
 adjudicate their disagreements, and audit labels and models for position and length bias.
 
 Plain Python over the project store: no Qt, no torch. Every function takes an open ``Project``

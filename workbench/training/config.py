@@ -28,7 +28,7 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 # Learning rates when the user leaves ``learning_rate`` unset. A head on frozen embeddings is a tiny
 # convex-ish problem, but the trainer takes ~16 large steps an epoch, so it needs a large step: on HH
 # pairs (20 epochs, three prompt splits) 1e-3 reached 0.548, 1e-2 0.550-0.592, 3e-2 0.558-0.598.
-# Full fine-tuning of a small encoder sits at the top of BERT's usual 2e-5..5e-5 range because ENV.md measured that 2e-5 for one epoch
+# Full fine-tuning of a small encoder sits at the top of BERT's usual 2e-5..5e-5 range because 2e-5 for one epoch
 # barely moves the loss (0.693 -> 0.65) on our data sizes. LoRA adapters need a larger step (the usual
 # 1e-4..3e-4 for LoRA; TRL's RewardConfig default is 1e-4).
 DEFAULT_LR = {"head": 3e-2, "finetune": 5e-5, "lora": 2e-4}
@@ -142,7 +142,7 @@ class TrainConfig:
         return self.epochs if self.epochs is not None else DEFAULT_EPOCHS[self.mode]
 
     def resolved_threads(self) -> int:
-        """Threads for ``torch.set_num_threads``; auto is 1 (ENV.md: 2 threads ran 4x slower on 2 cores)."""
+        """Threads for ``torch.set_num_threads``; auto is 1 (2 threads ran 4x slower on the 2-core development VM)."""
         return self.threads if self.threads > 0 else 1
 
     def margin(self, strength: int | None) -> float:

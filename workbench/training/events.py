@@ -1,5 +1,6 @@
 """The trainer's events: plain data (floats, numpy arrays), never tensors, so any consumer (the CLI's
-progress bar, the GUI worker's signals, a test) can hold them without touching the live model."""
+progress bar, the GUI worker's signals, a test) can hold them without touching the live model. When each
+comes: docs/architecture.md#the-trainers-events."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Export a trained run as a Hugging Face folder (DESIGN.md §3 "Out", the reward model).
+"""Export a trained run as a Hugging Face folder: the reward model, the app's output besides datasets.
 
     result = export_run("p.wbp", run_id=3, out_dir="rm-3")
     # rm-3/: config.json, model.safetensors, tokenizer files, README.md (model card),

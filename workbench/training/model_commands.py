@@ -38,7 +38,7 @@ def _quiet_libraries() -> None:
 def _threads(n: int) -> None:
     import torch
 
-    torch.set_num_threads(n if n > 0 else 1)  # ENV.md: one thread is the fastest on small machines
+    torch.set_num_threads(n if n > 0 else 1)  # one thread was the fastest on the 2-core development VM (config.py)
 
 
 def _note(text: str, quiet: bool = False) -> None:

@@ -1,5 +1,5 @@
 """The Data view: import files (off the GUI thread, cancellable), export datasets, counts per annotator,
-and the team's work (DESIGN.md §5): merge other annotators' projects, agreement, position and length bias
+and the team's work: merge other annotators' projects, agreement, position and length bias
 audits, and the queue of disagreements to adjudicate.
 
 Counts are read on the GUI thread (one cheap query); agreement, bias and disagreements are computed in a
@@ -66,14 +66,6 @@ COLUMN_TIPS = {
 MODEL_KIND = "model"
 
 
-def _formats() -> tuple[str, ...]:
-    try:
-        from workbench.core.formats import FORMATS
-    except ImportError:  # pragma: no cover
-        return ("auto",)
-    return tuple(FORMATS)
-
-
 def _seconds(value) -> str:
     if value is None:
         return "—"
@@ -123,8 +115,10 @@ class DataView(QWidget):
         grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(8)
         grid.addWidget(QLabel("Shape"), 0, 0)
+        from workbench.core.formats import FORMATS
+
         self.format_combo = QComboBox()
-        for key in _formats():
+        for key in FORMATS:
             self.format_combo.addItem(FORMAT_LABELS.get(key, key), key)
         self.format_combo.setToolTip("Leave on automatic unless the file is read as the wrong shape")
         grid.addWidget(self.format_combo, 0, 1, 1, 2)

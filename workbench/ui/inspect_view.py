@@ -1,4 +1,4 @@
-"""The Inspect view (DESIGN.md §5): a run's pairs, most wrong first, and what to do about them.
+"""The Inspect view: a run's pairs, most wrong first, and what to do about them.
 
 The table is a ``FrameModel`` over one DataFrame per run, built off the GUI thread (``ProjectTask``)
 with every display string computed there, vectorised; filters are numpy masks over the frame and

@@ -1,4 +1,4 @@
-"""The Label view (DESIGN.md §5): judge two responses side by side, or rank all of a prompt's responses.
+"""The Label view: judge two responses side by side, or rank all of a prompt's responses.
 
 Keys are window-level ``QAction`` shortcuts (``Qt.WindowShortcut``), so they work whichever child has
 focus; the response browsers take mouse selection only, so they do not claim the arrow keys. Editable

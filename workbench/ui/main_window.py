@@ -386,11 +386,8 @@ class MainWindow(QMainWindow):
             self.open_project(path)
 
     def open_demo(self) -> bool:
-        try:
-            from workbench.core.demo import ensure_demo_project
-        except ImportError:
-            self._warn("The demo is not available", "This installation has no demo project.", "")
-            return False
+        from workbench.core.demo import ensure_demo_project
+
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             path = ensure_demo_project()

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-#: the Debian/Ubuntu package of each system library Qt 6's xcb plugin needs (ENV.md has the list)
+#: the Debian/Ubuntu package of each system library Qt 6's xcb plugin needs (packaging/README.md lists them too)
 DEBIAN_PACKAGES = {
     "libxcb-cursor.so.0": "libxcb-cursor0",
     "libxcb-icccm.so.4": "libxcb-icccm4",

@@ -35,12 +35,8 @@ class ProjectTask(QThread):
         return self._cancel.is_set()
 
     def run(self) -> None:  # runs in the worker thread
+        from workbench.core.formats import FormatError, ImportCancelled
         from workbench.core.store import Project, ProjectError
-
-        try:
-            from workbench.core.formats import FormatError, ImportCancelled
-        except ImportError:  # pragma: no cover - formats is part of core
-            FormatError = ImportCancelled = ()  # type: ignore[assignment] # noqa: N806
 
         project = None
         try:

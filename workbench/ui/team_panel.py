@@ -1,4 +1,4 @@
-"""Team work in the Data view (DESIGN.md §5 "Team and data"): the agreement panel, the bias cells of the
+"""Team work in the Data view: the agreement panel, the bias cells of the
 annotator table, and the adjudication dialog that settles the comparisons annotators disagree on.
 
 The numbers come from ``workbench.core.team`` (plain data, computed off the GUI thread by the Data view);

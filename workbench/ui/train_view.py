@@ -1,4 +1,4 @@
-"""The Train view (DESIGN.md §5): settings, start / pause / resume / stop, progress with ETA, live plots,
+"""The Train view: settings, start / pause / resume / stop, progress with ETA, live plots,
 and the project's past runs.
 
 The settings form is ``ConfigForm`` (config_form.py, built from the ``TrainConfig`` dataclass). A run goes to a

@@ -1,4 +1,4 @@
-"""Running the trainer off the GUI thread.
+"""Running the trainer off the GUI thread (docs/architecture.md#the-run-pipeline).
 
 ``TrainWorker`` is a QObject moved to a QThread; its ``run`` slot iterates a trainer's events and forwards
 each event, unchanged, as a signal. The events are plain dataclasses (floats, dicts, numpy arrays, never
