@@ -291,7 +291,7 @@ def test_an_empty_validation_split_fails_with_a_hint(tmp_path, tiny_bert_dir):
 
 
 def test_no_validation_fraction_fails_before_the_run_exists(tmp_path, tiny_bert_dir):
-    path = make_project(tmp_path / "p.wbp")
+    path = make_synthetic_project(tmp_path / "p.wbp")
     events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, val_fraction=0.0)))
     assert len(events) == 1 and "validation split is empty" in events[0].message
     assert events[0].hint == "set val_fraction above 0" and events[0].run_id is None
