@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+W = TypeVar("W", bound=QWidget)
 
 
 class KeyHint(QLabel):
@@ -124,6 +128,6 @@ class Card(QFrame):
         self.body.setContentsMargins(0, 0, 0, 0)
         outer.addLayout(self.body, 1)
 
-    def set_body(self, widget: QWidget) -> QWidget:
+    def set_body(self, widget: W) -> W:
         self.body.addWidget(widget)
         return widget
