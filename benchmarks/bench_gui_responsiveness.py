@@ -280,7 +280,7 @@ def margin_refresh_rate(app, window, path: Path, n: int, rounds: int = 40) -> di
     viewport.repaint()
     app.processEvents()
     t0 = time.perf_counter()
-    for i in range(rounds):
+    for _ in range(rounds):
         plots.set_margins(cids, split, base + rng.normal(0, 0.05, n))
         plots.refresh()
         viewport.repaint()

@@ -30,8 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WORDS = ("the model answer should explain why this works and when it fails because users ask about data "
-         "training reward preference pairs label quality code python function return value error").split()
+WORDS = ["the", "model", "answer", "should", "explain", "why", "this", "works", "and", "when", "it", "fails", "because", "users", "ask", "about", "data", "training", "reward", "preference", "pairs", "label", "quality", "code", "python", "function", "return", "value", "error"]
 
 
 def paragraph(rng: random.Random, n: int) -> str:
@@ -42,7 +41,7 @@ def response(rng: random.Random, i: int, side: str) -> str:
     parts = [f"Response {side}{i}. " + paragraph(rng, rng.randint(20, 60))]
     kind = rng.random()
     if kind < 0.3:
-        parts.append("```python\ndef f(x):\n    return x * %d\n\nprint(f(%d))\n```" % (i % 7 + 1, i))
+        parts.append(f"```python\ndef f(x):\n    return x * {i % 7 + 1}\n\nprint(f({i}))\n```")
     elif kind < 0.6:
         parts.append("\n".join(f"- {paragraph(rng, rng.randint(5, 14))}" for _ in range(rng.randint(2, 5))))
     parts.append(paragraph(rng, rng.randint(10, 50)))

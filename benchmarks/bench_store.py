@@ -40,11 +40,7 @@ except ImportError:  # pragma: no cover - depends on the tree's state
 
 TARGETS = {"import_s": 5.0, "export_s": 3.0, "judgment_p99_ms": 5.0, "next_p99_ms": 2.0}
 
-WORDS = (
-    "the a model answer question because however which would could should please explain code function "
-    "value return error data user assistant helpful harmful honest reason step first then finally example "
-    "python list table number result test case input output safe sorry cannot will help you"
-).split()
+WORDS = ["the", "a", "model", "answer", "question", "because", "however", "which", "would", "could", "should", "please", "explain", "code", "function", "value", "return", "error", "data", "user", "assistant", "helpful", "harmful", "honest", "reason", "step", "first", "then", "finally", "example", "python", "list", "table", "number", "result", "test", "case", "input", "output", "safe", "sorry", "cannot", "will", "help", "you"]
 
 
 def synthetic_pairs(n: int, seed: int) -> pd.DataFrame:

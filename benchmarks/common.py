@@ -27,8 +27,9 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HH_PATH = "../shared/data/hh-harmless-dev.jsonl.gz"  # relative to REPO_ROOT (data/README.md)
@@ -370,7 +371,7 @@ class PeakMemory:
         while not self._stop.wait(self.interval):
             self._sampled = max(self._sampled, _rss_mb_now())
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.is_cuda:
             import torch
 
@@ -525,7 +526,7 @@ def padding_fraction(encoded: Sequence[dict], batch_size: int, batches: Iterable
 class Stopwatch:
     """``with Stopwatch() as sw: ...; sw.seconds`` - wall time by perf_counter."""
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self._t0 = time.perf_counter()
         self.seconds = float("nan")
         return self

@@ -35,8 +35,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script or imported with benchmarks/ on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -67,7 +67,7 @@ def test_the_form_is_built_from_the_config_dataclass(qtbot, window, trainable):
     assert form.editors["mode"].currentData() == "head" and form.backbone_edit.text() == "minilm"
     assert not form.editors["lora"].isEnabled()  # LoRA is for fine-tuning only
     form.editors["mode"].setCurrentIndex(form.editors["mode"].findData("finetune"))
-    assert form.editors["lora"].isEnabled() and "auto (2)" == form.editors["epochs"].specialValueText()
+    assert form.editors["lora"].isEnabled() and form.editors["epochs"].specialValueText() == "auto (2)"
     form.editors["learning_rate"].setValue(2e-5)
     form.editors["epochs"].setValue(3)
     form.editors["margin_from_strength"].setChecked(True)

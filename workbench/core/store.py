@@ -1032,7 +1032,7 @@ class Project(LabelQueue, RunStore):
             " FROM annotators a JOIN current_labels cl ON cl.annotator_id = a.id"
             " JOIN judgments j ON j.id = cl.judgment_id GROUP BY a.id ORDER BY a.name"
         ):
-            per_annotator.append({k: row[k] for k in row.keys()})
+            per_annotator.append({k: row[k] for k in row.keys()})  # noqa: SIM118 - a Row iterates values
         resolved = self.resolved_labels()
         return {
             "project": self.name,
