@@ -54,9 +54,14 @@ class Pairs:
 
     def subset(self, index: Sequence[int] | np.ndarray) -> Pairs:
         index = [int(i) for i in index]
-        return Pairs(self.comparison_ids[index], self.judgment_ids[index],
-                     *([getattr(self, f)[i] for i in index] for f in
-                       ("choices", "strengths", "prompt_keys", "prompts", "chosen", "rejected")))
+        return Pairs(
+            self.comparison_ids[index],
+            self.judgment_ids[index],
+            *(
+                [getattr(self, f)[i] for i in index]
+                for f in ("choices", "strengths", "prompt_keys", "prompts", "chosen", "rejected")
+            ),
+        )
 
 
 def _messages(value: Any) -> list[dict] | None:
@@ -77,8 +82,7 @@ def pairs_from_frame(df: pd.DataFrame) -> Pairs:
     df = df.sort_values("comparison_id", kind="stable").reset_index(drop=True)
 
     def side(text_col: str, msg_col: str) -> list[Text]:
-        return [m if (m := _messages(msg)) is not None else str(text)
-                for text, msg in zip(df[text_col], df[msg_col])]
+        return [m if (m := _messages(msg)) is not None else str(text) for text, msg in zip(df[text_col], df[msg_col])]
 
     return Pairs(
         comparison_ids=df["comparison_id"].to_numpy(dtype=np.int64),
@@ -103,8 +107,10 @@ def split_by_prompt(prompt_keys: Sequence[str], val_fraction: float, seed: int) 
     the set of prompts does not move the cut-off past it.
     """
     keys = list(prompt_keys)
-    unique = sorted(set(keys), key=lambda k: hashlib.blake2b(f"{seed}\x1f{k}".encode("utf-8", "surrogatepass"),
-                                                            digest_size=8).digest())
+    unique = sorted(
+        set(keys),
+        key=lambda k: hashlib.blake2b(f"{seed}\x1f{k}".encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+    )
     n_val = math.floor(val_fraction * len(unique) + 0.5)  # round half up, not to even
     if val_fraction > 0 and len(unique) >= 2:
         n_val = min(max(n_val, 1), len(unique) - 1)
@@ -138,8 +144,10 @@ def pairs_from_snapshot(comparisons: pd.DataFrame, snapshot: dict[str, Any]) -> 
     frame = comparisons.set_index("comparison_id")
     missing = [c for c in ids if c not in frame.index]
     if missing:
-        raise DataError(f"{len(missing)} comparison(s) this run trained on are no longer in the project "
-                        f"(e.g. {missing[0]})", "start a new run")
+        raise DataError(
+            f"{len(missing)} comparison(s) this run trained on are no longer in the project (e.g. {missing[0]})",
+            "start a new run",
+        )
     rows = frame.loc[ids]
     prompts, chosen, rejected = [], [], []
     columns = ("prompt", "prompt_messages", "response_a", "response_a_messages", "response_b", "response_b_messages")
@@ -155,7 +163,9 @@ def pairs_from_snapshot(comparisons: pd.DataFrame, snapshot: dict[str, Any]) -> 
         choices=list(snapshot["choices"]),
         strengths=list(snapshot["strengths"]),
         prompt_keys=[str(p) for p in rows["prompt"]],
-        prompts=prompts, chosen=chosen, rejected=rejected,
+        prompts=prompts,
+        chosen=chosen,
+        rejected=rejected,
     )
     val = set(snapshot["val_comparison_ids"])
     return pairs, np.array([int(c) in val for c in ids], dtype=bool)
@@ -181,8 +191,12 @@ def unlabelled_from_frame(comparisons: pd.DataFrame, labelled_ids: Sequence[int]
     def texts(col: str, msg_col: str) -> list[Text]:
         return [m if (m := _messages(msg)) is not None else str(t) for t, msg in zip(rows[col], rows[msg_col])]
 
-    return Unlabelled(rows["comparison_id"].to_numpy(dtype=np.int64), texts("prompt", "prompt_messages"),
-                      texts("response_a", "response_a_messages"), texts("response_b", "response_b_messages"))
+    return Unlabelled(
+        rows["comparison_id"].to_numpy(dtype=np.int64),
+        texts("prompt", "prompt_messages"),
+        texts("response_a", "response_a_messages"),
+        texts("response_b", "response_b_messages"),
+    )
 
 
 # --------------------------------------------------------------------- encoding
@@ -205,16 +219,27 @@ def encode_sides(encoder: Any, prompts: Sequence[Text], responses: Sequence[Text
     ids: list[list[int]] = []
     overlong: list[bool] = []
     for start in range(0, len(prompts), chunk):
-        for e in encoder.encode_many(list(prompts[start:start + chunk]), list(responses[start:start + chunk])):
+        for e in encoder.encode_many(list(prompts[start : start + chunk]), list(responses[start : start + chunk])):
             ids.append(e.input_ids)
             overlong.append(e.overlong)
     return EncodedSides(texts, ids, np.asarray(overlong, dtype=bool))
 
 
 # --------------------------------------------------------------------- embedding cache keys
-_TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "spiece.model",
-                    "added_tokens.json", "chat_template.jinja", "chat_template.json")
+_TOKENIZER_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
 def folder_fingerprint(path: str | Path) -> str:
