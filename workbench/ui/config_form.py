@@ -84,7 +84,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, float, str]] = {  # minimum, maximum
 class SciSpinBox(QDoubleSpinBox):
     """A float spin box for values like 5e-5: shown with ``g`` formatting, stepped 1-2-5 per decade."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setDecimals(12)
 
@@ -125,7 +125,7 @@ class ConfigForm(QWidget):
 
     changed = Signal()
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.editors: dict[str, QWidget] = {}
         self.labels: dict[str, QLabel] = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -97,7 +97,7 @@ class DataView(QWidget):
     data_changed = Signal()  # an import added data
     message = Signal(str)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("DataView")
         self.project: Project | None = None
@@ -271,7 +271,7 @@ class DataView(QWidget):
     def set_annotator(self, name: str) -> None:
         self.annotator = name.strip()
 
-    def showEvent(self, event):  # noqa: N802
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
         super().showEvent(event)
         self.refresh_counts()
 
@@ -332,7 +332,7 @@ class DataView(QWidget):
             return self.stats_task
         from workbench.core import team
 
-        def work(project, progress, cancel):
+        def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
             frame = team.disagreements(project)
             return {
                 "agreement": team.agreement_report(project),
@@ -500,7 +500,7 @@ class DataView(QWidget):
         path = str(path)
         name = Path(path).name
 
-        def work(project, progress, cancel):
+        def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
             return import_file(project, path, format=format, progress=progress, cancel=cancel)
 
         task = ProjectTask(self.project.path, work, description=f"Importing {name}", parent=self)
@@ -633,7 +633,7 @@ class DataView(QWidget):
             return None
         target = str(self.project.path)
 
-        def work(project, progress, cancel):
+        def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
             return merge_projects(sources, target)
 
         names = ", ".join(Path(p).name for p in sources)

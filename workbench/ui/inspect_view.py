@@ -230,7 +230,7 @@ class InspectView(QWidget):
     #: a label or mark changed (the Label view may want to refresh)
     labels_changed = Signal()
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("InspectView")
         self.project: Project | None = None

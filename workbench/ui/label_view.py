@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence, QStandardItemModel
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QResizeEvent, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -92,7 +92,7 @@ class GuidelinesPanel(QWidget):
 
     saved = Signal(str)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setMinimumWidth(220)
         layout = QVBoxLayout(self)
@@ -165,7 +165,7 @@ class GuidelinesPanel(QWidget):
 class RankPanel(QWidget):
     """All of a prompt's responses in one list, best first; reorder by keys or drag."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -256,7 +256,7 @@ class LabelView(QWidget):
     message = Signal(str)  # a short status-bar message
     judged = Signal()  # a judgment (or a ranking) was committed
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("LabelView")
         self.session = LabelSession()
@@ -277,7 +277,7 @@ class LabelView(QWidget):
 
     # The session's state, read where the view (and its tests) used to keep it.
     @property
-    def project(self):
+    def project(self) -> Project | None:
         return self.session.project
 
     @property
@@ -644,7 +644,7 @@ class LabelView(QWidget):
     def _show_current(self) -> None:
         """Render the session's current comparison, with its pending note, flag and strength."""
         comp, previous = self.current, self.previous
-        assert comp is not None  # the session has just shown (or kept) a comparison
+        assert comp is not None and self.project is not None  # the session has just shown (or kept) a comparison
         self.note_row.hide()
         self._response_count = self.project.response_count(comp.prompt_id)
         if self.rank_mode and self._response_count < 3:
@@ -689,7 +689,7 @@ class LabelView(QWidget):
         limit = max(90, int(self.height() * 0.33))
         self.prompt_card.setFixedHeight(max(70, min(needed, limit)))
 
-    def resizeEvent(self, event):  # noqa: N802
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)
         if self.current is not None:
             self._fit_prompt()
@@ -789,8 +789,13 @@ class LabelView(QWidget):
         self.setFocus(Qt.FocusReason.OtherFocusReason)
         self._update_pending()
 
-    def eventFilter(self, obj, event):  # noqa: N802
-        if obj is self.note_edit and event.type() == event.Type.KeyPress and event.key() == Qt.Key.Key_Escape:
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if (
+            obj is self.note_edit
+            and event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Escape
+        ):
             self.cancel_note()
             return True
         return super().eventFilter(obj, event)
@@ -862,7 +867,7 @@ class LabelView(QWidget):
         self._update_enabled()
 
     def _fill_rank(self) -> None:
-        assert self.current is not None  # from _render
+        assert self.current is not None and self.project is not None  # from _render: a comparison is shown
         responses = self.project.prompt_responses(self.current.prompt_id)
         first = list(self.session.side_ids())
         by_id = dict(responses)

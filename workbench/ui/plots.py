@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QPaintEvent, QPalette
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
 LOG2 = math.log(2.0)
@@ -80,7 +80,7 @@ class TrainingPlots(QWidget):
     #: a pair on the margin plot was clicked: its comparison id
     pair_clicked = Signal(int)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         #: ``describe_pair(comparison_id) -> str``: the hover text's extra line (e.g. a prompt excerpt),
         #: asked lazily for the one pair under the mouse
@@ -250,7 +250,7 @@ class TrainingPlots(QWidget):
         self.hover_point.setPen(pg.mkPen("#ffffff" if dark else "#000000", width=1.5))
         self.margin_note.setColor(fg)
 
-    def changeEvent(self, event):  # noqa: N802
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self.apply_palette()
         super().changeEvent(event)
@@ -508,7 +508,7 @@ class _TimedLayoutWidget(pg.GraphicsLayoutWidget):
 
     paint_ms = 0.0
 
-    def paintEvent(self, event):  # noqa: N802
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         t0 = time.perf_counter()
         super().paintEvent(event)
         ms = (time.perf_counter() - t0) * 1000

@@ -22,6 +22,7 @@ from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
+    QPaintEvent,
     QTextBlockFormat,
     QTextCharFormat,
     QTextCursor,
@@ -51,7 +52,7 @@ class SafeTextBrowser(QTextBrowser):
 
     painted = Signal()
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
@@ -69,10 +70,10 @@ class SafeTextBrowser(QTextBrowser):
         self.resource_requests += 1
         return None
 
-    def setSource(self, *args, **kwargs):  # noqa: N802 - never navigate anywhere
+    def setSource(self, *args: object, **kwargs: object) -> None:  # noqa: N802 - never navigate anywhere
         return None
 
-    def paintEvent(self, event):  # noqa: N802
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         super().paintEvent(event)
         self.painted.emit()
 
@@ -348,7 +349,7 @@ def word_diff(left: str, right: str) -> tuple[list[tuple[str, bool]], list[tuple
         for k in range(j1, j2):
             r_diff[rw[k]] = True
 
-    def runs(tokens, marks):
+    def runs(tokens: list[str], marks: list[bool]) -> list[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []
         for tok, mark in zip(tokens, marks):
             if tok.isspace() and out:

@@ -17,7 +17,7 @@ class StartPage(QWidget):
     browse_requested = Signal()
     demo_requested = Signal()
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("StartPage")
         outer = QHBoxLayout(self)

@@ -112,7 +112,7 @@ class AgreementPanel(QGroupBox):
 
     KAPPA_COLUMNS = ("Annotator", "Annotator", "Shared", "Agree", "Cohen's κ")
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Agreement", parent)
         self.setObjectName("AgreementPanel")
         row = QHBoxLayout(self)

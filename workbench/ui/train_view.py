@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
@@ -81,7 +82,7 @@ class TrainView(QWidget):
     #: a TrainingRun is about to start (connect to its worker's signals here)
     run_starting = Signal(object)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("TrainView")
         self.project: Project | None = None
@@ -233,7 +234,7 @@ class TrainView(QWidget):
         """The settings take the height they need (scrolling only when the window is too short)."""
         self.settings_scroll.setMaximumHeight(self.settings_box.sizeHint().height() + 4)
 
-    def showEvent(self, event):  # noqa: N802
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
         super().showEvent(event)
         self._fit_settings()
 
