@@ -154,7 +154,7 @@ def score_suspects(pairs: pd.DataFrame, votes: pd.DataFrame | None = None) -> pd
     against: Counter = Counter()
     voters: Counter = Counter()
     adjudicated: set = set()
-    evidence = defaultdict(float)
+    evidence: defaultdict[Any, float] = defaultdict(float)
     if votes is None or votes.empty:
         evidence.update({cid: -_logit(1 - eps) for cid in labels})
         voters.update({cid: 1 for cid in labels})

@@ -114,7 +114,7 @@ def pair_features(project: Project, pairs: data.Pairs, cfg: TrainConfig, device:
     rows = torch.as_tensor([order[h] for h in hashes], dtype=torch.long, device=device)
     head = model.head
     frozen_dense = head.dense is not None and not head.dense.weight.requires_grad
-    if frozen_dense:
+    if frozen_dense and head.dense is not None:
         with torch.no_grad():
             H = torch.tanh(head.dense(H))
     n = len(pairs)
@@ -139,7 +139,7 @@ def train_head(features: FoldFeatures, pairs: data.Pairs, train_idx: np.ndarray,
                device: torch.device) -> nn.Module:
     """A fresh head trained as head mode trains it (batch size, epochs, AdamW groups, warmup and decay,
     clipping, the pairwise loss with its margins and centring) on the pairs ``train_idx`` only."""
-    head = copy.deepcopy(features.head).to(device)
+    head: Any = copy.deepcopy(features.head).to(device)  # a ScoreHead
     scorer: nn.Module = OutOnly(head.out) if features.frozen_dense else head
     named = [(name, p) for name, p in scorer.named_parameters() if p.requires_grad]
     groups = [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": cfg.weight_decay},
