@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import traceback
+from typing import Any
 
 from workbench import __version__
 from workbench.core import commands as core_commands
@@ -36,6 +37,13 @@ EXIT_INTERRUPTED = 130
 EXIT_INTERNAL_ERROR = 70
 
 
+class _WorkbenchParser(argparse.ArgumentParser):
+    """The top-level parser, which also keeps its subcommands' parsers by name."""
+
+    #: name -> the subcommand's parser, for the output guard (and its test, which walks them all).
+    workbench_subparsers: dict[str, argparse.ArgumentParser]
+
+
 class _Subcommands:
     """Hands ``add_parser`` through to argparse, ignoring a name that a higher-priority module owns
     (argparse itself refuses duplicate names, and the later module's parser must still be usable)."""
@@ -45,20 +53,20 @@ class _Subcommands:
         self.names: list[str] = []
         self.parsers: dict[str, argparse.ArgumentParser] = {}
 
-    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         if name in self.names:
             return argparse.ArgumentParser(prog=f"workbench {name}", add_help=False)  # shadowed: never used
         self.names.append(name)
         self.parsers[name] = self._action.add_parser(name, **kwargs)
         return self.parsers[name]
 
-    def __getattr__(self, attribute):
+    def __getattr__(self, attribute: str) -> Any:  # everything else is argparse's own action
         return getattr(self._action, attribute)
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
+def build_parser() -> tuple[_WorkbenchParser, list[str]]:
     """The parser and the names of the subcommands it knows."""
-    parser = argparse.ArgumentParser(
+    parser = _WorkbenchParser(
         prog="workbench",
         description="Preference Workbench: label preference pairs, train a reward model, inspect its mistakes.",
     )

@@ -61,7 +61,7 @@ def train_command(args: argparse.Namespace) -> int:
     try:
         config = train_config.from_args(args)
     except ValueError as exc:
-        _error("train", exc)
+        _error("train", str(exc))
         return EXIT_USAGE
     offline_environment()
     import signal

@@ -1,26 +1,144 @@
-"""Evaluation: the model's rewards for pairs without gradients, and the metrics of a split.
+"""Evaluation: the model's rewards for pairs without gradients, the metrics of each split, and their record.
 
-It owns what a run computes to judge its model (TRL's metrics under ``no_grad``): ``score_tokens`` (fine-tune
-mode: token sequences in length-sorted batches, split across ranks, with progress events and cancellation),
-``score_features`` (head mode: cached features), ``split_metrics`` (loss, accuracy, margin, ... of a split)
-and ``check_finite`` (diverged rewards stop the run). The trainer decides when to evaluate and stores the
-results; nothing here writes to the project.
+It owns what a run does to judge its model (TRL's metrics under ``no_grad``). ``evaluate`` is one evaluation
+step: score every labelled pair (``score_pairs``), check the rewards are finite, compute the train and
+validation metrics (``split_metrics``), write them and the per-pair scores through the project's named
+methods (rank 0 only), at the end of a run also score every comparison that is not a training pair
+(``score_unlabelled``, for the "model-uncertain first" queue), and emit the per-pair margins as one
+``Evaluation`` event. Scoring is ``score_tokens`` in fine-tune mode (token sequences in length-sorted batches,
+split across ranks, with progress events and cancellation) and ``score_features`` in head mode (cached
+features, ``embed.py``). The trainer decides when to evaluate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from workbench.training import distributed
-from workbench.training.events import Event, PhaseProgress
+from workbench.core.store import Project
+from workbench.training import data, distributed
+from workbench.training.config import TrainConfig
+from workbench.training.embed import Embedding, Features, embed_sides
+from workbench.training.events import Evaluation, Event, PhaseProgress
 from workbench.training.loss import pairwise_loss
 from workbench.training.model import batch_width, collate_pairs, make_batches
-from workbench.training.prepare import RunFailure
+from workbench.training.prepare import Progress, RunData, RunFailure, RunState
 from workbench.training.run_control import RunControl
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """The rewards of the labelled pairs at one evaluation, in the order of ``comparison_ids``."""
+
+    comparison_ids: np.ndarray
+    split: np.ndarray  # "train" or "val"
+    r_chosen: np.ndarray
+    r_rejected: np.ndarray
+
+
+@dataclass(frozen=True)
+class UnlabelledScores:
+    """The rewards of the comparisons that are not training pairs (r_chosen = r_a)."""
+
+    comparison_ids: np.ndarray
+    r_a: np.ndarray
+    r_b: np.ndarray
+
+
+def evaluate(project: Project, run: RunData, state: RunState, p: Progress, labelled: PairScores | None, *,
+             final: bool, features: Features | None, embedding: Embedding | None, flush: Callable[[], None],
+             run_id: int, device: torch.device, dist: distributed.DistInfo, control: RunControl
+             ) -> Generator[Event, None, PairScores | None]:
+    """One evaluation at step ``p.step``: score, record (once per step: ``p.last_eval_step``) and emit it.
+
+    ``labelled`` is the previous evaluation's scores, reused when it was at this step; ``final`` adds the
+    unlabelled comparisons (once per step: ``p.unlabelled_step``). ``flush`` writes the buffered step
+    metrics in the same transaction as the evaluation's. Head mode passes ``features`` (the pairs') and
+    ``embedding`` (the cache, for the unlabelled texts). Returns the labelled pairs' scores, or None when
+    cancelled before all the scores asked for were complete."""
+    cfg, pairs = run.config, run.pairs
+    if p.last_eval_step != p.step or labelled is None:
+        scores = yield from score_pairs(state, cfg, features, list(range(len(pairs))), run_id=run_id, device=device,
+                                        dist=dist, control=control)
+        if scores is None:
+            return None
+        r_c, r_r = scores
+        check_finite(r_c, r_r, p.step, state.lr)
+        train, val = (split_metrics(r_c, r_r, idx, state.margins, cfg.center_rewards_coefficient)
+                      for idx in (run.train_idx, run.val_idx))
+        split = np.where(run.is_val, "val", "train")
+        if dist.is_main and p.last_eval_step != p.step:
+            with project.transaction():
+                flush()
+                project.add_metrics(run_id, p.step, "train", train, p.step / state.steps_per_epoch)
+                project.add_metrics(run_id, p.step, "val", val, p.step / state.steps_per_epoch)
+                project.add_pair_scores(run_id, p.step, zip(
+                    pairs.comparison_ids.tolist(), split.tolist(), pairs.choices, r_c.tolist(), r_r.tolist()))
+        p.last_eval_step, p.train_metrics, p.val_metrics = p.step, train, val
+        labelled = PairScores(pairs.comparison_ids, split, r_c, r_r)
+    cids, split, r_c, r_r = labelled.comparison_ids, labelled.split, labelled.r_chosen, labelled.r_rejected
+    if final and p.unlabelled_step != p.step:
+        unl = yield from score_unlabelled(project, run, state, embedding, run_id=run_id, device=device, dist=dist,
+                                          control=control)
+        if unl is not None:
+            n = len(unl.comparison_ids)
+            if dist.is_main and n:
+                project.add_pair_scores(run_id, p.step, zip(
+                    unl.comparison_ids.tolist(), ["unlabelled"] * n, ["a"] * n, unl.r_a.tolist(), unl.r_b.tolist()))
+            p.unlabelled_step, p.n_unlabelled = p.step, n
+            cids = np.concatenate([cids, unl.comparison_ids])
+            split = np.concatenate([split, np.full(n, "unlabelled")])
+            r_c, r_r = np.concatenate([r_c, unl.r_a]), np.concatenate([r_r, unl.r_b])
+    yield Evaluation(run_id, p.step, p.step / state.steps_per_epoch, dict(p.train_metrics), dict(p.val_metrics),
+                     np.asarray(cids), np.asarray(split), np.asarray(r_c), np.asarray(r_r))
+    return None if final and p.unlabelled_step != p.step else labelled
+
+
+def score_pairs(state: RunState, cfg: TrainConfig, features: Features | None, index: list[int], *, run_id: int,
+                device: torch.device, dist: distributed.DistInfo, control: RunControl
+                ) -> Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]:
+    """(r_chosen, r_rejected) as float64 numpy arrays for labelled pairs ``index``, or None when cancelled:
+    from the pairs' ``features`` in head mode, from their tokens otherwise."""
+    if features is not None:
+        yield PhaseProgress(run_id, "evaluating", 0, len(index))
+        idx = torch.as_tensor(index, dtype=torch.long, device=device)
+        r_c, r_r = score_features(state.scorer, features.X, features.rows_a[idx], features.rows_b[idx])
+        yield PhaseProgress(run_id, "evaluating", len(index), len(index))
+        return r_c, r_r
+    return (yield from score_tokens(
+        state.model, state.tokenizer.pad_token_id, [state.enc_c.input_ids[i] for i in index],
+        [state.enc_r.input_ids[i] for i in index], batch_size=cfg.batch_size, max_length=cfg.max_length,
+        device=device, dist=dist, control=control, run_id=run_id))
+
+
+def score_unlabelled(project: Project, run: RunData, state: RunState, embedding: Embedding | None, *, run_id: int,
+                     device: torch.device, dist: distributed.DistInfo, control: RunControl
+                     ) -> Generator[Event, None, UnlabelledScores | None]:
+    """The rewards of every comparison that is not a training pair, or None when cancelled; head mode
+    (``embedding``) embeds their texts through the cache first."""
+    cfg = run.config
+    unl = data.unlabelled_from_frame(project.comparisons_frame(), run.pairs.comparison_ids.tolist())
+    if not len(unl):
+        return UnlabelledScores(unl.comparison_ids, np.zeros(0), np.zeros(0))
+    enc_a = data.encode_sides(state.encoder, unl.prompts, unl.response_a)
+    enc_b = data.encode_sides(state.encoder, unl.prompts, unl.response_b)
+    if embedding is not None:
+        features = yield from embed_sides(project, embedding, state, enc_a, enc_b, device=device, dist=dist,
+                                          control=control, run_id=run_id)
+        if features is None:
+            return None
+        r_a, r_b = score_features(state.scorer, features.X, features.rows_a, features.rows_b)
+        return UnlabelledScores(unl.comparison_ids, r_a, r_b)
+    scores = yield from score_tokens(state.model, state.tokenizer.pad_token_id, enc_a.input_ids, enc_b.input_ids,
+                                     batch_size=cfg.batch_size, max_length=cfg.max_length, device=device,
+                                     dist=dist, control=control, run_id=run_id)
+    if scores is None:
+        return None
+    return UnlabelledScores(unl.comparison_ids, scores[0], scores[1])
 
 
 def pair_width(a_ids: list[list[int]], b_ids: list[list[int]], index: list[int], max_length: int) -> int:
@@ -33,7 +151,8 @@ def pair_width(a_ids: list[list[int]], b_ids: list[list[int]], index: list[int],
 
 def score_tokens(model: nn.Module, pad_id: int, a_ids: list[list[int]], b_ids: list[list[int]], *,
                  batch_size: int, max_length: int, device: torch.device, dist: distributed.DistInfo,
-                 control: RunControl, run_id: int | None) -> Iterator[Event]:
+                 control: RunControl, run_id: int
+                 ) -> Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]:
     """Fine-tune mode: (r_a, r_b) as float64 numpy arrays for token sequences, in length-sorted batches split
     across ranks, with "evaluating" progress; None when cancelled (one process only)."""
     lengths = [max(len(a), len(b)) for a, b in zip(a_ids, b_ids)]

@@ -51,6 +51,9 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
     from workbench.training.config import TrainConfig
 
 MINILM = "minilm"
@@ -147,7 +150,7 @@ def load_tokenizer(path: str) -> Any:
     return tokenizer
 
 
-def load_backbone(path: str) -> Any:
+def load_backbone(path: str) -> PreTrainedModel:
     """``AutoModel`` in float32 from safetensors only (bf16 checkpoints train badly on CPU)."""
     from transformers import AutoConfig, AutoModel
 
@@ -240,7 +243,7 @@ class ScoreHead(nn.Module):
 class RewardModel(nn.Module):
     """A backbone plus :class:`ScoreHead`; ``forward`` gives one reward per sequence."""
 
-    def __init__(self, backbone: nn.Module, head: str = "linear", *, seed: int = 0,
+    def __init__(self, backbone: PreTrainedModel, head: str = "linear", *, seed: int = 0,
                  pad_token_id: int | None = None):
         super().__init__()
         config = backbone.config
@@ -261,8 +264,8 @@ class RewardModel(nn.Module):
         pooler = getattr(backbone, "pooler", None)
         dense_init = getattr(pooler, "dense", None) if isinstance(pooler, nn.Module) else None
         if pooler is not None:
-            backbone.pooler = None
-        self.backbone = backbone
+            backbone.pooler = None  # type: ignore[assignment]  # torch's stub omits None, which drops a submodule
+        self.backbone: PreTrainedModel | PeftModel = backbone  # a PeftModel once LoRA is applied
         self.head = ScoreHead(hidden, head, self.is_decoder, dense_init=dense_init, seed=seed,
                               init_std=getattr(config, "initializer_range", 0.02))
         params = inspect.signature(backbone.forward).parameters
@@ -333,6 +336,10 @@ class RewardModel(nn.Module):
         """The backbone with LoRA adapters merged in (a copy); the backbone itself when there are none."""
         if not self.has_lora:
             return self.backbone
+        from peft import PeftModel
+
+        if not isinstance(self.backbone, PeftModel):
+            raise TypeError(f"a backbone with LoRA adapters is a PeftModel, not {type(self.backbone).__name__}")
         return copy.deepcopy(self.backbone).merge_and_unload()
 
 
@@ -377,7 +384,8 @@ class PairEncoder:
         self.use_chat_template = has_template if use_chat_template is None else use_chat_template
         self.pad_token_id = tokenizer.pad_token_id
         if self.use_chat_template:
-            self._prefix, self._suffix = [], []  # the template writes its own special tokens
+            self._prefix: list[int] = []  # the template writes its own special tokens
+            self._suffix: list[int] = []
         else:
             self._prefix, self._suffix = _special_affixes(tokenizer)
         self.budget = max_length - len(self._prefix) - len(self._suffix)
@@ -564,11 +572,13 @@ def padding_fraction(batches: Sequence[Sequence[int]], chosen_lengths: Sequence[
 
 
 # --------------------------------------------------------------------- export
-def to_sequence_classifier(model: RewardModel) -> nn.Module:
+def to_sequence_classifier(model: RewardModel) -> PreTrainedModel:
     """A stock ``*ForSequenceClassification`` (num_labels=1) computing the same scores as ``model``."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, PretrainedConfig
 
     backbone = model.merged_backbone()
+    if not isinstance(backbone.config, PretrainedConfig):
+        raise ExportError(f"the backbone {type(backbone).__name__} is not a Hugging Face model")
     config = copy.deepcopy(backbone.config)
     config.num_labels = 1
     config.id2label = {0: "reward"}
@@ -592,6 +602,8 @@ def to_sequence_classifier(model: RewardModel) -> nn.Module:
             score.weight.copy_(model.head.out.weight)
         else:
             dense_path, out_path = _ENCODER_HEAD_PATHS[model.model_type]
+            if model.head.dense is None:
+                raise ExportError("an encoder's head has its pooler's dense layer; this one has none")
             seq.get_submodule(dense_path).load_state_dict(model.head.dense.state_dict())
             seq.get_submodule(out_path).load_state_dict(model.head.out.state_dict())
     return seq.eval()

@@ -37,6 +37,7 @@ import queue
 import signal
 import threading
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from workbench.training.config import TrainConfig
@@ -73,7 +74,7 @@ def exit_description(exitcode: int | None) -> str:
 SERVER_MODULE = "workbench.training.server"
 
 
-def _child_entry(jobs, events) -> None:
+def _child_entry(jobs: Connection, events: Connection) -> None:
     """The spawn target: runs in the child and hands over to ``server._child_main``.
 
     The server module is imported by name, as a string, which import-linter does not follow; that is honest
@@ -93,7 +94,7 @@ _GONE = object()  # put in every open job's queue when the child has ended
 class _Child:
     """A spawned training process, its two pipes, and a thread that routes its replies to the open jobs."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.jobs, child_jobs = ctx.Pipe(duplex=False)[::-1]  # (send end here, receive end there)
         child_events, self.events = ctx.Pipe(duplex=False)[::-1]
@@ -141,7 +142,7 @@ class _Child:
         """Wait until the child has imported the trainer (its first message); False on timeout or death."""
         return self._ready.wait(timeout) and not self._gone
 
-    def open_job(self, kind: str, **payload) -> tuple[int, queue.Queue]:
+    def open_job(self, kind: str, **payload: object) -> tuple[int, queue.Queue]:
         """Send a job; its replies arrive in the returned queue (``_GONE`` if the child ends)."""
         q: queue.Queue = queue.Queue()
         with self._lock:
@@ -223,7 +224,7 @@ def shutdown() -> None:
         child.stop()
 
 
-def run_job(kind: str, timeout: float | None = None, **payload) -> object:
+def run_job(kind: str, timeout: float | None = None, **payload: object) -> object:
     """Run short job ``kind`` (see ``server.JOB_KINDS``) in the training process and return its result.
 
     It runs when no run is training (see ``server._serve``), so during a run it waits until the run pauses or

@@ -208,7 +208,7 @@ class ScoreReport:
 def score_file(model_dir: str | os.PathLike, in_path: str | os.PathLike, out_path: str | os.PathLike, *,
                format: str = "auto", batch_size: int = 32, device: str = "cpu", max_length: int | None = None,
                progress: Progress | None = None, scorer: Scorer | None = None,
-               table: tuple[str, Any] | None = None) -> ScoreReport:
+               table: tuple[str, _Table] | None = None) -> ScoreReport:
     """Score every row of ``in_path`` with the model in ``model_dir`` and write ``out_path`` (see the
     module doc for the columns). The input is read and checked, and the output format known, before
     the model is loaded; the output is written to a temporary file and renamed into place. ``scorer``
@@ -220,34 +220,34 @@ def score_file(model_dir: str | os.PathLike, in_path: str | os.PathLike, out_pat
     kind = output_kind(out)
     if out.exists() and Path(in_path).exists() and out.resolve() == Path(in_path).resolve():
         raise FormatError(out, "is the input file; write the scores to another file")
-    shape, table = table or read_scoring_input(in_path, format)
+    shape, rows = table or read_scoring_input(in_path, format)
     scorer = scorer or Scorer.load(model_dir, device=device, max_length=max_length)
     prompts: list[Text] = []
     responses: list[Text] = []
-    for p, rs in zip(table.prompts, table.responses):
+    for p, rs in zip(rows.prompts, rows.responses):
         prompts.extend([p] * len(rs))
         responses.extend(rs)
     flat = scorer.score(prompts, responses, batch_size=batch_size, progress=progress)
-    columns = dict(table.columns)
+    columns = dict(rows.columns)
     k = 0
     per_row: list[list[float]] = []
-    for rs in table.responses:
+    for rs in rows.responses:
         per_row.append(flat[k:k + len(rs)].tolist())
         k += len(rs)
     accuracy = None
-    if table.score_names == ["scores"]:
+    if rows.score_names == ["scores"]:
         columns["scores"] = per_row
     else:
-        for j, name in enumerate(table.score_names):
+        for j, name in enumerate(rows.score_names):
             columns[name] = [row[j] for row in per_row]
-        if table.labelled:
+        if rows.labelled:
             c, r = np.array(columns["score_chosen"]), np.array(columns["score_rejected"])
             accuracy = float(np.mean(c > r)) if len(c) else None
-    for name, values in table.metadata.items():
+    for name, values in rows.metadata.items():
         columns.setdefault(name, values)
     write_table(columns, out, kind)
-    unit = "rows" if shape == "rows" else "prompts" if table.score_names == ["scores"] else "pairs"
-    return ScoreReport(out, shape, len(table.prompts), scorer.last_texts, scorer.last_overlong,
+    unit = "rows" if shape == "rows" else "prompts" if rows.score_names == ["scores"] else "pairs"
+    return ScoreReport(out, shape, len(rows.prompts), scorer.last_texts, scorer.last_overlong,
                        time.perf_counter() - t0, accuracy, unit)
 
 
@@ -281,7 +281,7 @@ def output_kind(out_path: str | os.PathLike) -> str:
 def read_scoring_input(path: str | os.PathLike, format: str = "auto") -> tuple[str, _Table]:
     """(shape, table) of an input file: ``rows`` (prompt, response) or one of the import shapes."""
     from workbench.core import formats
-    from workbench.core.records import PairRecord
+    from workbench.core.records import PairRecord, PromptRecord
 
     value = (format or "auto").strip().lower()
     value = "unlabeled" if value == "unlabelled" else value
@@ -303,17 +303,21 @@ def read_scoring_input(path: str | os.PathLike, format: str = "auto") -> tuple[s
     labelled = info.shape != "unlabeled"
     meta_cols = [c for c in info.metadata_columns if c not in ("prompt", "chosen", "rejected")]
     metadata = {c: [r.metadata.get(c) for r in records] for c in meta_cols}
-    if labelled or all(isinstance(r, PairRecord) for r in records):
+    pairs = [r for r in records if isinstance(r, PairRecord)]
+    lists = [r for r in records if isinstance(r, PromptRecord)]
+    if pairs and lists:  # formats reads one shape per file: pairs, or prompts with lists of responses
+        raise formats.FormatError(Path(path), "mixes pairs and lists of responses; score them in two files")
+    if not lists:
         names, scores = (("chosen", "rejected"), ["score_chosen", "score_rejected"]) if labelled else \
             (("response_a", "response_b"), ["score_a", "score_b"])
-        prompts = [_value(r.prompt) for r in records]
-        a = [_value(r.response_a) for r in records]
-        b = [_value(r.response_b) for r in records]
+        prompts = [_value(r.prompt) for r in pairs]
+        a = [_value(r.response_a) for r in pairs]
+        b = [_value(r.response_b) for r in pairs]
         return info.shape, _Table(prompts, [[x, y] for x, y in zip(a, b)],
                                   {"prompt": prompts, names[0]: a, names[1]: b},
                                   scores, metadata, labelled)
-    prompts = [_value(r.prompt) for r in records]
-    responses = [[_value(t) for t in r.responses] for r in records]
+    prompts = [_value(r.prompt) for r in lists]
+    responses = [[_value(t) for t in r.responses] for r in lists]
     return info.shape, _Table(prompts, responses, {"prompt": prompts, "responses": responses}, ["scores"], metadata)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from workbench.training.events import Paused
@@ -55,7 +56,7 @@ class _ChildRun:
         self.over = False
 
 
-def _child_main(jobs, events) -> None:
+def _child_main(jobs: Connection, events: Connection) -> None:
     """The child's entry: Ctrl+C in a terminal reaches the whole process group, but the parent stops this
     process (a run first checkpoints), so SIGINT is ignored; a parent gone away (a closed pipe) ends it
     without a traceback."""
@@ -66,7 +67,7 @@ def _child_main(jobs, events) -> None:
         pass
 
 
-def _serve(jobs, events) -> None:
+def _serve(jobs: Connection, events: Connection) -> None:
     """The child's main loop, a small job server: training runs one at a time, in order, in this thread;
     short jobs (``JOB_KINDS``) one at a time in a second thread; until "exit" or the parent goes away.
 
@@ -97,7 +98,7 @@ def _serve(jobs, events) -> None:
     idle.set()
     busy = threading.Lock()  # held while a short job runs
 
-    def send(job_id, payload) -> None:
+    def send(job_id: int, payload: object) -> None:
         with send_lock:
             events.send((job_id, payload))
 
@@ -115,12 +116,12 @@ def _serve(jobs, events) -> None:
                     lock.notify_all()
             elif kind == "control":
                 with lock:
-                    run = live.get(msg["id"])
-                if run is not None:
+                    target = live.get(msg["id"])
+                if target is not None:
                     with busy:  # a resume or cancel waits for the short job in progress
                         if msg["name"] != "pause":
                             idle.clear()
-                        run.control.apply(msg["name"])
+                        target.control.apply(msg["name"])
             elif kind == "exit":
                 with lock:
                     for run in live.values():

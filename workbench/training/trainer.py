@@ -12,13 +12,13 @@ goes (nanoGPT's directness, TRL's loss and metrics):
    (judgment ids, choices, split) in a new run row;
 2. model (``prepare.build_run``, ``prepare.restore``): backbone + scalar head (``model.py``), LoRA when
    asked, PairEncoder with left truncation (over-length pairs are kept and counted), the optimizer;
-3. head mode only: pooled embeddings of every text, read from the project's cache or computed once and
-   stored there; the head then trains on those tensors (milliseconds per step);
+3. head mode only (``embed.py``): pooled embeddings of every text, read from the project's cache or computed
+   once and stored there; the head then trains on those tensors (milliseconds per step);
 4. steps: chosen and rejected in one batch, -log σ(r_c - r_r - m) (+ centring), AdamW, linear warmup
    then linear decay, gradient clipping at 1.0; batches bucketed by length, in an order derived from
    seed + epoch; metrics accumulate on the device and are read (``.tolist()``) only at log points;
-5. evaluation (``evaluate.py`` computes, the trainer stores) every ``eval_every`` steps (0: each epoch)
-   and at the end: train and validation metrics and per-pair scores; at the end also every comparison
+5. evaluation (``evaluate.evaluate`` scores, records and emits it) every ``eval_every`` steps (0: each
+   epoch) and at the end: train and validation metrics and per-pair scores; at the end also every comparison
    that is not a training pair ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue;
 6. checkpoints (``checkpoint.py``) at each epoch's end, on pause and on cancel; ``resume_run`` continues
    a run from its last one on the same curve.
@@ -33,21 +33,20 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from workbench.core.store import Project, ProjectError
-from workbench.training import checkpoint, data, distributed, evaluate, prepare
+from workbench.training import checkpoint, distributed, embed, evaluate, prepare
 from workbench.training.config import TrainConfig
 from workbench.training.evaluate import batches_by_rank  # noqa: F401 - used by tests/training/test_distributed.py
 from workbench.training.events import (
     CheckpointSaved,
-    Evaluation,
     Event,
     Failed,
     Finished,
@@ -65,7 +64,6 @@ from workbench.training.run_control import RunControl
 _log = logging.getLogger(__name__)
 
 MAX_GRAD_NORM = 1.0
-EMBED_BATCH = 32
 #: the split name of the per-step (logged) training metrics in ``run_metrics``
 STEP_SPLIT = "train_step"
 #: buffered step metrics are written at evaluations and checkpoints, or after this many seconds
@@ -101,7 +99,7 @@ class Trainer:
         self.control = control if control is not None else RunControl(resume_run)
         if resume_run is not None:
             self.control.run_id = resume_run
-        self._log_every = log_every
+        self._log_every_asked = log_every
         self._started = False
 
     @property
@@ -112,6 +110,13 @@ class Trainer:
     @run_id.setter
     def run_id(self, value: int | None) -> None:
         self.control.run_id = value
+
+    @property
+    def _id(self) -> int:
+        """The run's id, inside ``_run`` once its row exists (created or reopened in step 1)."""
+        if self.run_id is None:
+            raise RuntimeError("the run has no row yet")
+        return self.run_id
 
     # ----------------------------------------------------------------- controls (any thread)
     def pause(self) -> None:
@@ -183,11 +188,12 @@ class Trainer:
         self._device = torch.device(distributed.device_for(self._dist, self._start.device_type))
         self._main = self._dist.is_main
         self._metric_rows: list[tuple[int, float, dict[str, float]]] = []
-        self.embedded_texts = self.cached_texts = 0  # head mode: texts embedded now / found in the cache
-        self.embed_s = 0.0
+        self._embedding: embed.Embedding | None = None  # head mode: the embedding cache and what it cost
+        self._features: embed.Features | None = None  # head mode: the pairs' features
+        self._scores: evaluate.PairScores | None = None  # the last evaluation's, reused at the same step
         self._last_flush = time.perf_counter()
-        if self._log_every is None:
-            self._log_every = 1 if self._device.type == "cpu" else 10  # .item() is a sync point on a GPU
+        self._log_every = self._log_every_asked if self._log_every_asked is not None else (
+            1 if self._device.type == "cpu" else 10)  # .item() is a sync point on a GPU
 
         # 1. the labels; for a new run every check that needs only them and the config comes before its run row
         project = self._project
@@ -198,6 +204,8 @@ class Trainer:
         else:
             self.data = prepare.resumed_data(project, self.config, self.resume_run)
             backbone_path = check_start(self.data.config).backbone_path  # the run's own backbone
+            if self.data.checkpoint is None:
+                raise RuntimeError("resumed_data returns the run's checkpoint")
             if self._main:
                 project.truncate_run(self.resume_run, self.data.checkpoint.step)
                 changed = ", ".join(f"{k}={v}" for k, v in self.data.resumed_with.items())
@@ -213,11 +221,15 @@ class Trainer:
         self._acc_steps = self._acc_n = 0
         self._ready = True
         cfg, p = self.cfg, self._p
-        yield RunStarted(self.run_id, cfg.to_dict(), self.data.n_train, self.data.n_val, self.state.n_overlong,
+        yield RunStarted(self._id, cfg.to_dict(), self.data.n_train, self.data.n_val, self.state.n_overlong,
                          self.state.total_steps, resumed_from_step=p.step, details=self._details())
+        # 3. head mode: the pairs' features, from the project's cache or computed (and cached) now
         if cfg.mode == "head":
-            finished_embedding = yield from self._embed_pairs()
-            if not finished_embedding:
+            self._embedding = embed.Embedding(embed.cache_key(self.state, cfg.max_length))
+            self._features = yield from embed.embed_sides(
+                project, self._embedding, self.state, self.state.enc_c, self.state.enc_r, device=self._device,
+                dist=self._dist, control=self.control, run_id=self._id)
+            if self._features is None:
                 yield from self._stop("cancelled")
                 return
         self._phase_start = time.perf_counter()
@@ -248,95 +260,11 @@ class Trainer:
             "log_every": self._log_every,
         }
 
-    # ----------------------------------------------------------------- 3. embeddings (head mode)
-    def _embed_pairs(self) -> Iterator[Event]:
-        """Pooled features of every pair's two texts, from the cache or computed (and cached) now."""
-        features = yield from self._embed(self.state.enc_c.texts + self.state.enc_r.texts,
-                                          self.state.enc_c.input_ids + self.state.enc_r.input_ids)
-        if features is None:
-            return False
-        n = len(self.data.pairs)
-        self.H, rows = features
-        self.ci = torch.as_tensor(rows[:n], device=self._device)
-        self.ri = torch.as_tensor(rows[n:], device=self._device)
-        self.X = self._head_input(self.H)
-        return True
-
-    def _head_input(self, H: torch.Tensor) -> torch.Tensor:
-        if not self.state.frozen_dense:
-            return H
-        with torch.no_grad():
-            return torch.tanh(self.state.model.head.dense(H))
-
-    def _embed(self, texts: list[str], input_ids: list[list[int]]) -> Iterator[Event]:
-        """(unique feature matrix on the device, row of each text) or None when cancelled."""
-        project, dist = self._project, self._dist
-        key = self._embedding_key()
-        hashes = [data.text_hash(t) for t in texts]
-        unique: dict[str, int] = {}
-        first: list[int] = []
-        for i, h in enumerate(hashes):
-            if h not in unique:
-                unique[h] = len(first)
-                first.append(i)
-        vectors: dict[str, np.ndarray] = project.cached_embeddings(key, list(unique))
-        missing = [h for h in unique if h not in vectors]
-        self.cached_texts += len(unique) - len(missing)
-        self.embedded_texts += len(missing)
-        t0 = time.perf_counter()
-        if missing:
-            mine = missing[dist.rank::dist.world_size]
-            lengths = [len(input_ids[first[unique[h]]]) for h in mine]
-            order = [i for b in make_batches(lengths, EMBED_BATCH, shuffle=False) for i in b]
-            done = 0
-            pending: dict[str, np.ndarray] = {}
-            new: dict[str, np.ndarray] = {}
-            self.state.model.eval()
-            yield PhaseProgress(self.run_id, "embedding", 0, len(missing))
-            for s in range(0, len(order), EMBED_BATCH):
-                if not dist.enabled and self.control.cancel_requested:
-                    if pending and self._main:
-                        project.store_embeddings(key, pending)  # keep what was computed
-                    return None
-                chunk = [mine[i] for i in order[s:s + EMBED_BATCH]]
-                ids, mask = _pad([input_ids[first[unique[h]]] for h in chunk], self.state.tokenizer.pad_token_id)
-                with torch.inference_mode():
-                    pooled = self.state.model.embed(ids.to(self._device), mask.to(self._device)).float().cpu().numpy()
-                for h, v in zip(chunk, pooled):
-                    pending[h] = new[h] = v
-                done += len(chunk)
-                if not dist.enabled and (len(pending) >= 512 or done == len(mine)):
-                    if self._main:
-                        project.store_embeddings(key, pending)
-                    pending = {}
-                yield PhaseProgress(self.run_id, "embedding", min(len(missing), done * dist.world_size),
-                                    len(missing))
-            self.state.model.train()
-            if dist.enabled:
-                merged: dict[str, np.ndarray] = {}
-                for part in distributed.all_gather_objects(new, dist):
-                    merged.update(part)
-                if self._main:
-                    project.store_embeddings(key, merged)
-                new = merged
-                yield PhaseProgress(self.run_id, "embedding", len(missing), len(missing))
-            vectors.update(new)
-        self.embed_s += time.perf_counter() - t0
-        H = torch.from_numpy(np.stack([vectors[h] for h in unique])).to(self._device) if unique else \
-            torch.zeros((0, self.state.model.config.get_text_config().hidden_size), device=self._device)
-        rows = np.array([unique[h] for h in hashes], dtype=np.int64)
-        return H, rows
-
-    def _embedding_key(self) -> str:
-        if not hasattr(self, "_emb_key"):
-            self._emb_key = data.embedding_key(self.state.backbone_path, self.state.model.pooling, self.cfg.max_length)
-        return self._emb_key
-
     # ----------------------------------------------------------------- 4. steps
-    def _train(self) -> Iterator[Event]:
+    def _train(self) -> Generator[Event, None, str]:
         """Run the remaining steps; returns 'finished' or 'cancelled'."""
         p, spe = self._p, self.state.steps_per_epoch
-        yield PhaseProgress(self.run_id, "training", p.step, self.state.total_steps)
+        yield PhaseProgress(self._id, "training", p.step, self.state.total_steps)
         while p.step < self.state.total_steps:
             epoch, done_in_epoch = divmod(p.step, spe)
             # The epoch's order depends on seed + epoch only, so a resumed run skips exactly the batches done.
@@ -371,7 +299,7 @@ class Trainer:
                                    else [0] * self.data.n_train)
         return self._lengths_train
 
-    def _boundary(self) -> Iterator[Event]:
+    def _boundary(self) -> Generator[Event, None, bool]:
         """Between two steps: wait while paused; True when the run must stop (on every rank at once)."""
         p = self._p
         if self.control.pause_requested and not self.control.cancel_requested:
@@ -381,14 +309,14 @@ class Trainer:
             if self._main:
                 self._flush_metrics()
                 yield from self._checkpoint()
-                self._project.update_run(self.run_id, status="paused")
-            yield Paused(self.run_id, p.step)
+                self._project.update_run(self._id, status="paused")
+            yield Paused(self._id, p.step)
             self.control.wait_while_paused()
             self._paused_s += time.perf_counter() - t0
             if not self.control.cancel_requested:
                 if self._main:
-                    self._project.update_run(self.run_id, status="running")
-                yield Resumed(self.run_id, p.step)
+                    self._project.update_run(self._id, status="running")
+                yield Resumed(self._id, p.step)
         if self._dist.enabled and p.step % self._log_every:
             return False  # ranks agree on stopping at log points only: the flag's all-reduce is a sync point
         return distributed.any_rank(self.control.cancel_requested, self._dist, str(self._device))
@@ -396,10 +324,10 @@ class Trainer:
     def _rewards(self, index: list[int], net: nn.Module, width: int | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected) of the pairs ``index``: one forward over 2B rows, split in two."""
-        if self.cfg.mode == "head":
+        if self._features is not None:  # head mode
+            f = self._features
             idx = torch.as_tensor(index, device=self._device)
-            x = torch.cat([self.X[self.ci[idx]], self.X[self.ri[idx]]])
-            r = net(x)
+            r = net(torch.cat([f.X[f.rows_a[idx]], f.X[f.rows_b[idx]]]))
         else:
             batch = collate_pairs([self.state.enc_c.input_ids[i] for i in index], [self.state.enc_r.input_ids[i] for i in index],
                                   self.state.tokenizer.pad_token_id, width=width)
@@ -423,8 +351,8 @@ class Trainer:
         parts = micro_batches(mine, width, self.cfg.pass_tokens)
         for k, part in enumerate(parts):
             # Under DDP the gradients are all-reduced once, in the last pass; the others only accumulate.
-            last = k == len(parts) - 1 or not hasattr(self.state.net, "no_sync")
-            with contextlib.nullcontext() if last else self.state.net.no_sync():
+            ddp = self.state.net if isinstance(self.state.net, DistributedDataParallel) else None
+            with contextlib.nullcontext() if k == len(parts) - 1 or ddp is None else ddp.no_sync():
                 r_c, r_r = self._rewards(part, self.state.net, width)
                 terms = pair_terms(r_c, r_r, self.state.margins[part], self.cfg.center_rewards_coefficient)
                 (terms.sum() * weight).backward()  # per-pair terms: the passes sum to the batch's loss
@@ -466,95 +394,29 @@ class Trainer:
             self._metric_rows.append((p.step, epoch, metrics))
             if time.perf_counter() - self._last_flush > METRICS_FLUSH_S:
                 self._flush_metrics()
-        yield StepMetrics(self.run_id, p.step, epoch, self.state.total_steps, metrics, self._elapsed())
+        yield StepMetrics(self._id, p.step, epoch, self.state.total_steps, metrics, self._elapsed())
 
     def _flush_metrics(self) -> None:
         """Write the buffered step metrics in one transaction (one per step would be slow)."""
         if self._metric_rows and self._main:
             with self._project.transaction():
                 for step, epoch, metrics in self._metric_rows:
-                    self._project.add_metrics(self.run_id, step, STEP_SPLIT, metrics, epoch)
+                    self._project.add_metrics(self._id, step, STEP_SPLIT, metrics, epoch)
             self._metric_rows = []
         self._last_flush = time.perf_counter()
 
     # ----------------------------------------------------------------- 5. evaluation
-    def _evaluate(self, final: bool) -> Iterator[Event]:
-        """Score every labelled pair (and at the end the other comparisons), store and emit them.
-        Returns False when cancelled before the labelled scores were complete."""
-        p, pairs = self._p, self.data.pairs
-        n = len(pairs)
-        if p.last_eval_step != p.step or not hasattr(self, "_last_scores"):
-            scores = yield from self._score_pairs(list(range(n)))
-            if scores is None:
-                return False
-            r_c, r_r = scores
-            evaluate.check_finite(r_c, r_r, p.step, self.state.lr)
-            train, val = (evaluate.split_metrics(r_c, r_r, idx, self.state.margins, self.cfg.center_rewards_coefficient)
-                          for idx in (self.data.train_idx, self.data.val_idx))
-            split = np.where(self.data.is_val, "val", "train")
-            if self._main and p.last_eval_step != p.step:
-                with self._project.transaction():
-                    self._flush_metrics()
-                    self._project.add_metrics(self.run_id, p.step, "train", train, p.step / self.state.steps_per_epoch)
-                    self._project.add_metrics(self.run_id, p.step, "val", val, p.step / self.state.steps_per_epoch)
-                    self._project.add_pair_scores(self.run_id, p.step, zip(
-                        pairs.comparison_ids.tolist(), split.tolist(), pairs.choices, r_c.tolist(), r_r.tolist()))
-            p.last_eval_step, p.train_metrics, p.val_metrics = p.step, train, val
-            self._last_scores = (pairs.comparison_ids, split, r_c, r_r)
-        cids, split, r_c, r_r = self._last_scores
-        if final and p.unlabelled_step != p.step:
-            unl = yield from self._score_unlabelled()
-            if unl is not None:
-                u_ids, r_a, r_b = unl
-                if self._main and len(u_ids):
-                    self._project.add_pair_scores(self.run_id, p.step, zip(
-                        u_ids.tolist(), ["unlabelled"] * len(u_ids), ["a"] * len(u_ids), r_a.tolist(), r_b.tolist()))
-                p.unlabelled_step, p.n_unlabelled = p.step, len(u_ids)
-                cids = np.concatenate([cids, u_ids])
-                split = np.concatenate([split, np.full(len(u_ids), "unlabelled")])
-                r_c, r_r = np.concatenate([r_c, r_a]), np.concatenate([r_r, r_b])
-        yield Evaluation(self.run_id, p.step, p.step / self.state.steps_per_epoch, dict(p.train_metrics),
-                         dict(p.val_metrics), np.asarray(cids), np.asarray(split), np.asarray(r_c), np.asarray(r_r))
-        return not (final and p.unlabelled_step != p.step)
-
-    def _score_pairs(self, index: list[int]) -> Iterator[Event]:
-        """(r_chosen, r_rejected) as float64 numpy arrays for pairs ``index``, or None when cancelled."""
-        if self.cfg.mode == "head":
-            yield PhaseProgress(self.run_id, "evaluating", 0, len(index))
-            idx = torch.as_tensor(index, dtype=torch.long, device=self._device)
-            r_c, r_r = evaluate.score_features(self.state.scorer, self.X, self.ci[idx], self.ri[idx])
-            yield PhaseProgress(self.run_id, "evaluating", len(index), len(index))
-            return r_c, r_r
-        return (yield from self._score_tokens([self.state.enc_c.input_ids[i] for i in index],
-                                              [self.state.enc_r.input_ids[i] for i in index]))
-
-    def _score_tokens(self, a_ids: list[list[int]], b_ids: list[list[int]]) -> Iterator[Event]:
-        return (yield from evaluate.score_tokens(
-            self.state.model, self.state.tokenizer.pad_token_id, a_ids, b_ids, batch_size=self.cfg.batch_size,
-            max_length=self.cfg.max_length, device=self._device, dist=self._dist, control=self.control,
-            run_id=self.run_id))
-
-    def _score_unlabelled(self) -> Iterator[Event]:
-        """(comparison ids, r_a, r_b) of every comparison that is not a training pair, or None when cancelled."""
-        unl = data.unlabelled_from_frame(self._project.comparisons_frame(), self.data.pairs.comparison_ids.tolist())
-        if not len(unl):
-            return unl.comparison_ids, np.zeros(0), np.zeros(0)
-        enc_a = data.encode_sides(self.state.encoder, unl.prompts, unl.response_a)
-        enc_b = data.encode_sides(self.state.encoder, unl.prompts, unl.response_b)
-        if self.cfg.mode == "head":
-            features = yield from self._embed(enc_a.texts + enc_b.texts, enc_a.input_ids + enc_b.input_ids)
-            if features is None:
-                return None
-            H, rows = features
-            X = self._head_input(H)
-            n = len(unl)
-            r_a, r_b = evaluate.score_features(self.state.scorer, X, torch.as_tensor(rows[:n], device=self._device),
-                                               torch.as_tensor(rows[n:], device=self._device))
-            return unl.comparison_ids, r_a, r_b
-        scores = yield from self._score_tokens(enc_a.input_ids, enc_b.input_ids)
+    def _evaluate(self, final: bool) -> Generator[Event, None, bool]:
+        """Score every labelled pair (and at the end the other comparisons), store and emit them
+        (``evaluate.evaluate``). Returns False when cancelled before the scores were complete."""
+        scores = yield from evaluate.evaluate(
+            self._project, self.data, self.state, self._p, self._scores, final=final, features=self._features,
+            embedding=self._embedding, flush=self._flush_metrics, run_id=self._id, device=self._device,
+            dist=self._dist, control=self.control)
         if scores is None:
-            return None
-        return unl.comparison_ids, scores[0], scores[1]
+            return False
+        self._scores = scores
+        return True
 
     # ----------------------------------------------------------------- 6. checkpoints and the end
     def _checkpoint(self) -> Iterator[Event]:
@@ -570,10 +432,10 @@ class Trainer:
             "unlabelled_step": p.unlabelled_step, "train_metrics": p.train_metrics, "val_metrics": p.val_metrics,
             "n_unlabelled": p.n_unlabelled,
         }
-        path = checkpoint.save(self._project.checkpoint_dir(self.run_id), p.step,
+        path = checkpoint.save(self._project.checkpoint_dir(self._id), p.step,
                                checkpoint.trainable_state(self.state.model), self.state.optimizer, state)
         p.last_ckpt_step = p.step
-        yield CheckpointSaved(self.run_id, p.step, str(path))
+        yield CheckpointSaved(self._id, p.step, str(path))
 
     def _stop(self, status: str) -> Iterator[Event]:
         """Finish ('finished') or stop ('cancelled'): log what is pending, checkpoint, store the summary."""
@@ -583,11 +445,11 @@ class Trainer:
         summary = self._summary(status)
         if self._main:
             self._flush_metrics()
-            self._project.update_run(self.run_id, status=status, summary=summary,
+            self._project.update_run(self._id, status=status, summary=summary,
                                      message="" if status == "finished" else f"cancelled at step {self._p.step}")
         distributed.barrier(self._dist)
         self._over = True
-        yield Finished(self.run_id, status, summary)
+        yield Finished(self._id, status, summary)
 
     def _abandon(self, message: str) -> None:
         """The generator was closed mid-run: checkpoint if the state is whole, mark the run cancelled."""
@@ -619,6 +481,7 @@ class Trainer:
         p = self._p
         val, train = p.val_metrics, p.train_metrics
         elapsed = self._elapsed()
+        emb = self._embedding
         return {
             "status": status,
             "val_accuracy": val.get("accuracy"), "val_loss": val.get("loss"), "val_ties": val.get("ties"),
@@ -630,8 +493,8 @@ class Trainer:
             "training_phase_s": round(time.perf_counter() - self._phase_start, 3)
             if hasattr(self, "_phase_start") else None,
             "pairs_per_s": round(p.pairs_trained / p.train_s, 2) if p.train_s > 0 else None,
-            "embedded_texts": self.embedded_texts, "cached_texts": self.cached_texts,
-            "embed_s": round(self.embed_s, 3), "resumed_from_step": self.resumed_from,
+            "embedded_texts": emb.embedded_texts if emb else 0, "cached_texts": emb.cached_texts if emb else 0,
+            "embed_s": round(emb.seconds if emb else 0.0, 3), "resumed_from_step": self.resumed_from,
             "resumed_with": self.data.resumed_with,
             "device": str(self._device), "world_size": self._dist.world_size,
         }
@@ -650,10 +513,4 @@ def micro_batches(index: list[int], width: int | None, pass_tokens: int) -> list
     n = min(len(index), -(-tokens // pass_tokens))
     size = -(-len(index) // n)
     return [index[i:i + size] for i in range(0, len(index), size)]
-
-
-def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from workbench.training.model import pad_batch
-
-    return pad_batch(seqs, pad_id)
 

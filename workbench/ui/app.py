@@ -6,12 +6,17 @@ import os
 import signal
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from workbench.ui import settings, style
+
+if TYPE_CHECKING:
+    from workbench.ui.main_window import MainWindow
 
 
 def create_app(argv: list[str] | None = None) -> QApplication:
@@ -25,6 +30,8 @@ def create_app(argv: list[str] | None = None) -> QApplication:
         app.setDesktopFileName("preference-workbench")
         app.setWindowIcon(app_icon())
         style.apply(app)
+    if not isinstance(app, QApplication):  # a QCoreApplication made elsewhere: it cannot show a window
+        raise RuntimeError("the process already has a QCoreApplication; the GUI needs a QApplication")
     return app
 
 
@@ -67,7 +74,7 @@ def run_gui(project: str | os.PathLike | None = None, annotator: str | None = No
     return 128 + received[0] if received else status  # the shell's convention: 130 for Ctrl+C, 143 for SIGTERM
 
 
-def quit_on_signals(window) -> list[int]:
+def quit_on_signals(window: MainWindow) -> list[int]:
     """SIGTERM and Ctrl+C (SIGINT) close the window as its close button does (views save, the project
     closes, the training process is stopped at exit), a running run first stopping with a checkpoint,
     without the question a person gets. Returns the list the signal received is put in.
@@ -88,7 +95,7 @@ def quit_on_signals(window) -> list[int]:
         window.close()
         QApplication.quit()  # even if something kept the window open
 
-    def on_signal(signum, _frame) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         if not received:  # a second one while closing changes nothing
             received.append(signum)
             QTimer.singleShot(0, close)  # not inside the handler: it may interrupt any Python code

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -78,7 +79,7 @@ class SciSpinBox(QDoubleSpinBox):
         except ValueError:
             return self.minimum()
 
-    def validate(self, text: str, pos: int):
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
         t = text.strip()
         if t == self.specialValueText() and t:
             return QValidator.State.Acceptable, text, pos
@@ -143,7 +144,9 @@ class ConfigForm(QWidget):
         advanced_box.setVisible(False)
         outer.addWidget(advanced_box)
         self.set_config(TrainConfig())
-        self.editors["mode"].currentIndexChanged.connect(self._update_dependent)
+        mode = self.editors["mode"]
+        assert isinstance(mode, QComboBox)  # a Literal field: _make_editor made a combo box
+        mode.currentIndexChanged.connect(self._update_dependent)
         self._update_dependent()
 
     def _toggle_advanced(self, on: bool) -> None:
@@ -173,15 +176,15 @@ class ConfigForm(QWidget):
             spin.valueChanged.connect(self.changed)
             return spin
         if base is float:
-            lo, hi, step, special = FLOAT_RANGES.get(f.name, (0.0, 1e6, 0.1, ""))
-            spin: QDoubleSpinBox = SciSpinBox() if f.name == "learning_rate" else QDoubleSpinBox()
+            f_lo, f_hi, step, special = FLOAT_RANGES.get(f.name, (0.0, 1e6, 0.1, ""))
+            float_spin: QDoubleSpinBox = SciSpinBox() if f.name == "learning_rate" else QDoubleSpinBox()
             if f.name != "learning_rate":
-                spin.setDecimals(3)
-                spin.setSingleStep(step)
-            spin.setRange(lo, hi)
-            spin.setSpecialValueText(special)
-            spin.valueChanged.connect(self.changed)
-            return spin
+                float_spin.setDecimals(3)
+                float_spin.setSingleStep(step)
+            float_spin.setRange(f_lo, f_hi)
+            float_spin.setSpecialValueText(special)
+            float_spin.valueChanged.connect(self.changed)
+            return float_spin
         if f.name == "backbone":
             return self._backbone_editor()
         edit = QLineEdit()
@@ -219,15 +222,19 @@ class ConfigForm(QWidget):
             self.backbone_edit.setText(folder)
 
     def _update_dependent(self) -> None:
-        mode = self.editors["mode"].currentData()
-        lora = self.editors["lora"]
+        mode_box, lora = self.editors["mode"], self.editors["lora"]
+        lr_spin, epochs_spin = self.editors["learning_rate"], self.editors["epochs"]
+        # the editors _make_editor made for a Literal, a bool, a float and an int field
+        assert isinstance(mode_box, QComboBox) and isinstance(lora, QCheckBox)
+        assert isinstance(lr_spin, QAbstractSpinBox) and isinstance(epochs_spin, QAbstractSpinBox)
+        mode = mode_box.currentData()
         lora.setEnabled(mode == "finetune")
         if mode != "finetune":
             with QSignalBlocker(lora):
                 lora.setChecked(False)
         defaults = TrainConfig(mode=mode, lora=mode == "finetune" and lora.isChecked())
-        self.editors["learning_rate"].setSpecialValueText(f"auto ({defaults.resolved_lr():g})")
-        self.editors["epochs"].setSpecialValueText(f"auto ({defaults.resolved_epochs()})")
+        lr_spin.setSpecialValueText(f"auto ({defaults.resolved_lr():g})")
+        epochs_spin.setSpecialValueText(f"auto ({defaults.resolved_epochs()})")
 
     # ------------------------------------------------------------------ values
     def values(self) -> dict[str, Any]:
@@ -249,6 +256,7 @@ class ConfigForm(QWidget):
             elif f.name == "backbone":
                 value = self.backbone_edit.text().strip() or MINILM
             else:
+                assert isinstance(editor, QLineEdit)  # every other field is a line edit
                 value = editor.text()
             out[f.name] = value
         return out
@@ -266,10 +274,13 @@ class ConfigForm(QWidget):
                     editor.setCurrentIndex(max(0, editor.findData(value)))
                 elif isinstance(editor, QCheckBox):
                     editor.setChecked(bool(value))
-                elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                elif isinstance(editor, QSpinBox):  # noqa: SIM114 - apart: setValue takes an int here, a float below
+                    editor.setValue(editor.minimum() if value is None else value)
+                elif isinstance(editor, QDoubleSpinBox):
                     editor.setValue(editor.minimum() if value is None else value)
                 elif f.name == "backbone":
                     self.backbone_edit.setText(str(value))
                 else:
+                    assert isinstance(editor, QLineEdit)  # every other field is a line edit
                     editor.setText(str(value))
         self._update_dependent()

@@ -9,6 +9,7 @@ Counts are read on the GUI thread (one cheap query); agreement, bias and disagre
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,11 @@ from workbench.ui.tasks import ProjectTask
 from workbench.ui.team_panel import VALUE_ROLE, AdjudicationDialog, AgreementPanel, bias_item
 
 if TYPE_CHECKING:
-    from workbench.core.store import Project
+    from workbench.core.store import ImportSummary, Project
+    from workbench.core.team import MergeSummary
+
+    #: what a ProjectTask runs: fn(project, progress=..., cancel=...)
+    TaskFunction = Callable[[Project, Callable[[int, int], None], Callable[[], bool]], object]
 
 FORMAT_LABELS = {
     "auto": "Detect automatically",
@@ -66,7 +71,7 @@ COLUMN_TIPS = {
 MODEL_KIND = "model"
 
 
-def _seconds(value) -> str:
+def _seconds(value: float | None) -> str:
     if value is None:
         return "—"
     value = float(value)
@@ -318,7 +323,7 @@ class DataView(QWidget):
         task.start()
         return task
 
-    def _on_team_stats(self, path, stats: dict) -> None:
+    def _on_team_stats(self, path: Path, stats: dict) -> None:
         if self.project is None or self.project.path != path:
             return
         self.team_stats = stats
@@ -326,7 +331,7 @@ class DataView(QWidget):
         self._fill_team_columns()
         self._update_adjudicate_button()
 
-    def _on_team_failed(self, path, message: str) -> None:
+    def _on_team_failed(self, path: Path, message: str) -> None:
         if self.project is not None and self.project.path == path:
             self.agreement_panel.note.setText(f"Could not compute agreement: {message}")
 
@@ -344,14 +349,17 @@ class DataView(QWidget):
         """Majority agreement and bias per annotator row, and a row for the latest model run."""
         stats = self.team_stats
         for r in range(self.table.rowCount() - 1, -1, -1):  # an old model row
-            if self.table.item(r, 1) is not None and self.table.item(r, 1).text() == MODEL_KIND:
+            kind = self.table.item(r, 1)
+            if kind is not None and kind.text() == MODEL_KIND:
                 self.table.removeRow(r)
         if stats is None:
             return
         majority = stats["agreement"]["majority_agreement"]
         bias = stats["bias"]["annotators"]
         for r in range(self.table.rowCount()):
-            name = self.table.item(r, 0).text()
+            name_item = self.table.item(r, 0)
+            assert name_item is not None  # every annotator row has its name (the model row went above)
+            name = name_item.text()
             entry = majority.get(name)
             item = QTableWidgetItem("—" if not entry or entry["agreement"] is None else
                                     f"{100 * entry['agreement']:.0f}% of {entry['items']:,}")
@@ -479,8 +487,8 @@ class DataView(QWidget):
         self.progress.setMaximum(max(1, total))
         self.progress.setValue(min(done, total))
 
-    def _on_imported(self, name: str, summary) -> None:
-        data = summary.as_dict() if hasattr(summary, "as_dict") else dict(summary or {})
+    def _on_imported(self, name: str, summary: ImportSummary) -> None:  # import_file's result
+        data = summary.as_dict()
         self.last_summary = data
         text = (
             f"Imported {name}: {data.get('comparisons_added', 0):,} comparisons, "
@@ -559,7 +567,7 @@ class DataView(QWidget):
             settings.set_value("data/last_dir", str(Path(paths[0]).parent))
             self.start_merge(paths)
 
-    def start_merge(self, paths) -> ProjectTask | None:
+    def start_merge(self, paths: Iterable[str | os.PathLike]) -> ProjectTask | None:
         """Merge the projects ``paths`` into the open one, in a worker thread, as one transaction."""
         if self.project is None or self.busy() or self._refuse_read_only():
             return None
@@ -584,8 +592,8 @@ class DataView(QWidget):
         task.start()
         return task
 
-    def _on_merged(self, summary) -> None:
-        data = summary.as_dict() if hasattr(summary, "as_dict") else dict(summary or {})
+    def _on_merged(self, summary: MergeSummary) -> None:  # merge_projects' result
+        data = summary.as_dict()
         self.last_merge = data
         n = len(data.get("sources", []))
         text = (f"Merged {n} project{'s' if n != 1 else ''}: {data.get('judgments_added', 0):,} judgments "
@@ -639,7 +647,7 @@ class DataView(QWidget):
         return self._start_export(lambda project, progress, cancel: export_judgments(project, path),
                                   path, "judgments")
 
-    def _start_export(self, work, path: str, what: str) -> ProjectTask | None:
+    def _start_export(self, work: TaskFunction, path: str, what: str) -> ProjectTask | None:
         if self.project is None or self.busy():
             return None
         settings.set_value("data/last_dir", str(Path(path).parent))
@@ -653,7 +661,7 @@ class DataView(QWidget):
         task.start()
         return task
 
-    def _on_exported(self, path: str, what: str, n) -> None:
+    def _on_exported(self, path: str, what: str, n: int | None) -> None:
         text = f"Wrote {int(n or 0):,} {what} to {path}."
         self._set_status(self.export_status, text)
         self.message.emit(text)

@@ -18,6 +18,7 @@ import pandas as pd
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     Qt,
     Signal,
@@ -49,7 +50,7 @@ class FrameModel(QAbstractTableModel):
 
     sorted = Signal(int, object)  # column, Qt.SortOrder
 
-    def __init__(self, columns: list[Column], parent=None):
+    def __init__(self, columns: list[Column], parent: QObject | None = None):
         super().__init__(parent)
         self.columns = columns
         self.frame = pd.DataFrame()
@@ -134,7 +135,7 @@ class FrameModel(QAbstractTableModel):
     def visible_positions(self) -> np.ndarray:
         return self._rows
 
-    def value(self, row: int, key: str):
+    def value(self, row: int, key: str) -> object:
         return self.frame[key].iat[self.frame_position(row)]
 
     # ------------------------------------------------------------------ Qt model

@@ -13,9 +13,11 @@ margin changed sign between the two runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
-from PySide6.QtCore import QItemSelectionModel, QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -67,7 +69,7 @@ def status_strings(frame: pd.DataFrame) -> np.ndarray:
     """What has happened to a pair since the run: excluded, flagged, label changed."""
     out = np.full(len(frame), "", dtype=object)
 
-    def add(mask: np.ndarray, text) -> None:
+    def add(mask: np.ndarray, text: str | np.ndarray) -> None:
         if not mask.any():
             return
         texts = text if isinstance(text, np.ndarray) else np.full(len(frame), text, dtype=object)
@@ -93,7 +95,9 @@ def flip_strings(flip: pd.Series, other: int | None) -> np.ndarray:
     return out
 
 
-def build_pairs_frame(project: Project, run_id: int, compare_run: int | None = None, progress=None, cancel=None) -> pd.DataFrame:
+def build_pairs_frame(project: Project, run_id: int, compare_run: int | None = None,
+                      progress: Callable[[int, int], None] | None = None,
+                      cancel: Callable[[], bool] | None = None) -> pd.DataFrame:
     """One row per labelled pair the run scored at its latest evaluation, with texts, labels and marks."""
     scores = project.pair_scores(run_id)
     scores = scores[scores["split"] != "unlabelled"].reset_index(drop=True)
@@ -313,8 +317,9 @@ class InspectView(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         sizes = settings.int_list("inspect/splitter")
-        ok = sizes is not None and len(sizes) == 2 and min(sizes) >= 200
-        split.setSizes(sizes if ok else [760, 480])
+        if sizes is None or len(sizes) != 2 or min(sizes) < 200:
+            sizes = [760, 480]
+        split.setSizes(sizes)
         self.splitter = split
         root.addWidget(split, 1)
 
@@ -645,7 +650,7 @@ class InspectView(QWidget):
     def selected_pair(self) -> int | None:
         return self.current_id
 
-    def _on_current_row(self, current, _previous) -> None:
+    def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self._show_detail(current.row() if current.isValid() else None)
 
     def _row_of_current(self) -> tuple[int, pd.Series] | None:
@@ -779,7 +784,7 @@ class InspectView(QWidget):
             self.message.emit(f"Pair #{cid} {'excluded from' if value else 'back in'} the next runs' training data.")
         self.labels_changed.emit()
 
-    def _update_row(self, pos: int, **changes) -> None:
+    def _update_row(self, pos: int, **changes: object) -> None:
         f = self.model.frame
         for key, value in changes.items():
             f.iat[pos, f.columns.get_loc(key)] = value

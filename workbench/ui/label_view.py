@@ -14,9 +14,11 @@ module owns the widgets, the keys and the rendering.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -41,6 +43,9 @@ from workbench.core.records import STRENGTHS, Comparison, Judgment, Text
 from workbench.ui import settings, style
 from workbench.ui.safe_text import SafeTextBrowser, build_diff_document, build_document, plain, tooltip, word_diff
 from workbench.ui.widgets import Card, ChoiceRow, KeyButton
+
+if TYPE_CHECKING:
+    from workbench.core.store import Project
 
 STRENGTH_LABELS = {1: "Negligibly", 2: "Slightly", 3: "Better", 4: "Much better  ⇧"}
 ORDER_LABELS = {
@@ -231,7 +236,7 @@ class RankPanel(QWidget):
             text = self._texts.get(rid)
             item.setText(f"{i + 1}.  {_preview(text) if text else ''}")
 
-    def _on_current_changed(self, current, _previous) -> None:
+    def _on_current_changed(self, current: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
         if current is None:
             return
         text = self._texts.get(current.data(Qt.ItemDataRole.UserRole))
@@ -382,15 +387,15 @@ class LabelView(QWidget):
         self.strength_group.setExclusive(True)
         self.strength_buttons: dict[int, QPushButton] = {}
         for level in (1, 2, 3, 4):
-            b = QPushButton(STRENGTH_LABELS[level])
-            b.setObjectName("Strength")
-            b.setCheckable(True)
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button = QPushButton(STRENGTH_LABELS[level])
+            button.setObjectName("Strength")
+            button.setCheckable(True)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             tip = f"{STRENGTHS[level].capitalize()} (Alt+{level})"
-            b.setToolTip(tip + ("; or hold Shift with 1 / 2 / ← / →" if level == 4 else ""))
-            self.strength_group.addButton(b, level)
-            self.strength_buttons[level] = b
-            row.addWidget(b)
+            button.setToolTip(tip + ("; or hold Shift with 1 / 2 / ← / →" if level == 4 else ""))
+            self.strength_group.addButton(button, level)
+            self.strength_buttons[level] = button
+            row.addWidget(button)
         row.addStretch(1)
         self.skip_button = KeyButton("Skip", "S", object_name="Secondary")
         self.note_button = KeyButton("Note", "N", object_name="Secondary")
@@ -462,7 +467,9 @@ class LabelView(QWidget):
         """One QAction per key; window-wide; handlers dispatch on the mode."""
         self.actions_by_name: dict[str, QAction] = {}
 
-        def make(name: str, text: str, keys: list[str], handler, checkable: bool = False) -> QAction:
+        # handler() for an action; handler(checked) for a checkable one
+        def make(name: str, text: str, keys: list[str], handler: Callable[..., object],
+                 checkable: bool = False) -> QAction:
             action = QAction(text, self)
             action.setShortcuts([QKeySequence(k) for k in keys])
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
@@ -514,7 +521,7 @@ class LabelView(QWidget):
         return self.actions_by_name
 
     # ------------------------------------------------------------------ project and annotator
-    def set_project(self, project) -> None:
+    def set_project(self, project: Project | None) -> None:
         self.session.set_project(project)
         self.rank_mode = False
         with QSignalBlocker(self.rank_button):
@@ -566,6 +573,7 @@ class LabelView(QWidget):
         with QSignalBlocker(self.order_combo):
             self.order_combo.clear()
             model = self.order_combo.model()
+            assert isinstance(model, QStandardItemModel)  # a QComboBox's own model
             for i, key in enumerate(orders):
                 self.order_combo.addItem(ORDER_LABELS[key], key)
                 enabled = key in available
@@ -581,6 +589,7 @@ class LabelView(QWidget):
 
     def model_orders_enabled(self) -> bool:
         model = self.order_combo.model()
+        assert isinstance(model, QStandardItemModel)  # a QComboBox's own model
         return all(model.item(self.order_combo.findData(k)).isEnabled() for k in MODEL_ORDERS)
 
     def _on_order_changed(self, index: int) -> None:
@@ -621,6 +630,7 @@ class LabelView(QWidget):
     def _show_current(self) -> None:
         """Render the session's current comparison, with its pending note, flag and strength."""
         comp, previous = self.current, self.previous
+        assert comp is not None  # the session has just shown (or kept) a comparison
         self.note_row.hide()
         self._response_count = self.project.response_count(comp.prompt_id)
         if self.rank_mode and self._response_count < 3:
@@ -635,6 +645,7 @@ class LabelView(QWidget):
 
     def _render(self) -> None:
         comp = self.current
+        assert comp is not None  # every caller has a current comparison
         font = style.reading_font(self.font())
         self.prompt_view.setDocument(build_document(comp.prompt, font, self.prompt_view))
         self._fit_prompt()
@@ -830,6 +841,7 @@ class LabelView(QWidget):
         self._update_enabled()
 
     def _fill_rank(self) -> None:
+        assert self.current is not None  # from _render
         responses = self.project.prompt_responses(self.current.prompt_id)
         first = list(self.session.side_ids())
         by_id = dict(responses)
@@ -928,8 +940,8 @@ class LabelView(QWidget):
             a[name].setEnabled(rank)
         for b in (self.left_button, self.right_button, self.tie_button, self.bad_button, self.skip_button):
             b.setEnabled(has_item and not self.rank_mode)
-        for b in self.strength_buttons.values():
-            b.setEnabled(has_item and not self.rank_mode)
+        for button in self.strength_buttons.values():
+            button.setEnabled(has_item and not self.rank_mode)
         self.note_button.setEnabled(has_item)
         self.flag_button.setEnabled(has_item)
         self.undo_button.setEnabled(self.project is not None)
@@ -943,8 +955,8 @@ class LabelView(QWidget):
             b.setVisible(not self.rank_mode)
         self.submit_rank_button.setVisible(self.rank_mode)
         self.strength_label.setVisible(not self.rank_mode)
-        for b in self.strength_buttons.values():
-            b.setVisible(not self.rank_mode)
+        for button in self.strength_buttons.values():
+            button.setVisible(not self.rank_mode)
         self.prompt_card.setVisible(has_item)
 
     def _update_progress(self) -> None:

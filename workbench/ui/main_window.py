@@ -40,7 +40,13 @@ from workbench.ui.safe_text import button_text, message_box, plain, tooltip, win
 from workbench.ui.start_page import StartPage
 
 if TYPE_CHECKING:
+    import socket
+
+    from PySide6.QtCore import QSocketNotifier
+
     from workbench.core.store import Project
+    from workbench.ui.inspect_view import InspectView
+    from workbench.ui.train_view import TrainView
 
 PROJECT_FILTER = "Preference Workbench projects (*.wbp);;All files (*)"
 
@@ -48,8 +54,10 @@ PROJECT_FILTER = "Preference Workbench projects (*.wbp);;All files (*)"
 class MainWindow(QMainWindow):
     project_changed = Signal(object)  # the open Project, or None
     annotator_changed = Signal(str)
+    #: the signal wake-up socket pair and its notifier, set by ``app.quit_on_signals`` (kept as long as the window)
+    _signal_wakeup: tuple[socket.socket, socket.socket, QSocketNotifier]
 
-    def __init__(self, annotator: str | None = None, parent=None):
+    def __init__(self, annotator: str | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Preference Workbench")
         self.setMinimumSize(960, 620)
@@ -94,7 +102,8 @@ class MainWindow(QMainWindow):
         self.label_view = LabelView()
         self.data_view = DataView()
         self._build_menus()
-        self.train_view = self.inspect_view = None
+        self.train_view: TrainView | None = None
+        self.inspect_view: InspectView | None = None
         self.add_view("Label", self.label_view)
         self.add_view("Data", self.data_view)
         self._build_status_bar()
@@ -149,22 +158,25 @@ class MainWindow(QMainWindow):
 
         if self.train_view is not None:
             return
-        self.train_view, self.inspect_view = TrainView(), InspectView()
-        self.add_view("Train", self.train_view)
-        self.add_view("Inspect", self.inspect_view)
-        self.train_view.pair_requested.connect(self.show_pair)
-        self.train_view.inspect_requested.connect(lambda run_id: self.show_pair(run_id, None))
-        self.train_view.run_ended.connect(lambda _run: self.inspect_view.runs_changed())
-        self.inspect_view.labels_changed.connect(self.label_view.refresh)
+        train_view, inspect_view = TrainView(), InspectView()
+        self.train_view, self.inspect_view = train_view, inspect_view
+        self.add_view("Train", train_view)
+        self.add_view("Inspect", inspect_view)
+        train_view.pair_requested.connect(self.show_pair)
+        train_view.inspect_requested.connect(lambda run_id: self.show_pair(run_id, None))
+        train_view.run_ended.connect(lambda _run: inspect_view.runs_changed())
+        inspect_view.labels_changed.connect(self.label_view.refresh)
         self._update_actions()
 
     def show_pair(self, run_id: int, comparison_id: int | None) -> None:
         """Switch to Inspect on a run (and select a pair of it)."""
-        self.show_view(self.stack.indexOf(self.inspect_view))
+        inspect_view = self.inspect_view
+        assert inspect_view is not None  # only the Train view asks, and install_training_views made both
+        self.show_view(self.stack.indexOf(inspect_view))
         if comparison_id is None:
-            self.inspect_view.show_run(run_id)
+            inspect_view.show_run(run_id)
         else:
-            self.inspect_view.show_pair(run_id, comparison_id)
+            inspect_view.show_pair(run_id, comparison_id)
 
     def _views_allow_close(self) -> bool:
         return all(widget.confirm_close() for _, widget in self.views if hasattr(widget, "confirm_close"))
@@ -244,21 +256,26 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         paths = settings.recent_projects()
         for path in paths:
-            self.recent_menu.addAction(path, lambda p=path: self.open_project(p))
+
+            def open_recent(p: str = path) -> bool:  # p bound now: each entry opens its own path
+                return self.open_project(p)
+
+            self.recent_menu.addAction(path, open_recent)
         if not paths:
             self.recent_menu.addAction("(none)").setEnabled(False)
 
     def _update_actions(self) -> None:
-        has = self.project is not None
+        project = self.project
+        has = project is not None
         for action in (self.import_action, self.export_pairs_action, self.export_log_action, self.close_action,
                        *self._view_actions):
             action.setEnabled(has)
-        writable = has and self.project.read_only is None
+        writable = project is not None and project.read_only is None
         for action in (self.import_action, *self._write_actions):
             action.setEnabled(writable)
-        if has and not writable:
+        if project is not None and not writable:
             self.read_only_banner.setText(
-                f"Read only: {self.project.read_only}. You can look, export and score, but labels, imports, "
+                f"Read only: {project.read_only}. You can look, export and score, but labels, imports, "
                 "merges and training runs are off. Copy the project somewhere writable to change it.")
         self.read_only_banner.setVisible(has and not writable)
 
@@ -367,14 +384,14 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "New project", start, PROJECT_FILTER)
         if not path:
             return
-        path = Path(path)
-        if path.suffix == "":
-            path = path.with_suffix(".wbp")
-        if path.exists():
-            self._warn("Cannot create the project", f"{path}: a file already exists there.",
+        target = Path(path)
+        if target.suffix == "":
+            target = target.with_suffix(".wbp")
+        if target.exists():
+            self._warn("Cannot create the project", f"{target}: a file already exists there.",
                        "Open it instead, or choose another name.")
             return
-        self.open_project(path, create=True)
+        self.open_project(target, create=True)
         if self.project is not None:
             self.show_view(self.stack.indexOf(self.data_view))
             self.show_message("New project created. Import a data file to start labelling.")
@@ -445,7 +462,9 @@ class MainWindow(QMainWindow):
             return
         if self.data_view.busy():  # an import stops at its next check; an export runs to its end
             self.data_view.cancel_import()
-            self.data_view.task.wait()
+            task = self.data_view.task
+            assert task is not None  # busy() is a task under way
+            task.wait()
         settings.set_value("window/geometry", QByteArray(self.saveGeometry()))
         settings.set_value("window/state", QByteArray(self.saveState()))
         self._save_layouts()

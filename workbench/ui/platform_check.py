@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 #: the Debian/Ubuntu package of each system library Qt 6's xcb plugin needs (packaging/README.md lists them too)
@@ -93,7 +93,8 @@ def qt_tries_xcb_first(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("DISPLAY"))
 
 
-def xcb_problem(environ: Mapping[str, str] | None = None, ldd=None) -> str | None:
+def xcb_problem(environ: Mapping[str, str] | None = None,
+                ldd: Callable[[Path], str | None] | None = None) -> str | None:
     """Why Qt's xcb plugin cannot load here (the libraries missing and the packages to install), or None.
 
     None too when Qt will not use xcb (Wayland, offscreen), when the plugin or ``ldd`` is not there, and on

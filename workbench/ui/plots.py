@@ -18,6 +18,7 @@ import math
 import textwrap
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -436,7 +437,7 @@ class TrainingPlots(QWidget):
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
         self._set_hover(self.pick(scene_pos))
 
-    def _on_mouse_clicked(self, event) -> None:
+    def _on_mouse_clicked(self, event: Any) -> None:  # pyqtgraph's MouseClickEvent (pyqtgraph has no types)
         if event.button() != Qt.MouseButton.LeftButton or event.double():
             return
         rank = self.pick(event.scenePos())

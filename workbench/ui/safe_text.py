@@ -17,7 +17,7 @@ import html
 import re
 
 from PySide6 import QtGui
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QObject, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -42,7 +42,7 @@ _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 class SafeDocument(QTextDocument):
     """A QTextDocument that loads no resource of any kind (QTextDocument's default reads local files)."""
 
-    def loadResource(self, type_: int, name: QUrl):  # noqa: N802 (Qt's name)
+    def loadResource(self, type_: int, name: QUrl | str) -> None:  # noqa: N802 (Qt's name)
         return None
 
 
@@ -65,7 +65,7 @@ class SafeTextBrowser(QTextBrowser):
         self.document().setDocumentMargin(14)
         self.resource_requests = 0  # for tests: how often something asked for a resource
 
-    def loadResource(self, type_: int, name: QUrl):  # noqa: N802
+    def loadResource(self, type_: int, name: QUrl | str) -> None:  # noqa: N802
         self.resource_requests += 1
         return None
 
@@ -250,7 +250,7 @@ def _polish(doc: QTextDocument, start: int = 0) -> None:
         cursor.insertText(f"[image not loaded: {name}]", placeholder)
 
 
-def _base_document(font: QFont, parent=None) -> SafeDocument:
+def _base_document(font: QFont, parent: QObject | None = None) -> SafeDocument:
     doc = SafeDocument(parent)
     doc.setDefaultFont(font)
     doc.setDocumentMargin(14)
@@ -258,7 +258,7 @@ def _base_document(font: QFont, parent=None) -> SafeDocument:
     return doc
 
 
-def build_document(text: Text | str, font: QFont, parent=None) -> SafeDocument:
+def build_document(text: Text | str, font: QFont, parent: QObject | None = None) -> SafeDocument:
     """A document for a prompt or response: Markdown, or one block per turn for a conversation."""
     if isinstance(text, str):
         text = Text(text)
@@ -359,7 +359,7 @@ def word_diff(left: str, right: str) -> tuple[list[tuple[str, bool]], list[tuple
     return runs(lt, l_diff), runs(rt, r_diff)
 
 
-def build_diff_document(runs: list[tuple[str, bool]], font: QFont, parent=None) -> SafeDocument:
+def build_diff_document(runs: list[tuple[str, bool]], font: QFont, parent: QObject | None = None) -> SafeDocument:
     """Plain text with the differing words highlighted (inserted as text: nothing is parsed)."""
     doc = _base_document(font, parent)
     cursor = QTextCursor(doc)

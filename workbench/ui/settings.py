@@ -38,7 +38,9 @@ def recent_projects() -> list[str]:
     value = settings().value("recent_projects", [])
     if isinstance(value, str):  # QSettings gives a lone string back for a one-item list
         value = [value]
-    return [str(v) for v in (value or []) if v]
+    if not isinstance(value, (list, tuple)):  # None (an empty list read back), or not ours
+        return []
+    return [str(v) for v in value if v]
 
 
 def add_recent_project(path: str | os.PathLike) -> None:
@@ -56,11 +58,11 @@ def remove_recent_project(path: str) -> None:
     s.sync()
 
 
-def value(key: str, default=None):
+def value(key: str, default: object = None) -> object:
     return settings().value(key, default)
 
 
-def set_value(key: str, data) -> None:
+def set_value(key: str, data: object) -> None:
     s = settings()
     s.setValue(key, data)
     s.sync()

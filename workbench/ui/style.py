@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QColor, QFont, QPalette
-from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory, QStyleHintReturn, QStyleOption, QWidget
 
 # Colours used by code as well as by the style sheet.
 WINDOW = "#f4f5f7"
@@ -102,7 +102,8 @@ QToolTip {{ background: {PANEL}; color: {TEXT}; border: 1px solid {BORDER}; padd
 class _QuietStyle(QProxyStyle):
     """Fusion without the stock icons on dialog buttons (a green tick on OK reads as noise)."""
 
-    def styleHint(self, hint, option=None, widget=None, return_data=None):  # noqa: N802
+    def styleHint(self, hint: QStyle.StyleHint, option: QStyleOption | None = None,  # noqa: N802
+                  widget: QWidget | None = None, return_data: QStyleHintReturn | None = None) -> int:
         if hint == QStyle.StyleHint.SH_DialogButtonBox_ButtonsHaveIcons:
             return 0
         return super().styleHint(hint, option, widget, return_data)
@@ -112,7 +113,8 @@ def apply(app: QApplication) -> None:
     """Fusion, a light palette and the style sheet; a readable default font."""
     quiet = _QuietStyle(QStyleFactory.create("Fusion"))
     app.setStyle(quiet)
-    app._workbench_style = quiet  # keep the Python wrapper alive as long as the application
+    # keep the Python wrapper alive as long as the application (a Python attribute on Qt's object)
+    setattr(app, "_workbench_style", quiet)  # noqa: B010
     pal = QPalette()
     pal.setColor(QPalette.ColorRole.Window, QColor(WINDOW))
     pal.setColor(QPalette.ColorRole.WindowText, QColor(TEXT))

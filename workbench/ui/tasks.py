@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import QObject, QThread, Signal
 
 
 class ProjectTask(QThread):
@@ -21,7 +21,8 @@ class ProjectTask(QThread):
     failed = Signal(str)  # a one-line message for the user
     cancelled = Signal()
 
-    def __init__(self, project_path: str | Path, fn: Callable[..., Any], description: str = "", parent=None):
+    def __init__(self, project_path: str | Path, fn: Callable[..., Any], description: str = "",
+                 parent: QObject | None = None):
         super().__init__(parent)
         self.project_path = Path(project_path)
         self.fn = fn

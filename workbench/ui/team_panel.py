@@ -8,7 +8,7 @@ this module only shows them. Names and texts from the project are shown as plain
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
@@ -214,9 +214,13 @@ class AgreementPanel(QGroupBox):
     def kappa(self, first: str, second: str) -> float | None:
         """The κ shown for a pair of annotators (either order), for tests."""
         for r in range(self.kappa_table.rowCount()):
-            names = {self.kappa_table.item(r, 0).text(), self.kappa_table.item(r, 1).text()}
+            one, other = self.kappa_table.item(r, 0), self.kappa_table.item(r, 1)
+            assert one is not None and other is not None  # show_report sets every cell of a row
+            names = {one.text(), other.text()}
             if names == {first, second}:
-                return self.kappa_table.item(r, 4).data(VALUE_ROLE)
+                value = self.kappa_table.item(r, 4)
+                assert value is not None
+                return value.data(VALUE_ROLE)
         raise KeyError(f"no κ row for {first} and {second}")
 
 
@@ -372,7 +376,7 @@ class AdjudicationDialog(QDialog):
         self.decide({"first": "a", "second": "b"}.get(key, key))
 
     def _build_actions(self) -> None:
-        def make(keys: list[str], handler) -> QAction:
+        def make(keys: list[str], handler: Callable[[], object]) -> QAction:
             action = QAction(self)
             action.setShortcuts([QKeySequence(k) for k in keys])
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)  # the dialog is its own window
@@ -389,7 +393,11 @@ class AdjudicationDialog(QDialog):
             make(["Ctrl+Z"], self.undo),
         ]
         for level in (1, 2, 3, 4):
-            self._actions.append(make([f"Alt+{level}"], lambda level=level: self.strength_buttons[level].setChecked(True)))
+
+            def check_strength(level: int = level) -> None:  # level bound now: one action per strength
+                self.strength_buttons[level].setChecked(True)
+
+            self._actions.append(make([f"Alt+{level}"], check_strength))
 
     # ------------------------------------------------------------------ the queue
     def reload(self, select: int | None = None) -> None:
@@ -427,7 +435,7 @@ class AdjudicationDialog(QDialog):
         self.status_label.setText(
             f"{len(self.queue):,} to settle · {self.decisions:,} decided here. The decision is what training "
             "uses for the comparison; the annotators' labels stay as they are.")
-        if not has:
+        if cid is None:  # not has
             self.empty_label.setText("No disagreements left to settle.\nEvery comparison the annotators disagree "
                                      "on has an adjudicated label.")
             return

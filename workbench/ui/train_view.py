@@ -276,7 +276,7 @@ class TrainView(QWidget):
         stop = box.addButton("Stop and save a checkpoint", QMessageBox.ButtonRole.AcceptRole)
         box.addButton("Cancel", QMessageBox.ButtonRole.RejectRole)
         box.setDefaultButton(stop)
-        self.close_question = box
+        self.close_question: QMessageBox | None = box
         box.exec()
         self.close_question = None
         if box.clickedButton() is not stop:
@@ -336,6 +336,7 @@ class TrainView(QWidget):
     def toggle_pause(self) -> None:
         if not self.busy():
             return
+        assert self.run is not None  # busy()
         if self.run.paused:
             self.run.resume()
             self.phase_label.setText(PHASES.get(self._phase, "Training"))
@@ -347,6 +348,7 @@ class TrainView(QWidget):
     def stop(self) -> None:
         if not self.busy():
             return
+        assert self.run is not None  # busy()
         self.run.cancel()
         self.phase_label.setText("Stopping at the next step…")
         self.stop_button.setEnabled(False)
@@ -362,7 +364,8 @@ class TrainView(QWidget):
         dialog.setWindowTitle("Stopping")
         dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
         dialog.setMinimumDuration(300)
-        self.stop_dialog = dialog
+        self.stop_dialog: QProgressDialog | None = dialog
+        assert self.run is not None  # busy()
         self.run.wait()
         dialog.close()
         self.stop_dialog = None
@@ -592,7 +595,9 @@ class TrainView(QWidget):
 
     def select_run(self, run_id: int, show: bool = True) -> None:
         for r in range(self.runs_table.rowCount()):
-            if self.runs_table.item(r, 0).data(Qt.ItemDataRole.UserRole) == run_id:
+            item = self.runs_table.item(r, 0)
+            assert item is not None  # refresh_runs sets every cell
+            if item.data(Qt.ItemDataRole.UserRole) == run_id:
                 with QSignalBlocker(self.runs_table):
                     self.runs_table.selectRow(r)
                 break
@@ -633,6 +638,7 @@ class TrainView(QWidget):
         self.metrics_label.setText("" if acc is None else f"validation accuracy {acc:.3f}")
 
     def _load_history(self, run_id: int) -> None:
+        assert self.project is not None  # both callers checked
         metrics = self.project.run_metrics(run_id)
         steps = metrics[metrics["split"] == "train_step"]
         wide = steps.pivot_table(index="step", columns="name", values="value", aggfunc="last")
@@ -654,7 +660,7 @@ class TrainView(QWidget):
         self.form.setEnabled(not busy)
         self.pause_button.setEnabled(busy)
         self.stop_button.setEnabled(busy)
-        self.pause_button.setText("Resume" if busy and self.run.paused else "Pause")
+        self.pause_button.setText("Resume" if busy and self.run is not None and self.run.paused else "Pause")
         run_id = self.selected_run_id()
         status = None
         if run_id is not None and self.project is not None:

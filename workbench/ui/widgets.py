@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+W = TypeVar("W", bound=QWidget)
 
 
 class KeyHint(QLabel):
     """A key shown as a small badge, e.g. ``1 · ←``."""
 
-    def __init__(self, keys: str, parent=None):
+    def __init__(self, keys: str, parent: QWidget | None = None):
         super().__init__(keys, parent)
         self.setObjectName("KeyHint")
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
@@ -19,7 +23,7 @@ class KeyHint(QLabel):
 class KeyButton(QPushButton):
     """A push button that shows its keyboard shortcut as a badge beside its label."""
 
-    def __init__(self, text: str, keys: str = "", parent=None, object_name: str = "Choice"):
+    def __init__(self, text: str, keys: str = "", parent: QWidget | None = None, object_name: str = "Choice"):
         super().__init__(parent)
         self.setObjectName(object_name)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -46,7 +50,9 @@ class KeyButton(QPushButton):
         return self.label.text()
 
     def sizeHint(self) -> QSize:  # noqa: N802
-        hint = self.layout().sizeHint()
+        layout = self.layout()
+        assert layout is not None  # the QHBoxLayout made in __init__
+        hint = layout.sizeHint()
         return QSize(hint.width() + 8, max(hint.height() + 6, 36))
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
@@ -122,6 +128,6 @@ class Card(QFrame):
         self.body.setContentsMargins(0, 0, 0, 0)
         outer.addLayout(self.body, 1)
 
-    def set_body(self, widget: QWidget) -> QWidget:
+    def set_body(self, widget: W) -> W:
         self.body.addWidget(widget)
         return widget

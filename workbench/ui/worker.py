@@ -22,6 +22,7 @@ run ends and the GUI keeps working.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import (
     QCoreApplication,
@@ -62,7 +63,9 @@ class TrainWorker(QObject):
     resumed = Signal(object)  # Resumed
     finished = Signal(object)  # Finished: the run ended (finished or cancelled)
     failed = Signal(object)  # Failed: the run could not go on
-    event = Signal(object)  # every event, after its own signal
+    # every event, after its own signal. The name shadows QObject.event (Qt's C++ dispatch is unaffected: a
+    # queued call still arrives); kept for its subscribers (tests, benchmarks).
+    event = Signal(object)  # type: ignore[assignment]
     done = Signal()  # ``run`` returned; nothing more comes
 
     def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None,
@@ -76,7 +79,7 @@ class TrainWorker(QObject):
         self.trainer_factory = trainer_factory or process.TrainerProcess
         self.control = RunControl(resume_run)
         #: what the factory built, while the run is on (diagnostics: a TrainerProcess's ``pid``)
-        self.trainer = None
+        self.trainer: object | None = None
         self._signals = {
             RunStarted: self.run_started, PhaseProgress: self.progress, StepMetrics: self.step,
             Evaluation: self.evaluated, CheckpointSaved: self.checkpoint_saved, Paused: self.paused,
@@ -98,7 +101,7 @@ class TrainWorker(QObject):
         self.control.cancel()
 
     # ------------------------------------------------------------------ the run (worker thread)
-    def _build_trainer(self, *args, **kwargs):
+    def _build_trainer(self, *args: Any, **kwargs: Any) -> Any:  # a TrainerFactory (Callable[..., Any])
         self.trainer = self.trainer_factory(*args, **kwargs)
         return self.trainer
 
@@ -111,7 +114,8 @@ class TrainWorker(QObject):
                 self._signals[type(ev)].emit(ev)
                 self.event.emit(ev)
         finally:
-            events.close()  # a run left mid-way keeps a resumable checkpoint
+            # a run left mid-way keeps a resumable checkpoint (run_to_events is a generator, annotated Iterator)
+            events.close()  # type: ignore[attr-defined]
             self.trainer = None  # the model, optimizer and data go now, not when the worker does
             app = QCoreApplication.instance()
             if app is not None:  # back to the GUI thread, so that Python may delete it there
@@ -124,24 +128,25 @@ class TrainingRun(QObject):
 
     ended = Signal()  # the thread has finished; the run is over
 
-    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, parent=None,
+    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None,
+                 parent: QObject | None = None,
                  trainer_factory: TrainerFactory | None = None):
         super().__init__(parent)
-        self.thread = QThread()
-        self.thread.setObjectName("workbench-training")
+        self.worker_thread = QThread()  # not self.thread: that is QObject.thread()
+        self.worker_thread.setObjectName("workbench-training")
         self.worker = TrainWorker(project_path, config, resume_run, trainer_factory)
-        self.worker.moveToThread(self.thread)
-        self.thread.started.connect(self.worker.run)
+        self.worker.moveToThread(self.worker_thread)
+        self.worker_thread.started.connect(self.worker.run)
         # Direct: quit from the worker thread itself, so that a GUI thread blocked in wait() is released.
-        self.worker.done.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
-        self.thread.finished.connect(self._on_thread_finished)
+        self.worker.done.connect(self.worker_thread.quit, Qt.ConnectionType.DirectConnection)
+        self.worker_thread.finished.connect(self._on_thread_finished)
         self._running = False
         self.paused = False
         self.cancelling = False
 
     def start(self) -> None:
         self._running = True
-        self.thread.start()
+        self.worker_thread.start()
 
     def is_running(self) -> bool:
         return self._running
