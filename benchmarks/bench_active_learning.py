@@ -152,8 +152,11 @@ def simulate(strategy: str, seed: int, records, oracle, embeddings: Path, work: 
         truth = comparison_truth(project, oracle)
         frame = project.comparisons_frame()
         prompts = dict(zip(frame["comparison_id"].tolist(), frame["prompt"]))
-        val_ids = {cid for cid, prompt in prompts.items()
-                   if stable_unit_hash(first_human_turn({"prompt": prompt}), seed=0) < args.val_fraction}
+        val_ids = {
+            cid
+            for cid, prompt in prompts.items()
+            if stable_unit_hash(first_human_turn({"prompt": prompt}), seed=0) < args.val_fraction
+        }
         exclude = sorted(val_ids)
         pool = len(truth) - len(val_ids)
         labelled = 0
@@ -172,27 +175,42 @@ def simulate(strategy: str, seed: int, records, oracle, embeddings: Path, work: 
             train_s.append(seconds)
             acc = val_accuracy(project, run_id, val_ids, truth)
             points.append((labelled, acc))
-            print(f"  {strategy:9s} seed {seed}  {labelled:5d} labels  val accuracy {acc:.3f}  "
-                  f"({seconds:.1f} s training)", flush=True)
+            print(
+                f"  {strategy:9s} seed {seed}  {labelled:5d} labels  val accuracy {acc:.3f}  "
+                f"({seconds:.1f} s training)",
+                flush=True,
+            )
         if strategy == "random" and args.full_pool:
             while (cid := project.next_comparison(ANNOTATOR, "random", exclude=exclude)) is not None:
                 project.record_judgment(cid, ANNOTATOR, truth[cid])
                 labelled += 1
             run_id, seconds = train_head(path, seed, args.epochs)
             full_pool = (labelled, val_accuracy(project, run_id, val_ids, truth))
-            print(f"  {strategy:9s} seed {seed}  {labelled:5d} labels (the whole pool)  val accuracy "
-                  f"{full_pool[1]:.3f}", flush=True)
+            print(
+                f"  {strategy:9s} seed {seed}  {labelled:5d} labels (the whole pool)  val accuracy {full_pool[1]:.3f}",
+                flush=True,
+            )
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         shutil.rmtree(path.with_name(path.name + ".checkpoints"), ignore_errors=True)
-    return {"points": points, "val_pairs": len(val_ids), "pool": pool, "train_s": train_s,
-            "label_s": t_label, "full_pool": full_pool}
+    return {
+        "points": points,
+        "val_pairs": len(val_ids),
+        "pool": pool,
+        "train_s": train_s,
+        "label_s": t_label,
+        "full_pool": full_pool,
+    }
 
 
 def summarise(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def plot(results: dict, labels: list[int], full_pool: list[tuple[int, float]], out: Path, meta: dict) -> None:
@@ -207,20 +225,46 @@ def plot(results: dict, labels: list[int], full_pool: list[tuple[int, float]], o
     for strategy in STRATEGIES:
         runs = results[strategy]
         for run in runs:  # each seed, thin
-            ax.plot([n for n, _ in run["points"]], [a for _, a in run["points"]], color=colours[strategy],
-                    alpha=0.25, linewidth=0.9)
+            ax.plot(
+                [n for n, _ in run["points"]],
+                [a for _, a in run["points"]],
+                color=colours[strategy],
+                alpha=0.25,
+                linewidth=0.9,
+            )
         means = [statistics.fmean(run["points"][i][1] for run in runs) for i in range(len(labels))]
-        ax.plot(labels, means, color=colours[strategy], linewidth=2.2, marker="o", markersize=3.5,
-                label=f"{names[strategy]} (mean of {len(runs)} seeds)")
-    diffs = [statistics.fmean(u["points"][i][1] - r["points"][i][1]
-                              for u, r in zip(results["uncertain"], results["random"])) for i in range(len(labels))]
-    ax.text(0.02, 0.97, f"uncertain − random, mean over seeds: {min(diffs):+.3f} to {max(diffs):+.3f}\n"
-                        f"thin lines: single seeds; one accuracy's binomial SE ≈ {meta['se']:.3f}",
-            transform=ax.transAxes, fontsize=8, va="top", color="#5f6771")
+        ax.plot(
+            labels,
+            means,
+            color=colours[strategy],
+            linewidth=2.2,
+            marker="o",
+            markersize=3.5,
+            label=f"{names[strategy]} (mean of {len(runs)} seeds)",
+        )
+    diffs = [
+        statistics.fmean(u["points"][i][1] - r["points"][i][1] for u, r in zip(results["uncertain"], results["random"]))
+        for i in range(len(labels))
+    ]
+    ax.text(
+        0.02,
+        0.97,
+        f"uncertain − random, mean over seeds: {min(diffs):+.3f} to {max(diffs):+.3f}\n"
+        f"thin lines: single seeds; one accuracy's binomial SE ≈ {meta['se']:.3f}",
+        transform=ax.transAxes,
+        fontsize=8,
+        va="top",
+        color="#5f6771",
+    )
     if full_pool:
         mean_full = statistics.fmean(a for _, a in full_pool)
-        ax.axhline(mean_full, color="#c27c0e", linestyle="--", linewidth=1.2,
-                   label=f"all {full_pool[0][0]:,} pool labels (mean)")
+        ax.axhline(
+            mean_full,
+            color="#c27c0e",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"all {full_pool[0][0]:,} pool labels (mean)",
+        )
     ax.axhline(0.5, color="#a3a9b1", linewidth=0.8)
     ax.set_xlabel("labels")
     ax.set_ylabel(f"accuracy on {meta['val_pairs']} held-out pairs")
@@ -241,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--val-fraction", type=float, default=0.25, help="share of first human turns held out")
     parser.add_argument("--epochs", type=int, default=None, help="head epochs (default: the trainer's, 20)")
-    parser.add_argument("--no-full-pool", dest="full_pool", action="store_false",
-                        help="skip the reference run on every pool label")
+    parser.add_argument(
+        "--no-full-pool", dest="full_pool", action="store_false", help="skip the reference run on every pool label"
+    )
     parser.add_argument("--plot", default=str(ROOT / "docs" / "active-learning.png"))
     parser.add_argument("--workdir", default=None, help="keep the projects here (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep each simulation's project")
@@ -269,10 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     plot(results, labels, full_pool, Path(args.plot), meta)
 
     print()
-    print(f"held-out pairs {meta['val_pairs']}, pool {meta['pool']:,}, seeds {args.seeds}, "
-          f"retrained every {args.step} labels")
-    print(f"{'labels':>7}  {'random mean (sd) [min-max]':>30}  {'uncertain mean (sd) [min-max]':>30}  "
-          f"{'paired diff (sd)':>16}  {'seeds uncertain better':>22}")
+    print(
+        f"held-out pairs {meta['val_pairs']}, pool {meta['pool']:,}, seeds {args.seeds}, "
+        f"retrained every {args.step} labels"
+    )
+    print(
+        f"{'labels':>7}  {'random mean (sd) [min-max]':>30}  {'uncertain mean (sd) [min-max]':>30}  "
+        f"{'paired diff (sd)':>16}  {'seeds uncertain better':>22}"
+    )
     table = {}
     for i, n in enumerate(labels):
         row = {}
@@ -285,29 +334,46 @@ def main(argv: list[str] | None = None) -> int:
         table[n] = row
         cell = lambda s: f"{s['mean']:.3f} ({s['sd']:.3f}) [{s['min']:.3f}-{s['max']:.3f}]"  # noqa: E731
         paired = f"{row['diff_mean']:+.3f} ({row['diff_sd']:.3f})"
-        print(f"{n:>7}  {cell(row['random']):>30}  {cell(row['uncertain']):>30}  {paired:>16}  "
-              f"{row['uncertain_better']:>16} of {len(diffs)}")
+        print(
+            f"{n:>7}  {cell(row['random']):>30}  {cell(row['uncertain']):>30}  {paired:>16}  "
+            f"{row['uncertain_better']:>16} of {len(diffs)}"
+        )
     if full_pool:
         accs = [a for _, a in full_pool]
-        print(f"all {full_pool[0][0]:,} pool labels: {statistics.fmean(accs):.3f} "
-              f"(sd {statistics.stdev(accs) if len(accs) > 1 else 0:.3f})")
+        print(
+            f"all {full_pool[0][0]:,} pool labels: {statistics.fmean(accs):.3f} "
+            f"(sd {statistics.stdev(accs) if len(accs) > 1 else 0:.3f})"
+        )
     print(f"binomial standard error of one accuracy on {meta['val_pairs']} pairs near 0.57: {meta['se']:.3f}")
     train_s = [s for runs in results.values() for run in runs for s in run["train_s"]]
-    print(f"plot: {args.plot}; {len(train_s)} runs, median {statistics.median(train_s):.1f} s each; "
-          f"total {time.perf_counter() - t_start:.0f} s")
+    print(
+        f"plot: {args.plot}; {len(train_s)} runs, median {statistics.median(train_s):.1f} s each; "
+        f"total {time.perf_counter() - t_start:.0f} s"
+    )
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     out = {
         "benchmark": "active_learning",
-        "data": str(args.data), "pairs": len(records), "val_pairs": meta["val_pairs"], "pool": meta["pool"],
-        "step": args.step, "seeds": args.seeds, "labels": labels,
-        "accuracy": {s: {"mean": [round(table[n][s]["mean"], 4) for n in labels],
-                         "sd": [round(table[n][s]["sd"], 4) for n in labels],
-                         "per_seed": [[round(a, 4) for _, a in run["points"]] for run in results[s]]}
-                     for s in STRATEGIES},
+        "data": str(args.data),
+        "pairs": len(records),
+        "val_pairs": meta["val_pairs"],
+        "pool": meta["pool"],
+        "step": args.step,
+        "seeds": args.seeds,
+        "labels": labels,
+        "accuracy": {
+            s: {
+                "mean": [round(table[n][s]["mean"], 4) for n in labels],
+                "sd": [round(table[n][s]["sd"], 4) for n in labels],
+                "per_seed": [[round(a, 4) for _, a in run["points"]] for run in results[s]],
+            }
+            for s in STRATEGIES
+        },
         "uncertain_minus_random": [round(table[n]["diff_mean"], 4) for n in labels],
         "uncertain_minus_random_sd": [round(table[n]["diff_sd"], 4) for n in labels],
-        "full_pool": {"labels": full_pool[0][0], "accuracy": [round(a, 4) for _, a in full_pool]} if full_pool else None,
+        "full_pool": {"labels": full_pool[0][0], "accuracy": [round(a, 4) for _, a in full_pool]}
+        if full_pool
+        else None,
         "median_train_s": round(statistics.median(train_s), 2),
         "total_s": round(time.perf_counter() - t_start, 1),
         "plot": str(args.plot),

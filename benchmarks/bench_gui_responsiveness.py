@@ -75,15 +75,24 @@ def build_head_project(path: Path, n: int) -> str:
 
     rng = np.random.default_rng(0)
     with Project.create(path) as p:
-        p.add_records([PairRecord(Text(f"Prompt {i % (n // 4)}: say something useful about item {i % 97}."),
-                                  Text(f"A good and helpful answer number {i}."),
-                                  Text(f"A bad answer number {i}, off topic."), choice="ab"[i % 2])
-                       for i in range(n)], source="synthetic.jsonl")
+        p.add_records(
+            [
+                PairRecord(
+                    Text(f"Prompt {i % (n // 4)}: say something useful about item {i % 97}."),
+                    Text(f"A good and helpful answer number {i}."),
+                    Text(f"A bad answer number {i}, off topic."),
+                    choice="ab"[i % 2],
+                )
+                for i in range(n)
+            ],
+            source="synthetic.jsonl",
+        )
         pairs = data.pairs_from_frame(p.training_pairs())
         model_path = bundled_minilm_path()
         encoder = PairEncoder(load_tokenizer(model_path), 256)
-        texts = {encoder.text(pr, r)[0] for pr, c, rj in zip(pairs.prompts, pairs.chosen, pairs.rejected)
-                 for r in (c, rj)}
+        texts = {
+            encoder.text(pr, r)[0] for pr, c, rj in zip(pairs.prompts, pairs.chosen, pairs.rejected) for r in (c, rj)
+        }
         key = data.embedding_key(model_path, "first_token", 256)
         p.store_embeddings(key, {data.text_hash(t): rng.standard_normal(384).astype(np.float32) for t in texts})
     return key
@@ -100,9 +109,14 @@ def build_small_project(path: Path, n_pairs: int) -> None:
         topic = " ".join(rng.choice(words, 4))
         good, bad = f"An excellent answer about {topic}.", f"A plain answer about {topic}."
         a_wins = bool(rng.random() < 0.5)
-        recs.append(PairRecord(Text(f"Question {i // 2}: tell me about the {topic}."),
-                               Text(good if a_wins else bad), Text(bad if a_wins else good),
-                               choice="a" if a_wins else "b"))
+        recs.append(
+            PairRecord(
+                Text(f"Question {i // 2}: tell me about the {topic}."),
+                Text(good if a_wins else bad),
+                Text(bad if a_wins else good),
+                choice="a" if a_wins else "b",
+            )
+        )
     with Project.create(path) as p:
         p.add_records(recs, source="synthetic.jsonl")
 
@@ -114,8 +128,15 @@ def build_tiny_bert(out: Path) -> str:
     from workbench.training.model import bundled_minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_minilm_path(), local_files_only=True)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -143,10 +164,15 @@ class Ticker:
         self.timer.stop()
         self.times.append(time.perf_counter())
         gaps = np.diff(np.asarray(self.times)) * 1000.0
-        return {"ticks": len(gaps), "p50_ms": round(float(np.percentile(gaps, 50)), 2),
-                "p99_ms": round(float(np.percentile(gaps, 99)), 2), "max_ms": round(float(gaps.max()), 2),
-                "over_20ms": int((gaps > 20).sum()), "over_50ms": int((gaps > 50).sum()),
-                "duration_s": round(float(self.times[-1] - self.times[0]), 2)}
+        return {
+            "ticks": len(gaps),
+            "p50_ms": round(float(np.percentile(gaps, 50)), 2),
+            "p99_ms": round(float(np.percentile(gaps, 99)), 2),
+            "max_ms": round(float(gaps.max()), 2),
+            "over_20ms": int((gaps > 20).sum()),
+            "over_50ms": int((gaps > 50).sum()),
+            "duration_s": round(float(self.times[-1] - self.times[0]), 2),
+        }
 
 
 class GcLog:
@@ -178,8 +204,9 @@ def explain(times: list[float], events: list[tuple[float, str]], limit_ms: float
         a, b = t[i], t[i + 1]
         evs = [n for (when, n) in events if a <= when <= b]
         gcs = [f"gen{g} {ms:.0f} ms" for (when, ms, g) in (GC_LOG.runs if GC_LOG else []) if a <= when <= b and ms > 5]
-        out.append(f"  {gaps[i]:.0f} ms gap at {a - t[0]:.2f} s; events {evs[:6]}{'…' if len(evs) > 6 else ''}; "
-                   f"gc {gcs}")
+        out.append(
+            f"  {gaps[i]:.0f} ms gap at {a - t[0]:.2f} s; events {evs[:6]}{'…' if len(evs) > 6 else ''}; gc {gcs}"
+        )
     return out
 
 
@@ -212,8 +239,9 @@ def run_training(app, window, path: Path, config, timeout_s: float) -> tuple[dic
     events: list = []
     stamps: list[tuple[float, str]] = []  # when each event reached the GUI thread
     view.run_starting.connect(lambda run: run.worker.event.connect(events.append))
-    view.run_starting.connect(lambda run: run.worker.event.connect(
-        lambda ev: stamps.append((time.perf_counter(), type(ev).__name__))))
+    view.run_starting.connect(
+        lambda run: run.worker.event.connect(lambda ev: stamps.append((time.perf_counter(), type(ev).__name__)))
+    )
     ticker = Ticker()
     profile = None
     if PROFILE:  # what the GUI thread spends its time on during the run
@@ -238,10 +266,18 @@ def run_training(app, window, path: Path, config, timeout_s: float) -> tuple[dic
     if type(last).__name__ != "Finished":
         raise RuntimeError(f"the run did not finish: {last}")
     s = last.summary
-    info = {"run_s": round(time.perf_counter() - t0, 2), "steps": s.get("steps"), "n_train": s.get("n_train"),
-            "n_val": s.get("n_val"), "val_accuracy": s.get("val_accuracy"), "train_s": s.get("train_s"),
-            "embedded_texts": s.get("embedded_texts"), "cached_texts": s.get("cached_texts"),
-            "plot_refreshes": view.plots.refreshes, "events": len(events)}
+    info = {
+        "run_s": round(time.perf_counter() - t0, 2),
+        "steps": s.get("steps"),
+        "n_train": s.get("n_train"),
+        "n_val": s.get("n_val"),
+        "val_accuracy": s.get("val_accuracy"),
+        "train_s": s.get("train_s"),
+        "embedded_texts": s.get("embedded_texts"),
+        "cached_texts": s.get("cached_texts"),
+        "plot_refreshes": view.plots.refreshes,
+        "events": len(events),
+    }
     window.close_project()
     return stats, info
 
@@ -292,10 +328,16 @@ def margin_refresh_rate(app, window, path: Path, n: int, rounds: int = 40) -> di
         viewport.repaint()
     redraw = (time.perf_counter() - t0) / rounds
     assert plots.isVisible()
-    out = {"margins": n, "curve_points": len(plots.margin_curve.xData), "scatter_points": len(plots.wrong_points.data),
-           "plot_px": [plots.width(), plots.height()],
-           "full_update_ms": round(full * 1000, 1), "margin_refresh_per_s": round(1 / full, 1),
-           "redraw_ms": round(redraw * 1000, 1), "redraw_per_s": round(1 / redraw, 1)}
+    out = {
+        "margins": n,
+        "curve_points": len(plots.margin_curve.xData),
+        "scatter_points": len(plots.wrong_points.data),
+        "plot_px": [plots.width(), plots.height()],
+        "full_update_ms": round(full * 1000, 1),
+        "margin_refresh_per_s": round(1 / full, 1),
+        "redraw_ms": round(redraw * 1000, 1),
+        "redraw_per_s": round(1 / redraw, 1),
+    }
     window.close_project()
     return out
 
@@ -312,8 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margins", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=None, help="a folder for the projects (default: a temp dir)")
     parser.add_argument("--profile", action="store_true", help="print where the GUI thread spent each run")
-    parser.add_argument("--explain-ms", type=float, default=EXPLAIN_MS,
-                        help="list the gaps longer than this, with the events and collections inside them")
+    parser.add_argument(
+        "--explain-ms",
+        type=float,
+        default=EXPLAIN_MS,
+        help="list the gaps longer than this, with the events and collections inside them",
+    )
     args = parser.parse_args(argv)
     EXPLAIN_MS, PROFILE = args.explain_ms, args.profile
     GC_LOG = GcLog()
@@ -339,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     wait_for(app, lambda: process.wait_ready(0), 120)
     freeze_startup_objects()
     warm_stats = ticker.stop()
-    print(f"start-up (the training process imports torch beside the opening window): {json.dumps(warm_stats)}",
-          flush=True)
+    print(
+        f"start-up (the training process imports torch beside the opening window): {json.dumps(warm_stats)}", flush=True
+    )
 
     results: dict = {"platform": os.environ.get("QT_QPA_PLATFORM"), "tick_ms": TICK_MS, "warm_up": warm_stats}
 
@@ -350,14 +397,22 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(out / "head.wbp.checkpoints", ignore_errors=True)
     t = time.perf_counter()
     common.run_isolated(build_head_project, head_path, args.pairs)  # torch stays out of this (the GUI) process
-    print(f"built the {args.pairs:,}-pair project with random cached MiniLM embeddings in "
-          f"{time.perf_counter() - t:.1f} s", flush=True)
+    print(
+        f"built the {args.pairs:,}-pair project with random cached MiniLM embeddings in "
+        f"{time.perf_counter() - t:.1f} s",
+        flush=True,
+    )
     results["idle"] = idle_baseline(app, window, head_path)
     print(f"idle (Train view shown, no run): {json.dumps(results['idle'])}", flush=True)
-    stats, info = run_training(app, window, head_path, TrainConfig(mode="head", epochs=args.head_epochs),
-                               timeout_s=1200)
-    results["head"] = {**stats, **info, "backbone": "bundled MiniLM",
-                       "embeddings": "random vectors pre-filled in the project's cache under the trainer's key"}
+    stats, info = run_training(
+        app, window, head_path, TrainConfig(mode="head", epochs=args.head_epochs), timeout_s=1200
+    )
+    results["head"] = {
+        **stats,
+        **info,
+        "backbone": "bundled MiniLM",
+        "embeddings": "random vectors pre-filled in the project's cache under the trainer's key",
+    }
     print(f"(a) head mode, {args.pairs:,} pairs: {json.dumps(results['head'])}", flush=True)
 
     if args.finetune_model != "none":
@@ -366,13 +421,19 @@ def main(argv: list[str] | None = None) -> int:
             ft_path.unlink()
         shutil.rmtree(out / "finetune.wbp.checkpoints", ignore_errors=True)
         build_small_project(ft_path, args.finetune_pairs)
-        backbone = ("minilm" if args.finetune_model == "minilm"
-                    else common.run_isolated(build_tiny_bert, out / "tiny_bert"))
-        config = TrainConfig(mode="finetune", backbone=backbone, epochs=args.finetune_epochs, batch_size=8,
-                             max_length=128)
+        backbone = (
+            "minilm" if args.finetune_model == "minilm" else common.run_isolated(build_tiny_bert, out / "tiny_bert")
+        )
+        config = TrainConfig(
+            mode="finetune", backbone=backbone, epochs=args.finetune_epochs, batch_size=8, max_length=128
+        )
         stats, info = run_training(app, window, ft_path, config, timeout_s=1800)
-        results["finetune"] = {**stats, **info, "model": "bundled MiniLM (all weights)" if backbone == "minilm"
-                               else "tiny 2-layer BERT", "pairs": args.finetune_pairs}
+        results["finetune"] = {
+            **stats,
+            **info,
+            "model": "bundled MiniLM (all weights)" if backbone == "minilm" else "tiny 2-layer BERT",
+            "pairs": args.finetune_pairs,
+        }
         print(f"(b) fine-tune: {json.dumps(results['finetune'])}", flush=True)
 
     results["margin_plots"] = margin_refresh_rate(app, window, head_path, args.margins)
@@ -380,8 +441,10 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = [results[k] for k in ("head", "finetune") if k in results]
     results["targets"] = TARGETS
-    results["pass"] = bool(all(r["p99_ms"] <= TARGETS["p99_ms"] and r["max_ms"] <= TARGETS["max_ms"] for r in runs)
-                           and results["margin_plots"]["margin_refresh_per_s"] >= TARGETS["margin_refresh_per_s"])
+    results["pass"] = bool(
+        all(r["p99_ms"] <= TARGETS["p99_ms"] and r["max_ms"] <= TARGETS["max_ms"] for r in runs)
+        and results["margin_plots"]["margin_refresh_per_s"] >= TARGETS["margin_refresh_per_s"]
+    )
     window.close()
     print(json.dumps(results))
     return 0

@@ -30,8 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WORDS = ("the model answer should explain why this works and when it fails because users ask about data "
-         "training reward preference pairs label quality code python function return value error").split()
+WORDS = (
+    "the model answer should explain why this works and when it fails because users ask about data "
+    "training reward preference pairs label quality code python function return value error"
+).split()
 
 
 def paragraph(rng: random.Random, n: int) -> str:
@@ -56,8 +58,11 @@ def build_project(path: Path, n: int) -> None:
     rng = random.Random(0)
     t = time.perf_counter()
     records = (
-        PairRecord(prompt=Text(f"Question {i}: " + paragraph(rng, rng.randint(8, 40))),
-                   response_a=Text(response(rng, i, "A")), response_b=Text(response(rng, i, "B")))
+        PairRecord(
+            prompt=Text(f"Question {i}: " + paragraph(rng, rng.randint(8, 40))),
+            response_a=Text(response(rng, i, "A")),
+            response_b=Text(response(rng, i, "B")),
+        )
         for i in range(n)
     )
     with Project.create(path, seed=1) as project:
@@ -121,10 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     view.right_view.painted.connect(lambda: painted.add("right"))
     want = {"prompt", "left", "right"}
 
-    keys = [(Qt.Key.Key_1, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_2, Qt.KeyboardModifier.NoModifier),
-            (Qt.Key.Key_Left, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_Right, Qt.KeyboardModifier.NoModifier),
-            (Qt.Key.Key_Equal, Qt.KeyboardModifier.NoModifier), (Qt.Key.Key_0, Qt.KeyboardModifier.NoModifier),
-            (Qt.Key.Key_1, Qt.KeyboardModifier.ShiftModifier)]
+    keys = [
+        (Qt.Key.Key_1, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_2, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_Left, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_Right, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_Equal, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_0, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_1, Qt.KeyboardModifier.ShiftModifier),
+    ]
     rng = random.Random(1)
     times: list[float] = []
     project = window.project
@@ -160,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         "platform": QApplication.platformName(),
         "window": f"{width}x{height}",
     }
-    print(f"key -> next comparison painted over {len(times)} judgments: p50 {result['p50_ms']} ms, "
-          f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms")
+    print(
+        f"key -> next comparison painted over {len(times)} judgments: p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms"
+    )
     print(json.dumps(result))
     return 0
 

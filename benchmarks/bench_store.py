@@ -58,11 +58,13 @@ def synthetic_pairs(n: int, seed: int) -> pd.DataFrame:
         return [f"{tag}{i} " + " ".join(row) for i, row in enumerate(vocab[idx])]
 
     prompts = texts(n // 2, 25, "prompt ")
-    return pd.DataFrame({
-        "prompt": [prompts[i // 2] for i in range(n)],
-        "chosen": texts(n, 40, "chosen "),
-        "rejected": texts(n, 40, "rejected "),
-    })
+    return pd.DataFrame(
+        {
+            "prompt": [prompts[i // 2] for i in range(n)],
+            "chosen": texts(n, 40, "chosen "),
+            "rejected": texts(n, 40, "rejected "),
+        }
+    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -71,8 +73,12 @@ def pct(values: list[float], q: float) -> float:
 
 def ms(seconds: list[float]) -> dict[str, float]:
     v = [s * 1000.0 for s in seconds]
-    return {"mean": round(float(np.mean(v)), 3), "p50": round(pct(v, 50), 3), "p99": round(pct(v, 99), 3),
-            "max": round(max(v), 3)}
+    return {
+        "mean": round(float(np.mean(v)), 3),
+        "p50": round(pct(v, 50), 3),
+        "p99": round(pct(v, 99), 3),
+        "max": round(max(v), 3),
+    }
 
 
 def fsync_probe(work: Path, n: int = 200) -> dict[str, float]:
@@ -100,8 +106,7 @@ def do_import(project: Project, path: Path) -> tuple[float, str, dict]:
     t0 = time.perf_counter()
     df = pd.read_json(path, lines=True)
     records = [
-        PairRecord(Text(p), Text(c), Text(r), choice="a")
-        for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"])
+        PairRecord(Text(p), Text(c), Text(r), choice="a") for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"])
     ]
     summary = project.add_records(records, source=path.name)
     elapsed = time.perf_counter() - t0
@@ -126,8 +131,9 @@ def do_export(project: Project, path: Path) -> tuple[float, str, int]:
     return elapsed, "Project.training_pairs + DataFrame.to_json (formats.export_pairs not present yet)", len(df)
 
 
-def judge_loop(project: Project, annotator: str, count: int, order: str, rng: random.Random,
-               time_next: bool = True) -> tuple[list[float], list[float]]:
+def judge_loop(
+    project: Project, annotator: str, count: int, order: str, rng: random.Random, time_next: bool = True
+) -> tuple[list[float], list[float]]:
     """Label ``count`` comparisons as an annotator would: ask for the next, answer it, repeat."""
     next_times, judge_times = [], []
     for _ in range(count):
@@ -157,9 +163,15 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(dir=args.dir)
     work = Path(tmp.name)
     rng = random.Random(0)
-    out: dict = {"pairs": args.pairs, "judgments": args.judgments, "sqlite": sqlite3.sqlite_version,
-                 "python": platform.python_version(), "synchronous": store_module.SYNCHRONOUS,
-                 "targets": TARGETS, "load_before": round(os.getloadavg()[0], 2)}
+    out: dict = {
+        "pairs": args.pairs,
+        "judgments": args.judgments,
+        "sqlite": sqlite3.sqlite_version,
+        "python": platform.python_version(),
+        "synchronous": store_module.SYNCHRONOUS,
+        "targets": TARGETS,
+        "load_before": round(os.getloadavg()[0], 2),
+    }
 
     data = work / "pairs.jsonl"
     df = synthetic_pairs(args.pairs, seed=0)
@@ -220,17 +232,20 @@ def main() -> None:
     nprng = np.random.default_rng(1)
     with closing(sqlite3.connect(project.path)) as conn:  # our own connection: the store keeps its private
         ids = [r[0] for r in conn.execute("SELECT id FROM comparisons")]
-    project.add_pair_scores(run, 1, zip(ids, ["train"] * len(ids), ["a"] * len(ids),
-                                        nprng.normal(size=len(ids)).tolist(), [0.0] * len(ids)))
+    project.add_pair_scores(
+        run, 1, zip(ids, ["train"] * len(ids), ["a"] * len(ids), nprng.normal(size=len(ids)).tolist(), [0.0] * len(ids))
+    )
     project.annotator_id("ivan")
     t0 = time.perf_counter()
     project.next_comparison("ivan", "uncertain")
     out["next_uncertain_cold_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     nexts, _ = judge_loop(project, "ivan", 2_000, "uncertain", rng)
     out["next_uncertain_ms"] = ms(nexts)
-    print(f"next_comparison 'uncertain' on {len(ids):,} scored pairs: first call {out['next_uncertain_cold_ms']} ms "
-          f"(reads and sorts the scores once per evaluation), then x{len(nexts):,} between judgments: "
-          f"{out['next_uncertain_ms']}")
+    print(
+        f"next_comparison 'uncertain' on {len(ids):,} scored pairs: first call {out['next_uncertain_cold_ms']} ms "
+        f"(reads and sorts the scores once per evaluation), then x{len(nexts):,} between judgments: "
+        f"{out['next_uncertain_ms']}"
+    )
 
     # Two app windows on one project (two connections, two annotators), taking turns as people would:
     # each one's commits are the other's "another connection wrote" case.
@@ -263,9 +278,11 @@ def main() -> None:
     out[f"judgment_ms_{store_module.SYNCHRONOUS.lower()}_same_phase"] = ms(judges)
     # FULL fsyncs the WAL at each commit (a judgment survives a power cut once recorded); NORMAL only at
     # checkpoints (it survives a killed app, not a power cut). See SYNCHRONOUS in workbench/core/store.py.
-    print(f"baseline record_judgment x{args.baseline_judgments:,}: synchronous={other} "
-          f"{out[f'judgment_ms_{other.lower()}']}; synchronous={store_module.SYNCHRONOUS} "
-          f"{out[f'judgment_ms_{store_module.SYNCHRONOUS.lower()}_same_phase']}")
+    print(
+        f"baseline record_judgment x{args.baseline_judgments:,}: synchronous={other} "
+        f"{out[f'judgment_ms_{other.lower()}']}; synchronous={store_module.SYNCHRONOUS} "
+        f"{out[f'judgment_ms_{store_module.SYNCHRONOUS.lower()}_same_phase']}"
+    )
     out["fsync_after_ms"] = fsync_probe(work)
     print(f"fsync of a small file, after the judgments: {out['fsync_after_ms']}")
     out["integrity"] = project.integrity_check()
@@ -282,24 +299,35 @@ def main() -> None:
     }
     out["targets_met"] = met
     print()
-    print(f"1-minute load average: {out['load_before']} before, {out['load_after']} after (about 1 real core; "
-          "other work on the machine shows up in the p99 figures, fsync-bound ones most)")
+    print(
+        f"1-minute load average: {out['load_before']} before, {out['load_after']} after (about 1 real core; "
+        "other work on the machine shows up in the p99 figures, fsync-bound ones most)"
+    )
     print("| Store operation (100k comparisons) | Measured | Target |")
     print("|---|---|---|")
     print(f"| Import {args.pairs:,} explicit pairs (JSONL, {size_mb:.0f} MB) | {out['import_s']:.2f} s | ≤ 5 s |")
     print(f"| Export them (TRL JSONL) | {out['export_s']:.2f} s | ≤ 3 s |")
-    print(f"| Record a judgment (synchronous={store_module.SYNCHRONOUS}), mean / p99 | "
-          f"{out['judgment_ms']['mean']:.2f} / {out['judgment_ms']['p99']:.2f} ms | p99 ≤ 5 ms |")
-    print(f"| Next comparison, p99 (new / random / prompt) | {out['next_new_ms']['p99']:.2f} / "
-          f"{out['next_random_ms']['p99']:.2f} / {out['next_prompt_ms']['p99']:.2f} ms | ≤ 2 ms |")
+    print(
+        f"| Record a judgment (synchronous={store_module.SYNCHRONOUS}), mean / p99 | "
+        f"{out['judgment_ms']['mean']:.2f} / {out['judgment_ms']['p99']:.2f} ms | p99 ≤ 5 ms |"
+    )
+    print(
+        f"| Next comparison, p99 (new / random / prompt) | {out['next_new_ms']['p99']:.2f} / "
+        f"{out['next_random_ms']['p99']:.2f} / {out['next_prompt_ms']['p99']:.2f} ms | ≤ 2 ms |"
+    )
     print(f"| Next comparison, p99, model-uncertain order | {out['next_uncertain_ms']['p99']:.2f} ms | ≤ 2 ms |")
-    print(f"| Next comparison, p99, two app windows taking turns | {out['next_two_windows_ms']['p99']:.2f} ms "
-          "| ≤ 2 ms |")
-    print(f"| Next comparison, first call of a connection (new / uncertain) | {out['next_cold_ms']:.0f} / "
-          f"{out['next_uncertain_cold_ms']:.0f} ms | — |")
+    print(
+        f"| Next comparison, p99, two app windows taking turns | {out['next_two_windows_ms']['p99']:.2f} ms | ≤ 2 ms |"
+    )
+    print(
+        f"| Next comparison, first call of a connection (new / uncertain) | {out['next_cold_ms']:.0f} / "
+        f"{out['next_uncertain_cold_ms']:.0f} ms | — |"
+    )
     print(f"| Undo | {out['undo_mean_ms']:.2f} ms | — |")
-    print(f"| (disk) one fsync, p50 before / after | {out['fsync_before_ms']['p50']:.2f} / "
-          f"{out['fsync_after_ms']['p50']:.2f} ms | — |")
+    print(
+        f"| (disk) one fsync, p50 before / after | {out['fsync_before_ms']['p50']:.2f} / "
+        f"{out['fsync_after_ms']['p50']:.2f} ms | — |"
+    )
     print(json.dumps(out))
     tmp.cleanup()
 

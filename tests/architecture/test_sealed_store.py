@@ -37,8 +37,12 @@ def sql_uses(source: str) -> list[str]:
             found.append(f"{where}: .{node.attr}(...)")
         elif isinstance(node, ast.Attribute) and node.attr in CONNECTIONS:
             found.append(f"{where}: the store's connection .{node.attr}")
-        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sqlite3"
-              and not node.attr.endswith("Error")):
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "sqlite3"
+            and not node.attr.endswith("Error")
+        ):
             found.append(f"{where}: sqlite3.{node.attr}")
         elif isinstance(node, ast.ImportFrom) and node.module == "sqlite3":
             found.append(f"{where}: from sqlite3 import ...")
@@ -55,18 +59,20 @@ def test_the_scan_finds_what_it_forbids():
     """Each kind of leak is caught, and ordinary text and error handling are not."""
     leaks = [
         'rows = project.conn.execute("SELECT id FROM comparisons").fetchall()',
-        'project._conn.executemany(q, rows)',
+        "project._conn.executemany(q, rows)",
         'q = "INSERT OR REPLACE INTO judgments VALUES (?)"',
         'q = "UPDATE runs SET status = ?"',
         'q = "DELETE FROM pair_scores"',
-        'import pandas as pd\ndf = pd.read_sql_query(q, c)',
-        'import sqlite3\nc = sqlite3.connect(path)',
-        'from sqlite3 import connect',
+        "import pandas as pd\ndf = pd.read_sql_query(q, c)",
+        "import sqlite3\nc = sqlite3.connect(path)",
+        "from sqlite3 import connect",
     ]
     for source in leaks:
         assert sql_uses(source), source
-    clean = ('import sqlite3\ntry:\n    project.record_judgment(1, "me", "a")\nexcept sqlite3.Error as exc:\n'
-             '    msg = f"Select a file from the list ({exc})"\n'
-             'label = "Delete the selected run? Update from the latest checkpoint."')
+    clean = (
+        'import sqlite3\ntry:\n    project.record_judgment(1, "me", "a")\nexcept sqlite3.Error as exc:\n'
+        '    msg = f"Select a file from the list ({exc})"\n'
+        'label = "Delete the selected run? Update from the latest checkpoint."'
+    )
     assert sql_uses(clean) == []
     assert len(OUTSIDE_CORE) > 10 and ROOT / "cli.py" in OUTSIDE_CORE

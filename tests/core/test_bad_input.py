@@ -35,9 +35,13 @@ def snapshot(project) -> str:
     """Everything a user can see of the project's content, as text (NaN != NaN defeats comparing frames
     as dicts)."""
     return json.dumps(
-        [project.statistics(), project.judgment_log().to_json(orient="split"),
-         project.comparisons_frame().to_json(orient="split")],
-        sort_keys=True, default=str,
+        [
+            project.statistics(),
+            project.judgment_log().to_json(orient="split"),
+            project.comparisons_frame().to_json(orient="split"),
+        ],
+        sort_keys=True,
+        default=str,
     )
 
 
@@ -64,8 +68,9 @@ def rejects(project, path, *parts, format="auto"):
 
 def jsonl(tmp_path, *lines, name="data.jsonl"):
     path = tmp_path / name
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines), encoding="utf-8"
+    )
     return path
 
 
@@ -86,21 +91,36 @@ def test_missing_column_in_one_row(tmp_path, filled):
 
 def test_misnamed_column_fits_no_shape(tmp_path, filled):
     path = jsonl(tmp_path, {"prompt": "p", "choosen": "c", "rejected": "r"})
-    err = rejects(filled, path, 'field "choosen"', 'found fields "prompt", "choosen", "rejected"',
-                  "expected explicit (prompt, chosen, rejected)", "unlabeled (prompt with response_a",
-                  'did you mean "chosen" for "choosen"?')
+    err = rejects(
+        filled,
+        path,
+        'field "choosen"',
+        'found fields "prompt", "choosen", "rejected"',
+        "expected explicit (prompt, chosen, rejected)",
+        "unlabeled (prompt with response_a",
+        'did you mean "chosen" for "choosen"?',
+    )
     assert err.field == "choosen"
 
 
 def test_file_with_unrelated_columns(tmp_path, filled):
-    rejects(filled, jsonl(tmp_path, {"question": "q", "answer": "a"}), 'found fields "question", "answer"',
-            "expected explicit")
+    rejects(
+        filled,
+        jsonl(tmp_path, {"question": "q", "answer": "a"}),
+        'found fields "question", "answer"',
+        "expected explicit",
+    )
 
 
 @pytest.mark.parametrize(
     "value, got",
-    [(42, "got int"), (None, "got null"), ({"text": "4"}, 'got an object (keys "text")'), (True, "got a boolean"),
-     (4.5, "got float")],
+    [
+        (42, "got int"),
+        (None, "got null"),
+        ({"text": "4"}, 'got an object (keys "text")'),
+        (True, "got a boolean"),
+        (4.5, "got float"),
+    ],
 )
 def test_wrong_type_where_text_is_expected(tmp_path, filled, value, got):
     path = jsonl(tmp_path, GOOD, GOOD, {**GOOD, "chosen": value})
@@ -188,8 +208,13 @@ def test_messages_over_the_limit(tmp_path, filled):
 
 def test_parquet_struct_where_text_is_expected(tmp_path, filled):
     path = tmp_path / "nested.parquet"
-    pd.DataFrame({"prompt": ["p1", "p2"], "chosen": [{"text": "a", "score": 1}, {"text": "b", "score": 2}],
-                  "rejected": ["r1", "r2"]}).to_parquet(path)
+    pd.DataFrame(
+        {
+            "prompt": ["p1", "p2"],
+            "chosen": [{"text": "a", "score": 1}, {"text": "b", "score": 2}],
+            "rejected": ["r1", "r2"],
+        }
+    ).to_parquet(path)
     rejects(filled, path, 'row 1, field "chosen": expected a string or a list of messages, got an object')
 
 
@@ -252,8 +277,11 @@ def test_bad_annotator(tmp_path, filled):
 
 
 def test_transcript_without_assistant_turn(tmp_path, filled):
-    path = jsonl(tmp_path, {"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "\n\nHuman: hi\n\nAssistant: no"},
-                 {"chosen": "Human: hi there", "rejected": "\n\nHuman: hi\n\nAssistant: no"})
+    path = jsonl(
+        tmp_path,
+        {"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "\n\nHuman: hi\n\nAssistant: no"},
+        {"chosen": "Human: hi there", "rejected": "\n\nHuman: hi\n\nAssistant: no"},
+    )
     rejects(filled, path, 'line 2, field "chosen": no "\\n\\nAssistant:" turn')
 
 
@@ -263,8 +291,11 @@ def test_transcripts_without_a_shared_prompt(tmp_path, filled):
 
 
 def test_too_few_responses(tmp_path, filled):
-    rejects(filled, jsonl(tmp_path, {"prompt": "p", "responses": ["only one"]}),
-            'line 1, field "responses": expected at least 2 responses')
+    rejects(
+        filled,
+        jsonl(tmp_path, {"prompt": "p", "responses": ["only one"]}),
+        'line 1, field "responses": expected at least 2 responses',
+    )
 
 
 def test_error_on_the_last_line_writes_nothing(tmp_path, filled):
@@ -294,45 +325,64 @@ def lone(template: str) -> str:
     return template.replace("@", SURROGATE)
 
 
-@pytest.mark.parametrize("line, field", [
-    (lone('{"prompt": @, "chosen": "a", "rejected": "b"}'), "prompt"),
-    ('{"prompt": "p", "chosen": "a", "rejected": "b\\udfff"}', "rejected"),
-    (lone('{"prompt": "p", "chosen": "a", "rejected": "b", @: 1}'), "\\ud800"),
-    (lone('{"prompt": "p", "chosen": "a", "rejected": "b", "annotator": @}'), "annotator"),
-    (lone('{"prompt": "p", "chosen": "a", "rejected": "b", "meta": {"k": [1, {"x": @}]}}'), "meta"),
-    (lone('{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": @}], '
-          '"rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "n"}]}'), "chosen"),
-    (lone('{"prompt": "p", "responses": ["a", @]}'), "responses"),
-])
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        (lone('{"prompt": @, "chosen": "a", "rejected": "b"}'), "prompt"),
+        ('{"prompt": "p", "chosen": "a", "rejected": "b\\udfff"}', "rejected"),
+        (lone('{"prompt": "p", "chosen": "a", "rejected": "b", @: 1}'), "\\ud800"),
+        (lone('{"prompt": "p", "chosen": "a", "rejected": "b", "annotator": @}'), "annotator"),
+        (lone('{"prompt": "p", "chosen": "a", "rejected": "b", "meta": {"k": [1, {"x": @}]}}'), "meta"),
+        (
+            lone(
+                '{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": @}], '
+                '"rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "n"}]}'
+            ),
+            "chosen",
+        ),
+        (lone('{"prompt": "p", "responses": ["a", @]}'), "responses"),
+    ],
+)
 def test_lone_surrogate_anywhere(tmp_path, filled, line, field):
     path = raw(tmp_path, json.dumps(GOOD) + "\n" + line + "\n")
     rejects(filled, path, f'line 2, field "{field}": holds a lone surrogate escape')
 
 
 def test_lone_surrogate_in_a_json_list_and_a_csv_cell(tmp_path, filled):
-    rejects(filled, raw(tmp_path, lone('[{"prompt": "p", "chosen": "a", "rejected": @}]'), "d.json"),
-            'row 1, field "rejected": holds a lone surrogate')
+    rejects(
+        filled,
+        raw(tmp_path, lone('[{"prompt": "p", "chosen": "a", "rejected": @}]'), "d.json"),
+        'row 1, field "rejected": holds a lone surrogate',
+    )
     cell = '"[{""role"": ""user"", ""content"": ""\\udc80""}]"'
-    rejects(filled, raw(tmp_path, f"prompt,chosen,rejected\np,a,b\n{cell},a,b\n", "d.csv"),
-            'row 2, field "prompt": holds a lone surrogate')
+    rejects(
+        filled,
+        raw(tmp_path, f"prompt,chosen,rejected\np,a,b\n{cell},a,b\n", "d.csv"),
+        'row 2, field "prompt": holds a lone surrogate',
+    )
 
 
 def test_a_surrogate_pair_is_text(tmp_path, project):
     path = raw(tmp_path, '{"prompt": "\\ud83d\\ude00", "chosen": "a", "rejected": "b\\\\ud800"}\n')
     import_file(project, path)
-    assert project.comparisons_frame()["prompt"].tolist() == ["\U0001F600"]
+    assert project.comparisons_frame()["prompt"].tolist() == ["\U0001f600"]
 
 
-@pytest.mark.parametrize("line, field", [
-    ('{"prompt": "p", "chosen": "a", "rejected": "b", "prompt": "q"}', "prompt"),
-    ('{"prompt": "p", "chosen": [{"role": "assistant", "role": "user", "content": "x"}], "rejected": "b"}', "role"),
-])
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        ('{"prompt": "p", "chosen": "a", "rejected": "b", "prompt": "q"}', "prompt"),
+        ('{"prompt": "p", "chosen": [{"role": "assistant", "role": "user", "content": "x"}], "rejected": "b"}', "role"),
+    ],
+)
 def test_duplicate_json_key(tmp_path, filled, line, field):
     rejects(filled, raw(tmp_path, line + "\n"), f'line 1, field "{field}": this key appears twice')
     rejects(filled, raw(tmp_path, f"[{line}]", "d.json"), f'field "{field}": this key appears twice')
 
 
-@pytest.mark.parametrize("name, header", [("d.csv", "prompt,chosen,rejected,chosen"), ("d.tsv", "prompt\tchosen\trejected\tprompt")])
+@pytest.mark.parametrize(
+    "name, header", [("d.csv", "prompt,chosen,rejected,chosen"), ("d.tsv", "prompt\tchosen\trejected\tprompt")]
+)
 def test_duplicate_csv_column(tmp_path, filled, name, header):
     sep = "\t" if name.endswith("tsv") else ","
     path = raw(tmp_path, header + "\n" + sep.join("pabc") + "\n", name)
@@ -352,8 +402,11 @@ def test_margin_that_is_not_a_finite_number(tmp_path, filled, value):
 
 
 def test_margin_nan_in_csv_and_parquet(tmp_path, filled):
-    rejects(filled, raw(tmp_path, "prompt,chosen,rejected,margin\np,a,b,nan\n", "d.csv"),
-            'row 1, field "margin": expected a finite number')
+    rejects(
+        filled,
+        raw(tmp_path, "prompt,chosen,rejected,margin\np,a,b,nan\n", "d.csv"),
+        'row 1, field "margin": expected a finite number',
+    )
     path = tmp_path / "inf.parquet"
     pd.DataFrame({**{k: [v] for k, v in GOOD.items()}, "margin": [float("inf")]}).to_parquet(path)
     rejects(filled, path, 'row 1, field "margin": expected a finite number, got inf')
@@ -375,21 +428,34 @@ def test_number_too_long_to_convert(tmp_path, filled):
 
 
 def test_deep_nesting(tmp_path, filled):
-    rejects(filled, raw(tmp_path, json.dumps(GOOD)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
-            "line 1: not valid JSON")
+    rejects(
+        filled,
+        raw(tmp_path, json.dumps(GOOD)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+        "line 1: not valid JSON",
+    )
 
 
 @pytest.mark.parametrize("field", ["prompt", "chosen", "rejected"])
 def test_empty_text(tmp_path, filled, field):
-    rejects(filled, jsonl(tmp_path, GOOD, {**GOOD, field: ""}), f'line 2, field "{field}": expected a text, got an empty string')
+    rejects(
+        filled,
+        jsonl(tmp_path, GOOD, {**GOOD, field: ""}),
+        f'line 2, field "{field}": expected a text, got an empty string',
+    )
 
 
 def test_strings_and_lists_swapped(tmp_path, filled):
     rejects(filled, jsonl(tmp_path, {"prompt": "p", "responses": "a, b"}), 'field "responses": expected a list')
-    rejects(filled, jsonl(tmp_path, {"chosen": ["\n\nHuman: q\n\nAssistant: a"], "rejected": "x"}),
-            'field "chosen": expected a string or a list of {role, content} messages; item 1 is a string')
-    rejects(filled, jsonl(tmp_path, {**GOOD, "chosen": {"role": "assistant", "content": "x"}}),
-            'field "chosen": expected a string or a list of messages, got an object')
+    rejects(
+        filled,
+        jsonl(tmp_path, {"chosen": ["\n\nHuman: q\n\nAssistant: a"], "rejected": "x"}),
+        'field "chosen": expected a string or a list of {role, content} messages; item 1 is a string',
+    )
+    rejects(
+        filled,
+        jsonl(tmp_path, {**GOOD, "chosen": {"role": "assistant", "content": "x"}}),
+        'field "chosen": expected a string or a list of messages, got an object',
+    )
     rejects(filled, jsonl(tmp_path, {**GOOD, "annotator": ["alice"]}), 'field "annotator": expected an annotator name')
 
 
@@ -416,15 +482,22 @@ def test_symlink_to_a_fifo(tmp_path, filled):
     rejects(filled, link, "is a named pipe (FIFO)")
 
 
-@pytest.mark.parametrize("name, content, part", [
-    ("t.jsonl.gz", gzip.compress(b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n' * 50)[:-12], "damaged gzip"),
-    ("t.jsonl.gz", b"\x1f\x8b\x08\x00garbage", "damaged gzip"),
-    ("t.jsonl.gz", b"plain text, not gzip\n", "not valid JSON"),
-    ("t.jsonl", b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n\x00\x00\x00\n', "not valid JSON"),
-    ("t.csv", b"prompt,chosen,rejected\np,a,b\n\xff\xfe,a,b\n", "not UTF-8"),
-    ("t.jsonl", b'{"prompt": "caf\xc3\xa9", "chosen": "a", "rejected": "b"}\n{"prompt": "caf\xe9"}\n', "line 2: not UTF-8"),
-    ("t.jsonl", b"\xef\xbb\xbf\xef\xbb\xbf{}", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "name, content, part",
+    [
+        ("t.jsonl.gz", gzip.compress(b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n' * 50)[:-12], "damaged gzip"),
+        ("t.jsonl.gz", b"\x1f\x8b\x08\x00garbage", "damaged gzip"),
+        ("t.jsonl.gz", b"plain text, not gzip\n", "not valid JSON"),
+        ("t.jsonl", b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n\x00\x00\x00\n', "not valid JSON"),
+        ("t.csv", b"prompt,chosen,rejected\np,a,b\n\xff\xfe,a,b\n", "not UTF-8"),
+        (
+            "t.jsonl",
+            b'{"prompt": "caf\xc3\xa9", "chosen": "a", "rejected": "b"}\n{"prompt": "caf\xe9"}\n',
+            "line 2: not UTF-8",
+        ),
+        ("t.jsonl", b"\xef\xbb\xbf\xef\xbb\xbf{}", "not valid JSON"),
+    ],
+)
 def test_damaged_bytes(tmp_path, filled, name, content, part):
     rejects(filled, raw(tmp_path, content, name), part)
 
@@ -437,13 +510,16 @@ def test_bom_and_crlf_are_fine(tmp_path, project):
     assert sorted(frame["prompt"]) == ["p0", "p1", "p2", "q"] and set(frame["response_b"]) == {"5", "b"}
 
 
-@pytest.mark.parametrize("frame", [
-    {"prompt": [[["a"]]], "chosen": ["c"], "rejected": ["r"]},
-    {"prompt": [{"k": [1, 2]}], "chosen": ["c"], "rejected": ["r"]},
-    {"prompt": [b"\x00\xff"], "chosen": ["c"], "rejected": ["r"]},
-    {"prompt": ["p"], "chosen": [[{"role": "assistant", "content": None}]], "rejected": ["r"]},
-    {"prompt": ["p"], "chosen": [1.5], "rejected": ["r"]},
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"prompt": [[["a"]]], "chosen": ["c"], "rejected": ["r"]},
+        {"prompt": [{"k": [1, 2]}], "chosen": ["c"], "rejected": ["r"]},
+        {"prompt": [b"\x00\xff"], "chosen": ["c"], "rejected": ["r"]},
+        {"prompt": ["p"], "chosen": [[{"role": "assistant", "content": None}]], "rejected": ["r"]},
+        {"prompt": ["p"], "chosen": [1.5], "rejected": ["r"]},
+    ],
+)
 def test_parquet_with_odd_types(tmp_path, filled, frame):
     path = tmp_path / "odd.parquet"
     pd.DataFrame(frame).to_parquet(path)
@@ -452,8 +528,15 @@ def test_parquet_with_odd_types(tmp_path, filled, frame):
 
 def test_parquet_odd_metadata_is_kept(tmp_path, project):
     path = tmp_path / "meta.parquet"
-    df = pd.DataFrame({**{k: [v] for k, v in GOOD.items()}, "when": pd.to_datetime(["2024-01-02"]),
-                       "tags": [["x", "y"]], "extra": [{"a": 1}], "blob": [b"\x00\xff"]})
+    df = pd.DataFrame(
+        {
+            **{k: [v] for k, v in GOOD.items()},
+            "when": pd.to_datetime(["2024-01-02"]),
+            "tags": [["x", "y"]],
+            "extra": [{"a": 1}],
+            "blob": [b"\x00\xff"],
+        }
+    )
     df.to_parquet(path)
     assert import_file(project, path).comparisons_added == 1
 
@@ -461,20 +544,30 @@ def test_parquet_odd_metadata_is_kept(tmp_path, project):
 def orphans(project) -> tuple[int, int]:
     """Prompts and responses that no comparison uses."""
     prompts = sql(project, "SELECT COUNT(*) FROM prompts WHERE id NOT IN (SELECT prompt_id FROM comparisons)")
-    responses = sql(project, "SELECT COUNT(*) FROM responses WHERE id NOT IN (SELECT response_a FROM comparisons)"
-                             " AND id NOT IN (SELECT response_b FROM comparisons)")
+    responses = sql(
+        project,
+        "SELECT COUNT(*) FROM responses WHERE id NOT IN (SELECT response_a FROM comparisons)"
+        " AND id NOT IN (SELECT response_b FROM comparisons)",
+    )
     return prompts[0][0], responses[0][0]
 
 
 def test_identical_responses_leave_no_orphans(tmp_path, project):
     """Identical chosen and rejected are skipped and counted; nothing of them is stored."""
-    rows = [{"prompt": "same", "chosen": "x", "rejected": "x"},
-            {"prompt": "ok", "chosen": "a", "rejected": "b"},
-            {"prompt": "same2", "chosen": [{"role": "assistant", "content": "m"}],
-             "rejected": [{"role": "assistant", "content": "m"}]}]
+    rows = [
+        {"prompt": "same", "chosen": "x", "rejected": "x"},
+        {"prompt": "ok", "chosen": "a", "rejected": "b"},
+        {
+            "prompt": "same2",
+            "chosen": [{"role": "assistant", "content": "m"}],
+            "rejected": [{"role": "assistant", "content": "m"}],
+        },
+    ]
     summary = import_file(project, jsonl(tmp_path, *rows))
     assert summary.extra["identical_pairs"] == 2 and summary.comparisons_added == 1
-    summary = import_file(project, jsonl(tmp_path, {"prompt": "u", "response_a": "x", "response_b": "x"}, name="u.jsonl"))
+    summary = import_file(
+        project, jsonl(tmp_path, {"prompt": "u", "response_a": "x", "response_b": "x"}, name="u.jsonl")
+    )
     assert summary.extra["identical_pairs"] == 1 and summary.comparisons_added == 0
     lists = [{"prompt": "k", "responses": ["x", "x", "x"]}, {"prompt": "k2", "responses": ["x", "y", "x"]}]
     summary = import_file(project, jsonl(tmp_path, *lists, name="k.jsonl"))

@@ -27,8 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 def workbench(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "WORKBENCH_DATA_DIR": str(tmp_path / "data"), **env}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "workbench", *args], cwd=tmp_path, env=environment,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench", *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess, *parts: str) -> None:
@@ -66,13 +72,15 @@ def test_import_stats_export(tmp_path, hh_file, hh_rows):
     as_json = json.loads(workbench(tmp_path, "stats", "--project", "p.wbp", "--json").stdout)
     assert as_json["comparisons"] == n and as_json["judgments"] == n and as_json["trainable_pairs"] == n
 
-    result = workbench(tmp_path, "export", "--project", "p.wbp", "--out", "pairs.jsonl", "--with-margin",
-                       "--include-ties")
+    result = workbench(
+        tmp_path, "export", "--project", "p.wbp", "--out", "pairs.jsonl", "--with-margin", "--include-ties"
+    )
     assert result.returncode == 0 and f"wrote {n} pairs to pairs.jsonl" in result.stdout
     rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert len(rows) == n and set(rows[0]) == {"prompt", "chosen", "rejected", "margin", "label"}
-    assert {(r["prompt"] + r["chosen"], r["prompt"] + r["rejected"]) for r in rows} == \
-           {(r["chosen"], r["rejected"]) for r in hh_rows}
+    assert {(r["prompt"] + r["chosen"], r["prompt"] + r["rejected"]) for r in rows} == {
+        (r["chosen"], r["rejected"]) for r in hh_rows
+    }
 
     assert workbench(tmp_path, "export", "--project", "p.wbp", "--out", "pairs.parquet").returncode == 0
     assert len(pd.read_parquet(tmp_path / "pairs.parquet")) == n
@@ -82,8 +90,9 @@ def test_import_stats_export(tmp_path, hh_file, hh_rows):
 
 def test_import_with_format_and_annotator(tmp_path):
     (tmp_path / "d.jsonl").write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
-    result = workbench(tmp_path, "import", "d.jsonl", "--project", "sub/p.wbp", "--format", "explicit",
-                       "--annotator", "alice")
+    result = workbench(
+        tmp_path, "import", "d.jsonl", "--project", "sub/p.wbp", "--format", "explicit", "--annotator", "alice"
+    )
     assert result.returncode == 0, result.stderr
     with Project.open(tmp_path / "sub" / "p.wbp") as project:
         assert project.judgment_log()["annotator"].tolist() == ["alice"]
@@ -93,21 +102,31 @@ def test_import_with_format_and_annotator(tmp_path):
     "args, parts, not_created",
     [
         (("stats", "--project", "missing.wbp"), ("missing.wbp: no such project file",), ("missing.wbp",)),
-        (("export", "--project", "missing.wbp", "--out", "x.jsonl"), ("no such project file",),
-         ("missing.wbp", "x.jsonl")),
-        (("import", "bad.jsonl", "--project", "new.wbp"), ('bad.jsonl: line 2, field "chosen": expected a string',),
-         ("new.wbp", "new.wbp-wal")),
+        (
+            ("export", "--project", "missing.wbp", "--out", "x.jsonl"),
+            ("no such project file",),
+            ("missing.wbp", "x.jsonl"),
+        ),
+        (
+            ("import", "bad.jsonl", "--project", "new.wbp"),
+            ('bad.jsonl: line 2, field "chosen": expected a string',),
+            ("new.wbp", "new.wbp-wal"),
+        ),
         (("import", "absent.jsonl", "--project", "new.wbp"), ("absent.jsonl: no such file",), ("new.wbp",)),
         (("import", "good.jsonl", "--project", "notes.txt"), ("not a Preference Workbench project",), ()),
         (("import", "good.jsonl", "--project", "new.wbp", "--annotator", " "), ("--annotator is empty",), ("new.wbp",)),
         (("export", "--project", "p.wbp", "--out", "x.txt"), ("x.txt: unknown output format .txt",), ("x.txt",)),
-        (("export", "--project", "p.wbp", "--out", "x.csv", "--what", "judgments", "--with-margin"),
-         ("apply to --what pairs only",), ("x.csv",)),
+        (
+            ("export", "--project", "p.wbp", "--out", "x.csv", "--what", "judgments", "--with-margin"),
+            ("apply to --what pairs only",),
+            ("x.csv",),
+        ),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, args, parts, not_created):
-    (tmp_path / "bad.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
-                                        '{"prompt": "p", "chosen": 3, "rejected": "b"}\n')
+    (tmp_path / "bad.jsonl").write_text(
+        '{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": 3, "rejected": "b"}\n'
+    )
     (tmp_path / "good.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
     (tmp_path / "notes.txt").write_text("not a project")
     Project.create(tmp_path / "p.wbp").close()
@@ -131,11 +150,14 @@ def test_debug_shows_the_traceback(tmp_path):
 
 def test_stats_imports_neither_torch_nor_qt(tmp_path):
     Project.create(tmp_path / "p.wbp").close()
-    code = ("import sys; from workbench.cli import main; rc = main(['stats', '--project', 'p.wbp']); "
-            "print(rc, 'torch' in sys.modules, any(m.startswith('PySide6') for m in sys.modules))")
+    code = (
+        "import sys; from workbench.cli import main; rc = main(['stats', '--project', 'p.wbp']); "
+        "print(rc, 'torch' in sys.modules, any(m.startswith('PySide6') for m in sys.modules))"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.stdout.strip().splitlines()[-1] == "0 False False", result.stderr
 
 
@@ -174,11 +196,21 @@ def test_command_modules_first_registration_wins(monkeypatch):
 def demo_source(tmp_path) -> Path:
     """A minimal demo data file in the format of resources/demo/demo.jsonl."""
     rows = [
-        {"prompt": "Best fruit?", "kind": "facts", "responses": ["apple", "banana", "cherry"], "ranking": [2, 0, 1],
-         "judged": True},
+        {
+            "prompt": "Best fruit?",
+            "kind": "facts",
+            "responses": ["apple", "banana", "cherry"],
+            "ranking": [2, 0, 1],
+            "judged": True,
+        },
         {"prompt": "Say hi.", "kind": "writing", "responses": ["hi", "hello"], "ranking": [1, 0], "judged": False},
-        {"prompt": [{"role": "user", "content": "Count to three."}], "kind": "code",
-         "responses": ["1 2 3", "1 2", "one", "3 2 1"], "ranking": [0, 1, 3, 2], "judged": True},
+        {
+            "prompt": [{"role": "user", "content": "Count to three."}],
+            "kind": "code",
+            "responses": ["1 2 3", "1 2", "one", "3 2 1"],
+            "ranking": [0, 1, 3, 2],
+            "judged": True,
+        },
     ]
     path = tmp_path / "demo-source.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -198,8 +230,14 @@ def test_ensure_demo_project(tmp_path):
         assert (log["answered_at"] > log["shown_at"]).all()
         assert ((log["answered_at"] - log["shown_at"]) < 300).all()
         # The winner of every pair is the response ranked higher; strength grows with the rank distance.
-        winners = {(r.prompt, r.response_a if r.choice == "a" else r.response_b,
-                    r.response_b if r.choice == "a" else r.response_a): r.strength for r in log.itertuples()}
+        winners = {
+            (
+                r.prompt,
+                r.response_a if r.choice == "a" else r.response_b,
+                r.response_b if r.choice == "a" else r.response_a,
+            ): r.strength
+            for r in log.itertuples()
+        }
         assert winners[("Best fruit?", "cherry", "banana")] == 3
         assert winners[("Best fruit?", "cherry", "apple")] == 2
         assert winners[("Best fruit?", "apple", "banana")] == 2

@@ -71,8 +71,12 @@ def start_writer(tmp_path: Path, path: Path, annotator: str, count: int = 0, go:
     script.write_text(WRITER)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with open(out, "wb") as fh:  # the child writes straight to the file: what it printed survives the kill
-        proc = subprocess.Popen([sys.executable, str(script), str(path), annotator, str(count), go, str(pause)],
-                                stdout=fh, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(path), annotator, str(count), go, str(pause)],
+            stdout=fh,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
     return proc, out
 
 
@@ -105,13 +109,20 @@ def assert_consistent(path: Path, expected_ids: list[int]) -> None:
             " WHERE cl.judgment_id IS NOT h.latest"
         ).fetchone()[0]
         assert mismatched == 0
-        assert conn.execute("SELECT COUNT(*) FROM current_labels").fetchone()[0] == conn.execute(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT annotator_id, comparison_id FROM judgments)").fetchone()[0]
+        assert (
+            conn.execute("SELECT COUNT(*) FROM current_labels").fetchone()[0]
+            == conn.execute(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT annotator_id, comparison_id FROM judgments)"
+            ).fetchone()[0]
+        )
         # Every row's supersedes names an earlier row of the same annotator and comparison.
-        assert conn.execute(
-            "SELECT COUNT(*) FROM judgments j JOIN judgments s ON s.id = j.supersedes"
-            " WHERE s.id >= j.id OR s.annotator_id != j.annotator_id OR s.comparison_id != j.comparison_id"
-        ).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT COUNT(*) FROM judgments j JOIN judgments s ON s.id = j.supersedes"
+                " WHERE s.id >= j.id OR s.annotator_id != j.annotator_id OR s.comparison_id != j.comparison_id"
+            ).fetchone()[0]
+            == 0
+        )
 
 
 @pytest.mark.slow
@@ -161,7 +172,10 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path, project_path, anno
         undos = 2 * (count // 7)
         assert p.counts()["judgments"] == len(ids) + undos
     with closing(sqlite3.connect(project_path)) as conn:
-        per_annotator = dict(conn.execute(
-            "SELECT a.name, COUNT(*) FROM judgments j JOIN annotators a ON a.id = j.annotator_id GROUP BY a.name"))
+        per_annotator = dict(
+            conn.execute(
+                "SELECT a.name, COUNT(*) FROM judgments j JOIN annotators a ON a.id = j.annotator_id GROUP BY a.name"
+            )
+        )
         assert sum(per_annotator.values()) == len(ids) + undos
         assert set(per_annotator) == set(annotators)

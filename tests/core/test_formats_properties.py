@@ -34,10 +34,16 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 
 # Valid text: any characters but lone surrogates (Cs), which are not text; at least one character.
 text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
-messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]),
-                                           "content": st.text(st.characters(blacklist_categories=("Cs",)),
-                                                              max_size=20)}),
-                    min_size=1, max_size=3)
+messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "assistant", "system"]),
+            "content": st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+        }
+    ),
+    min_size=1,
+    max_size=3,
+)
 strength = st.one_of(st.none(), st.sampled_from(sorted(STRENGTHS)))
 
 
@@ -68,7 +74,9 @@ def explicit_rows(draw, value=text):
     for prompt in prompts:
         chosen = draw(value)
         # Different as content: key order inside a message does not make another response.
-        rejected = draw(value.filter(lambda v, c=json.dumps(chosen, sort_keys=True): json.dumps(v, sort_keys=True) != c))
+        rejected = draw(
+            value.filter(lambda v, c=json.dumps(chosen, sort_keys=True): json.dumps(v, sort_keys=True) != c)
+        )
         rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "strength": draw(strength)})
     return rows
 
@@ -102,8 +110,7 @@ def test_conversations_survive_import_and_export(rows, name):
 
 
 @FAST
-@given(turns=st.lists(st.tuples(text, text), min_size=1, max_size=3), chosen=text, rejected=text,
-       level=strength)
+@given(turns=st.lists(st.tuples(text, text), min_size=1, max_size=3), chosen=text, rejected=text, level=strength)
 def test_hh_transcripts_survive_exactly(turns, chosen, rejected, level):
     """Implicit shape: prompt + chosen and prompt + rejected are the original transcripts, to the character,
     whatever the responses hold (their own "Assistant:" markers included)."""
@@ -120,13 +127,30 @@ def test_hh_transcripts_survive_exactly(turns, chosen, rejected, level):
 
 
 # ------------------------------------------------------------------------------ anything at all as input
-FIELDS = ["prompt", "chosen", "rejected", "annotator", "strength", "margin", "responses", "response_a",
-          "response_b", "role", "content", "meta"]
+FIELDS = [
+    "prompt",
+    "chosen",
+    "rejected",
+    "annotator",
+    "strength",
+    "margin",
+    "responses",
+    "response_a",
+    "response_b",
+    "role",
+    "content",
+    "meta",
+]
 json_value = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
     | st.sampled_from(["", " ", "\n\nHuman: q\n\nAssistant: a", "\ud800", "\x00", "[", "NaN"]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=4),
-                                                                inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=4), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 row = st.dictionaries(st.sampled_from(FIELDS), json_value, max_size=6)
@@ -141,8 +165,11 @@ any_bytes = st.one_of(
     st.binary(max_size=200),
     st.builds(encode_rows, st.lists(row, min_size=1, max_size=4), st.booleans()),
     # a valid file with some bytes put in or cut out
-    st.builds(lambda cut, junk: b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'[:cut] + junk,
-              st.integers(0, 48), st.binary(max_size=8)),
+    st.builds(
+        lambda cut, junk: b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'[:cut] + junk,
+        st.integers(0, 48),
+        st.binary(max_size=8),
+    ),
     st.builds(lambda t: t.encode("utf-8", "surrogatepass"), st.text(max_size=100)),
 )
 NAMES = ["in.jsonl", "in.json", "in.csv", "in.tsv", "in.parquet", "in.jsonl.gz", "in.txt", "in"]
@@ -154,8 +181,9 @@ class Workspace:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="wb-props-"))
         seed = self.dir / "seed.jsonl"
-        seed.write_text("".join(json.dumps({"prompt": f"s{i}", "chosen": "a", "rejected": "b"}) + "\n"
-                                for i in range(3)))
+        seed.write_text(
+            "".join(json.dumps({"prompt": f"s{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(3))
+        )
         with Project.create(self.dir / "seed.wbp") as project:
             import_file(project, seed)
             project.record_judgment(1, "alice", "tie")
@@ -206,8 +234,11 @@ def test_any_bytes_give_one_line_or_an_import(data, name):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=st.lists(row, min_size=1, max_size=4), name=st.sampled_from(["in.jsonl", "in.json", "in.csv"]),
-       fmt=st.sampled_from(["auto", "explicit", "implicit", "conversational", "unlabeled"]))
+@given(
+    rows=st.lists(row, min_size=1, max_size=4),
+    name=st.sampled_from(["in.jsonl", "in.json", "in.csv"]),
+    fmt=st.sampled_from(["auto", "explicit", "implicit", "conversational", "unlabeled"]),
+)
 def test_any_rows_in_any_shape_give_one_line_or_an_import(rows, name, fmt):
     if name.endswith(".csv"):
         columns = list(dict.fromkeys(k for r in rows for k in r))
@@ -215,8 +246,7 @@ def test_any_rows_in_any_shape_give_one_line_or_an_import(rows, name, fmt):
         writer = csv.writer(out)
         writer.writerow(columns)
         for r in rows:
-            writer.writerow([json.dumps(r[c]) if isinstance(r.get(c), (list, dict)) else r.get(c, "")
-                             for c in columns])
+            writer.writerow([json.dumps(r[c]) if isinstance(r.get(c), (list, dict)) else r.get(c, "") for c in columns])
         data = out.getvalue().encode("utf-8", "surrogatepass")  # a raw surrogate: bytes that are not UTF-8
     else:
         data = encode_rows(rows, ascii_only=True)
@@ -224,8 +254,7 @@ def test_any_rows_in_any_shape_give_one_line_or_an_import(rows, name, fmt):
 
 
 @FAST
-@given(frame=st.lists(st.fixed_dictionaries({}, optional={k: json_value for k in FIELDS[:8]}), min_size=1,
-                      max_size=3))
+@given(frame=st.lists(st.fixed_dictionaries({}, optional={k: json_value for k in FIELDS[:8]}), min_size=1, max_size=3))
 def test_any_parquet_gives_one_line_or_an_import(frame):
     buffer = io.BytesIO()
     try:
@@ -250,8 +279,15 @@ def test_the_real_command_on_generated_inputs(tmp_path):
     for name in [*cases, "pipe.jsonl"]:
         if name in cases:
             (tmp_path / name).write_bytes(cases[name])
-        result = subprocess.run([sys.executable, "-m", "workbench", "import", name, "--project", "p.wbp"],
-                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "workbench", "import", name, "--project", "p.wbp"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 1, result.stderr
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"workbench: error: {name}: "), result.stderr

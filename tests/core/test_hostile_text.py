@@ -57,10 +57,15 @@ def test_terminal_safe_data_reaches_keys_and_nested_values():
 
 # ------------------------------------------------------------------ every command, end to end
 def workbench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WORKBENCH_DATA_DIR": str(tmp_path / "data"), "PYTHONIOENCODING": "utf-8",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-m", "workbench", *args], cwd=tmp_path, env=env,
-                            capture_output=True, timeout=300, check=False)
+    env = {
+        **os.environ,
+        "WORKBENCH_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "workbench", *args], cwd=tmp_path, env=env, capture_output=True, timeout=300, check=False
+    )
     for stream in (result.stdout, result.stderr):
         text = stream.decode("utf-8")  # strict: a lone surrogate written raw would fail here
         assert raw_controls(text) == [], (args, text)
@@ -72,9 +77,16 @@ def workbench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def hostile_project(tmp_path):
     """A project imported from a file whose name, annotator column, metadata keys and texts are hostile."""
     name = "d\x1b[2J\u202e.jsonl"
-    rows = [{"prompt": f"p{i} {HOSTILE}", "chosen": f"a{i} {HOSTILE}", "rejected": f"b{i}",
-             "annotator": f"{who}{HOSTILE}", f"key{HOSTILE}": f"value{HOSTILE}"}
-            for i, who in enumerate(("ann", "bob", "ann"))]
+    rows = [
+        {
+            "prompt": f"p{i} {HOSTILE}",
+            "chosen": f"a{i} {HOSTILE}",
+            "rejected": f"b{i}",
+            "annotator": f"{who}{HOSTILE}",
+            f"key{HOSTILE}": f"value{HOSTILE}",
+        }
+        for i, who in enumerate(("ann", "bob", "ann"))
+    ]
     rows.append({**rows[0], "annotator": f"bob{HOSTILE}"})  # a second label on one pair: agreement is computed
     (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     result = workbench(tmp_path, "import", name, "--project", "p.wbp")
@@ -98,21 +110,26 @@ def test_no_command_prints_a_raw_control_character(hostile_project):
 
     out = "out\x1b[2J\u202e.jsonl"
     assert workbench(tmp, "export", "--project", "p.wbp", "--out", out).returncode == 0
-    assert workbench(tmp, "export", "--project", "p.wbp", "--out", out.replace(".jsonl", ".csv"),
-                     "--what", "judgments").returncode == 0
+    assert (
+        workbench(
+            tmp, "export", "--project", "p.wbp", "--out", out.replace(".jsonl", ".csv"), "--what", "judgments"
+        ).returncode
+        == 0
+    )
     merged = workbench(tmp, "merge", "p.wbp", "--into", "m\x9b2J\u202e.wbp")
     assert merged.returncode == 0 and b"\\x9b2J\\u202e.wbp" in merged.stdout
 
     # Errors: a field error naming a hostile key, a missing file, a bad output name, a missing project.
-    (tmp / "bad.jsonl").write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b",
-                                               "annotator": 3}) + "\n")
-    for args in (("import", "bad.jsonl", "--project", "p.wbp"),
-                 ("import", f"absent{ARG}.jsonl", "--project", "p.wbp"),
-                 ("export", "--project", "p.wbp", "--out", f"x{ARG}.txt"),
-                 ("stats", "--project", f"none{ARG}.wbp"),
-                 ("merge", f"none{ARG}.wbp", "--into", "p.wbp"),
-                 ("import", "bad.jsonl", "--project", "p.wbp", "--annotator", f"x{ARG}"),
-                 ("train", "--project", f"none{ARG}.wbp")):
+    (tmp / "bad.jsonl").write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "annotator": 3}) + "\n")
+    for args in (
+        ("import", "bad.jsonl", "--project", "p.wbp"),
+        ("import", f"absent{ARG}.jsonl", "--project", "p.wbp"),
+        ("export", "--project", "p.wbp", "--out", f"x{ARG}.txt"),
+        ("stats", "--project", f"none{ARG}.wbp"),
+        ("merge", f"none{ARG}.wbp", "--into", "p.wbp"),
+        ("import", "bad.jsonl", "--project", "p.wbp", "--annotator", f"x{ARG}"),
+        ("train", "--project", f"none{ARG}.wbp"),
+    ):
         result = workbench(tmp, *args)
         assert result.returncode == 1, (args, result.stderr)
         assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr

@@ -27,14 +27,22 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSI
 def _pairs(path: Path, n: int, tag: str) -> Path:
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(n):
-            fh.write(json.dumps({"prompt": f"{tag} prompt {i}", "chosen": f"good {tag} {i}",
-                                 "rejected": f"bad {tag} {i}"}) + "\n")
+            fh.write(
+                json.dumps({"prompt": f"{tag} prompt {i}", "chosen": f"good {tag} {i}", "rejected": f"bad {tag} {i}"})
+                + "\n"
+            )
     return path
 
 
 def _run_and_kill(code: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                            timeout=300, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     return result
 

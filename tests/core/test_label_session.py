@@ -168,8 +168,14 @@ def test_a_read_only_project_refuses_every_write_with_a_message(tmp_path, monkey
         assert session.read_only
         assert session.next() is not None  # reading goes on
         before = sql(project, "SELECT COUNT(*) FROM judgments")[0][0]
-        for outcome in (session.choose("left"), session.skip(), session.commit("tie"), session.undo(),
-                        session.rank([1, 2, 3]), session.save_guidelines("new rules")):
+        for outcome in (
+            session.choose("left"),
+            session.skip(),
+            session.commit("tie"),
+            session.undo(),
+            session.rank([1, 2, 3]),
+            session.save_guidelines("new rules"),
+        ):
             assert not outcome.ok and outcome.message == READ_ONLY_MESSAGE.format(reason="read-only file system")
         assert sql(project, "SELECT COUNT(*) FROM judgments")[0][0] == before
         assert project.guidelines != "new rules"

@@ -32,20 +32,28 @@ def build_old_project(path, version: int = 1) -> None:
             conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {version}")
     conn.executemany("INSERT INTO meta VALUES (?, ?)", [("name", "old"), ("seed", "4"), ("guidelines", "Be kind.")])
-    conn.executemany("INSERT INTO annotators(id, name, kind, created_at) VALUES (?, ?, 'human', 0)",
-                     [(ANN, "ann"), (BOB, "bob")])
+    conn.executemany(
+        "INSERT INTO annotators(id, name, kind, created_at) VALUES (?, ?, 'human', 0)", [(ANN, "ann"), (BOB, "bob")]
+    )
     for p in range(1, 4):
         ph = prompt_hash(Text(f"prompt {p}"))
-        conn.execute("INSERT INTO prompts(id, hash, text, metadata, created_at) VALUES (?, ?, ?, ?, 0)",
-                     (p, ph, f"prompt {p}", json.dumps({"n": p})))
+        conn.execute(
+            "INSERT INTO prompts(id, hash, text, metadata, created_at) VALUES (?, ?, ?, ?, 0)",
+            (p, ph, f"prompt {p}", json.dumps({"n": p})),
+        )
         hashes = []
         for side in "ab":
             rid = 2 * p - (side == "a")
             hashes.append(response_hash(ph, Text(f"answer {side}{p}")))
-            conn.execute("INSERT INTO responses(id, prompt_id, hash, text, created_at) VALUES (?, ?, ?, ?, 0)",
-                         (rid, p, hashes[-1], f"answer {side}{p}"))
-        conn.execute("INSERT INTO comparisons(id, prompt_id, response_a, response_b, hash, rand_key, created_at)"
-                     " VALUES (?, ?, ?, ?, ?, ?, 0)", (p, p, 2 * p - 1, 2 * p, comparison_hash(*hashes), 100 - p))
+            conn.execute(
+                "INSERT INTO responses(id, prompt_id, hash, text, created_at) VALUES (?, ?, ?, ?, 0)",
+                (rid, p, hashes[-1], f"answer {side}{p}"),
+            )
+        conn.execute(
+            "INSERT INTO comparisons(id, prompt_id, response_a, response_b, hash, rand_key, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 0)",
+            (p, p, 2 * p - 1, 2 * p, comparison_hash(*hashes), 100 - p),
+        )
     judgments = [
         # id, comparison, annotator, choice, strength, kind, supersedes
         (1, 1, ANN, "a", 3, "label", None),
@@ -61,8 +69,10 @@ def build_old_project(path, version: int = 1) -> None:
         judgments,
     )
     if version >= 2:
-        conn.execute("INSERT INTO current_labels SELECT annotator_id, comparison_id, MAX(id), NULL FROM judgments"
-                     " GROUP BY annotator_id, comparison_id")
+        conn.execute(
+            "INSERT INTO current_labels SELECT annotator_id, comparison_id, MAX(id), NULL FROM judgments"
+            " GROUP BY annotator_id, comparison_id"
+        )
         conn.execute("UPDATE current_labels SET choice = (SELECT choice FROM judgments WHERE id = judgment_id)")
     conn.execute("COMMIT")
     conn.close()
@@ -80,18 +90,31 @@ def test_old_project_migrates_and_works(tmp_path, version):
             current = conn.execute(
                 "SELECT annotator_id, comparison_id, judgment_id, choice FROM current_labels ORDER BY 1, 2"
             ).fetchall()
-        assert [tuple(r) for r in current] == [(ANN, 1, 2, "b"), (ANN, 2, 3, "tie"), (ANN, 3, 6, None),
-                                              (BOB, 1, 4, "a")]
+        assert [tuple(r) for r in current] == [
+            (ANN, 1, 2, "b"),
+            (ANN, 2, 3, "tie"),
+            (ANN, 3, 6, None),
+            (BOB, 1, 4, "a"),
+        ]
         # Data intact.
-        assert p.counts() == {"prompts": 3, "responses": 6, "comparisons": 3, "judgments": 6, "annotators": 2,
-                              "runs": 0}
+        assert p.counts() == {
+            "prompts": 3,
+            "responses": 6,
+            "comparisons": 3,
+            "judgments": 6,
+            "annotators": 2,
+            "runs": 0,
+        }
         assert p.name == "old" and p.seed == 4 and p.guidelines == "Be kind."
         c = p.comparison(2)
         assert (c.prompt.text, c.response_a.text, c.response_b.text) == ("prompt 2", "answer a2", "answer b2")
         assert len(p.judgment_log()) == 6
         labels = p.labels()
         assert list(zip(labels["annotator"], labels["comparison_id"], labels["choice"])) == [
-            ("ann", 1, "b"), ("ann", 2, "tie"), ("bob", 1, "a")]
+            ("ann", 1, "b"),
+            ("ann", 2, "tie"),
+            ("bob", 1, "a"),
+        ]
         assert p.resolved_labels().set_index("comparison_id")["n_labels"].to_dict() == {1: 2, 2: 1}
 
         # The queue: 3 is open again (its label was undone) and nobody else labelled it.
@@ -101,6 +124,7 @@ def test_old_project_migrates_and_works(tmp_path, version):
         assert p.next_comparison("bob") == 2
         # Re-importing the same texts maps onto the old rows.
         from workbench.core.records import PairRecord
+
         again = p.add_records([PairRecord(Text("prompt 1"), Text("answer b1"), Text("answer a1"), choice="a")], "x")
         assert again.comparisons_added == 0 and again.duplicates == 1
         assert p.current_judgment(1, "import:x").choice == "b"
@@ -137,8 +161,12 @@ def test_failed_migration_leaves_the_file_unchanged(tmp_path, monkeypatch):
 
 
 def test_split_sql_keeps_statements_whole():
-    script = "CREATE TABLE a (x TEXT DEFAULT 'a;b');\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n" \
-             "  UPDATE a SET x = 'c;d';\nEND;\n  \n"
-    assert store._split_sql(script) == ["CREATE TABLE a (x TEXT DEFAULT 'a;b');",
-                                        "CREATE TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = 'c;d';\nEND;"]
+    script = (
+        "CREATE TABLE a (x TEXT DEFAULT 'a;b');\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n"
+        "  UPDATE a SET x = 'c;d';\nEND;\n  \n"
+    )
+    assert store._split_sql(script) == [
+        "CREATE TABLE a (x TEXT DEFAULT 'a;b');",
+        "CREATE TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = 'c;d';\nEND;",
+    ]
     assert sum(len(store._split_sql(m)) for m in MIGRATIONS) > 20

@@ -56,10 +56,14 @@ def _looks_like_output(action: argparse.Action) -> bool:
         return False
     words = {s.lstrip("-").lower().replace("_", "-").split("-")[0] for s in action.option_strings}
     help_text = str(action.help or "").lower()
-    return (bool(words & {"o", "out", "output", "save", "dest", "target"})
-            or getattr(action, outputs.OUTPUT_ATTRIBUTE, None) is not None
-            or (str(action.metavar or "").upper() in ("FILE", "DIR", "FOLDER", "PATH")
-                and any(w in help_text for w in ("write", "output", "save"))))
+    return (
+        bool(words & {"o", "out", "output", "save", "dest", "target"})
+        or getattr(action, outputs.OUTPUT_ATTRIBUTE, None) is not None
+        or (
+            str(action.metavar or "").upper() in ("FILE", "DIR", "FOLDER", "PATH")
+            and any(w in help_text for w in ("write", "output", "save"))
+        )
+    )
 
 
 def _output_options() -> list[tuple[str, argparse.ArgumentParser, argparse.Action]]:
@@ -72,8 +76,9 @@ def _output_options() -> list[tuple[str, argparse.ArgumentParser, argparse.Actio
     return found
 
 
-def _argv(name: str, sub: argparse.ArgumentParser, out_action: argparse.Action, target: str, project: Path,
-          dummy: Path) -> list[str]:
+def _argv(
+    name: str, sub: argparse.ArgumentParser, out_action: argparse.Action, target: str, project: Path, dummy: Path
+) -> list[str]:
     argv = [name]
     for action in sub._actions:
         if action is out_action or isinstance(action, (argparse._HelpAction,)):
@@ -113,8 +118,16 @@ def test_every_output_option_refuses_a_project(tmp_path, capsys, name, option):
     holder.set_meta("note", "keeps a -wal file")
     wal = Path(f"{project}-wal")
     assert wal.is_file()
-    targets = [project, tmp_path / "link.jsonl", tmp_path / "hard.jsonl", wal, Path(f"{project}-shm"),
-               checkpoints / "out.jsonl", checkpoints, tmp_path / "sub" / ".." / "data.jsonl"]
+    targets = [
+        project,
+        tmp_path / "link.jsonl",
+        tmp_path / "hard.jsonl",
+        wal,
+        Path(f"{project}-shm"),
+        checkpoints / "out.jsonl",
+        checkpoints,
+        tmp_path / "sub" / ".." / "data.jsonl",
+    ]
     if getattr(action, outputs.OUTPUT_ATTRIBUTE, None) == "dir" or str(action.metavar).upper() == "DIR":
         targets.append(tmp_path)  # a folder the command would replace, holding the project
     try:
@@ -123,8 +136,11 @@ def test_every_output_option_refuses_a_project(tmp_path, capsys, name, option):
             code, _, err = run_cli(capsys, *_argv(name, sub, action, str(target), project, dummy))
             lines = err.strip().splitlines()
             assert code == 1, (name, target, err)
-            assert len(lines) == 1 and lines[0].startswith("workbench: error: ") and "refusing" in lines[0], \
-                (name, target, err)
+            assert len(lines) == 1 and lines[0].startswith("workbench: error: ") and "refusing" in lines[0], (
+                name,
+                target,
+                err,
+            )
             assert {p: digest(p) for p in before} == before, (name, target)
             assert (tmp_path / "link.jsonl").is_symlink()
         assert holder.integrity_check() == "ok" and holder.get_meta("note") == "keeps a -wal file"
@@ -194,9 +210,15 @@ def test_another_applications_database_is_not_opened_or_changed(tmp_path):
 
 
 # ------------------------------------------------------------------ readers never create
-@pytest.mark.parametrize("command", [["stats", "--project", "{p}"], ["export", "--project", "{p}", "--out", "o.jsonl"],
-                                     ["merge", "{p}", "--into", "{t}"],
-                                     ["export-model", "--project", "{p}", "--run", "1", "--out", "m"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["stats", "--project", "{p}"],
+        ["export", "--project", "{p}", "--out", "o.jsonl"],
+        ["merge", "{p}", "--into", "{t}"],
+        ["export-model", "--project", "{p}", "--run", "1", "--out", "m"],
+    ],
+)
 def test_commands_that_read_never_create_a_project(tmp_path, capsys, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
     empty = tmp_path / "empty.wbp"
@@ -275,9 +297,18 @@ def test_a_read_only_project_that_needs_an_upgrade_says_so(tmp_path, read_only):
 def _ro_mount_works(folder: Path) -> bool:
     if sys.platform != "linux" or not shutil.which("unshare") or not shutil.which("mount"):
         return False
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind '{folder}' '{folder}' && "
-                            f"mount -o remount,bind,ro '{folder}' && ! touch '{folder}/x' 2>/dev/null"],
-                           capture_output=True, timeout=30)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            f"mount --bind '{folder}' '{folder}' && "
+            f"mount -o remount,bind,ro '{folder}' && ! touch '{folder}/x' 2>/dev/null",
+        ],
+        capture_output=True,
+        timeout=30,
+    )
     return probe.returncode == 0
 
 
@@ -291,11 +322,12 @@ def test_a_project_on_a_real_read_only_mount(tmp_path):
     out = tmp_path / "o.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     wb = f"'{sys.executable}' -m workbench"
-    script = (f"mount --bind '{folder}' '{folder}' && mount -o remount,bind,ro '{folder}' && "
-              f"{wb} stats --project '{path}' && {wb} export --project '{path}' --out '{out}' && "
-              f"{{ {wb} import '{out}' --project '{path}'; echo import-rc=$?; }}")
-    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env,
-                            timeout=120)
+    script = (
+        f"mount --bind '{folder}' '{folder}' && mount -o remount,bind,ro '{folder}' && "
+        f"{wb} stats --project '{path}' && {wb} export --project '{path}' --out '{out}' && "
+        f"{{ {wb} import '{out}' --project '{path}'; echo import-rc=$?; }}"
+    )
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "comparisons" in result.stdout and "wrote 6 pairs" in result.stdout and "import-rc=1" in result.stdout
     assert "opened read-only (read-only file system)" in result.stderr
@@ -304,8 +336,14 @@ def test_a_project_on_a_real_read_only_mount(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
-@pytest.mark.parametrize("command", [("stats", "--project", "{p}"), ("import", "{data}", "--project", "{p}"),
-                                     ("merge", "{data_project}", "--into", "{p}")])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("stats", "--project", "{p}"),
+        ("import", "{data}", "--project", "{p}"),
+        ("merge", "{data_project}", "--into", "{p}"),
+    ],
+)
 def test_a_project_path_that_is_no_regular_file_is_refused_at_once(tmp_path, capsys, kind, command):
     """A FIFO as the project would block an open() for ever; a folder is no project either."""
     target = tmp_path / "named"
@@ -321,4 +359,4 @@ def test_a_project_path_that_is_no_regular_file_is_refused_at_once(tmp_path, cap
     argv = [part.format(p=target, data=data, data_project=data_project) for part in command]
     code, _, err = run_cli(capsys, *argv)
     assert code == 1 and err.count("\n") == 1 and "not a Preference Workbench project" in err, err
-    assert (target.is_fifo() if kind == "fifo" else target.is_dir() and not any(target.iterdir()))
+    assert target.is_fifo() if kind == "fifo" else target.is_dir() and not any(target.iterdir())

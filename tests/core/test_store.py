@@ -15,8 +15,9 @@ from workbench.core.store import Project, ProjectError
 
 
 def pair(i: int, choice: str | None = None, prompt: str | None = None, **kwargs) -> PairRecord:
-    return PairRecord(Text(prompt or f"prompt {i}"), Text(f"answer A{i}"), Text(f"answer B{i}"), choice=choice,
-                      **kwargs)
+    return PairRecord(
+        Text(prompt or f"prompt {i}"), Text(f"answer A{i}"), Text(f"answer B{i}"), choice=choice, **kwargs
+    )
 
 
 @pytest.fixture
@@ -113,10 +114,21 @@ def test_add_records_counts_and_dedup(project):
     first = project.add_records(records, source="hh.jsonl")
     assert (first.prompts_added, first.responses_added, first.comparisons_added, first.judgments_added) == (6, 12, 6, 5)
     again = project.add_records(records, source="hh.jsonl")
-    assert again.as_dict() == {"prompts_added": 0, "responses_added": 0, "comparisons_added": 0,
-                               "judgments_added": 0, "duplicates": 6}
-    assert project.counts() == {"prompts": 6, "responses": 12, "comparisons": 6, "judgments": 5,
-                                "annotators": 1, "runs": 0}
+    assert again.as_dict() == {
+        "prompts_added": 0,
+        "responses_added": 0,
+        "comparisons_added": 0,
+        "judgments_added": 0,
+        "duplicates": 6,
+    }
+    assert project.counts() == {
+        "prompts": 6,
+        "responses": 12,
+        "comparisons": 6,
+        "judgments": 5,
+        "annotators": 1,
+        "runs": 0,
+    }
     assert project.annotators()["name"].tolist() == ["import:hh.jsonl"]
     assert project.annotators()["kind"].tolist() == ["import"]
 
@@ -159,10 +171,17 @@ def test_identical_responses_are_not_a_comparison(project):
 
 
 def test_conversations_round_trip(project):
-    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-                {"role": "user", "content": "Tell me a joke"}]
-    record = PairRecord(Text.of(messages), Text.of([{"role": "assistant", "content": "No."}]),
-                        Text.of([{"role": "assistant", "content": "Why did the chicken..."}]), choice="b")
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Tell me a joke"},
+    ]
+    record = PairRecord(
+        Text.of(messages),
+        Text.of([{"role": "assistant", "content": "No."}]),
+        Text.of([{"role": "assistant", "content": "Why did the chicken..."}]),
+        choice="b",
+    )
     project.add_records([record], source="conv")
     comparison = project.comparison(1)
     assert comparison.prompt.messages == messages
@@ -319,8 +338,7 @@ def test_record_judgment_validation(filled):
 
 
 def test_record_judgment_stores_everything(filled):
-    jid = filled.record_judgment(3, "ann", "b", strength=4, left="b", shown_at=100.0, note="clearer",
-                                 flags=["typo"])
+    jid = filled.record_judgment(3, "ann", "b", strength=4, left="b", shown_at=100.0, note="clearer", flags=["typo"])
     j = filled.judgment(jid)
     assert (j.comparison_id, j.annotator, j.choice, j.strength, j.left, j.kind) == (3, "ann", "b", 4, "b", "label")
     assert (j.note, j.flags, j.supersedes, j.shown_at) == ("clearer", ("typo",), None, 100.0)
@@ -425,7 +443,10 @@ def test_labels_frame(filled):
     labels = filled.labels()
     assert len(labels) == 3
     assert list(zip(labels["comparison_id"], labels["annotator"], labels["choice"])) == [
-        (1, "ann", "a"), (1, "bob", "b"), (2, "ann", "tie")]
+        (1, "ann", "a"),
+        (1, "bob", "b"),
+        (2, "ann", "tie"),
+    ]
     assert labels["strength"].tolist()[:2] == [4, pd.NA]
     assert labels["flagged"].tolist() == [True, False, False]
     assert labels["excluded"].tolist() == [False, False, True]
@@ -522,7 +543,10 @@ def test_runs_metrics_and_pair_scores(filled):
     filled.add_metrics(run, 20, "validation", {"loss": 0.6})
     metrics = filled.run_metrics(run)
     assert metrics[["step", "split", "name"]].values.tolist() == [
-        [10, "train", "loss"], [10, "train", "accuracy"], [20, "validation", "loss"]]
+        [10, "train", "loss"],
+        [10, "train", "accuracy"],
+        [20, "validation", "loss"],
+    ]
     assert metrics["value"].tolist() == pytest.approx([0.69, 0.5, 0.6])
     filled.add_pair_scores(run, 10, [(1, "train", "a", 0.5, 0.1), (2, "validation", "b", -0.2, 0.3)])
     filled.add_pair_scores(run, 20, [(1, "train", "a", 1.5, 0.1)])

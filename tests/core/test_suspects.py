@@ -15,8 +15,9 @@ def _pairs(n: int = 400, flip: float = 0.2, seed: int = 0) -> tuple[pd.DataFrame
     flipped = rng.random(n) < flip
     s = rng.normal(2.0, 1.5, n)
     label = np.where(rng.random(n) < 0.5, "a", "b")
-    return pd.DataFrame({"comparison_id": np.arange(1, n + 1), "label": label,
-                         "oof_margin": np.where(flipped, -s, s)}), flipped
+    return pd.DataFrame(
+        {"comparison_id": np.arange(1, n + 1), "label": label, "oof_margin": np.where(flipped, -s, s)}
+    ), flipped
 
 
 def _swap(frame: pd.DataFrame, columns: list[str], which: np.ndarray) -> pd.DataFrame:
@@ -29,17 +30,21 @@ def _swap(frame: pd.DataFrame, columns: list[str], which: np.ndarray) -> pd.Data
 def test_random_ab_swaps_change_nothing():
     pairs, _ = _pairs()
     rng = np.random.default_rng(1)
-    votes = pd.DataFrame({
-        "comparison_id": np.repeat(pairs["comparison_id"], 2),
-        "annotator": ["ann", "bob"] * len(pairs),
-        "choice": [c if rng.random() < 0.8 else {"a": "b", "b": "a"}[c] for c in np.repeat(pairs["label"], 2)],
-        "strength": rng.integers(1, 5, 2 * len(pairs)),
-        "adjudication": False,
-    })
+    votes = pd.DataFrame(
+        {
+            "comparison_id": np.repeat(pairs["comparison_id"], 2),
+            "annotator": ["ann", "bob"] * len(pairs),
+            "choice": [c if rng.random() < 0.8 else {"a": "b", "b": "a"}[c] for c in np.repeat(pairs["label"], 2)],
+            "strength": rng.integers(1, 5, 2 * len(pairs)),
+            "adjudication": False,
+        }
+    )
     base = score_suspects(pairs, votes)
     swap_of = dict(zip(pairs["comparison_id"], rng.random(len(pairs)) < 0.5))
-    swapped = score_suspects(_swap(pairs, ["label"], np.array([swap_of[c] for c in pairs["comparison_id"]])),
-                             _swap(votes, ["choice"], np.array([swap_of[c] for c in votes["comparison_id"]])))
+    swapped = score_suspects(
+        _swap(pairs, ["label"], np.array([swap_of[c] for c in pairs["comparison_id"]])),
+        _swap(votes, ["choice"], np.array([swap_of[c] for c in votes["comparison_id"]])),
+    )
     for col in ("p_label_wrong", "label_quality", "cleanlab_issue", "category", "reason"):
         assert base[col].tolist() == swapped[col].tolist(), col
 
@@ -59,12 +64,20 @@ def test_model_evidence_is_calibrated_on_flips_and_ranks_them_first():
 def test_votes_and_adjudication_move_the_probability():
     pairs = pd.DataFrame({"comparison_id": [1, 2, 3, 4], "label": ["a", "b", "a", "a"], "oof_margin": [0.0] * 4})
     pairs = pd.concat([pairs, _pairs(200)[0].assign(comparison_id=lambda f: f["comparison_id"] + 10)])
-    votes = pd.DataFrame([
-        (1, "ann", "a", 3, False), (1, "bob", "a", 3, False),  # both agree with the label
-        (2, "ann", "b", 3, False), (2, "bob", "a", 3, False),  # split
-        (3, "ann", "b", 4, False), (3, "bob", "b", 4, False), (3, "judge", "a", None, True),  # adjudicated
-        (4, "ann", "b", 3, False), (4, "bob", "b", 3, False),  # both against
-    ], columns=["comparison_id", "annotator", "choice", "strength", "adjudication"])
+    votes = pd.DataFrame(
+        [
+            (1, "ann", "a", 3, False),
+            (1, "bob", "a", 3, False),  # both agree with the label
+            (2, "ann", "b", 3, False),
+            (2, "bob", "a", 3, False),  # split
+            (3, "ann", "b", 4, False),
+            (3, "bob", "b", 4, False),
+            (3, "judge", "a", None, True),  # adjudicated
+            (4, "ann", "b", 3, False),
+            (4, "bob", "b", 3, False),  # both against
+        ],
+        columns=["comparison_id", "annotator", "choice", "strength", "adjudication"],
+    )
     out = score_suspects(pairs, votes).set_index("comparison_id")
     p = out["p_label_wrong"]
     assert p[1] < p[2] < p[4] and p[3] < 0.1 and p[4] > 0.5
@@ -73,14 +86,16 @@ def test_votes_and_adjudication_move_the_probability():
 
 
 def test_categories_follow_cartography():
-    pairs = pd.DataFrame({
-        "comparison_id": [1, 2, 3, 4, 5],
-        "label": ["a"] * 5,
-        "oof_margin": [4.0, -4.0, -4.0, 0.2, 0.3],
-        "in_sample_margin": [4.0, 3.0, -2.0, 0.1, 0.2],
-        "confidence": [0.95, 0.9, 0.2, 0.3, 0.55],
-        "variability": [0.02, 0.05, 0.03, 0.05, 0.3],
-    })
+    pairs = pd.DataFrame(
+        {
+            "comparison_id": [1, 2, 3, 4, 5],
+            "label": ["a"] * 5,
+            "oof_margin": [4.0, -4.0, -4.0, 0.2, 0.3],
+            "in_sample_margin": [4.0, 3.0, -2.0, 0.1, 0.2],
+            "confidence": [0.95, 0.9, 0.2, 0.3, 0.55],
+            "variability": [0.02, 0.05, 0.03, 0.05, 0.3],
+        }
+    )
     pairs = pd.concat([pairs, _pairs(300)[0].assign(comparison_id=lambda f: f["comparison_id"] + 10)])
     out = score_suspects(pairs).set_index("comparison_id")
     assert out.loc[1, "category"] == "easy"

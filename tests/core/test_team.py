@@ -34,8 +34,9 @@ from workbench.core.team import (
 
 
 def pair(i: int, choice: str | None = None, a: str | None = None, b: str | None = None, **kwargs) -> PairRecord:
-    return PairRecord(Text(f"prompt {i}"), Text(a or f"answer A{i}"), Text(b or f"answer B{i}"), choice=choice,
-                      **kwargs)
+    return PairRecord(
+        Text(f"prompt {i}"), Text(a or f"answer A{i}"), Text(b or f"answer B{i}"), choice=choice, **kwargs
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +54,11 @@ def _rows(project: Project, sql: str, args: tuple = ()) -> list[tuple]:
 
 def comparison_id(project: Project, i: int) -> int:
     """The id of the comparison of ``pair(i)``."""
-    return _rows(project, "SELECT c.id FROM comparisons c JOIN prompts p ON p.id = c.prompt_id WHERE p.text = ?",
-                 (f"prompt {i}",))[0][0]
+    return _rows(
+        project,
+        "SELECT c.id FROM comparisons c JOIN prompts p ON p.id = c.prompt_id WHERE p.text = ?",
+        (f"prompt {i}",),
+    )[0][0]
 
 
 def current(project: Project) -> dict[tuple[str, str, str], str | None]:
@@ -64,7 +68,7 @@ def current(project: Project) -> dict[tuple[str, str, str], str | None]:
         "SELECT a.name, p.text, ra.text, rb.text, cl.choice FROM current_labels cl"
         " JOIN annotators a ON a.id = cl.annotator_id JOIN comparisons c ON c.id = cl.comparison_id"
         " JOIN prompts p ON p.id = c.prompt_id JOIN responses ra ON ra.id = c.response_a"
-        " JOIN responses rb ON rb.id = c.response_b"
+        " JOIN responses rb ON rb.id = c.response_b",
     )
     out = {}
     for name, prompt, ra, rb, choice in rows:
@@ -81,21 +85,44 @@ def history(project: Project) -> list[tuple]:
         " j.supersedes, j.shown_at, j.answered_at, j.created_at FROM judgments j"
         " JOIN annotators a ON a.id = j.annotator_id JOIN comparisons c ON c.id = j.comparison_id"
         " JOIN prompts p ON p.id = c.prompt_id JOIN responses ra ON ra.id = c.response_a"
-        " JOIN responses rb ON rb.id = c.response_b ORDER BY j.id"
+        " JOIN responses rb ON rb.id = c.response_b ORDER BY j.id",
     )
     created = {r[0]: r[-1] for r in rows}
     out = []
-    for (_, name, prompt, ra, rb, choice, strength, left, kind, note, flags, sup, shown, answered, at) in rows:
+    for _, name, prompt, ra, rb, choice, strength, left, kind, note, flags, sup, shown, answered, at in rows:
         texts = {"a": ra, "b": rb}
-        out.append((name, prompt, texts.get(choice, choice), strength, texts.get(left, left), kind, note, flags,
-                    created.get(sup), shown, answered, at))
+        out.append(
+            (
+                name,
+                prompt,
+                texts.get(choice, choice),
+                strength,
+                texts.get(left, left),
+                kind,
+                note,
+                flags,
+                created.get(sup),
+                shown,
+                answered,
+                at,
+            )
+        )
     return out
 
 
 def snapshot(project: Project) -> dict:
-    return {table: _rows(project, f"SELECT * FROM {table} ORDER BY 1, 2")
-            for table in ("prompts", "responses", "comparisons", "annotators", "judgments", "current_labels",
-                          "comparison_marks")} | {"guidelines": project.guidelines}
+    return {
+        table: _rows(project, f"SELECT * FROM {table} ORDER BY 1, 2")
+        for table in (
+            "prompts",
+            "responses",
+            "comparisons",
+            "annotators",
+            "judgments",
+            "current_labels",
+            "comparison_marks",
+        )
+    } | {"guidelines": project.guidelines}
 
 
 # ======================================================================================== merge
@@ -140,8 +167,14 @@ def test_merge_into_a_new_project(tmp_path, sources):
     with Project.open(target) as t:
         assert t.seed == 5  # the first source's, so the left/right sides stay as alice saw them
         assert t.guidelines == "Prefer the honest answer."
-        assert t.counts() | {"runs": 0} == {"prompts": 6, "responses": 12, "comparisons": 6, "judgments": 9,
-                                           "annotators": 3, "runs": 0}
+        assert t.counts() | {"runs": 0} == {
+            "prompts": 6,
+            "responses": 12,
+            "comparisons": 6,
+            "judgments": 9,
+            "annotators": 3,
+            "runs": 0,
+        }
         # Every judgment keeps its content, times and history; the chains point at the same rows.
         assert history(t) == hist1 + hist2
         assert current(t) == cur1 | cur2
@@ -149,8 +182,13 @@ def test_merge_into_a_new_project(tmp_path, sources):
         bob = t.current_judgment(comparison_id(t, 0), "bob")
         assert (bob.choice, bob.left, bob.strength) == ("b", "b", 2)
         alice = t.current_judgment(comparison_id(t, 0), "alice")
-        assert (alice.choice, alice.left, alice.note, alice.flags, alice.shown_at) == ("a", "b", "clear",
-                                                                                         ("typo",), 10.0)
+        assert (alice.choice, alice.left, alice.note, alice.flags, alice.shown_at) == (
+            "a",
+            "b",
+            "clear",
+            ("typo",),
+            10.0,
+        )
         relabel = t.current_judgment(comparison_id(t, 1), "alice")
         assert relabel.kind == "relabel" and t.judgment(relabel.supersedes).choice == "b"
         assert t.current_judgment(comparison_id(t, 2), "alice") is None  # undone, in the target too
@@ -160,8 +198,14 @@ def test_merge_into_a_new_project(tmp_path, sources):
     # Merging again changes nothing at all.
     again = merge_projects([s1, s2], target)
     assert not again.created
-    assert (again.prompts_added, again.comparisons_added, again.judgments_added, again.marks_added,
-            again.current_labels_changed, again.annotators_added) == (0, 0, 0, 0, 0, 0)
+    assert (
+        again.prompts_added,
+        again.comparisons_added,
+        again.judgments_added,
+        again.marks_added,
+        again.current_labels_changed,
+        again.annotators_added,
+    ) == (0, 0, 0, 0, 0, 0)
     assert again.judgments_present == 9
     with Project.open(target) as t:
         assert snapshot(t) == before
@@ -310,8 +354,13 @@ def test_krippendorff_alpha_textbook_example():
 #   u3    b    b    tie
 #   u4    tie  -    -      (one label: not pairable)
 #   u5    b    b    -
-THREE = {"u1": ("a", "a", "a"), "u2": ("a", "b", None), "u3": ("b", "b", "tie"), "u4": ("tie", None, None),
-         "u5": ("b", "b", None)}
+THREE = {
+    "u1": ("a", "a", "a"),
+    "u2": ("a", "b", None),
+    "u3": ("b", "b", "tie"),
+    "u4": ("tie", None, None),
+    "u5": ("b", "b", None),
+}
 # Krippendorff's α: coincidences o (each unit's ordered pairs / (m_u - 1)):
 #   u1: aa += 3*2/2 = 3;  u2: ab += 1, ba += 1;  u3: bb += 2*1/2 = 1, b-tie += 1, tie-b += 1;  u5: bb += 2
 #   n_a = 4, n_b = 5, n_tie = 1, n = 10;  Σ_{c≠k} o = 4;  Σ_{c≠k} n_c n_k = 10² - (16 + 25 + 1) = 58
@@ -347,16 +396,18 @@ def test_agreement_three_annotators_with_missing_labels_by_hand():
     assert fleiss["items"] == 4 and fleiss["observed"] == pytest.approx(7 / 12)
     assert fleiss["expected"] == pytest.approx(0.415) and fleiss["kappa"] == pytest.approx(THREE_EXPECTED["fleiss"])
     assert pairwise_agreement(units) == {"items": 4, "agreement": pytest.approx(THREE_EXPECTED["pairwise"])}
-    by_name = {item: {n: v for n, v in zip("XYZ", values, strict=True) if v is not None}
-               for item, values in THREE.items()}
+    by_name = {
+        item: {n: v for n, v in zip("XYZ", values, strict=True) if v is not None} for item, values in THREE.items()
+    }
     majority = majority_agreement(by_name)
     assert {n: (r["items"], r["agreed"], r["tied"]) for n, r in majority.items()} == THREE_EXPECTED["majority"]
     assert majority["Z"]["agreement"] == 0.5
-    table = pd.DataFrame([(item, n, v) for item, labels in by_name.items() for n, v in labels.items()],
-                         columns=["comparison_id", "annotator", "choice"])
+    table = pd.DataFrame(
+        [(item, n, v) for item, labels in by_name.items() for n, v in labels.items()],
+        columns=["comparison_id", "annotator", "choice"],
+    )
     report = agreement_from_table(table)
-    assert {tuple(r["annotators"]): r["kappa"] for r in report["cohen_kappa"]} == pytest.approx(
-        THREE_EXPECTED["kappa"])
+    assert {tuple(r["annotators"]): r["kappa"] for r in report["cohen_kappa"]} == pytest.approx(THREE_EXPECTED["kappa"])
     # Undefined statistics are None, never NaN.
     assert krippendorff_alpha_nominal([("a", "a"), ("a", "a")]) is None
     assert krippendorff_alpha_nominal([("a", None)]) is None
@@ -398,8 +449,18 @@ def test_chance_agreement_pools_a_and_b_both_ways_by_hand():
 def test_fleiss_kappa_textbook_example():
     # Fleiss (1971) as worked on Wikipedia ("Fleiss' kappa"): 10 items, 14 raters each, 5 categories;
     # P̄ = 0.378, P_e = 0.213, κ = 0.210. Equal raters per item: the generalisation is Fleiss' κ exactly.
-    rows = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1], [7, 7, 0, 0, 0],
-            [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    rows = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
     units = [[c for c, k in enumerate(row) for _ in range(k)] for row in rows]
     result = fleiss_kappa(units)
     assert result["items"] == 10
@@ -418,13 +479,16 @@ def test_agreement_statistics_do_not_change_when_random_items_are_stored_the_oth
     values = [*PAIR_MIRROR, None]
     units = [[rng.choice(values) for _ in range(4)] for _ in range(60)]
     # Correlated labels too, so that κ is far from 0 and a wrong chance term would show.
-    units += [[v if rng.random() < 0.8 else rng.choice(values) for _ in range(4)]
-              for v in (rng.choice(values[:4]) for _ in range(60))]
+    units += [
+        [v if rng.random() < 0.8 else rng.choice(values) for _ in range(4)]
+        for v in (rng.choice(values[:4]) for _ in range(60))
+    ]
     flips = [rng.random() < 0.5 for _ in units]
     flipped = [_flipped(u, f) for u, f in zip(units, flips, strict=True)]
     assert flipped != units
     assert krippendorff_alpha_nominal(flipped, mirror=PAIR_MIRROR) == pytest.approx(
-        krippendorff_alpha_nominal(units, mirror=PAIR_MIRROR))
+        krippendorff_alpha_nominal(units, mirror=PAIR_MIRROR)
+    )
     assert fleiss_kappa(flipped, mirror=PAIR_MIRROR) == pytest.approx(fleiss_kappa(units, mirror=PAIR_MIRROR))
     for first, second in itertools.combinations(range(4), 2):
         both = [(u, f) for u, f in zip(units, flipped, strict=True) if u[first] and u[second]]
@@ -453,31 +517,43 @@ def _team_project(path, seed: int, flips: set[int]):
     judgments and a run's scores."""
     rng = random.Random(seed)
     n = 40
-    texts = {i: (f"answer A{i} " + "x" * rng.randrange(0, 30), f"answer B{i} " + "y" * rng.randrange(0, 30))
-             for i in range(n)}
+    texts = {
+        i: (f"answer A{i} " + "x" * rng.randrange(0, 30), f"answer B{i} " + "y" * rng.randrange(0, 30))
+        for i in range(n)
+    }
 
     def stored(i: int, side):  # a side of pair i (as in A/B above) as this project stores it
         return PAIR_MIRROR.get(side, side) if i in flips and side is not None else side
 
     with Project.create(path, seed=3) as p:
-        p.add_records([pair(i, a=texts[i][i in flips], b=texts[i][i not in flips]) for i in range(n)],
-                      source="pool.jsonl")
+        p.add_records(
+            [pair(i, a=texts[i][i in flips], b=texts[i][i not in flips]) for i in range(n)], source="pool.jsonl"
+        )
         truth = {i: rng.choice("ab") for i in range(n)}
-        imported = [pair(i, choice="a", a=texts[i][truth[i] == "b"], b=texts[i][truth[i] == "a"])
-                    for i in range(0, n, 2)]  # chosen first, as HH-RLHF stores it
+        imported = [
+            pair(i, choice="a", a=texts[i][truth[i] == "b"], b=texts[i][truth[i] == "a"]) for i in range(0, n, 2)
+        ]  # chosen first, as HH-RLHF stores it
         p.add_records(imported, source="hh.jsonl")
         for name, accuracy in (("alice", 0.9), ("bob", 0.7), ("carol", 0.5)):
             for i in range(n):
                 if rng.random() < 0.2:
                     continue
                 roll = rng.random()
-                choice = (truth[i] if roll < accuracy else PAIR_MIRROR[truth[i]] if roll < 0.9
-                          else rng.choice(["tie", "both_bad"]))
+                choice = (
+                    truth[i]
+                    if roll < accuracy
+                    else PAIR_MIRROR[truth[i]]
+                    if roll < 0.9
+                    else rng.choice(["tie", "both_bad"])
+                )
                 left = rng.choice("ab")
                 p.record_judgment(comparison_id(p, i), name, stored(i, choice), left=stored(i, left))
         run = p.create_run("head", "test", {})
-        p.add_pair_scores(run, 2, [(comparison_id(p, i), "train", stored(i, truth[i]), rng.gauss(0, 1),
-                                    rng.gauss(0, 1)) for i in range(n)])
+        p.add_pair_scores(
+            run,
+            2,
+            [(comparison_id(p, i), "train", stored(i, truth[i]), rng.gauss(0, 1), rng.gauss(0, 1)) for i in range(n)],
+        )
     return Project.open(path)
 
 
@@ -486,11 +562,15 @@ def test_team_statistics_do_not_change_when_random_pairs_are_stored_the_other_wa
     pick = random.Random(100 + seed)
     flips = {i for i in range(40) if pick.random() < 0.5}
     assert 0 < len(flips) < 40
-    with _team_project(tmp_path / "as_stored.wbp", seed, set()) as p, \
-            _team_project(tmp_path / "flipped.wbp", seed, flips) as q:
+    with (
+        _team_project(tmp_path / "as_stored.wbp", seed, set()) as p,
+        _team_project(tmp_path / "flipped.wbp", seed, flips) as q,
+    ):
         # The stored orders do differ: the same people's labels read the other way round where flipped.
-        assert (p.labels().sort_values(["comparison_id", "annotator"])["choice"].tolist()
-                != q.labels().sort_values(["comparison_id", "annotator"])["choice"].tolist())
+        assert (
+            p.labels().sort_values(["comparison_id", "annotator"])["choice"].tolist()
+            != q.labels().sort_values(["comparison_id", "annotator"])["choice"].tolist()
+        )
         before, after = dict(_leaves(team.team_statistics(p))), dict(_leaves(team.team_statistics(q)))
     assert before.keys() == after.keys()
     assert before[("agreement", "fleiss_kappa", "kappa")] is not None
@@ -585,14 +665,34 @@ def test_wilson_interval_by_hand():
 # left: 7 of 10 -> 0.7, Wilson [0.3968, 0.8922]
 # longer: 1, 2, 5, 7, 9 = 5 of 9 (10 is equal) -> 0.5556; Wilson: centre (5/9 + z²/18)/(1 + z²/9) = 0.53894,
 #   half = z/(1 + z²/9) * sqrt((5/9)(4/9)/9 + z²/324) = 1.37365 * 0.19822 = 0.27229 -> [0.2667, 0.8112]
-ALICE = {1: ("a", "a"), 2: ("a", "a"), 3: ("b", "b"), 4: ("b", "b"), 5: ("a", "a"), 6: ("a", "b"), 7: ("b", "b"),
-         8: ("a", "a"), 9: ("a", "b"), 10: ("b", "a")}
+ALICE = {
+    1: ("a", "a"),
+    2: ("a", "a"),
+    3: ("b", "b"),
+    4: ("b", "b"),
+    5: ("a", "a"),
+    6: ("a", "b"),
+    7: ("b", "b"),
+    8: ("a", "a"),
+    9: ("a", "b"),
+    10: ("b", "a"),
+}
 # The model (r_chosen, r_rejected, chosen = alice's choice) and the side it prefers:
 #   1 a>: a long   2 b: short   3 b: short   4 tie (out)   5 a: long   6 a (rejects b): long
 #   7 b: long   8 a: short   9 a (rejects b): short   10 a: equal
 # prefers longer: 1, 5, 6, 7 of 1-3, 5-9 = 4 of 8 -> 0.5, Wilson [0.2152, 0.7848]
-SCORES = {1: (1, 0), 2: (0, 1), 3: (2, 1), 4: (1, 1), 5: (3, 0), 6: (0, 5), 7: (1, 0), 8: (1, 0), 9: (-1, 0),
-          10: (1, 0)}
+SCORES = {
+    1: (1, 0),
+    2: (0, 1),
+    3: (2, 1),
+    4: (1, 1),
+    5: (3, 0),
+    6: (0, 5),
+    7: (1, 0),
+    8: (1, 0),
+    9: (-1, 0),
+    10: (1, 0),
+}
 
 
 def test_bias_report_by_hand(tmp_path):

@@ -82,8 +82,10 @@ def training_pairs(path: Path) -> list[dict]:
     """The project's labelled pairs: comparison_id, prompt, chosen, rejected (plain strings here)."""
     with Project.open(path) as project:
         frame = project.training_pairs()
-    return [dict(comparison_id=int(c), prompt=p, chosen=ch, rejected=rj)
-            for c, p, ch, rj in zip(frame["comparison_id"], frame["prompt"], frame["chosen"], frame["rejected"])]
+    return [
+        dict(comparison_id=int(c), prompt=p, chosen=ch, rejected=rj)
+        for c, p, ch, rj in zip(frame["comparison_id"], frame["prompt"], frame["chosen"], frame["rejected"])
+    ]
 
 
 # Runs in a fresh interpreter that must not import workbench: only transformers and torch.
@@ -112,7 +114,14 @@ def score_with_plain_transformers(jobs: list[dict]) -> list[list[float]]:
     Each job: {"folder", "texts", "max_length"}."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run([sys.executable, "-c", _PLAIN_SCORER], input=json.dumps(jobs), capture_output=True,
-                          text=True, timeout=120, env=env, cwd=Path(jobs[0]["folder"]).parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PLAIN_SCORER],
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=Path(jobs[0]["folder"]).parent,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

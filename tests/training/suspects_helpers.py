@@ -13,8 +13,15 @@ from workbench.training.config import TrainConfig
 from workbench.training.model import PairEncoder, build_model, resolve_backbone_path
 
 
-def flipped_project(path: Path, backbone: str, n_prompts: int = 300, per_prompt: int = 2, flip: float = 0.2,
-                    seed: int = 0, swap_ab: np.ndarray | None = None) -> tuple[TrainConfig, int, dict[int, bool]]:
+def flipped_project(
+    path: Path,
+    backbone: str,
+    n_prompts: int = 300,
+    per_prompt: int = 2,
+    flip: float = 0.2,
+    seed: int = 0,
+    swap_ab: np.ndarray | None = None,
+) -> tuple[TrainConfig, int, dict[int, bool]]:
     """Responses with a latent quality u; the better one wins, then a share ``flip`` of the labels is flipped.
     Each text's cached embedding is (3u, 31 noise dims), so the head mode sees a linearly separable rule.
     ``swap_ab``: per pair, store response b first (the label follows). Returns (config, run id, flipped by id)."""
@@ -41,8 +48,9 @@ def flipped_project(path: Path, backbone: str, n_prompts: int = 300, per_prompt:
         encoder = PairEncoder.for_model(model, tokenizer, config.max_length)
         key = data.embedding_key(resolve_backbone_path(backbone), model.pooling, config.max_length)
         frame = project.comparisons_frame()
-        texts = data.encode_sides(encoder, list(frame["prompt"]) * 2,
-                                  list(frame["response_a"]) + list(frame["response_b"])).texts
+        texts = data.encode_sides(
+            encoder, list(frame["prompt"]) * 2, list(frame["response_a"]) + list(frame["response_b"])
+        ).texts
         pairs_of = list(zip(list(frame["prompt"]) * 2, list(frame["response_a"]) + list(frame["response_b"])))
         project.store_embeddings(key, {data.text_hash(t): vectors[pt] for t, pt in zip(texts, pairs_of)})
         run = prepare.labelled_data(project, config)

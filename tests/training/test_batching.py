@@ -29,7 +29,7 @@ def test_bucketing_pads_far_less_than_random_batches():
     rng = random.Random(0)
     order = list(range(len(c)))
     rng.shuffle(order)
-    random_batches = [order[s:s + 8] for s in range(0, len(order), 8)]
+    random_batches = [order[s : s + 8] for s in range(0, len(order), 8)]
     bucketed = make_batches(longer, 8, seed=0)
     assert padding_fraction(bucketed, c, r) < 0.5 * padding_fraction(random_batches, c, r)
 

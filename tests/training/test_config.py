@@ -26,20 +26,47 @@ def test_every_field_has_help():
 
 
 def test_round_trip_and_unknown_keys_ignored():
-    cfg = TrainConfig(mode="finetune", lora=True, head="mlp", learning_rate=1e-4, epochs=3, batch_size=4,
-                      margin_from_strength=True, margin_scale="large", center_rewards_coefficient=0.01, seed=7)
+    cfg = TrainConfig(
+        mode="finetune",
+        lora=True,
+        head="mlp",
+        learning_rate=1e-4,
+        epochs=3,
+        batch_size=4,
+        margin_from_strength=True,
+        margin_scale="large",
+        center_rewards_coefficient=0.01,
+        seed=7,
+    )
     data = cfg.to_dict()
     assert TrainConfig.from_dict(data) == cfg
     assert TrainConfig.from_dict({**data, "from_the_future": 1, "gradient_checkpointing": True}) == cfg
     assert TrainConfig.from_dict({}) == TrainConfig()
 
 
-@pytest.mark.parametrize("key, value", [
-    ("mode", "train"), ("head", "deep"), ("batch_size", 0), ("batch_size", 2.5), ("learning_rate", -1.0),
-    ("learning_rate", "fast"), ("epochs", 0), ("epochs", True), ("max_length", 4), ("val_fraction", 1.0),
-    ("weight_decay", -0.1), ("center_rewards_coefficient", float("nan")), ("margin_scale", "huge"),
-    ("eval_every", -1), ("threads", -2), ("device", "tpu"), ("seed", None), ("lora", "yes"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("mode", "train"),
+        ("head", "deep"),
+        ("batch_size", 0),
+        ("batch_size", 2.5),
+        ("learning_rate", -1.0),
+        ("learning_rate", "fast"),
+        ("epochs", 0),
+        ("epochs", True),
+        ("max_length", 4),
+        ("val_fraction", 1.0),
+        ("weight_decay", -0.1),
+        ("center_rewards_coefficient", float("nan")),
+        ("margin_scale", "huge"),
+        ("eval_every", -1),
+        ("threads", -2),
+        ("device", "tpu"),
+        ("seed", None),
+        ("lora", "yes"),
+    ],
+)
 def test_validation_names_the_field(key, value):
     with pytest.raises(ValueError, match=key):
         TrainConfig.from_dict({key: value})
@@ -69,8 +96,28 @@ def test_cli_flags_build_the_config():
     parser = argparse.ArgumentParser()
     parser.add_argument("project")
     add_arguments(parser)
-    ns = parser.parse_args(["p.wbproj", "--lr", "3e-4", "--batch-size", "16", "--max-length", "128", "--epochs", "4",
-                            "--seed", "9", "--mode", "finetune", "--backbone", "/models/x", "--lora", "--head", "mlp"])
+    ns = parser.parse_args(
+        [
+            "p.wbproj",
+            "--lr",
+            "3e-4",
+            "--batch-size",
+            "16",
+            "--max-length",
+            "128",
+            "--epochs",
+            "4",
+            "--seed",
+            "9",
+            "--mode",
+            "finetune",
+            "--backbone",
+            "/models/x",
+            "--lora",
+            "--head",
+            "mlp",
+        ]
+    )
     cfg = from_args(ns)
     assert (cfg.learning_rate, cfg.batch_size, cfg.max_length, cfg.epochs, cfg.seed) == (3e-4, 16, 128, 4, 9)
     assert (cfg.mode, cfg.backbone, cfg.lora, cfg.head) == ("finetune", "/models/x", True, "mlp")

@@ -40,8 +40,18 @@ def tiny_bert_no_dropout(tmp_path_factory, tiny_bert_dir) -> str:
 
 def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", CLI, "train", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        CLI,
+        "train",
+        *args,
+    ]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=150)
 
 
@@ -49,8 +59,9 @@ def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
 def test_two_processes_train_like_one(tmp_path, tiny_bert_no_dropout, mode):
     path = make_synthetic_project(tmp_path / f"{mode}.wbp")
     lr = 5e-3 if mode == "finetune" else 3e-2
-    proc = torchrun(["--project", str(path), "--mode", mode, "--backbone", tiny_bert_no_dropout, "--epochs", "3",
-                     "--lr", str(lr)])
+    proc = torchrun(
+        ["--project", str(path), "--mode", mode, "--backbone", tiny_bert_no_dropout, "--epochs", "3", "--lr", str(lr)]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("finished: validation accuracy") == 1  # rank 0 alone reports
     with Project.open(path) as p:
@@ -74,8 +85,9 @@ def test_two_processes_train_like_one(tmp_path, tiny_bert_no_dropout, mode):
         one_metrics = p.run_metrics(single.run_id)
         one_scores = p.pair_scores(single.run_id)
     # Each step saw the same global batch: the same per-step curve and the same per-pair scores.
-    ddp_metrics, one_metrics = (df.sort_values(["step", "split", "name"], ignore_index=True)
-                                for df in (ddp_metrics, one_metrics))
+    ddp_metrics, one_metrics = (
+        df.sort_values(["step", "split", "name"], ignore_index=True) for df in (ddp_metrics, one_metrics)
+    )
     assert ddp_metrics[["step", "split", "name"]].equals(one_metrics[["step", "split", "name"]])
     steps = ddp_metrics["split"] == STEP_SPLIT
     # Float noise only: the two ranks' gradients are summed by the all-reduce, one process sums them in its

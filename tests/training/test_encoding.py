@@ -47,8 +47,11 @@ def test_plain_join_adds_a_newline_only_when_needed(bert_tok):
     assert encoder.text("What is 2+2?", "4") == ("What is 2+2?\n4", 13)
     assert encoder.text("Q: ", "A") == ("Q: A", 3)
     assert encoder.text("Q:", " A") == ("Q: A", 2)
-    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"},
-                {"role": "user", "content": "bye?"}]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hey"},
+        {"role": "user", "content": "bye?"},
+    ]
     assert encoder.text(messages, "bye")[0] == "\n\nHuman: hi\n\nAssistant: hey\n\nHuman: bye?\n\nAssistant: bye"
 
 

@@ -34,8 +34,9 @@ def exported(trained, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_exported_folders_score_exactly_like_the_app_with_plain_transformers(trained, exported, tiny_bert_dir,
-                                                                              tiny_gpt2_dir):
+def test_exported_folders_score_exactly_like_the_app_with_plain_transformers(
+    trained, exported, tiny_bert_dir, tiny_gpt2_dir
+):
     pairs = training_pairs(trained.path)
     jobs, wanted = [], []
     for name, folder in exported.items():
@@ -43,8 +44,9 @@ def test_exported_folders_score_exactly_like_the_app_with_plain_transformers(tra
         assert not list(folder.glob("*.bin")) and not list(folder.parent.glob(".*export*"))
         encoder = PairEncoder(load_tokenizer(tiny_gpt2_dir if name == "gpt2" else tiny_bert_dir), MAX_LENGTH)
         texts = [encoder.text(p["prompt"], p[side])[0] for side in ("chosen", "rejected") for p in pairs]
-        truncated = sum(e.truncated for e in encoder.encode_many([p["prompt"] for p in pairs],
-                                                                 [p["chosen"] for p in pairs]))
+        truncated = sum(
+            e.truncated for e in encoder.encode_many([p["prompt"] for p in pairs], [p["chosen"] for p in pairs])
+        )
         assert truncated > 0  # the left truncation is part of what must agree
         jobs.append({"folder": str(folder), "texts": texts, "max_length": MAX_LENGTH})
         stored = app_scores(trained.path, trained.runs[name])
@@ -75,12 +77,20 @@ def test_the_model_card_reports_data_and_metrics(trained, exported):
         summary = project.run(trained.runs["finetune"])["summary"]
         labels = project.statistics()["labels"]
     assert card.startswith("---\nlibrary_name: transformers")
-    for text in ("| trained on (preferences A or B) | 40 |", f"| training split | {summary['n_train']} |",
-                 f"| validation split (by prompt, seed 0) | {summary['n_val']} |", "over-length",
-                 "import:hh-style.jsonl (40)", f"a {labels['a']}, b {labels['b']}, tie 0",  # annotators, labels
-                 f"| accuracy | {summary['val_accuracy']:.4g} |", f"| loss | {summary['val_loss']:.4g} |",
-                 f"Steps: {summary['steps']} of {summary['total_steps']}", "Time: ", '"learning_rate": 0.005',
-                 "AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)"):
+    for text in (
+        "| trained on (preferences A or B) | 40 |",
+        f"| training split | {summary['n_train']} |",
+        f"| validation split (by prompt, seed 0) | {summary['n_val']} |",
+        "over-length",
+        "import:hh-style.jsonl (40)",
+        f"a {labels['a']}, b {labels['b']}, tie 0",  # annotators, labels
+        f"| accuracy | {summary['val_accuracy']:.4g} |",
+        f"| loss | {summary['val_loss']:.4g} |",
+        f"Steps: {summary['steps']} of {summary['total_steps']}",
+        "Time: ",
+        '"learning_rate": 0.005',
+        "AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)",
+    ):
         assert text in card, text
     facts = json.loads((exported["head"] / "training_run.json").read_text())
     assert facts["mode"] == "head" and facts["n_pairs"] == 40 and facts["n_overlong"] == 0
@@ -97,8 +107,9 @@ def _cli(capsys, *args: str) -> tuple[int, str, str]:
 def test_the_command_exports_and_refuses_what_it_cannot(trained, tmp_path, capsys):
     p = str(trained.path)
     out = tmp_path / "rm"
-    code, stdout, err = _cli(capsys, "export-model", "--project", p, "--run", str(trained.runs["head"]),
-                             "--out", str(out), "--quiet")
+    code, stdout, err = _cli(
+        capsys, "export-model", "--project", p, "--run", str(trained.runs["head"]), "--out", str(out), "--quiet"
+    )
     assert code == 0, err
     assert stdout.startswith(f"exported run {trained.runs['head']} (step ") and "16 pairs score as in the app" in stdout
     assert (out / "model.safetensors").is_file()
@@ -118,18 +129,21 @@ def test_the_command_exports_and_refuses_what_it_cannot(trained, tmp_path, capsy
         lines = err.strip().splitlines()
         assert code == 1 and not stdout and len(lines) == 1, (extra, err)
         assert lines[0].startswith("workbench: error: ") and message in lines[0], lines[0]
-    code, _, err = _cli(capsys, "export-model", "--project", str(tmp_path / "none.wbp"), "--run", "1", "--out",
-                        str(tmp_path / "x"))
+    code, _, err = _cli(
+        capsys, "export-model", "--project", str(tmp_path / "none.wbp"), "--run", "1", "--out", str(tmp_path / "x")
+    )
     assert code == 1 and "no such project file" in err
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    code, _, err = _cli(capsys, "export-model", "--project", p, "--run", "1", "--out", str(tmp_path / "mine"),
-                        "--overwrite")
+    code, _, err = _cli(
+        capsys, "export-model", "--project", p, "--run", "1", "--out", str(tmp_path / "mine"), "--overwrite"
+    )
     assert code == 1 and "holds files that are not an exported model" in err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     # --overwrite replaces the folder; the earlier export stays intact until the new one is complete
-    code, stdout, err = _cli(capsys, "export-model", "--project", p, "--run", "1", "--out", str(out), "--overwrite",
-                             "--quiet")
+    code, stdout, err = _cli(
+        capsys, "export-model", "--project", p, "--run", "1", "--out", str(out), "--overwrite", "--quiet"
+    )
     assert code == 0, err
     assert json.loads((out / "training_run.json").read_text())["run_id"] == 1
 
@@ -163,8 +177,17 @@ def test_export_model_works_on_a_read_only_project(trained, tmp_path, capsys, mo
 
     before = hashlib.sha256(trained.path.read_bytes()).hexdigest()
     monkeypatch.setattr(store, "probe_read_only", lambda path: "read-only file system")
-    code, stdout, err = _cli(capsys, "export-model", "--project", str(trained.path), "--run",
-                             str(trained.runs["head"]), "--out", str(tmp_path / "ro"), "--quiet")
+    code, stdout, err = _cli(
+        capsys,
+        "export-model",
+        "--project",
+        str(trained.path),
+        "--run",
+        str(trained.runs["head"]),
+        "--out",
+        str(tmp_path / "ro"),
+        "--quiet",
+    )
     assert code == 0, err
     assert (tmp_path / "ro" / "model.safetensors").is_file()
     assert hashlib.sha256(trained.path.read_bytes()).hexdigest() == before

@@ -45,8 +45,10 @@ def test_a_pair_is_scored_by_a_head_that_never_saw_its_prompt(labelled):
     before = out_of_fold_margins(project, run_id, k=3)
     snapshot = project.run(run_id)["data_snapshot"]
     fold0 = set(before.loc[before["fold"] == 0, "comparison_id"])
-    choices = "".join(("b" if c == "a" else "a") if cid in fold0 else c
-                      for cid, c in zip(snapshot["comparison_ids"], snapshot["choices"]))
+    choices = "".join(
+        ("b" if c == "a" else "a") if cid in fold0 else c
+        for cid, c in zip(snapshot["comparison_ids"], snapshot["choices"])
+    )
     flipped_run = project.create_run("head", config.backbone, config.to_dict(), {**snapshot, "choices": choices})
     after = out_of_fold_margins(project, flipped_run, k=3)
     assert (after["fold"].to_numpy() == before["fold"].to_numpy()).all()

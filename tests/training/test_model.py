@@ -29,8 +29,15 @@ def tiny_roberta_dir(tmp_path_factory, tiny_bert_dir):
 
     out = tmp_path_factory.mktemp("tiny_roberta")
     tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    config = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=130, pad_token_id=tok.pad_token_id)
+    config = RobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     RobertaModel(config).save_pretrained(out)
     tok.save_pretrained(out)
@@ -152,15 +159,29 @@ def _exported_scores(out, texts, max_length, chat_template=False):
     seq = AutoModelForSequenceClassification.from_pretrained(out, num_labels=1)
     tok = AutoTokenizer.from_pretrained(out)
     assert not seq.training
-    batch = tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt",
-                add_special_tokens=not chat_template)
+    batch = tok(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        padding=True,
+        return_tensors="pt",
+        add_special_tokens=not chat_template,
+    )
     with torch.no_grad():
         return seq(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
 
 
-@pytest.mark.parametrize("fixture, head", [("tiny_bert_dir", "linear"), ("tiny_bert_dir", "mlp"),
-                                           ("tiny_roberta_dir", "linear"), ("tiny_roberta_dir", "mlp"),
-                                           ("tiny_gpt2_dir", "linear"), ("tiny_llama_dir", "linear")])
+@pytest.mark.parametrize(
+    "fixture, head",
+    [
+        ("tiny_bert_dir", "linear"),
+        ("tiny_bert_dir", "mlp"),
+        ("tiny_roberta_dir", "linear"),
+        ("tiny_roberta_dir", "mlp"),
+        ("tiny_gpt2_dir", "linear"),
+        ("tiny_llama_dir", "linear"),
+    ],
+)
 def test_export_scores_exactly_like_the_app(fixture, head, request, tmp_path):
     model, tok = build_reward_model(request.getfixturevalue(fixture), head=head)
     _randomise_head(model)
@@ -206,11 +227,19 @@ def test_checkpoint_and_trainer_import_without_a_cycle():
 
     repo = Path(__file__).resolve().parents[2]
     for first, second in (("checkpoint", "trainer"), ("trainer", "checkpoint")):
-        code = (f"import workbench.training.{first}, workbench.training.{second}, sys; "
-                "print('workbench.training.trainer' in sys.modules and 'checkpoint' in dir(sys.modules["
-                "'workbench.training.trainer']))")
-        out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120,
-                             env={**__import__("os").environ, "PYTHONPATH": str(repo)})
+        code = (
+            f"import workbench.training.{first}, workbench.training.{second}, sys; "
+            "print('workbench.training.trainer' in sys.modules and 'checkpoint' in dir(sys.modules["
+            "'workbench.training.trainer']))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**__import__("os").environ, "PYTHONPATH": str(repo)},
+        )
         assert out.returncode == 0, out.stderr[-2000:]
     checkpoint_source = (repo / "workbench/training/checkpoint.py").read_text(encoding="utf-8")
     assert "workbench.training.trainer" not in checkpoint_source

@@ -99,12 +99,15 @@ def test_stopping_iteration_mid_run_checkpoints_and_frees_the_child(tmp_path, ti
     assert event_names(list(tp2.events()))[-1] == "Finished" and tp2.pid == tp.pid
 
 
-@pytest.mark.parametrize("exc, oom", [
-    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
-    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes"), True),
-    (MemoryError(), True),
-    (RuntimeError("shape mismatch"), False),
-])
+@pytest.mark.parametrize(
+    "exc, oom",
+    [
+        (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes"), True),
+        (MemoryError(), True),
+        (RuntimeError("shape mismatch"), False),
+    ],
+)
 def test_failures_name_what_happened_and_what_to_do(exc, oom):
     ev = process.failure_event(exc, 7)
     assert ev.run_id == 7 and ev.hint
@@ -114,8 +117,10 @@ def test_failures_name_what_happened_and_what_to_do(exc, oom):
 
 def test_the_gui_process_never_imports_torch():
     """The GUI's modules (the Train view and its worker included) leave torch to the training process."""
-    code = ("import sys; import workbench.ui.main_window, workbench.ui.train_view, workbench.ui.inspect_view, "
-            "workbench.ui.worker, workbench.ui.app; print('torch' in sys.modules, 'transformers' in sys.modules)")
+    code = (
+        "import sys; import workbench.ui.main_window, workbench.ui.train_view, workbench.ui.inspect_view, "
+        "workbench.ui.worker, workbench.ui.app; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

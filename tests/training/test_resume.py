@@ -76,12 +76,18 @@ def _assert_same_curve(path: Path, run_a: int, run_b: int) -> None:
 def test_a_run_killed_with_sigkill_resumes_on_the_same_curve(tmp_path, tiny_bert_dir, mode):
     path = make_synthetic_project(tmp_path / "r.wbp")
     # Fine-tuning the tiny BERT uses dropout, so the RNG state must be restored exactly as well.
-    config = TrainConfig(backbone=tiny_bert_dir, mode=mode, epochs=3, learning_rate=5e-3 if mode == "finetune" else 3e-2)
+    config = TrainConfig(
+        backbone=tiny_bert_dir, mode=mode, epochs=3, learning_rate=5e-3 if mode == "finetune" else 3e-2
+    )
     uninterrupted = collect(Trainer(path, config))[-1]
     assert isinstance(uninterrupted, Finished)
 
-    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(REPO), str(path), json.dumps(config.to_dict())],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_RUN, str(REPO), str(path), json.dumps(config.to_dict())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     with Project.open(path) as p:
         killed = int(p.runs()["id"].iloc[-1])
@@ -220,9 +226,16 @@ def test_a_snapshot_rebuilds_the_same_pairs_conversations_included(tmp_path):
     from workbench.training import data
 
     path = tmp_path / "conv.wbp"
-    records = [PairRecord(Text.of([{"role": "user", "content": f"Question {i}?"}]),
-                          Text.of([{"role": "assistant", "content": f"An excellent answer {i}."}]),
-                          Text(f"A plain answer {i}."), choice="ab"[i % 2], strength=1 + i % 4) for i in range(12)]
+    records = [
+        PairRecord(
+            Text.of([{"role": "user", "content": f"Question {i}?"}]),
+            Text.of([{"role": "assistant", "content": f"An excellent answer {i}."}]),
+            Text(f"A plain answer {i}."),
+            choice="ab"[i % 2],
+            strength=1 + i % 4,
+        )
+        for i in range(12)
+    ]
     with Project.create(path) as p:
         p.add_records(records, source="conv")
         fresh = data.pairs_from_frame(p.training_pairs())

@@ -20,8 +20,10 @@ TOL = 1e-5
 def setup(tmp_path_factory, tiny_bert_dir, tiny_gpt2_dir):
     root = tmp_path_factory.mktemp("score")
     trained = train_project(root / "p.wbp", tiny_bert_dir, tiny_gpt2_dir)
-    folders = {name: export_run(trained.path, trained.runs[name], root / f"rm-{name}", verify_pairs=0).out_dir
-               for name in ("finetune", "head")}
+    folders = {
+        name: export_run(trained.path, trained.runs[name], root / f"rm-{name}", verify_pairs=0).out_dir
+        for name in ("finetune", "head")
+    }
     pairs = training_pairs(trained.path)
     scores = {name: app_scores(trained.path, trained.runs[name]) for name in folders}
     return folders, pairs, scores
@@ -50,12 +52,16 @@ def _write_jsonl(path, rows: list[dict], gz: bool = False) -> None:
 
 def test_rows_get_a_score_column_equal_to_the_apps(setup, tmp_path, capsys):
     folders, pairs, scores = setup
-    rows = [{"id": f"{p['comparison_id']}-{side}", "prompt": p["prompt"], "response": p[side]}
-            for p in pairs for side in ("chosen", "rejected")]
+    rows = [
+        {"id": f"{p['comparison_id']}-{side}", "prompt": p["prompt"], "response": p[side]}
+        for p in pairs
+        for side in ("chosen", "rejected")
+    ]
     _write_jsonl(tmp_path / "rows.jsonl", rows)
     out = tmp_path / "scored.csv"
-    code, stdout, err = _score(capsys, "--model", str(folders["finetune"]), "--input", str(tmp_path / "rows.jsonl"),
-                               "--out", str(out))
+    code, stdout, err = _score(
+        capsys, "--model", str(folders["finetune"]), "--input", str(tmp_path / "rows.jsonl"), "--out", str(out)
+    )
     assert code == 0, err
     assert "scoring" in err and "text/s" in err  # the progress bar, on stderr
     assert stdout.startswith(f"scored {len(rows)} rows ({len(rows)} texts, 0 over 40 tokens)")
@@ -72,16 +78,21 @@ def test_rows_get_a_score_column_equal_to_the_apps(setup, tmp_path, capsys):
 def test_pairs_come_back_with_score_chosen_and_score_rejected(setup, tmp_path, capsys, model, shape, suffix):
     folders, pairs, scores = setup
     if shape == "explicit":
-        rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], "pair": i}
-                for i, p in enumerate(pairs)]
+        rows = [
+            {"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], "pair": i}
+            for i, p in enumerate(pairs)
+        ]
     else:  # HH-RLHF: whole transcripts, the prompt implicit
-        rows = [{"chosen": p["prompt"] + p["chosen"], "rejected": p["prompt"] + p["rejected"], "pair": i}
-                for i, p in enumerate(pairs)]
+        rows = [
+            {"chosen": p["prompt"] + p["chosen"], "rejected": p["prompt"] + p["rejected"], "pair": i}
+            for i, p in enumerate(pairs)
+        ]
     src = tmp_path / "pairs.jsonl.gz"
     _write_jsonl(src, rows, gz=True)
     out = tmp_path / f"scored{suffix}"
-    code, stdout, err = _score(capsys, "--model", str(folders[model]), "--input", str(src), "--out", str(out),
-                               "--quiet", "--batch-size", "7")
+    code, stdout, err = _score(
+        capsys, "--model", str(folders[model]), "--input", str(src), "--out", str(out), "--quiet", "--batch-size", "7"
+    )
     assert code == 0, err
     assert not err and "pairwise accuracy" in stdout
     df = _read(out)
@@ -99,10 +110,16 @@ def test_unlabelled_pairs_and_response_lists(setup, tmp_path, capsys):
     folders, pairs, scores = setup
     app = scores["head"]
     src = tmp_path / "unlabelled.csv"
-    pd.DataFrame({"prompt": [p["prompt"] for p in pairs], "response_a": [p["rejected"] for p in pairs],
-                  "response_b": [p["chosen"] for p in pairs]}).to_csv(src, index=False)
-    code, _, err = _score(capsys, "--model", str(folders["head"]), "--input", str(src), "--out",
-                          str(tmp_path / "u.jsonl"), "--quiet")
+    pd.DataFrame(
+        {
+            "prompt": [p["prompt"] for p in pairs],
+            "response_a": [p["rejected"] for p in pairs],
+            "response_b": [p["chosen"] for p in pairs],
+        }
+    ).to_csv(src, index=False)
+    code, _, err = _score(
+        capsys, "--model", str(folders["head"]), "--input", str(src), "--out", str(tmp_path / "u.jsonl"), "--quiet"
+    )
     assert code == 0, err
     df = _read(tmp_path / "u.jsonl")
     assert list(df.columns) == ["prompt", "response_a", "response_b", "score_a", "score_b"]
@@ -111,8 +128,16 @@ def test_unlabelled_pairs_and_response_lists(setup, tmp_path, capsys):
 
     rows = [{"prompt": p["prompt"], "responses": [p["chosen"], p["rejected"], p["chosen"]]} for p in pairs[:5]]
     _write_jsonl(tmp_path / "k.jsonl", rows)
-    code, stdout, err = _score(capsys, "--model", str(folders["head"]), "--input", str(tmp_path / "k.jsonl"), "--out",
-                               str(tmp_path / "k.parquet"), "--quiet")
+    code, stdout, err = _score(
+        capsys,
+        "--model",
+        str(folders["head"]),
+        "--input",
+        str(tmp_path / "k.jsonl"),
+        "--out",
+        str(tmp_path / "k.parquet"),
+        "--quiet",
+    )
     assert code == 0, err
     assert stdout.startswith("scored 5 prompts (10 texts,")  # the repeated response is scored once
     df = _read(tmp_path / "k.parquet")
@@ -132,14 +157,20 @@ def test_errors_are_one_line(setup, tmp_path, capsys):
     _write_jsonl(missing, [{"prompt": "Hi", "response": "Hello"}, {"prompt": "Hi", "response": None}])
     model = str(folders["finetune"])
     cases = [
-        (["--model", model, "--input", str(bad_shape), "--out", str(tmp_path / "o.jsonl")],
-         'fits no known shape; found fields "question", "answer"; expected rows (prompt, response) to score'),
+        (
+            ["--model", model, "--input", str(bad_shape), "--out", str(tmp_path / "o.jsonl")],
+            'fits no known shape; found fields "question", "answer"; expected rows (prompt, response) to score',
+        ),
         (["--model", model, "--input", str(missing), "--out", str(tmp_path / "o.jsonl")], 'line 2, field "response"'),
-        (["--model", model, "--input", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o.jsonl")],
-         "no such file"),
+        (
+            ["--model", model, "--input", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o.jsonl")],
+            "no such file",
+        ),
         (["--model", model, "--input", str(good), "--out", str(tmp_path / "o.txt")], "unknown output format .txt"),
-        (["--model", str(tmp_path / "nowhere"), "--input", str(good), "--out", str(tmp_path / "o.jsonl")],
-         "no such folder"),
+        (
+            ["--model", str(tmp_path / "nowhere"), "--input", str(good), "--out", str(tmp_path / "o.jsonl")],
+            "no such folder",
+        ),
         (["--model", str(tmp_path), "--input", str(good), "--out", str(tmp_path / "o.jsonl")], "has no config.json"),
     ]
     for args, message in cases:
@@ -170,13 +201,24 @@ def test_conversations_are_scored_through_the_chat_template(tmp_path, tiny_llama
     path = tmp_path / "chat.wbp"
     with Project.create(path) as project:
         project.add_records(records, source="chat.jsonl")
-    done = collect(Trainer(path, TrainConfig(backbone=tiny_llama_dir, mode="finetune", learning_rate=5e-3, epochs=1,
-                                             max_length=48)))[-1]
+    done = collect(
+        Trainer(
+            path, TrainConfig(backbone=tiny_llama_dir, mode="finetune", learning_rate=5e-3, epochs=1, max_length=48)
+        )
+    )[-1]
     folder = export_run(path, done.run_id, tmp_path / "rm").out_dir
     assert json.loads((folder / "reward_model.json").read_text())["chat_template"] is True
     _write_jsonl(tmp_path / "chat.jsonl", rows)
-    code, _, err = _score(capsys, "--model", str(folder), "--input", str(tmp_path / "chat.jsonl"), "--out",
-                          str(tmp_path / "s.jsonl"), "--quiet")
+    code, _, err = _score(
+        capsys,
+        "--model",
+        str(folder),
+        "--input",
+        str(tmp_path / "chat.jsonl"),
+        "--out",
+        str(tmp_path / "s.jsonl"),
+        "--quiet",
+    )
     assert code == 0, err
     df = _read(tmp_path / "s.jsonl")
     assert list(df.columns) == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected"]
@@ -184,7 +226,9 @@ def test_conversations_are_scored_through_the_chat_template(tmp_path, tiny_llama
     app = app_scores(path, done.run_id)
     with Project.open(path) as project:
         frame = project.training_pairs()
-    row_of = {int(c): int(p.split("Question ")[1].split(":")[0]) for c, p in zip(frame["comparison_id"], frame["prompt"])}
+    row_of = {
+        int(c): int(p.split("Question ")[1].split(":")[0]) for c, p in zip(frame["comparison_id"], frame["prompt"])
+    }
     assert sorted(row_of.values()) == list(range(len(rows)))
     by_row = {row_of[c]: scores for c, scores in app.items()}
     want_c = [by_row[i][0] for i in range(len(rows))]

@@ -20,8 +20,9 @@ BINS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
 def _scored(path, run_id) -> pd.DataFrame:
     with Project.open(path) as project:
         oof = out_of_fold_margins(project, run_id)
-        project.add_oof_scores(run_id, zip(oof["comparison_id"], oof["chosen"], oof["fold"], oof["r_chosen"],
-                                           oof["r_rejected"]), SOURCE)
+        project.add_oof_scores(
+            run_id, zip(oof["comparison_id"], oof["chosen"], oof["fold"], oof["r_chosen"], oof["r_rejected"]), SOURCE
+        )
         return suspects.suspects_for_run(project, run_id)
 
 
@@ -33,7 +34,8 @@ def test_p_label_wrong_is_calibrated_on_synthetic_flips(tmp_path, tiny_bert_dir)
     table["flipped"] = table["comparison_id"].map(flipped)
     table["bin"] = pd.cut(table["p_label_wrong"], BINS, include_lowest=True)
     calibration = table.groupby("bin", observed=True).agg(
-        n=("flipped", "size"), mean_p=("p_label_wrong", "mean"), flip_rate=("flipped", "mean"))
+        n=("flipped", "size"), mean_p=("p_label_wrong", "mean"), flip_rate=("flipped", "mean")
+    )
     print(calibration.to_string())
     well = calibration[calibration["n"] >= 30]
     assert len(well) >= 3

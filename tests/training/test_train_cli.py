@@ -22,15 +22,32 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
 
 
 def train(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", CLI, "train", *args], cwd=REPO, env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", CLI, "train", *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
 def test_a_run_shows_progress_and_ends_with_one_summary_line(tmp_path, tiny_bert_dir):
     path = make_synthetic_project(tmp_path / "p.wbp")
-    proc = train("--project", str(path), "--mode", "head", "--backbone", tiny_bert_dir, "--epochs", "5",
-                 "--lr", "3e-2", "--batch-size", "8", "--max-length", "64", "--seed", "2")
+    proc = train(
+        "--project",
+        str(path),
+        "--mode",
+        "head",
+        "--backbone",
+        tiny_bert_dir,
+        "--epochs",
+        "5",
+        "--lr",
+        "3e-2",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "64",
+        "--seed",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("run 1 finished: validation accuracy 1.000 on ")
@@ -57,7 +74,9 @@ def test_a_failed_run_is_one_line_and_a_nonzero_exit(tmp_path, tiny_bert_dir):
         proc = train(*args)
         assert proc.returncode == code, (args, proc.stderr)
         errors = [line for line in proc.stderr.splitlines() if "error:" in line]
-        assert len(errors) == 1 and errors[0].startswith("workbench train: error: ") and message in errors[0], proc.stderr
+        assert len(errors) == 1 and errors[0].startswith("workbench train: error: ") and message in errors[0], (
+            proc.stderr
+        )
         assert "Traceback" not in proc.stderr and not proc.stdout.strip()
     assert "label at least 4 more pair(s)" in train("--project", str(few), "--backbone", tiny_bert_dir).stderr
     with Project.open(few) as p:
@@ -67,9 +86,27 @@ def test_a_failed_run_is_one_line_and_a_nonzero_exit(tmp_path, tiny_bert_dir):
 @pytest.mark.slow
 def test_ctrl_c_stops_at_a_step_with_a_checkpoint_and_resume_finishes(tmp_path, tiny_bert_dir):
     path = make_synthetic_project(tmp_path / "c.wbp")
-    proc = subprocess.Popen([sys.executable, "-m", CLI, "train", "--project", str(path), "--mode", "finetune",
-                             "--backbone", tiny_bert_dir, "--epochs", "60"], cwd=REPO, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            CLI,
+            "train",
+            "--project",
+            str(path),
+            "--mode",
+            "finetune",
+            "--backbone",
+            tiny_bert_dir,
+            "--epochs",
+            "60",
+        ],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # wait until steps are being taken
@@ -112,11 +149,23 @@ def test_the_parser_needs_no_torch_and_documents_the_flags():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    helped = subprocess.run([sys.executable, "-m", CLI, "train", "--help"], cwd=REPO, env=ENV, capture_output=True,
-                            text=True, timeout=60)
+    helped = subprocess.run(
+        [sys.executable, "-m", CLI, "train", "--help"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60
+    )
     assert helped.returncode == 0
-    for flag in ("--project", "--mode", "--backbone", "--epochs", "--lr", "--batch-size", "--max-length", "--seed",
-                 "--resume", "--eval-every", "--center-rewards-coefficient"):
+    for flag in (
+        "--project",
+        "--mode",
+        "--backbone",
+        "--epochs",
+        "--lr",
+        "--batch-size",
+        "--max-length",
+        "--seed",
+        "--resume",
+        "--eval-every",
+        "--center-rewards-coefficient",
+    ):
         assert flag in helped.stdout, flag
 
 
@@ -127,8 +176,10 @@ def test_a_user_error_before_training_leaves_no_run(tmp_path, tiny_bert_dir):
     no_weights = tmp_path / "no-weights"
     no_weights.mkdir()
     (no_weights / "config.json").write_text("{}", encoding="utf-8")
-    for backbone, message in ((tmp_path / "nowhere", "neither 'minilm' nor an existing folder"),
-                              (no_weights, "has no .safetensors weights")):
+    for backbone, message in (
+        (tmp_path / "nowhere", "neither 'minilm' nor an existing folder"),
+        (no_weights, "has no .safetensors weights"),
+    ):
         proc = train("--project", str(path), "--mode", "head", "--backbone", str(backbone))
         assert proc.returncode == 1, proc.stderr
         errors = [line for line in proc.stderr.splitlines() if "error:" in line]

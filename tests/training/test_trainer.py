@@ -94,8 +94,11 @@ def test_the_embedding_cache_key_follows_backbone_pooling_and_max_length(learnab
 
 
 def test_lora_trains_adapters_and_head_only(learnable, tiny_bert_dir):
-    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, lora=True, mode="finetune",
-                                                    learning_rate=2e-2, epochs=4)))
+    events = collect(
+        Trainer(
+            learnable, TrainConfig(backbone=tiny_bert_dir, lora=True, mode="finetune", learning_rate=2e-2, epochs=4)
+        )
+    )
     assert isinstance(events[-1], Finished), events[-1]
     assert events[-1].summary["val_accuracy"] > 0.9
     with Project.open(learnable) as p:
@@ -181,15 +184,13 @@ def test_events_come_in_order_and_results_are_stored(learnable, tiny_bert_dir):
         assert set(metrics[metrics["split"] == "train_step"]["step"]) == set(steps)
         scores = p.pair_scores(done.run_id)
         assert len(scores) == 48 and set(scores["split"]) == {"train", "val"}
-        assert np.allclose(scores.sort_values("comparison_id")["margin"],
-                           last.margins[np.argsort(last.comparison_ids)])
+        assert np.allclose(scores.sort_values("comparison_id")["margin"], last.margins[np.argsort(last.comparison_ids)])
         choice = p.training_pairs().set_index("comparison_id")["choice"]
         assert (scores["chosen"].to_numpy() == choice.loc[scores["comparison_id"]].to_numpy()).all()
 
 
 def test_eval_every_steps_and_the_end(learnable, tiny_bert_dir):
-    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=1,
-                                                    eval_every=2)))
+    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", epochs=1, eval_every=2)))
     total = events[0].total_steps
     expected = sorted(set(range(2, total + 1, 2)) | {total})
     assert [e.step for e in events if isinstance(e, Evaluation)] == expected
@@ -239,10 +240,18 @@ def test_ties_are_left_out_and_overlong_pairs_counted_not_dropped(tmp_path, tiny
     long_answer = "An excellent answer " + " ".join(["with many many words"] * 20) + "."
     with Project.create(path) as p:
         p.add_records(synthetic_records(12, 2, unlabelled=1), source="s")
-        p.add_records([PairRecord(Text(f"Long question {i}"), Text(long_answer + f" {i}"), Text(f"A plain one {i}."),
-                                  choice="a") for i in range(3)], source="long")
-        unlabelled = p.comparisons_frame()["comparison_id"][~p.comparisons_frame()["comparison_id"].isin(
-            p.training_pairs()["comparison_id"])].tolist()
+        p.add_records(
+            [
+                PairRecord(
+                    Text(f"Long question {i}"), Text(long_answer + f" {i}"), Text(f"A plain one {i}."), choice="a"
+                )
+                for i in range(3)
+            ],
+            source="long",
+        )
+        unlabelled = p.comparisons_frame()["comparison_id"][
+            ~p.comparisons_frame()["comparison_id"].isin(p.training_pairs()["comparison_id"])
+        ].tolist()
         for cid, choice in zip(unlabelled, ["tie", "tie", "both_bad", "skip"]):
             p.record_judgment(cid, "ann", choice)
         n_pairs = len(p.training_pairs())
@@ -385,7 +394,7 @@ def test_pause_blocks_at_a_step_boundary_until_resumed(learnable, tiny_bert_dir)
     assert kinds.index("Paused") < kinds.index("Resumed") and kinds[-1] == "Finished"
     pause_at = one(events, Paused).step
     assert pause_at == 2 and one(events, Resumed).step == 2
-    after = [e.step for e in events[kinds.index("Resumed"):] if isinstance(e, StepMetrics)]
+    after = [e.step for e in events[kinds.index("Resumed") :] if isinstance(e, StepMetrics)]
     assert after[0] == 3  # continues with the next step
     assert events[-1].status == "finished"
 
@@ -448,15 +457,28 @@ def test_head_mode_trains_from_the_cache_alone(tmp_path):
     path = tmp_path / "big.wbp"
     rng = np.random.default_rng(0)
     with Project.create(path) as p:
-        p.add_records([PairRecord(Text(f"Prompt {i % 2500}: say something."), Text(f"A good answer {i}."),
-                                  Text(f"A bad answer {i}."), choice="ab"[i % 2]) for i in range(2_000)], source="s")
+        p.add_records(
+            [
+                PairRecord(
+                    Text(f"Prompt {i % 2500}: say something."),
+                    Text(f"A good answer {i}."),
+                    Text(f"A bad answer {i}."),
+                    choice="ab"[i % 2],
+                )
+                for i in range(2_000)
+            ],
+            source="s",
+        )
         pairs = data.pairs_from_frame(p.training_pairs())
         model_path = bundled_minilm_path()
         encoder = PairEncoder(load_tokenizer(model_path), 256)
-        texts = {encoder.text(pr, r)[0] for pr, c, rj in zip(pairs.prompts, pairs.chosen, pairs.rejected)
-                 for r in (c, rj)}
-        p.store_embeddings(data.embedding_key(model_path, "first_token", 256),
-                           {data.text_hash(t): rng.standard_normal(384).astype(np.float32) for t in texts})
+        texts = {
+            encoder.text(pr, r)[0] for pr, c, rj in zip(pairs.prompts, pairs.chosen, pairs.rejected) for r in (c, rj)
+        }
+        p.store_embeddings(
+            data.embedding_key(model_path, "first_token", 256),
+            {data.text_hash(t): rng.standard_normal(384).astype(np.float32) for t in texts},
+        )
     warm_up_torch()  # the one-time optimizer import is not the trainer's time
     events = collect(Trainer(path, TrainConfig(mode="head", epochs=10)))
     done = events[-1]
@@ -500,9 +522,15 @@ def test_margins_from_strength_and_reward_centring(learnable, tiny_bert_dir):
 
 def test_conversations_train_through_the_chat_template(tmp_path, tiny_llama_dir):
     path = tmp_path / "conv.wbp"
-    records = [PairRecord(Text.of([{"role": "user", "content": f"Question {i}?"}]),
-                          Text.of([{"role": "assistant", "content": f"An excellent answer {i}."}]),
-                          Text(f"A plain answer {i}."), choice="ab"[i % 2]) for i in range(12)]
+    records = [
+        PairRecord(
+            Text.of([{"role": "user", "content": f"Question {i}?"}]),
+            Text.of([{"role": "assistant", "content": f"An excellent answer {i}."}]),
+            Text(f"A plain answer {i}."),
+            choice="ab"[i % 2],
+        )
+        for i in range(12)
+    ]
     with Project.create(path) as p:
         p.add_records(records, source="conv")
     for mode in ("head", "finetune"):
@@ -514,7 +542,9 @@ def test_conversations_train_through_the_chat_template(tmp_path, tiny_llama_dir)
 def test_rewards_that_overflow_at_evaluation_fail_with_a_hint(learnable, tiny_bert_dir):
     """A large but finite learning rate can leave the step loss finite while the evaluation's rewards
     overflow; the run must fail with the same advice, not store NaN scores."""
-    events = collect(Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", learning_rate=1e4, epochs=3)))
+    events = collect(
+        Trainer(learnable, TrainConfig(backbone=tiny_bert_dir, mode="finetune", learning_rate=1e4, epochs=3))
+    )
     assert isinstance(events[-1], Failed), events[-1]
     assert "diverged" in events[-1].message and "lower the learning rate" in events[-1].hint
     with Project.open(learnable) as p:

@@ -14,8 +14,24 @@ from weakref import WeakKeyDictionary
 # Before anything imports Qt: the offscreen platform, with one 1920x1080 screen (its default screen is
 # 800x800, smaller than the window, which would clamp restored geometry).
 _SCREEN = Path(tempfile.gettempdir()) / "workbench-test-screen.json"
-_SCREEN.write_text(json.dumps({"screens": [{"name": "test", "x": 0, "y": 0, "width": 1920, "height": 1080,
-                                            "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]}))
+_SCREEN.write_text(
+    json.dumps(
+        {
+            "screens": [
+                {
+                    "name": "test",
+                    "x": 0,
+                    "y": 0,
+                    "width": 1920,
+                    "height": 1080,
+                    "logicalDpi": 96,
+                    "logicalBaseDpi": 96,
+                    "dpr": 1,
+                }
+            ]
+        }
+    )
+)
 os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={_SCREEN}"
 os.environ.setdefault("WORKBENCH_SETTINGS_DIR", tempfile.mkdtemp(prefix="workbench-test-settings-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Train and Inspect view tests train local tiny models
@@ -72,8 +88,9 @@ def no_dangling_qthreads(monkeypatch, qtbot):
     busy = pool.activeThreadCount()
     pool.waitForDone(5000)
     if running or busy:
-        pytest.fail(f"test left {len(running)} QThread(s) and {busy} pool job(s) running; started at:\n"
-                    + "\n".join(running))
+        pytest.fail(
+            f"test left {len(running)} QThread(s) and {busy} pool job(s) running; started at:\n" + "\n".join(running)
+        )
 
 
 @pytest.fixture

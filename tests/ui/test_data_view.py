@@ -27,10 +27,13 @@ def test_bad_file_shows_where_and_changes_nothing(qtbot, main_window, make_proje
     main_window.show_view(main_window.stack.indexOf(data))
     before = project.counts()
     labels_before = len(project.judgment_log())
-    bad = write_jsonl(tmp_path / "bad.jsonl", [
-        {"prompt": "ok", "chosen": "yes", "rejected": "no"},
-        {"prompt": "ok 2", "chosen": "yes"},  # no "rejected"
-    ])
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"prompt": "ok", "chosen": "yes", "rejected": "no"},
+            {"prompt": "ok 2", "chosen": "yes"},  # no "rejected"
+        ],
+    )
     task = data.start_import(bad)
     assert task is not None and data.busy()
     wait_idle(qtbot, data)

@@ -29,7 +29,8 @@ FILE_SAFE = "<b>bold<b> <img src=x> &lt; \x1b[2J \u202e"  # a file name holds no
 
 def shown_as_rich_text(text: str, text_format: Qt.TextFormat) -> bool:
     return text_format == Qt.TextFormat.RichText or (
-        text_format == Qt.TextFormat.AutoText and QtGui.Qt.mightBeRichText(text))
+        text_format == Qt.TextFormat.AutoText and QtGui.Qt.mightBeRichText(text)
+    )
 
 
 def live_tags(text: str, text_format: Qt.TextFormat = Qt.TextFormat.AutoText) -> bool:
@@ -71,35 +72,54 @@ def walk(found: dict[str, int]) -> list[str]:
                 html = w.document().toHtml()
                 if "img src=x" in w.document().toPlainText():
                     found["document"] = found.get("document", 0) + 1
-                if "<img" in html or "example.invalid/\"" in html.replace("&quot;", ""):
+                if "<img" in html or 'example.invalid/"' in html.replace("&quot;", ""):
                     problems.append(f"document {name}: an image or a live link from data")
             if isinstance(w, QAbstractItemView) and w.model() is not None:
                 model = w.model()
                 for r in range(min(model.rowCount(QModelIndex()), 200)):
                     for c in range(columns(model)):
                         index = model.index(r, c)
-                        for role, kind in ((Qt.ItemDataRole.ToolTipRole, "itemtip"),
-                                           (Qt.ItemDataRole.DisplayRole, "item")):
+                        for role, kind in (
+                            (Qt.ItemDataRole.ToolTipRole, "itemtip"),
+                            (Qt.ItemDataRole.DisplayRole, "item"),
+                        ):
                             value = model.data(index, role)
                             if isinstance(value, str):
                                 # An item's text is drawn as plain text; its tooltip is a QToolTip.
-                                fmt = Qt.TextFormat.AutoText if role == Qt.ItemDataRole.ToolTipRole else \
-                                    Qt.TextFormat.PlainText
+                                fmt = (
+                                    Qt.TextFormat.AutoText
+                                    if role == Qt.ItemDataRole.ToolTipRole
+                                    else Qt.TextFormat.PlainText
+                                )
                                 check(f"{kind} {name}[{r},{c}]", value, fmt)
     return problems
 
 
 def hostile_project(path) -> Project:
     with Project.create(path, seed=7) as project:
-        project.add_records([
-            PairRecord(Text(f"Prompt {i} {HOSTILE}"), Text(f"A{i} {HOSTILE}"), Text(f"B{i} {HOSTILE}"),
-                       choice="a", annotator=f"ann {HOSTILE}", metadata={f"key {HOSTILE}": f"value {HOSTILE}"})
-            for i in range(8)
-        ], source=f"file {HOSTILE}")
+        project.add_records(
+            [
+                PairRecord(
+                    Text(f"Prompt {i} {HOSTILE}"),
+                    Text(f"A{i} {HOSTILE}"),
+                    Text(f"B{i} {HOSTILE}"),
+                    choice="a",
+                    annotator=f"ann {HOSTILE}",
+                    metadata={f"key {HOSTILE}": f"value {HOSTILE}"},
+                )
+                for i in range(8)
+            ],
+            source=f"file {HOSTILE}",
+        )
         ids = project.comparisons_frame()["comparison_id"].tolist()
         for i, cid in enumerate(ids):  # a second annotator, disagreeing now and then: agreement and bias
-            project.record_judgment(cid, f"bob {HOSTILE}", "a" if i % 3 else "b", note=f"note {HOSTILE}",
-                                    flags=("review",) if i == 0 else ())
+            project.record_judgment(
+                cid,
+                f"bob {HOSTILE}",
+                "a" if i % 3 else "b",
+                note=f"note {HOSTILE}",
+                flags=("review",) if i == 0 else (),
+            )
         run = project.create_run("head", f"backbone {HOSTILE}", {})
         project.add_pair_scores(run, 1, [(cid, "val", "a", 0.1 * i - 0.3, 0.0) for i, cid in enumerate(ids)])
         project.update_run(run, status="finished", summary={"val_accuracy": 0.5})
@@ -158,6 +178,8 @@ def test_no_view_renders_data_as_html(qtbot, main_window, tmp_path):
     problems += [f"train error: {p}" for p in walk(found)]
     window.train_view.error_box.close()
 
-    assert problems == [], "\n".join(dict.fromkeys(p.split("[")[0].split(":")[0] + ":" + p.split(":")[1] for p in problems))
+    assert problems == [], "\n".join(
+        dict.fromkeys(p.split("[")[0].split(":")[0] + ":" + p.split(":")[1] for p in problems)
+    )
     # The walk saw the data where it is shown: texts, labels, item texts and tooltips, the dialogs.
     assert {"document", "label", "item", "itemtip", "messagebox"} <= set(found), found

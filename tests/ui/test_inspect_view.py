@@ -32,8 +32,10 @@ def trained(tmp_path, tiny_bert):
     """A project with noisy labels (a few by "other", one with HTML in its prompt) and one trained run."""
     path = make_labelled_project(tmp_path / "inspect.wbp", noise_every=5)
     with Project.open(path) as p:
-        p.add_records([PairRecord(Text(HTML_PROMPT), Text("An excellent answer, html."), Text("A plain one."))],
-                      source="html.jsonl")
+        p.add_records(
+            [PairRecord(Text(HTML_PROMPT), Text("An excellent answer, html."), Text("A plain one."))],
+            source="html.jsonl",
+        )
         html_id = int(p.comparisons_frame()["comparison_id"].max())
         p.record_judgment(html_id, ANNOTATOR, "a", strength=2)
         for cid in p.training_pairs()["comparison_id"].tolist()[:4]:
@@ -88,8 +90,14 @@ def test_pairs_are_listed_most_wrong_first_with_labels_and_scores(inspect, train
     first = {c.title: view.model.data(view.model.index(0, i)) for i, c in enumerate(view.model.columns)}
     assert first["Pair"].startswith("#") and first["Prompt"].startswith("Question")
     assert first["Margin"] == f"{margins[0]:+.3f}"
-    assert first["Label"] in ("A · better", "B · better", "A · slightly better", "B · slightly better",
-                              "A · significantly better", "B · significantly better")
+    assert first["Label"] in (
+        "A · better",
+        "B · better",
+        "A · slightly better",
+        "B · slightly better",
+        "A · significantly better",
+        "B · significantly better",
+    )
     assert first["Annotator"] in (ANNOTATOR, "other")
     assert view.model.data(view.model.index(0, MARGIN_COLUMN), Qt.ItemDataRole.ForegroundRole) is not None  # red
     assert "mispredicted" in view.count_label.text()
@@ -235,8 +243,13 @@ def test_compare_with_another_run_shows_the_pairs_that_flipped(qtbot, inspect, t
 def test_a_100k_row_table_sorts_and_filters_and_data_does_no_formatting(qtbot):
     n = 100_000
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"comparison_id": np.arange(n), "margin": rng.normal(0.5, 1.0, n),
-                          "annotator": rng.choice(["ann", "bob", "cy"], n)})
+    frame = pd.DataFrame(
+        {
+            "comparison_id": np.arange(n),
+            "margin": rng.normal(0.5, 1.0, n),
+            "annotator": rng.choice(["ann", "bob", "cy"], n),
+        }
+    )
     frame["wrong"] = frame["margin"] <= 0
     calls = []
 
@@ -244,8 +257,13 @@ def test_a_100k_row_table_sorts_and_filters_and_data_does_no_formatting(qtbot):
         calls.append(len(series))
         return fixed(3, signed=True)(series)
 
-    model = FrameModel([Column("comparison_id", "Pair"), Column("margin", "Margin", fmt=fmt, alert="wrong"),
-                        Column("annotator", "Annotator")])
+    model = FrameModel(
+        [
+            Column("comparison_id", "Pair"),
+            Column("margin", "Margin", fmt=fmt, alert="wrong"),
+            Column("annotator", "Annotator"),
+        ]
+    )
     model.set_frame(frame, sort_column=1)
     model.set_filter(frame["wrong"].to_numpy())
     model.sort(2, Qt.SortOrder.DescendingOrder)

@@ -133,8 +133,10 @@ def test_keys_drive_judgments_through_many_comparisons(qtbot, labelling):
     # The store agrees with everything, and the undone judgments are history, not current labels.
     labels = project.labels()
     mine = labels[labels["annotator"] == ANNOTATOR]
-    got = {int(r.comparison_id): {"choice": r.choice, "strength": None if r.strength is pd_na() else int(r.strength)}
-           for r in mine.itertuples()}
+    got = {
+        int(r.comparison_id): {"choice": r.choice, "strength": None if r.strength is pd_na() else int(r.strength)}
+        for r in mine.itertuples()
+    }
     assert got == expected
     log = project.judgment_log()
     assert (log["kind"] == "undo").sum() == 2
@@ -280,7 +282,8 @@ def test_ranking_four_responses_records_six_consistent_judgments(qtbot, main_win
     with closing(sqlite3.connect(project.path)) as conn:  # the test's own: the store keeps its private
         rows = conn.execute(
             "SELECT c.response_a, c.response_b, j.choice, j.kind FROM judgments j JOIN comparisons c"
-            " ON c.id = j.comparison_id").fetchall()
+            " ON c.id = j.comparison_id"
+        ).fetchall()
     assert len(rows) == 6
     for ra, rb, choice, kind in rows:
         assert kind == "label"

@@ -37,8 +37,9 @@ def order_item(view, key):
     return view.order_combo.model().item(view.order_combo.findData(key))
 
 
-def test_model_orders_appear_with_scores_and_uncertain_serves_the_smallest_margin_first(qtbot, main_window,
-                                                                                        make_project):
+def test_model_orders_appear_with_scores_and_uncertain_serves_the_smallest_margin_first(
+    qtbot, main_window, make_project
+):
     assert main_window.open_project(make_project(n_pairs=8))
     window, view, project = main_window, main_window.label_view, main_window.project
     assert not view.model_orders_enabled()
@@ -52,8 +53,9 @@ def test_model_orders_appear_with_scores_and_uncertain_serves_the_smallest_margi
     add_run(project, [(cid, "unlabelled", "a", m, 0.0) for cid, m in zip(ids, margins)])
     come_back_to_label(window)
     assert view.model_orders_enabled()
-    assert "least sure" in view.order_combo.itemData(view.order_combo.findData("uncertain"),
-                                                     Qt.ItemDataRole.ToolTipRole)
+    assert "least sure" in view.order_combo.itemData(
+        view.order_combo.findData("uncertain"), Qt.ItemDataRole.ToolTipRole
+    )
 
     view.order_combo.setCurrentIndex(view.order_combo.findData("uncertain"))
     assert view.order == "uncertain" and settings.value("label/order") == "uncertain"
@@ -73,8 +75,10 @@ def test_disagree_order_brings_back_the_labels_the_model_ranks_the_other_way(qtb
         for cid in ids[:3]:
             project.record_judgment(cid, ANNOTATOR, "a", strength=3)
         # The model agrees with the label of the second pair only; the first is the most confidently wrong.
-        add_run(project, [(ids[0], "train", "a", -2.0, 0.0), (ids[1], "train", "a", 1.0, 0.0),
-                          (ids[2], "val", "a", -0.5, 0.0)])
+        add_run(
+            project,
+            [(ids[0], "train", "a", -2.0, 0.0), (ids[1], "train", "a", 1.0, 0.0), (ids[2], "val", "a", -0.5, 0.0)],
+        )
     assert main_window.open_project(path)
     window, view = main_window, main_window.label_view
     assert view.model_orders_enabled()

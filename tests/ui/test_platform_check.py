@@ -46,20 +46,31 @@ def test_several_missing_libraries_and_one_without_a_known_package():
     assert "install the package that provides libxcb-foo.so.7" in problem
 
 
-@pytest.mark.parametrize("environ", [
-    {"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"},
-    {"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland;xcb"},
-    {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland"},
-    {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"},  # Qt tries wayland first on either sign of it
-    {"DISPLAY": ":0", "XDG_SESSION_TYPE": "wayland"},
-    {},  # no display at all: the no-display check answers that
-], ids=["offscreen", "wayland-list", "wayland-session", "wayland-display", "wayland-type", "nothing"])
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"},
+        {"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland;xcb"},
+        {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland"},
+        {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"},  # Qt tries wayland first on either sign of it
+        {"DISPLAY": ":0", "XDG_SESSION_TYPE": "wayland"},
+        {},  # no display at all: the no-display check answers that
+    ],
+    ids=["offscreen", "wayland-list", "wayland-session", "wayland-display", "wayland-type", "nothing"],
+)
 def test_silent_when_qt_will_not_use_xcb(environ):
     assert platform_check.xcb_problem(environ, ldd=fake_ldd) is None
 
 
-@pytest.mark.parametrize("environ", [X11, {"DISPLAY": ":0"}, {"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb"},
-                                     {"DISPLAY": ":0", "WAYLAND_DISPLAY": "w-0", "QT_QPA_PLATFORM": "xcb"}])
+@pytest.mark.parametrize(
+    "environ",
+    [
+        X11,
+        {"DISPLAY": ":0"},
+        {"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb"},
+        {"DISPLAY": ":0", "WAYLAND_DISPLAY": "w-0", "QT_QPA_PLATFORM": "xcb"},
+    ],
+)
 def test_checked_when_qt_will_use_xcb(environ):
     assert platform_check.xcb_problem(environ, ldd=fake_ldd) is not None
 
@@ -93,12 +104,22 @@ sys.exit(status)
 
 @pytest.mark.parametrize("command", ["demo", "gui"])
 def test_the_commands_answer_before_qt_is_imported(tmp_path, command):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
-    env.update(DISPLAY=":0", HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"),
-               WORKBENCH_SETTINGS_DIR=str(tmp_path / "settings"), PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", SCRIPT.format(output=LDD_WITHOUT_CURSOR, command=command)],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
+    env.update(
+        DISPLAY=":0",
+        HOME=str(tmp_path),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        WORKBENCH_SETTINGS_DIR=str(tmp_path / "settings"),
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(output=LDD_WITHOUT_CURSOR, command=command)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr

@@ -42,15 +42,27 @@ def is_trainer(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("signum, to_group, status", [(signal.SIGTERM, False, 143), (signal.SIGINT, True, 130)],
-                         ids=["sigterm", "ctrl-c"])
+@pytest.mark.parametrize(
+    "signum, to_group, status", [(signal.SIGTERM, False, 143), (signal.SIGINT, True, 130)], ids=["sigterm", "ctrl-c"]
+)
 def test_a_signal_closes_the_app_and_its_training_process(tmp_path, signum, to_group, status):
-    env = dict(os.environ, HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"),
-               XDG_CONFIG_HOME=str(tmp_path / "config"), WORKBENCH_SETTINGS_DIR=str(tmp_path / "settings"),
-               PYTHONPATH=str(ROOT))
-    app = subprocess.Popen([sys.executable, "-m", "workbench", "demo", "--annotator", "tester"], env=env,
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)  # its own process group, as a terminal gives it
+    env = dict(
+        os.environ,
+        HOME=str(tmp_path),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        WORKBENCH_SETTINGS_DIR=str(tmp_path / "settings"),
+        PYTHONPATH=str(ROOT),
+    )
+    app = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "demo", "--annotator", "tester"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # its own process group, as a terminal gives it
     try:
         deadline = time.monotonic() + 60
         trainers: list[int] = []

@@ -10,8 +10,9 @@ from PySide6.QtWidgets import QApplication
 from workbench.core import store
 
 
-def test_a_read_only_project_shows_a_banner_and_a_label_key_writes_nothing(qtbot, main_window, make_project,
-                                                                          monkeypatch):
+def test_a_read_only_project_shows_a_banner_and_a_label_key_writes_nothing(
+    qtbot, main_window, make_project, monkeypatch
+):
     path = make_project(n_pairs=5)
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     # Read-only media, injected (CI runs as root: chmod would not stop a write).

@@ -48,7 +48,7 @@ def unsafe_text(base: str) -> str:
         f'Look: <img src="{base}/img.png"> and <script>alert("x")</script> done.\n\n'
         f'<div style="color:red" onclick="evil()">raw <b>html</b> block</div>\n\n'
         f'<iframe src="{base}/frame"></iframe>\n\n'
-        f"![picture]({base}/md.png) and [x](file:///etc/passwd) and <a href=\"{base}/a\">anchor</a>\n\n"
+        f'![picture]({base}/md.png) and [x](file:///etc/passwd) and <a href="{base}/a">anchor</a>\n\n'
         f'<link rel="stylesheet" href="{base}/style.css"><style>body {{ background: url({base}/bg.png) }}</style>\n\n'
         "```html\n<script>alert(1)</script>\n```\n"
     )
@@ -56,8 +56,11 @@ def unsafe_text(base: str) -> str:
 
 def test_unsafe_markdown_is_shown_as_text_and_loads_nothing(qtbot, http_server, main_window, make_project):
     base, hits = http_server
-    record = PairRecord(prompt=Text(f'<img src="{base}/prompt.png"> prompt'),
-                        response_a=Text(unsafe_text(base)), response_b=Text("A plain, safe response."))
+    record = PairRecord(
+        prompt=Text(f'<img src="{base}/prompt.png"> prompt'),
+        response_a=Text(unsafe_text(base)),
+        response_b=Text("A plain, safe response."),
+    )
     path = make_project(records=[record])
     assert main_window.open_project(path)
     view = main_window.label_view
@@ -65,8 +68,15 @@ def test_unsafe_markdown_is_shown_as_text_and_loads_nothing(qtbot, http_server, 
     main_window.grab()  # paint everything
     qtbot.wait(50)
     shown = browser.toPlainText()
-    for literal in ("<img src=", "<script>alert(\"x\")</script>", "<div style=", "<iframe src=", "<a href=",
-                    "<style>", "<script>alert(1)</script>"):
+    for literal in (
+        "<img src=",
+        '<script>alert("x")</script>',
+        "<div style=",
+        "<iframe src=",
+        "<a href=",
+        "<style>",
+        "<script>alert(1)</script>",
+    ):
         assert literal in shown, literal
     assert f"[image not loaded: {base}/md.png]" in shown
     assert "<img src=" in view.prompt_view.toPlainText()
@@ -115,8 +125,12 @@ def test_document_without_browser_never_reads_local_files(tmp_path):
 
 
 def test_conversation_turns_are_distinct_blocks(qtbot):
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi **there**"},
-                {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Code?\n```\nx = 1\n```"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi **there**"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Code?\n```\nx = 1\n```"},
+    ]
     browser = SafeTextBrowser()
     qtbot.addWidget(browser)
     browser.set_text(Text.of(messages))

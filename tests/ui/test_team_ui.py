@@ -30,8 +30,9 @@ def annotator_project(path, annotator: str, choices, n_pairs: int = 10):
         ids = project.comparisons_frame()["comparison_id"].tolist()
         for cid, choice in zip(ids, choices):
             comp = project.comparison(cid)
-            project.record_judgment(cid, annotator, choice, strength=3 if choice in ("a", "b") else None,
-                                    left=comp.left)
+            project.record_judgment(
+                cid, annotator, choice, strength=3 if choice in ("a", "b") else None, left=comp.left
+            )
     return path
 
 
@@ -43,16 +44,18 @@ def show_data(window):
 
 def settle(qtbot, data, timeout=10000):
     """Until no import, export or merge runs and the agreement figures of the current data are in."""
-    qtbot.waitUntil(lambda: data.task is None and data.stats_task is None and data.team_stats is not None,
-                    timeout=timeout)
+    qtbot.waitUntil(
+        lambda: data.task is None and data.stats_task is None and data.team_stats is not None, timeout=timeout
+    )
 
 
 def row_of(table, name: str) -> int:
     return next(r for r in range(table.rowCount()) if table.item(r, 0).text() == name)
 
 
-def test_merge_two_annotators_from_the_data_view_and_see_their_agreement(qtbot, main_window, make_project,
-                                                                          tmp_path, monkeypatch):
+def test_merge_two_annotators_from_the_data_view_and_see_their_agreement(
+    qtbot, main_window, make_project, tmp_path, monkeypatch
+):
     alice = annotator_project(tmp_path / "alice.wbp", "alice", ALICE)
     bob = annotator_project(tmp_path / "bob.wbp", "bob", BOB)
     assert main_window.open_project(make_project(n_pairs=10))
@@ -98,8 +101,9 @@ def test_merge_two_annotators_from_the_data_view_and_see_their_agreement(qtbot, 
     figures = data.agreement_panel.figure_labels
     assert figures["items"].text() == "10"
     assert figures["percent"].text() == "80%"
-    alpha = team.krippendorff_alpha_nominal([[units.loc[c, "alice"], units.loc[c, "bob"]] for c in units.index],
-                                            mirror=team.PAIR_MIRROR)
+    alpha = team.krippendorff_alpha_nominal(
+        [[units.loc[c, "alice"], units.loc[c, "bob"]] for c in units.index], mirror=team.PAIR_MIRROR
+    )
     assert figures["alpha"].text() == f"{alpha:.2f}"
     assert figures["fleiss"].text() == "—" and "three or more" in figures["fleiss"].toolTip()  # two annotators
     assert team.CHANCE_NOTE in data.agreement_panel.note.text()  # the panel says what chance agreement is
@@ -233,8 +237,18 @@ def test_adjudication_from_the_data_view_is_what_training_uses(qtbot, main_windo
 
 def test_agreement_panel_names_fleiss_kappa_for_three_annotators(qtbot):
     # Three annotators on four comparisons, one with two labels only (unequal raters per item).
-    rows = [(1, "x", "a"), (1, "y", "a"), (1, "z", "a"), (2, "x", "a"), (2, "y", "b"),
-            (3, "x", "b"), (3, "y", "b"), (3, "z", "tie"), (4, "x", "b"), (4, "y", "b")]
+    rows = [
+        (1, "x", "a"),
+        (1, "y", "a"),
+        (1, "z", "a"),
+        (2, "x", "a"),
+        (2, "y", "b"),
+        (3, "x", "b"),
+        (3, "y", "b"),
+        (3, "z", "tie"),
+        (4, "x", "b"),
+        (4, "y", "b"),
+    ]
     report = team.agreement_from_table(pd.DataFrame(rows, columns=["comparison_id", "annotator", "choice"]))
     panel = AgreementPanel()
     qtbot.addWidget(panel)

@@ -209,8 +209,7 @@ def _close_error(qtbot, view, contains: str) -> None:
     box.close()
 
 
-def test_a_bad_backbone_folder_shows_a_dialog_and_the_app_keeps_working(qtbot, window, trainable, tiny_bert,
-                                                                        tmp_path):
+def test_a_bad_backbone_folder_shows_a_dialog_and_the_app_keeps_working(qtbot, window, trainable, tiny_bert, tmp_path):
     view = open_train(qtbot, window, trainable)
     empty = tmp_path / "not-a-model"
     empty.mkdir()
@@ -235,8 +234,9 @@ def test_a_crashed_training_process_shows_a_dialog_and_the_run_can_be_resumed(qt
 
     view = open_train(qtbot, window, trainable)
     events = start(qtbot, view, tiny_bert, mode="finetune", learning_rate=1e-3, epochs=200)
-    qtbot.waitUntil(lambda: "CheckpointSaved" in event_names(events) and event_names(events)[-1] == "StepMetrics",
-                    timeout=30_000)
+    qtbot.waitUntil(
+        lambda: "CheckpointSaved" in event_names(events) and event_names(events)[-1] == "StepMetrics", timeout=30_000
+    )
     os.kill(view.run.worker.trainer.pid, signal.SIGKILL)
     _close_error(qtbot, view, "killed by SIGKILL")
     wait_ended(qtbot, view)
@@ -268,8 +268,9 @@ def test_too_few_labelled_pairs_shows_what_to_do(qtbot, window, tmp_path, tiny_b
 def test_a_diverging_loss_shows_a_dialog(qtbot, window, trainable, tiny_bert, monkeypatch):
     view = open_train(qtbot, window, trainable)
     # The form caps the learning rate at 10; a NaN within two steps needs far more.
-    monkeypatch.setattr(view.form, "config", lambda: TrainConfig(backbone=tiny_bert, mode="finetune",
-                                                                 learning_rate=1e30))
+    monkeypatch.setattr(
+        view.form, "config", lambda: TrainConfig(backbone=tiny_bert, mode="finetune", learning_rate=1e30)
+    )
     qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
     _close_error(qtbot, view, "loss became")
     wait_ended(qtbot, view)
@@ -371,6 +372,7 @@ def test_a_past_run_is_drawn_when_selected(qtbot, window, trainable, tiny_bert):
 # --------------------------------------------------------------------- closing during a run
 def _answer(button_text: str, seen: list) -> None:
     """Click a button of the modal question once it is up."""
+
     def click():
         box = QApplication.activeModalWidget()
         if isinstance(box, QMessageBox):
@@ -380,6 +382,7 @@ def _answer(button_text: str, seen: list) -> None:
                     b.click()
                     return
         QTimer.singleShot(50, click)
+
     QTimer.singleShot(50, click)
 
 

@@ -23,42 +23,66 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "import", help="import a data file into a project (creating the project if missing)",
+        "import",
+        help="import a data file into a project (creating the project if missing)",
         description="Read FILE (JSONL, JSON, CSV or Parquet; .gz allowed), check every row, then add it to the "
-                    "project in one transaction: all of it or, on any error, nothing.",
+        "project in one transaction: all of it or, on any error, nothing.",
     )
     p.add_argument("file", metavar="FILE", help="the data file")
     p.add_argument("--project", required=True, metavar="P", help="the project file (.wbp); created if missing")
-    p.add_argument("--format", default="auto", choices=[*FORMATS, "unlabelled"], metavar="SHAPE",
-                   help=f"the shape of the rows: {'|'.join(FORMATS)} (default: auto, detected from the columns)")
-    p.add_argument("--annotator", metavar="NAME",
-                   help="who labelled the pairs (default: import:<file name>; a per-row annotator column wins)")
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=[*FORMATS, "unlabelled"],
+        metavar="SHAPE",
+        help=f"the shape of the rows: {'|'.join(FORMATS)} (default: auto, detected from the columns)",
+    )
+    p.add_argument(
+        "--annotator",
+        metavar="NAME",
+        help="who labelled the pairs (default: import:<file name>; a per-row annotator column wins)",
+    )
     p.set_defaults(func=cmd_import)
 
     p = subparsers.add_parser(
-        "export", help="export preference pairs (TRL format) or the judgment log",
+        "export",
+        help="export preference pairs (TRL format) or the judgment log",
         description="Write the project's labelled pairs as a TRL preference dataset (.jsonl or .parquet), or "
-                    "its full judgment log (.csv, .parquet or .jsonl).",
+        "its full judgment log (.csv, .parquet or .jsonl).",
     )
     p.add_argument("--project", required=True, metavar="P", help="the project file")
-    add_output_argument(p, "--out", required=True, metavar="FILE", help="the output file; its extension picks the format")
+    add_output_argument(
+        p, "--out", required=True, metavar="FILE", help="the output file; its extension picks the format"
+    )
     p.add_argument("--what", choices=("pairs", "judgments"), default="pairs", help="what to export (default: pairs)")
-    p.add_argument("--with-margin", nargs="?", const="small", default=None, metavar="SCALE",
-                   help="add a margin column from each judgment's strength (Llama 2 scale: small (default) "
-                        "or large)")
-    p.add_argument("--include-ties", action="store_true",
-                   help="also write ties and both-bad pairs, with a label column")
+    p.add_argument(
+        "--with-margin",
+        nargs="?",
+        const="small",
+        default=None,
+        metavar="SCALE",
+        help="add a margin column from each judgment's strength (Llama 2 scale: small (default) or large)",
+    )
+    p.add_argument(
+        "--include-ties", action="store_true", help="also write ties and both-bad pairs, with a label column"
+    )
     p.set_defaults(func=cmd_export)
 
-    p = subparsers.add_parser("stats", help="print a project's statistics",
-                              description="Counts, labels and per-annotator progress of a project.")
+    p = subparsers.add_parser(
+        "stats",
+        help="print a project's statistics",
+        description="Counts, labels and per-annotator progress of a project.",
+    )
     p.add_argument("--project", required=True, metavar="P", help="the project file")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_stats)
 
-    p = subparsers.add_parser("demo", help="create the demo project (if needed) and show its statistics",
-                              description="Create the built-in demo project in the user's data folder if it "
-                                          "is not there yet, then print its path and statistics.")
+    p = subparsers.add_parser(
+        "demo",
+        help="create the demo project (if needed) and show its statistics",
+        description="Create the built-in demo project in the user's data folder if it "
+        "is not there yet, then print its path and statistics.",
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -89,13 +113,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     project.close()
     s = summary.as_dict()
     identical = s.get("identical_pairs", 0)
-    print(terminal_safe(
-        f"imported {info.path.name} ({info.shape}, {info.rows:,} rows) into {path}: added {s['prompts_added']:,} "
-        f"prompts, {s['responses_added']:,} responses, {s['comparisons_added']:,} comparisons, "
-        f"{s['judgments_added']:,} judgments; {s['duplicates']:,} duplicates "
-        f"({info.duplicate_rows:,} repeated rows in the file)"
-        + (f"; {identical:,} pairs with identical responses skipped" if identical else "")
-    ))
+    print(
+        terminal_safe(
+            f"imported {info.path.name} ({info.shape}, {info.rows:,} rows) into {path}: added {s['prompts_added']:,} "
+            f"prompts, {s['responses_added']:,} responses, {s['comparisons_added']:,} comparisons, "
+            f"{s['judgments_added']:,} judgments; {s['duplicates']:,} duplicates "
+            f"({info.duplicate_rows:,} repeated rows in the file)"
+            + (f"; {identical:,} pairs with identical responses skipped" if identical else "")
+        )
+    )
     return 0
 
 
@@ -161,15 +187,19 @@ def format_statistics(stats: dict[str, Any]) -> str:
         f"judgments    {stats.get('judgments', 0):>8,}    trainable   {stats.get('trainable_pairs', 0):>8,}",
         f"excluded     {stats.get('excluded', 0):>8,}    flagged     {stats.get('flagged', 0):>8,}",
         # a and b pooled: which of the two was stored first says nothing (imports store the chosen one as a).
-        "labels       " + ", ".join(
+        "labels       "
+        + ", ".join(
             [f"a or b {labels.get('a', 0) + labels.get('b', 0):,}"]
-            + [f"{name} {count:,}" for name, count in labels.items() if name not in ("a", "b")]),
+            + [f"{name} {count:,}" for name, count in labels.items() if name not in ("a", "b")]
+        ),
     ]
     rows = stats.get("annotators_detail") or []
     if rows:
         lines.append("")
-        lines.append(f"{'annotator':<28} {'kind':<8} {'judged':>7} {'a/b':>7} {'tie':>5} {'both bad':>8} "
-                     f"{'skips':>6} {'s/item':>7}")
+        lines.append(
+            f"{'annotator':<28} {'kind':<8} {'judged':>7} {'a/b':>7} {'tie':>5} {'both bad':>8} "
+            f"{'skips':>6} {'s/item':>7}"
+        )
         for row in rows:
             seconds = row.get("seconds_per_item")
             lines.append(

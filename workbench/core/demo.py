@@ -152,8 +152,14 @@ def build_demo_project(path: Path, source: Path, seed: int = 0) -> None:
                         # Time to answer: reading both at about six words a second, plus a few seconds to decide.
                         words = len(comparison.response_a.text.split()) + len(comparison.response_b.text.split())
                         seconds = 4.0 + words / 6.0 * rng.uniform(0.6, 1.4)
-                        project.record_judgment(comparison.id, DEMO_ANNOTATOR, choice, strength, left=comparison.left,
-                                                shown_at=now - seconds)
+                        project.record_judgment(
+                            comparison.id,
+                            DEMO_ANNOTATOR,
+                            choice,
+                            strength,
+                            left=comparison.left,
+                            shown_at=now - seconds,
+                        )
         # Everything into the main file before it is linked into place without its -wal companion.
         project._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -163,8 +169,12 @@ def _ranking(source: Path, row: int, record: PromptRecord) -> tuple[list[int], b
     ranking = record.metadata.pop("ranking", None)
     judged = record.metadata.pop("judged", False)
     if not isinstance(ranking, list) or sorted(ranking) != list(range(len(record.responses))):
-        raise FormatError(source, f"expected a ranking of the indices 0 to {len(record.responses) - 1}, "
-                                  f"got {ranking!r}", row=row, field="ranking")
+        raise FormatError(
+            source,
+            f"expected a ranking of the indices 0 to {len(record.responses) - 1}, got {ranking!r}",
+            row=row,
+            field="ranking",
+        )
     if not isinstance(judged, bool):
         raise FormatError(source, f"expected true or false, got {judged!r}", row=row, field="judged")
     record.metadata["demo"] = True

@@ -65,8 +65,14 @@ FORMATS = ("auto", *SHAPES)
 ASSISTANT_MARKER = "\n\nAssistant:"
 
 _CONTAINERS = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".jsonlines": "jsonl", ".json": "json",
-    ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".jsonlines": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 # Fields that may hold a message list; in CSV such a list is written as JSON inside the cell.
 _LIST_FIELDS = ("prompt", "chosen", "rejected", "response_a", "response_b", "responses")
@@ -88,8 +94,14 @@ Converter = Callable[[dict[str, Any], int], PairRecord | PromptRecord]
 class FormatError(ValueError):
     """A problem with an input (or output) file, told in one line: file, line or row, field, what."""
 
-    def __init__(self, path: str | os.PathLike, message: str, line: int | None = None,
-                 row: int | None = None, field: str | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        message: str,
+        line: int | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ):
         super().__init__(message)
         self.path = os.fspath(path)
         self.message = message
@@ -130,9 +142,15 @@ class ReadInfo:
     metadata_columns: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.path.name, "container": self.container, "shape": self.shape, "rows": self.rows,
-                "duplicate_rows": self.duplicate_rows, "columns": self.columns,
-                "metadata_columns": self.metadata_columns}
+        return {
+            "file": self.path.name,
+            "container": self.container,
+            "shape": self.shape,
+            "rows": self.rows,
+            "duplicate_rows": self.duplicate_rows,
+            "columns": self.columns,
+            "metadata_columns": self.metadata_columns,
+        }
 
 
 @dataclass
@@ -205,8 +223,9 @@ def _bulk() -> Iterator[None]:
             gc.enable()
 
 
-def _read(path: str | os.PathLike, shape: str, progress: Progress | None,
-          cancel: Cancel | None) -> tuple[list[PairRecord | PromptRecord], ReadInfo]:
+def _read(
+    path: str | os.PathLike, shape: str, progress: Progress | None, cancel: Cancel | None
+) -> tuple[list[PairRecord | PromptRecord], ReadInfo]:
     src = _Source(path)
     rows, locs = src.load()
     if not rows:
@@ -232,8 +251,13 @@ def _read(path: str | os.PathLike, shape: str, progress: Progress | None,
         append(record)
     _tick(progress, cancel, total, total)
     info = ReadInfo(
-        path=Path(path), container=src.container, shape=shape, rows=total, duplicate_rows=duplicates,
-        columns=columns, metadata_columns=[c for c in columns if c not in consumed],
+        path=Path(path),
+        container=src.container,
+        shape=shape,
+        rows=total,
+        duplicate_rows=duplicates,
+        columns=columns,
+        metadata_columns=[c for c in columns if c not in consumed],
     )
     return records, info
 
@@ -319,8 +343,12 @@ class _Source:
             for i, row in enumerate(rows):
                 name = _surrogate_field(row)
                 if name is not None:
-                    raise self.error(locs[i] if locs else i + 1, 'holds a lone surrogate escape (such as '
-                                     '"\\ud800"), which is not text; remove it or give both halves of the pair', name)
+                    raise self.error(
+                        locs[i] if locs else i + 1,
+                        "holds a lone surrogate escape (such as "
+                        '"\\ud800"), which is not text; remove it or give both halves of the pair',
+                        name,
+                    )
         return rows, locs
 
     def _read_bytes(self) -> bytes:
@@ -352,8 +380,9 @@ class _Source:
             return "json"
         if head == b"{":
             return "jsonl"
-        raise FormatError(self.name, "cannot tell the file type from its name; use .jsonl, .json, .csv or "
-                                     ".parquet (optionally .gz)")
+        raise FormatError(
+            self.name, "cannot tell the file type from its name; use .jsonl, .json, .csv or .parquet (optionally .gz)"
+        )
 
     def _decode(self, data: bytes) -> str:
         bom = 0
@@ -368,8 +397,7 @@ class _Source:
             line = data.count(b"\n", 0, offset) + 1
             raise FormatError(
                 self.name,
-                f"not UTF-8 text: byte 0x{data[offset]:02x} at byte offset {offset} is invalid; "
-                f"save the file as UTF-8",
+                f"not UTF-8 text: byte 0x{data[offset]:02x} at byte offset {offset} is invalid; save the file as UTF-8",
                 line=line,
             ) from None
 
@@ -425,8 +453,7 @@ class _Source:
         """A JSON parser's complaint as a FormatError: a syntax error, a key given twice in one object (json
         would silently keep the last), nesting too deep, or a number too long to convert."""
         if isinstance(exc, _DuplicateKey):
-            return FormatError(self.name, "this key appears twice in one object; keep one", line=line,
-                               field=exc.key)
+            return FormatError(self.name, "this key appears twice in one object; keep one", line=line, field=exc.key)
         if isinstance(exc, json.JSONDecodeError):
             return FormatError(self.name, f"not valid JSON: {exc.msg} (column {exc.colno})", line=line)
         if isinstance(exc, RecursionError):
@@ -446,8 +473,9 @@ class _Source:
         seen: set[str] = set()
         for name in header:
             if name in seen:
-                raise FormatError(self.name, "this column name appears twice in the header; rename or drop one",
-                                  line=1, field=name)
+                raise FormatError(
+                    self.name, "this column name appears twice in the header; rename or drop one", line=1, field=name
+                )
             seen.add(name)
         try:
             df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=self.sep)
@@ -495,9 +523,17 @@ def _require_regular(path: str | os.PathLike, mode: int) -> None:
         return
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(path)
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
-            else "a special file")
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a special file"
+    )
     raise FormatError(path, f"is {kind}, not a data file; give a regular file")
 
 
@@ -716,21 +752,38 @@ def _converter(src: _Source, shape: str, columns: list[str]) -> tuple[Converter,
 
     convert: Converter
     if shape == "explicit":
+
         def convert(row: dict, loc: int) -> PairRecord:
             annotator, strength = label_fields(row, loc)
-            return PairRecord(text(row, loc, "prompt"), text(row, loc, "chosen"), text(row, loc, "rejected"),
-                              "a", strength, annotator, metadata(row, loc))
+            return PairRecord(
+                text(row, loc, "prompt"),
+                text(row, loc, "chosen"),
+                text(row, loc, "rejected"),
+                "a",
+                strength,
+                annotator,
+                metadata(row, loc),
+            )
 
     elif shape == "implicit":
+
         def convert(row: dict, loc: int) -> PairRecord:
             chosen = _transcript(src, require(row, loc, "chosen"), loc, "chosen")
             rejected = _transcript(src, require(row, loc, "rejected"), loc, "rejected")
             prompt, chosen_response, rejected_response = split_transcripts(chosen, rejected, src, loc)
             annotator, strength = label_fields(row, loc)
-            return PairRecord(Text(prompt), Text(chosen_response), Text(rejected_response), "a", strength,
-                              annotator, metadata(row, loc))
+            return PairRecord(
+                Text(prompt),
+                Text(chosen_response),
+                Text(rejected_response),
+                "a",
+                strength,
+                annotator,
+                metadata(row, loc),
+            )
 
     elif shape == "conversational":
+
         def convert(row: dict, loc: int) -> PairRecord:
             chosen = _messages(src, require(row, loc, "chosen"), loc, "chosen", strict=True)
             rejected = _messages(src, require(row, loc, "rejected"), loc, "rejected", strict=True)
@@ -738,13 +791,22 @@ def _converter(src: _Source, shape: str, columns: list[str]) -> tuple[Converter,
             meta = metadata(row, loc)
             prompt_value = row.get("prompt")
             if prompt_value is not None:  # an explicit prompt (text or messages): the responses are whole
-                return PairRecord(_text(src, prompt_value, loc, "prompt"), Text.of(chosen), Text.of(rejected), "a",
-                                  strength, annotator, meta)
+                return PairRecord(
+                    _text(src, prompt_value, loc, "prompt"),
+                    Text.of(chosen),
+                    Text.of(rejected),
+                    "a",
+                    strength,
+                    annotator,
+                    meta,
+                )
             shared, chosen_rest, rejected_rest = split_conversations(chosen, rejected, src, loc)
-            return PairRecord(Text.of(shared), Text.of(chosen_rest), Text.of(rejected_rest), "a", strength,
-                              annotator, meta)
+            return PairRecord(
+                Text.of(shared), Text.of(chosen_rest), Text.of(rejected_rest), "a", strength, annotator, meta
+            )
 
     elif "responses" in needed:
+
         def convert(row: dict, loc: int) -> PromptRecord:
             prompt = text(row, loc, "prompt")
             responses = require(row, loc, "responses")
@@ -758,9 +820,17 @@ def _converter(src: _Source, shape: str, columns: list[str]) -> tuple[Converter,
             return PromptRecord(prompt, texts, metadata(row, loc))
 
     else:
+
         def convert(row: dict, loc: int) -> PairRecord:
-            return PairRecord(text(row, loc, "prompt"), text(row, loc, "response_a"), text(row, loc, "response_b"),
-                              None, None, None, metadata(row, loc))
+            return PairRecord(
+                text(row, loc, "prompt"),
+                text(row, loc, "response_a"),
+                text(row, loc, "response_b"),
+                None,
+                None,
+                None,
+                metadata(row, loc),
+            )
 
     return convert, consumed
 
@@ -802,8 +872,9 @@ def _messages(src: _Source, value: Any, loc: int, field: str, strict: bool = Fal
     total = 0
     for i, message in enumerate(value, 1):
         if not isinstance(message, dict):
-            raise src.error(loc, f"expected a string or a list of {{role, content}} messages; item {i} is "
-                                 f"{_kind(message)}", field)
+            raise src.error(
+                loc, f"expected a string or a list of {{role, content}} messages; item {i} is {_kind(message)}", field
+            )
         role, content = message.get("role"), message.get("content")
         if not isinstance(role, str) or not role.strip():
             keys = ", ".join(f'"{k}"' for k in message) or "none"
@@ -822,8 +893,11 @@ def _transcript(src: _Source, value: Any, loc: int, field: str) -> str:
             raise _too_long(src, loc, field, len(value))
         return value
     if isinstance(value, list):
-        raise src.error(loc, "expected a whole transcript (a string), got a list; use the conversational "
-                             "shape for message lists", field)
+        raise src.error(
+            loc,
+            "expected a whole transcript (a string), got a list; use the conversational shape for message lists",
+            field,
+        )
     got = src.null if value is None or (isinstance(value, float) and math.isnan(value)) else _kind(value)
     raise src.error(loc, f"expected a transcript string, got {got}", field)
 
@@ -868,8 +942,9 @@ def _margin(src: _Source, value: Any, loc: int) -> float | None:
     raise src.error(loc, f"expected a finite number, got {got}", "margin")
 
 
-def split_transcripts(chosen: str, rejected: str, src: _Source | str | None = None,
-                      loc: int | None = None) -> tuple[str, str, str]:
+def split_transcripts(
+    chosen: str, rejected: str, src: _Source | str | None = None, loc: int | None = None
+) -> tuple[str, str, str]:
     """(prompt, chosen response, rejected response) of an HH-style pair, text kept exactly.
 
     The prompt ends with the last "\\n\\nAssistant:" that lies wholly inside the two transcripts'
@@ -879,13 +954,21 @@ def split_transcripts(chosen: str, rejected: str, src: _Source | str | None = No
         src = _Source(src or "<transcripts>")
     for name, text in (("chosen", chosen), ("rejected", rejected)):
         if ASSISTANT_MARKER not in text:
-            raise src.error(loc, 'no "\\n\\nAssistant:" turn: not an HH-style transcript (use the explicit '
-                                 'shape with a prompt column for other data)', name)
+            raise src.error(
+                loc,
+                'no "\\n\\nAssistant:" turn: not an HH-style transcript (use the explicit '
+                "shape with a prompt column for other data)",
+                name,
+            )
     common = _common_prefix_len(chosen, rejected)
     end = chosen.rfind(ASSISTANT_MARKER, 0, common)
     if end < 0:
-        raise src.error(loc, f'"chosen" and "rejected" part at character {common}, before any shared '
-                             f'"\\n\\nAssistant:" turn, so they have no common prompt', "rejected")
+        raise src.error(
+            loc,
+            f'"chosen" and "rejected" part at character {common}, before any shared '
+            f'"\\n\\nAssistant:" turn, so they have no common prompt',
+            "rejected",
+        )
     end += len(ASSISTANT_MARKER)
     return chosen[:end], chosen[end:], rejected[end:]
 
@@ -904,8 +987,9 @@ def _common_prefix_len(a: str, b: str) -> int:
     return lo
 
 
-def split_conversations(chosen: list[dict], rejected: list[dict], src: _Source | str | None = None,
-                        loc: int | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+def split_conversations(
+    chosen: list[dict], rejected: list[dict], src: _Source | str | None = None, loc: int | None = None
+) -> tuple[list[dict], list[dict], list[dict]]:
     """(shared prompt messages, chosen rest, rejected rest): the shared leading messages, backed off
     so that both responses start with an assistant message."""
     if not isinstance(src, _Source):
@@ -919,8 +1003,12 @@ def split_conversations(chosen: list[dict], rejected: list[dict], src: _Source |
     while k > 0 and not (chosen[k]["role"].lower() == "assistant" and rejected[k]["role"].lower() == "assistant"):
         k -= 1
     if k == 0:
-        raise src.error(loc, "chosen and rejected share no leading messages before an assistant turn, so "
-                             "they have no common prompt; add a prompt column", "rejected")
+        raise src.error(
+            loc,
+            "chosen and rejected share no leading messages before an assistant turn, so "
+            "they have no common prompt; add a prompt column",
+            "rejected",
+        )
     return chosen[:k], chosen[k:], rejected[k:]
 
 
@@ -944,6 +1032,7 @@ def import_file(
     labelled pairs are the file's name (``import:<name>``); a per-row ``annotator`` column wins over
     ``annotator``.
     """
+
     def read_progress(done: int, total: int) -> None:
         if progress is not None:
             progress(done, 2 * total)  # reading is the first half of the work
@@ -984,14 +1073,14 @@ def import_records(
         summary = project.add_records(feed(), source=source, annotator=annotator)
     if progress is not None:
         progress(2 * total, 2 * total)
-    summary.extra.update(file=source, shape=info.shape, rows=info.rows,
-                         duplicate_rows=info.duplicate_rows)
+    summary.extra.update(file=source, shape=info.shape, rows=info.rows, duplicate_rows=info.duplicate_rows)
     return summary
 
 
 # ============================================================================================= exporting
-def export_pairs(project: Project, out_path: str | os.PathLike, with_margin: bool | str = False,
-                 include_ties: bool = False) -> int:
+def export_pairs(
+    project: Project, out_path: str | os.PathLike, with_margin: bool | str = False, include_ties: bool = False
+) -> int:
     """Write the TRL preference dataset; returns the number of rows.
 
     Columns ``prompt``, ``chosen``, ``rejected``, plus ``margin`` (from strength on the Llama 2 scale
@@ -1023,7 +1112,8 @@ def export_pairs(project: Project, out_path: str | os.PathLike, with_margin: boo
         if len(ties):
             frame = project.comparisons_frame()
             frame = frame[frame["comparison_id"].isin(ties["comparison_id"])].merge(
-                ties[["comparison_id", "choice"]], on="comparison_id")
+                ties[["comparison_id", "choice"]], on="comparison_id"
+            )
             loads = lambda v: json.loads(v) if isinstance(v, str) else None  # noqa: E731
             ids += frame["comparison_id"].tolist()
             prompts += frame["prompt"].tolist()
@@ -1039,6 +1129,7 @@ def export_pairs(project: Project, out_path: str | os.PathLike, with_margin: boo
     conversational = bool(ids) and all(m for m in prompt_msgs)
     columns: dict[str, list] = {}
     if conversational:
+
         def as_messages(text: str, messages: list | None) -> list[dict]:
             return messages if messages else [{"role": "assistant", "content": text}]
 
@@ -1062,8 +1153,9 @@ def export_judgments(project: Project, out_path: str | os.PathLike) -> int:
     kind = _out_kind(out_path, ("csv", "parquet", "jsonl"))
     log = project.judgment_log()
     if kind == "jsonl":  # JSON has no NaN: missing values become null
-        _write_table({c: [None if _is_na(v) else v for v in log[c].astype(object).tolist()] for c in log.columns},
-                     out_path, kind)
+        _write_table(
+            {c: [None if _is_na(v) else v for v in log[c].astype(object).tolist()] for c in log.columns}, out_path, kind
+        )
     else:  # the frame itself, so that Parquet keeps its nullable integer columns
         _write_table(log, out_path, kind)
     return len(log)
@@ -1099,8 +1191,10 @@ def _write_table(columns: dict[str, list[Any]] | pd.DataFrame, out_path: str | o
             names = list(columns)
             encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(**kw) would build one per row
             with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-                fh.writelines(encode(dict(zip(names, values, strict=True))) + "\n"
-                              for values in zip(*columns.values(), strict=True))
+                fh.writelines(
+                    encode(dict(zip(names, values, strict=True))) + "\n"
+                    for values in zip(*columns.values(), strict=True)
+                )
         else:
             import pandas as pd
 

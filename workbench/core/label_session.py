@@ -47,8 +47,13 @@ class Outcome:
 class LabelSession:
     """Judge comparisons of one project as one annotator; the view calls these and renders the results."""
 
-    def __init__(self, project: Project | None = None, annotator: str = "", order: str = "new",
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        project: Project | None = None,
+        annotator: str = "",
+        order: str = "new",
+        clock: Callable[[], float] = time.time,
+    ):
         self.project = project
         self.annotator = annotator
         self.order = order  # the queue order passed to ``Project.next_comparison``
@@ -220,15 +225,23 @@ class LabelSession:
             return refusal
         assert self.current is not None and self.project is not None  # _refusal() checked both
         rank = {rid: i for i, rid in enumerate(order)}
-        pairs = [(cid, ra, rb) for cid, ra, rb in self.project.prompt_comparisons(self.current.prompt_id)
-                 if ra in rank and rb in rank]
+        pairs = [
+            (cid, ra, rb)
+            for cid, ra, rb in self.project.prompt_comparisons(self.current.prompt_id)
+            if ra in rank and rb in rank
+        ]
         self._busy = True
         try:
             with self.project.transaction():
                 for cid, ra, rb in pairs:
                     self.project.record_judgment(
-                        cid, self.annotator, "a" if rank[ra] < rank[rb] else "b",
-                        shown_at=self.shown_at, note=self.pending.note, flags=self.pending.flags, kind="label",
+                        cid,
+                        self.annotator,
+                        "a" if rank[ra] < rank[rb] else "b",
+                        shown_at=self.shown_at,
+                        note=self.pending.note,
+                        flags=self.pending.flags,
+                        kind="label",
                     )
         except (sqlite3.Error, ProjectError) as exc:
             return Outcome(False, f"Could not save the ranking ({exc}); nothing was recorded. Try again.")

@@ -141,8 +141,9 @@ def _is_shm_file(path: str | os.PathLike) -> bool:
 
 
 # ----------------------------------------------------------------------------------------- argparse
-def add_output_argument(parser: argparse.ArgumentParser, *flags: str, kind: str = "file",
-                        **kwargs: Any) -> argparse.Action:  # kwargs: add_argument's, passed on as they are
+def add_output_argument(
+    parser: argparse.ArgumentParser, *flags: str, kind: str = "file", **kwargs: Any
+) -> argparse.Action:  # kwargs: add_argument's, passed on as they are
     """``parser.add_argument(*flags, **kwargs)`` for an option naming a file (``kind="file"``) or folder
     (``kind="dir"``) the command writes: ``workbench`` checks it with :func:`check_output_path` before the
     handler runs."""

@@ -27,6 +27,7 @@ class LabelQueue:
     # Provided by ``Project`` (core/store.py), the class it is mixed into.
     _conn: sqlite3.Connection
     if TYPE_CHECKING:
+
         def annotator_id(self, name: str, kind: str = "human") -> int: ...
         def get_meta(self, key: str, default: str | None = None) -> str | None: ...
         def _set_meta(self, key: str, value: str) -> None: ...
@@ -121,15 +122,17 @@ class LabelQueue:
         if version == self._data_version:
             return
         self._data_version = version
-        epochs = dict(self._conn.execute(
-            "SELECT key, value FROM meta WHERE key = ? OR (key > ? AND key < ?)",
-            (_QUEUE_EPOCH, _SKIP_EPOCH, _SKIP_EPOCH[:-1] + ";"),  # ";" sorts right after ":"
-        ).fetchall())
+        epochs = dict(
+            self._conn.execute(
+                "SELECT key, value FROM meta WHERE key = ? OR (key > ? AND key < ?)",
+                (_QUEUE_EPOCH, _SKIP_EPOCH, _SKIP_EPOCH[:-1] + ";"),  # ";" sorts right after ":"
+            ).fetchall()
+        )
         known = self._epochs
         if known is None or epochs.get(_QUEUE_EPOCH) != known.get(_QUEUE_EPOCH):
             self._forget_all_memos()
         else:
-            changed = {int(k[len(_SKIP_EPOCH):]) for k, v in epochs.items() if known.get(k) != v}
+            changed = {int(k[len(_SKIP_EPOCH) :]) for k, v in epochs.items() if known.get(k) != v}
             self._forget_exhausted(lambda aid, phase: phase == "skipped" and aid in changed)
         self._epochs = epochs
 
@@ -187,7 +190,7 @@ class LabelQueue:
         advancing, found = True, None
         start, size = position, 8
         while found is None and start < len(queue):
-            chunk = queue[start:start + size]
+            chunk = queue[start : start + size]
             answered = {r[0] for r in self._conn.execute(answered_sql, (aid, json.dumps(chunk), *extra))}
             for offset, cid in enumerate(chunk):
                 if cid in answered:
@@ -222,10 +225,13 @@ class LabelQueue:
             where, key = "", "ABS(r_chosen - r_rejected)"
         else:
             where, key = " AND split != 'unlabelled' AND r_chosen - r_rejected <= 0", "r_chosen - r_rejected"
-        ids = [r[0] for r in self._conn.execute(
-            f"SELECT comparison_id FROM pair_scores WHERE run_id = ? AND step = ?{where} ORDER BY {key}, comparison_id",
-            (run_id, step),
-        )]
+        ids = [
+            r[0]
+            for r in self._conn.execute(
+                f"SELECT comparison_id FROM pair_scores WHERE run_id = ? AND step = ?{where} ORDER BY {key}, comparison_id",
+                (run_id, step),
+            )
+        ]
         self._model_queues = {k: v for k, v in self._model_queues.items() if k[0] != order}  # keep one per order
         self._model_queues[(order, run_id, step)] = (token, ids)
         self._model_positions = {k: v for k, v in self._model_positions.items() if k[1:] != (order, run_id, step)}
@@ -240,6 +246,7 @@ class LabelQueue:
         ).fetchone()[0]
         total = self._conn.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0]
         return done, total
+
     def _bump_scores_epoch(self) -> None:
         """Inside a write of new pair scores: the model orders re-read their sorted lists."""
         self._set_meta(_SCORES_EPOCH, os.urandom(8).hex())

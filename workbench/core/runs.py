@@ -24,6 +24,7 @@ class RunStore:
     # Provided by ``Project`` (core/store.py) and ``LabelQueue`` (core/queue.py), the classes it is mixed with.
     _conn: sqlite3.Connection
     if TYPE_CHECKING:
+
         def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
         def _clock(self) -> float: ...
         def _bump_scores_epoch(self) -> None: ...
@@ -37,8 +38,9 @@ class RunStore:
             assert cursor.lastrowid is not None  # an INSERT sets it
             return cursor.lastrowid
 
-    def update_run(self, run_id: int, status: str | None = None, message: str | None = None,
-                   summary: dict | None = None) -> None:
+    def update_run(
+        self, run_id: int, status: str | None = None, message: str | None = None, summary: dict | None = None
+    ) -> None:
         sets: list[str] = []
         args: list[str | float] = []
         if status is not None:
@@ -75,8 +77,9 @@ class RunStore:
         df["summary"] = [json.loads(s) for s in df["summary"]]
         return df
 
-    def add_metrics(self, run_id: int, step: int, split: str, metrics: dict[str, float],
-                    epoch: float | None = None) -> None:
+    def add_metrics(
+        self, run_id: int, step: int, split: str, metrics: dict[str, float], epoch: float | None = None
+    ) -> None:
         now = self._clock()
         with self.transaction():
             self._conn.executemany(
@@ -186,7 +189,7 @@ class RunStore:
     def cached_embeddings(self, backbone: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for start in range(0, len(text_hashes), 900):
-            chunk = list(text_hashes[start:start + 900])
+            chunk = list(text_hashes[start : start + 900])
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
                 f"SELECT text_hash, vector FROM embeddings WHERE backbone = ? AND text_hash IN ({marks})",

@@ -193,8 +193,9 @@ class Project(LabelQueue, RunStore):
         path = Path(path)
         if not path.is_file():
             what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "no such project file"
-            raise ProjectError(f"{path}: {what}, not a Preference Workbench project" if path.exists() else
-                               f"{path}: {what}")
+            raise ProjectError(
+                f"{path}: {what}, not a Preference Workbench project" if path.exists() else f"{path}: {what}"
+            )
         return cls._connect(path)
 
     @classmethod
@@ -258,8 +259,9 @@ class Project(LabelQueue, RunStore):
         for suffix in ("", "&immutable=1"):
             conn = None
             try:
-                conn = sqlite3.connect(uri + suffix, uri=True, timeout=60.0, isolation_level=None,
-                                       check_same_thread=True)
+                conn = sqlite3.connect(
+                    uri + suffix, uri=True, timeout=60.0, isolation_level=None, check_same_thread=True
+                )
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA busy_timeout = 60000")
                 cls._check_version(path, conn)
@@ -278,7 +280,8 @@ class Project(LabelQueue, RunStore):
                 conn.close()
                 raise ProjectError(
                     f"{path}: opened read-only ({reason}), but the project needs an upgrade from schema {version} "
-                    f"to {SCHEMA_VERSION}, which writes; copy it somewhere writable and open the copy")
+                    f"to {SCHEMA_VERSION}, which writes; copy it somewhere writable and open the copy"
+                )
             project = cls(path, conn)
             project.read_only = reason
             return project
@@ -300,8 +303,10 @@ class Project(LabelQueue, RunStore):
 
     def _migrate(self) -> None:
         def current() -> bool:
-            return (self._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-                    and self._conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID)
+            return (
+                self._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+                and self._conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+            )
 
         if current():
             return
@@ -352,8 +357,9 @@ class Project(LabelQueue, RunStore):
     def check_writable(self) -> None:
         """Raise ``ProjectError`` if the project was opened read-only."""
         if self.read_only is not None:
-            raise ProjectError(f"{self.path}: opened read-only ({self.read_only}); copy it somewhere writable "
-                               "to change it")
+            raise ProjectError(
+                f"{self.path}: opened read-only ({self.read_only}); copy it somewhere writable to change it"
+            )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -462,8 +468,9 @@ class Project(LabelQueue, RunStore):
         finally:
             self._conn.execute(f"PRAGMA cache_size = {int(old)}")
 
-    def _add_records(self, records: Iterable[PairRecord | PromptRecord], source: str,
-                     annotator: str | None) -> ImportSummary:
+    def _add_records(
+        self, records: Iterable[PairRecord | PromptRecord], source: str, annotator: str | None
+    ) -> ImportSummary:
         summary = ImportSummary()
         now = _now()
         seed = self.seed
@@ -578,8 +585,10 @@ class Project(LabelQueue, RunStore):
         if not labels:
             return 0
         conn = self._conn
-        annotator_ids = {name: self._annotator_in_tx(name, "import" if name.startswith("import:") else "human")
-                         for name in {label[2] for label in labels}}
+        annotator_ids = {
+            name: self._annotator_in_tx(name, "import" if name.startswith("import:") else "human")
+            for name in {label[2] for label in labels}
+        }
         current = {
             (a, c): (jid, choice, strength)
             for a, c, jid, choice, strength in conn.execute(
@@ -716,8 +725,17 @@ class Project(LabelQueue, RunStore):
                 (aid, comparison_id),
             ).fetchone()
             jid = self._insert_judgment(
-                comparison_id, aid, choice, strength, left, kind, note, list(flags),
-                current[0] if current else None, shown_at, _now(),
+                comparison_id,
+                aid,
+                choice,
+                strength,
+                left,
+                kind,
+                note,
+                list(flags),
+                current[0] if current else None,
+                shown_at,
+                _now(),
             )
             # A skip puts the comparison into this annotator's "skipped" phase, and back into everyone's
             # "nobody has labelled it" phase when it replaces a real label.
@@ -725,8 +743,9 @@ class Project(LabelQueue, RunStore):
             if choice == "skip":
                 self._bump_queue_epoch(None if replaced_label else aid)
         if choice == "skip":
-            self._forget_exhausted(lambda a, phase: (phase == "skipped" and a == aid)
-                                   or (replaced_label and phase == "nobody"))
+            self._forget_exhausted(
+                lambda a, phase: (phase == "skipped" and a == aid) or (replaced_label and phase == "nobody")
+            )
         return jid
 
     def _current_judgment_id(self, aid: int, comparison_id: int) -> int | None:
@@ -736,9 +755,20 @@ class Project(LabelQueue, RunStore):
         ).fetchone()
         return row[0] if row else None
 
-    def _insert_judgment(self, cid: int, aid: int, choice: str | None, strength: int | None, left: str | None,
-                         kind: str, note: str, flags: list[str], supersedes: int | None, shown_at: float | None,
-                         answered_at: float | None) -> int:
+    def _insert_judgment(
+        self,
+        cid: int,
+        aid: int,
+        choice: str | None,
+        strength: int | None,
+        left: str | None,
+        kind: str,
+        note: str,
+        flags: list[str],
+        supersedes: int | None,
+        shown_at: float | None,
+        answered_at: float | None,
+    ) -> int:
         now = _now()
         jid = self._conn.execute(
             "INSERT INTO judgments(comparison_id, annotator_id, choice, strength, left_side, kind, note, flags,"
@@ -769,7 +799,9 @@ class Project(LabelQueue, RunStore):
                 return None
             restored = None
             if target["supersedes"] is not None:
-                restored = self._conn.execute("SELECT * FROM judgments WHERE id = ?", (target["supersedes"],)).fetchone()
+                restored = self._conn.execute(
+                    "SELECT * FROM judgments WHERE id = ?", (target["supersedes"],)
+                ).fetchone()
             self._insert_judgment(
                 target["comparison_id"],
                 aid,
@@ -817,7 +849,9 @@ class Project(LabelQueue, RunStore):
                 return judgment_id if row["choice"] is not None else None
             if row["supersedes"] is None:
                 return None
-            undone = self._conn.execute("SELECT supersedes FROM judgments WHERE id = ?", (row["supersedes"],)).fetchone()
+            undone = self._conn.execute(
+                "SELECT supersedes FROM judgments WHERE id = ?", (row["supersedes"],)
+            ).fetchone()
             judgment_id = undone[0] if undone else None
         return None
 
@@ -843,7 +877,9 @@ class Project(LabelQueue, RunStore):
         """judgment id -> the name of its annotator, for the ids asked for (one query)."""
         rows = self._conn.execute(
             "SELECT j.id, a.name FROM judgments j JOIN annotators a ON a.id = j.annotator_id"
-            " WHERE j.id IN (SELECT value FROM json_each(?))", (json.dumps([int(j) for j in judgment_ids]),))
+            " WHERE j.id IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(j) for j in judgment_ids]),),
+        )
         return dict(rows.fetchall())
 
     @staticmethod
@@ -864,8 +900,9 @@ class Project(LabelQueue, RunStore):
         )
 
     # ------------------------------------------------------ pair-level marks
-    def set_mark(self, comparison_id: int, mark: str, value: bool, annotator: str | None = None,
-                 note: str = "") -> None:
+    def set_mark(
+        self, comparison_id: int, mark: str, value: bool, annotator: str | None = None, note: str = ""
+    ) -> None:
         """Flag a pair for review or exclude it from training (append-only; the latest mark wins)."""
         if mark not in ("flag", "exclude"):
             raise ValueError(f"mark must be 'flag' or 'exclude', not {mark!r}")
@@ -890,9 +927,13 @@ class Project(LabelQueue, RunStore):
 
     def flagged_in_labels(self) -> set[int]:
         """Comparisons whose current label carries a flag (the Label view's F key), apart from flag marks."""
-        return {r[0] for r in self._conn.execute(
-            "SELECT DISTINCT cl.comparison_id FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
-            " WHERE j.flags IS NOT NULL AND j.flags != '[]'")}
+        return {
+            r[0]
+            for r in self._conn.execute(
+                "SELECT DISTINCT cl.comparison_id FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
+                " WHERE j.flags IS NOT NULL AND j.flags != '[]'"
+            )
+        }
 
     # ------------------------------------------------------------- data frames
     def labels(self) -> pd.DataFrame:
@@ -969,8 +1010,20 @@ class Project(LabelQueue, RunStore):
         for col in ("prompt_messages", "chosen_messages", "rejected_messages"):
             df[col] = [json.loads(v) if isinstance(v, str) else None for v in df[col]]
         return df[
-            ["comparison_id", "prompt_id", "prompt", "prompt_messages", "chosen", "rejected", "chosen_messages",
-             "rejected_messages", "choice", "strength", "annotator", "judgment_id"]
+            [
+                "comparison_id",
+                "prompt_id",
+                "prompt",
+                "prompt_messages",
+                "chosen",
+                "rejected",
+                "chosen_messages",
+                "rejected_messages",
+                "choice",
+                "strength",
+                "annotator",
+                "judgment_id",
+            ]
         ].reset_index(drop=True)
 
     def _comparison_texts(self, comparison_ids: list[int] | None = None) -> pd.DataFrame:
@@ -1076,8 +1129,15 @@ def _resolve(group: Sequence) -> tuple:
         winners = [c for c, n in votes.items() if n == best]
         choice = winners[0] if len(winners) == 1 else None
         chosen = next((r for r in reversed(group) if r[2] == choice), group[-1])
-    return (group[0][0], choice, chosen[3] if choice in ("a", "b") else None, chosen[1], chosen[5], len(group),
-            len({r[2] for r in group}) > 1)
+    return (
+        group[0][0],
+        choice,
+        chosen[3] if choice in ("a", "b") else None,
+        chosen[1],
+        chosen[5],
+        len(group),
+        len({r[2] for r in group}) > 1,
+    )
 
 
 def _split_sql(script: str) -> list[str]:

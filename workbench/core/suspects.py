@@ -62,9 +62,23 @@ ANCHOR_MIN, ANCHOR_SHARE = 20, 0.02
 VARIABILITY_HIGH = 0.2
 CONFIDENCE_LOW = 0.5
 #: the columns of a suspects table (``suspects_for_run``), in order
-COLUMNS = ["comparison_id", "prompt", "chosen", "rejected", "label", "annotator", "in_sample_margin",
-           "oof_margin", "p_label_wrong", "category", "confidence", "variability", "label_quality", "reason",
-           "oof_source"]
+COLUMNS = [
+    "comparison_id",
+    "prompt",
+    "chosen",
+    "rejected",
+    "label",
+    "annotator",
+    "in_sample_margin",
+    "oof_margin",
+    "p_label_wrong",
+    "category",
+    "confidence",
+    "variability",
+    "label_quality",
+    "reason",
+    "oof_source",
+]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -104,7 +118,7 @@ def model_evidence(margins: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, 
     # The anchor estimate: where the margin is most against the label, the calibrated q is the flip rate
     # itself (f(m) = ε g(-m) there). cleanlab's confident joint counts the undecided pairs near m = 0 as
     # issues too and overestimates ε by a few points on synthetic flips, so the smaller of the two is used.
-    anchor = float(np.mean(np.sort(q)[:max(ANCHOR_MIN, math.ceil(ANCHOR_SHARE * n))]))
+    anchor = float(np.mean(np.sort(q)[: max(ANCHOR_MIN, math.ceil(ANCHOR_SHARE * n))]))
     eps = float(np.clip(min(joint[0, 1] + joint[1, 0], anchor), 1e-3, 0.45))
     quality = get_label_quality_scores(labels, probs)[:n]
     issues = find_label_issues(labels, probs)
@@ -121,7 +135,8 @@ def reliabilities(votes: pd.DataFrame, eps: float) -> dict[str, float]:
 
     units: dict[Any, dict[str, str]] = defaultdict(dict)
     for cid, annotator, choice, adj in votes[["comparison_id", "annotator", "choice", "adjudication"]].itertuples(
-            index=False):
+        index=False
+    ):
         if not adj:
             units[cid][annotator] = choice
     out = {}
@@ -164,7 +179,8 @@ def score_suspects(pairs: pd.DataFrame, votes: pd.DataFrame | None = None) -> pd
         # The adjudicator decided having seen the votes: theirs is the word, the votes are not counted again.
         adjudicated = set(votes.loc[votes["adjudication"].astype(bool), "comparison_id"])
         for cid, annotator, choice, strength, adj in votes[
-                ["comparison_id", "annotator", "choice", "strength", "adjudication"]].itertuples(index=False):
+            ["comparison_id", "annotator", "choice", "strength", "adjudication"]
+        ].itertuples(index=False):
             if adj:
                 r, w = ADJUDICATION_RELIABILITY, 1.0
             else:
@@ -179,8 +195,11 @@ def score_suspects(pairs: pd.DataFrame, votes: pd.DataFrame | None = None) -> pd
     total = logodds + np.array([evidence.get(c, 0.0) for c in out["comparison_id"]])
     out["p_label_wrong"] = _sigmoid(total)
     conf = out["confidence"].to_numpy(dtype=float)
-    fallback = np.where(np.isfinite(out["in_sample_margin"].to_numpy(dtype=float)),
-                        _sigmoid(out["in_sample_margin"].to_numpy(dtype=float)), _sigmoid(m))
+    fallback = np.where(
+        np.isfinite(out["in_sample_margin"].to_numpy(dtype=float)),
+        _sigmoid(out["in_sample_margin"].to_numpy(dtype=float)),
+        _sigmoid(m),
+    )
     out["confidence_used"] = np.where(np.isfinite(conf), conf, fallback)
     cats, reasons = [], []
     for row, cid in zip(out.itertuples(index=False), out["comparison_id"]):
@@ -197,8 +216,11 @@ def _category(row: Any, split: bool) -> tuple[str, str]:
     odds = f"out-of-fold margin {m:+.2f}, p(label wrong) {p:.2f}"
     if p >= 0.5 and m < 0:
         memorised = conf >= CONFIDENCE_LOW
-        return "likely mislabelled", (f"{odds}; learned in sample only (confidence {conf:.2f}): memorised"
-                                      if memorised else f"{odds}; hard to learn (confidence {conf:.2f})")
+        return "likely mislabelled", (
+            f"{odds}; learned in sample only (confidence {conf:.2f}): memorised"
+            if memorised
+            else f"{odds}; hard to learn (confidence {conf:.2f})"
+        )
     if split:
         return "ambiguous", f"{odds}; annotators split"
     if np.isfinite(var) and var >= VARIABILITY_HIGH:
@@ -222,8 +244,13 @@ def training_dynamics(history: pd.DataFrame) -> pd.DataFrame:
     to the run's label): confidence (mean σ(margin)) and variability (its standard deviation; NaN with fewer
     than two evaluations)."""
     if history.empty:
-        return pd.DataFrame({"comparison_id": pd.Series(dtype="int64"), "confidence": pd.Series(dtype=float),
-                             "variability": pd.Series(dtype=float)})
+        return pd.DataFrame(
+            {
+                "comparison_id": pd.Series(dtype="int64"),
+                "confidence": pd.Series(dtype=float),
+                "variability": pd.Series(dtype=float),
+            }
+        )
     p = history.assign(p=_sigmoid(history["margin"].to_numpy(dtype=float)))
     grouped = p.groupby("comparison_id")["p"]
     out = pd.DataFrame({"confidence": grouped.mean(), "variability": grouped.std(ddof=0), "n": grouped.size()})
@@ -243,12 +270,14 @@ def suspects_for_run(project: Any, run_id: int) -> pd.DataFrame:
     label_of = dict(zip(snapshot.get("comparison_ids", []), snapshot.get("choices", "")))
     judgment_of = dict(zip(snapshot.get("comparison_ids", []), snapshot.get("judgment_ids", [])))
     names = project.judgment_annotators([int(j) for j in judgment_of.values()])
-    pairs = pd.DataFrame({
-        "comparison_id": oof["comparison_id"].astype("int64"),
-        "label": [label_of.get(int(c), ch) for c, ch in zip(oof["comparison_id"], oof["chosen"])],
-        "oof_margin": oof["margin"].astype(float),
-        "oof_source": oof["source"],
-    })
+    pairs = pd.DataFrame(
+        {
+            "comparison_id": oof["comparison_id"].astype("int64"),
+            "label": [label_of.get(int(c), ch) for c, ch in zip(oof["comparison_id"], oof["chosen"])],
+            "oof_margin": oof["margin"].astype(float),
+            "oof_source": oof["source"],
+        }
+    )
     pairs["annotator"] = [names.get(int(judgment_of.get(int(c), -1)), "") for c in pairs["comparison_id"]]
     scores = project.pair_scores(run_id)
     in_sample = dict(zip(scores["comparison_id"], scores["margin"])) if not scores.empty else {}
@@ -268,13 +297,15 @@ def suspects_for_run(project: Any, run_id: int) -> pd.DataFrame:
 def project_votes(project: Any) -> pd.DataFrame:
     """Every current label of the project as a vote: comparison_id, annotator, choice, strength, adjudication."""
     labels = project.labels()
-    return pd.DataFrame({
-        "comparison_id": labels["comparison_id"].astype("int64"),
-        "annotator": labels["annotator"],
-        "choice": labels["choice"],
-        "strength": [None if pd.isna(s) else int(s) for s in labels["strength"]],
-        "adjudication": (labels["kind"] == "adjudication") | (labels["annotator_kind"] == "adjudicator"),
-    })
+    return pd.DataFrame(
+        {
+            "comparison_id": labels["comparison_id"].astype("int64"),
+            "annotator": labels["annotator"],
+            "choice": labels["choice"],
+            "strength": [None if pd.isna(s) else int(s) for s in labels["strength"]],
+            "adjudication": (labels["kind"] == "adjudication") | (labels["annotator_kind"] == "adjudicator"),
+        }
+    )
 
 
 def latest_finished_run(runs: pd.DataFrame) -> int:

@@ -43,11 +43,15 @@ _SWAP = {"a": "b", "b": "a"}
 #: The mirror of each preference category: the same label of the pair stored the other way round.
 PAIR_MIRROR: Mapping[str, str] = {"a": "b", "b": "a", "tie": "tie", "both_bad": "both_bad"}
 #: What chance agreement is, in one sentence, for the Data view and ``workbench stats``.
-CHANCE_NOTE = ("Chance agreement counts every label both ways round (a and b swapped), so it never depends on "
-               "which response was stored first; tie and both bad stay categories of their own.")
+CHANCE_NOTE = (
+    "Chance agreement counts every label both ways round (a and b swapped), so it never depends on "
+    "which response was stored first; tie and both bad stay categories of their own."
+)
 #: The Fleiss' κ variant ``fleiss_kappa`` computes, as the reports name it.
-FLEISS_VARIANT = ("Fleiss' kappa (unequal raters per item: per-item agreement averaged over items with 2+ ratings; "
-                  "category shares from all their ratings, a/b pooled both ways)")
+FLEISS_VARIANT = (
+    "Fleiss' kappa (unequal raters per item: per-item agreement averaged over items with 2+ ratings; "
+    "category shares from all their ratings, a/b pooled both ways)"
+)
 
 
 def _swap(side: str | None) -> str | None:
@@ -319,8 +323,7 @@ def _merge_one(target: Project, index: _TargetIndex, name: str, source: Project,
     occurrences: Counter = Counter()
     rows = []
     next_id = index.next_id(conn, "judgments")
-    for (sid, cid, aid, choice, strength, left, kind, note, flags, supersedes, shown, answered,
-         created) in src.execute(
+    for sid, cid, aid, choice, strength, left, kind, note, flags, supersedes, shown, answered, created in src.execute(
         "SELECT id, comparison_id, annotator_id, choice, strength, left_side, kind, note, flags, supersedes,"
         " shown_at, answered_at, created_at FROM judgments ORDER BY id"
     ):
@@ -336,8 +339,23 @@ def _merge_one(target: Project, index: _TargetIndex, name: str, source: Project,
         else:
             tid = index.judgment_keys[key] = next_id
             next_id += 1
-            rows.append((tid, tcid, annotator_map[aid], choice, strength, left, kind, note, flags,
-                         judgment_map.get(supersedes) if supersedes is not None else None, shown, answered, created))
+            rows.append(
+                (
+                    tid,
+                    tcid,
+                    annotator_map[aid],
+                    choice,
+                    strength,
+                    left,
+                    kind,
+                    note,
+                    flags,
+                    judgment_map.get(supersedes) if supersedes is not None else None,
+                    shown,
+                    answered,
+                    created,
+                )
+            )
         judgment_map[sid] = tid
     conn.executemany(
         "INSERT INTO judgments(id, comparison_id, annotator_id, choice, strength, left_side, kind, note, flags,"
@@ -371,8 +389,7 @@ def _merge_one(target: Project, index: _TargetIndex, name: str, source: Project,
     for cid, mark, value, aid, note, created in src.execute(
         "SELECT comparison_id, mark, value, annotator_id, note, created_at FROM comparison_marks ORDER BY id"
     ):
-        base = (comparison_map[cid][0], mark, value, annotator_map.get(aid) if aid is not None else None, note,
-                created)
+        base = (comparison_map[cid][0], mark, value, annotator_map.get(aid) if aid is not None else None, note, created)
         key = (base, occurrences[base])
         occurrences[base] += 1
         if key not in index.mark_keys:
@@ -380,8 +397,7 @@ def _merge_one(target: Project, index: _TargetIndex, name: str, source: Project,
             index.touched_marks.add((base[0], mark))
             rows.append(base)
     conn.executemany(
-        "INSERT INTO comparison_marks(comparison_id, mark, value, annotator_id, note, created_at)"
-        " VALUES (?,?,?,?,?,?)",
+        "INSERT INTO comparison_marks(comparison_id, mark, value, annotator_id, note, created_at) VALUES (?,?,?,?,?,?)",
         rows,
     )
     summary.marks_added += len(rows)
@@ -571,8 +587,7 @@ def agreement_from_table(table: pd.DataFrame) -> dict[str, Any]:
         kappas.append({"annotators": [first, second], **result})
     # Krippendorff's and Fleiss' units: one value per annotator, None where they gave none.
     matrix = [[labels.get(a) for a in annotators] for labels in units.values()]
-    fleiss = ({**fleiss_kappa(matrix, mirror=PAIR_MIRROR), "variant": FLEISS_VARIANT} if len(annotators) >= 3
-              else None)
+    fleiss = {**fleiss_kappa(matrix, mirror=PAIR_MIRROR), "variant": FLEISS_VARIANT} if len(annotators) >= 3 else None
     return {
         "annotators": annotators,
         "categories": list(CATEGORIES),
@@ -605,8 +620,18 @@ def agreement_report(project: Project) -> dict[str, Any]:
 
 
 # ================================================================================= adjudication
-DISAGREEMENT_COLUMNS = ["comparison_id", "prompt_id", "n_labels", "labels", "votes", "majority", "excluded",
-                        "prompt", "response_a", "response_b"]
+DISAGREEMENT_COLUMNS = [
+    "comparison_id",
+    "prompt_id",
+    "n_labels",
+    "labels",
+    "votes",
+    "majority",
+    "excluded",
+    "prompt",
+    "response_a",
+    "response_b",
+]
 
 
 def disagreements(project: Project) -> pd.DataFrame:
@@ -652,8 +677,9 @@ def disagreements(project: Project) -> pd.DataFrame:
     return frame[DISAGREEMENT_COLUMNS].sort_values("comparison_id").reset_index(drop=True)
 
 
-def adjudicate(project: Project, comparison_id: int, adjudicator: str, choice: str, strength: int | None = None,
-               note: str = "") -> int:
+def adjudicate(
+    project: Project, comparison_id: int, adjudicator: str, choice: str, strength: int | None = None, note: str = ""
+) -> int:
     """Settle a comparison: record ``adjudicator``'s decision as a judgment of kind "adjudication",
     which ``resolved_labels()`` and ``training_pairs()`` prefer to the annotators' labels. Deciding again
     appends a new adjudication that supersedes the last one. Returns the judgment's id.
@@ -677,8 +703,7 @@ def adjudicate(project: Project, comparison_id: int, adjudicator: str, choice: s
                 f"{name} labelled comparison {comparison_id} as an annotator; adjudicate under another name "
                 f"(e.g. '{name} (adjudicator)') so that the label still counts"
             )
-        return project.record_judgment(comparison_id, name, choice, strength=strength, note=note,
-                                       kind="adjudication")
+        return project.record_judgment(comparison_id, name, choice, strength=strength, note=note, kind="adjudication")
 
 
 # ======================================================================================= bias
@@ -696,8 +721,12 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float] | Non
 def share(k: int, n: int) -> dict[str, Any]:
     """{"n", "k", "share", "ci95"} of k successes in n; share and ci95 None when n is 0."""
     interval = wilson_interval(k, n)
-    return {"n": int(n), "k": int(k), "share": k / n if n else None,
-            "ci95": [float(interval[0]), float(interval[1])] if interval else None}
+    return {
+        "n": int(n),
+        "k": int(k),
+        "share": k / n if n else None,
+        "ci95": [float(interval[0]), float(interval[1])] if interval else None,
+    }
 
 
 def bias_report(project: Project, run_id: int | None = None) -> dict[str, Any]:
@@ -750,8 +779,13 @@ def _model_bias(project: Project, run_id: int | None) -> dict[str, Any] | None:
         raise KeyError(f"no run {run_id}")
     step = conn.execute("SELECT MAX(step) FROM pair_scores WHERE run_id = ?", (run_id,)).fetchone()[0]
     if step is None:
-        return {"run_id": int(run_id), "step": None, "pairs": 0, "score_ties": 0,
-                "longer": {**share(0, 0), "equal_length": 0}}
+        return {
+            "run_id": int(run_id),
+            "step": None,
+            "pairs": 0,
+            "score_ties": 0,
+            "longer": {**share(0, 0), "equal_length": 0},
+        }
     pairs = ties = long_n = long_k = equal = 0
     for chosen, r_chosen, r_rejected, len_a, len_b in conn.execute(
         "SELECT s.chosen, s.r_chosen, s.r_rejected, length(ra.text), length(rb.text) FROM pair_scores s"
@@ -769,8 +803,13 @@ def _model_bias(project: Project, run_id: int | None) -> dict[str, Any] | None:
         else:
             long_n += 1
             long_k += (preferred == "a") == (len_a > len_b)
-    return {"run_id": int(run_id), "step": int(step), "pairs": pairs, "score_ties": ties,
-            "longer": {**share(long_k, long_n), "equal_length": equal}}
+    return {
+        "run_id": int(run_id),
+        "step": int(step),
+        "pairs": pairs,
+        "score_ties": ties,
+        "longer": {**share(long_k, long_n), "equal_length": equal},
+    }
 
 
 # ================================================================================ statistics
@@ -793,15 +832,18 @@ def format_team_statistics(stats: Mapping[str, Any]) -> str:
 
     agreement, bias = stats["agreement"], stats["bias"]
     lines = [
-        (f"agreement    {agreement['items_multiply_labelled']:,} comparisons with 2+ labels; pairwise "
-         f"{num(agreement['pairwise_agreement'])}, Krippendorff's alpha {num(agreement['krippendorff_alpha'])}"),
+        (
+            f"agreement    {agreement['items_multiply_labelled']:,} comparisons with 2+ labels; pairwise "
+            f"{num(agreement['pairwise_agreement'])}, Krippendorff's alpha {num(agreement['krippendorff_alpha'])}"
+        ),
     ]
     fleiss = agreement.get("fleiss_kappa")
     if fleiss:
         lines.append(f"  {fleiss['variant']}: {num(fleiss['kappa'])} on {fleiss['items']:,}")
     for row in agreement["cohen_kappa"]:
-        lines.append(f"  kappa {row['annotators'][0]} / {row['annotators'][1]}: {num(row['kappa'])} "
-                     f"on {row['items']:,}")
+        lines.append(
+            f"  kappa {row['annotators'][0]} / {row['annotators'][1]}: {num(row['kappa'])} on {row['items']:,}"
+        )
     for name, row in agreement["majority_agreement"].items():
         lines.append(f"  {name} agrees with the others' majority: {num(row['agreement'])} on {row['items']:,}")
     lines.append(f"  {agreement['chance']}")

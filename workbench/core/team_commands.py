@@ -11,10 +11,11 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "merge", help="merge other annotators' projects into one (creating it if missing)",
+        "merge",
+        help="merge other annotators' projects into one (creating it if missing)",
         description="Bring the prompts, comparisons, judgments (with their history) and pair marks of each "
-                    "SRC project into P, matched by content, in one transaction: all of it or, on any error, "
-                    "nothing. Merging the same projects again adds nothing.",
+        "SRC project into P, matched by content, in one transaction: all of it or, on any error, "
+        "nothing. Merging the same projects again adds nothing.",
     )
     p.add_argument("sources", nargs="+", metavar="SRC", help="a project file to merge from")
     p.add_argument("--into", required=True, metavar="P", help="the project file to merge into; created if missing")
@@ -28,4 +29,3 @@ def cmd_merge(args: argparse.Namespace) -> int:
     summary = merge_projects(args.sources, args.into)
     print(terminal_safe(summary.line()))  # file names are data
     return 0
-

@@ -70,13 +70,16 @@ def load_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor
     if missing or unexpected:
         raise CheckpointError(
             f"the checkpoint does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
-            "it was written for another backbone or mode: start a new run")
+            "it was written for another backbone or mode: start a new run"
+        )
     with torch.no_grad():
         for name, value in tensors.items():
             target = params[name]
             if target.shape != value.shape:
-                raise CheckpointError(f"parameter {name} has shape {tuple(value.shape)} in the checkpoint but "
-                                      f"{tuple(target.shape)} in the model: start a new run")
+                raise CheckpointError(
+                    f"parameter {name} has shape {tuple(value.shape)} in the checkpoint but "
+                    f"{tuple(target.shape)} in the model: start a new run"
+                )
             target.copy_(value.to(target.device, target.dtype))
 
 
@@ -160,8 +163,13 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def save(run_dir: str | Path, step: int, model_tensors: dict[str, torch.Tensor],
-         optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> Path:
+def save(
+    run_dir: str | Path,
+    step: int,
+    model_tensors: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+) -> Path:
     """Write checkpoint ``step-<step>`` atomically, point ``latest.json`` at it, drop older ones."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -212,8 +220,9 @@ def load(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read the checkpoint in {path} ({exc}); start a new run") from exc
     if state.get("format") != FORMAT:
-        raise CheckpointError(f"the checkpoint in {path} has format {state.get('format')!r}, this version "
-                              f"reads {FORMAT}; start a new run")
+        raise CheckpointError(
+            f"the checkpoint in {path} has format {state.get('format')!r}, this version reads {FORMAT}; start a new run"
+        )
     return Checkpoint(path, model, unflatten_optimizer(opt_tensors, state["optimizer"]), state)
 
 

@@ -39,19 +39,23 @@ def _error(command: str, message: str) -> None:
     print(f"workbench {command}: error: {terminal_safe(' '.join(str(message).split()))}", file=sys.stderr, flush=True)
 
 
-
-
 # --------------------------------------------------------------------- train
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a reward model on the project's labels",
+        "train",
+        help="train a reward model on the project's labels",
         description="Train a reward model on the project's labelled pairs and store the run (metrics, per-pair "
-                    "scores, checkpoints) in the project. Ctrl+C stops at the next step with a checkpoint; "
-                    "--resume continues a stopped run. Runs data-parallel under torchrun.")
+        "scores, checkpoints) in the project. Ctrl+C stops at the next step with a checkpoint; "
+        "--resume continues a stopped run. Runs data-parallel under torchrun.",
+    )
     _add_project_argument(parser)
-    parser.add_argument("--resume", metavar="RUN", type=int, default=None,
-                        help="continue run RUN from its last checkpoint with its own settings (only --threads and "
-                             "--device may change)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        type=int,
+        default=None,
+        help="continue run RUN from its last checkpoint with its own settings (only --threads and --device may change)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar; only the final line")
     train_config.add_arguments(parser.add_argument_group("training settings (unset: the defaults shown)"))
     parser.set_defaults(func=train_command)
@@ -78,8 +82,11 @@ def train_command(args: argparse.Namespace) -> int:
     is_main = int(os.environ.get("RANK", "0")) == 0
     view = _TrainView(args.project, enabled=is_main and not args.quiet, is_main=is_main)
     if args.resume is not None:
-        ignored = [f"--{name.replace('_', '-')}" for name in config.to_dict()
-                   if getattr(args, name, None) is not None and name not in RESUME_OVERRIDES]
+        ignored = [
+            f"--{name.replace('_', '-')}"
+            for name in config.to_dict()
+            if getattr(args, name, None) is not None and name not in RESUME_OVERRIDES
+        ]
         if ignored:
             view.note(f"resuming run {args.resume} with its own settings; ignoring {' '.join(ignored)}")
     presses = 0
@@ -136,16 +143,32 @@ class _TrainView:
 
         if isinstance(event, ev.RunStarted) and self.enabled:
             d = event.details
-            self.note(f"run {event.run_id}: {event.config['mode']} on {d.get('backbone_path', event.config['backbone'])}"
-                      f", {event.n_train} train / {event.n_val} validation pairs, {event.n_overlong} over-length, "
-                      f"{event.total_steps} steps of {d.get('batch_size')} pairs, lr {d.get('learning_rate'):g}"
-                      + (f", resumed at step {event.resumed_from_step}" if event.resumed_from_step else ""))
-            self.bar = tqdm(total=event.total_steps, initial=event.resumed_from_step, desc=f"run {event.run_id}",
-                            unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=0.2)
+            self.note(
+                f"run {event.run_id}: {event.config['mode']} on {d.get('backbone_path', event.config['backbone'])}"
+                f", {event.n_train} train / {event.n_val} validation pairs, {event.n_overlong} over-length, "
+                f"{event.total_steps} steps of {d.get('batch_size')} pairs, lr {d.get('learning_rate'):g}"
+                + (f", resumed at step {event.resumed_from_step}" if event.resumed_from_step else "")
+            )
+            self.bar = tqdm(
+                total=event.total_steps,
+                initial=event.resumed_from_step,
+                desc=f"run {event.run_id}",
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.2,
+            )
         elif isinstance(event, ev.PhaseProgress) and self.enabled and event.phase == "embedding":
             if self.embed_bar is None:
-                self.embed_bar = tqdm(total=event.total, desc="embedding", unit="text", file=sys.stderr,
-                                      dynamic_ncols=True, leave=False, mininterval=0.2)
+                self.embed_bar = tqdm(
+                    total=event.total,
+                    desc="embedding",
+                    unit="text",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    leave=False,
+                    mininterval=0.2,
+                )
             self.embed_bar.update(event.done - self.embed_bar.n)
             if event.done >= event.total:
                 self.embed_bar.close()
@@ -174,17 +197,25 @@ class _TrainView:
         s = event.summary
         if event.status != "finished":
             if self.is_main:
-                print(terminal_safe(f"run {event.run_id} cancelled at step {s.get('steps')}/{s.get('total_steps')} "
-                                    f"(checkpoint saved); resume with: workbench train --project {self.project} "
-                                    f"--resume {event.run_id}"), flush=True)
+                print(
+                    terminal_safe(
+                        f"run {event.run_id} cancelled at step {s.get('steps')}/{s.get('total_steps')} "
+                        f"(checkpoint saved); resume with: workbench train --project {self.project} "
+                        f"--resume {event.run_id}"
+                    ),
+                    flush=True,
+                )
             return EXIT_CANCELLED
         if self.is_main:
             acc = s.get("val_accuracy")
             rate = s.get("pairs_per_s")
-            print(f"run {event.run_id} finished: validation accuracy "
-                  f"{'n/a' if acc is None else f'{acc:.3f}'} on {s.get('n_val')} pairs, "
-                  f"loss {_num(s.get('val_loss'))}, {s.get('time_s') or 0:.1f} s"
-                  + (f", {rate:.1f} pairs/s" if rate else ""), flush=True)
+            print(
+                f"run {event.run_id} finished: validation accuracy "
+                f"{'n/a' if acc is None else f'{acc:.3f}'} on {s.get('n_val')} pairs, "
+                f"loss {_num(s.get('val_loss'))}, {s.get('time_s') or 0:.1f} s"
+                + (f", {rate:.1f} pairs/s" if rate else ""),
+                flush=True,
+            )
         return EXIT_OK
 
     def close(self) -> None:

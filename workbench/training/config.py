@@ -62,50 +62,79 @@ def _help(text: str) -> dict[str, str]:
 class TrainConfig:
     """Everything that defines a reward-model training run."""
 
-    mode: Mode = field(default="head", metadata=_help(
-        "head: train a small head on frozen, cached embeddings (seconds); finetune: train the backbone too"))
-    backbone: str = field(default="minilm", metadata=_help(
-        "'minilm' for the bundled all-MiniLM-L6-v2, or a local Hugging Face model folder"))
-    lora: bool = field(default=False, metadata=_help(
-        "fine-tune LoRA adapters instead of all backbone weights (mode finetune only)"))
-    head: HeadKind = field(default="linear", metadata=_help(
-        "linear: a linear map on the pooled features; mlp: one hidden layer (encoders only)"))
-    learning_rate: float | None = field(default=None, metadata=_help(
-        "AdamW learning rate; unset: 3e-2 for head, 5e-5 for finetune, 2e-4 for LoRA"))
-    epochs: int | None = field(default=None, metadata=_help(
-        "passes over the training pairs; unset: 20 for head, 2 for finetune"))
-    batch_size: int = field(default=8, metadata=_help(
-        "pairs per step (chosen and rejected go through the model together, so 2x texts)"))
-    max_length: int = field(default=256, metadata=_help(
-        "tokens per text; longer texts lose the start of the prompt first"))
-    pass_tokens: int = field(default=2048, metadata=_help(
-        "most padded tokens (texts x width) in one forward and backward pass; a batch that needs more is "
-        "split into micro-batches: the same gradient, less memory; 0 never splits"))
-    margin_from_strength: bool = field(default=False, metadata=_help(
-        "subtract a margin from the reward gap according to the judgment's strength (Llama 2)"))
-    margin_scale: MarginScale = field(default="small", metadata=_help(
-        "Llama 2 margin scale: small (0..1) or large (0..3)"))
-    center_rewards_coefficient: float = field(default=0.0, metadata=_help(
-        "weight of the reward-centring penalty mean((r_c + r_r)^2); 0 turns it off"))
-    weight_decay: float = field(default=0.01, metadata=_help(
-        "AdamW decoupled weight decay"))
-    dropout: bool = field(default=False, metadata=_help(
-        "keep the backbone's dropout while training (off, as in TRL's RewardTrainer: it adds noise to r_c - r_r)"))
-    val_fraction: float = field(default=0.2, metadata=_help(
-        "fraction of prompts held out for validation (split by prompt, never by pair)"))
-    folds: int | None = field(default=None, metadata=_help(
-        "K for out-of-fold margins (each labelled pair scored by a model that never saw its prompt; split by "
-        "prompt): K heads on the cached embeddings, seconds in all; unset: 5 for head, 0 (none) for finetune. "
-        "In finetune mode K > 0 also trains K heads on the backbone's cached embeddings (source 'head-folds'), "
-        "not K extra fine-tunes; 0 turns folds off"))
-    seed: int = field(default=0, metadata=_help(
-        "seed for the split, the batch order and the head's initialisation"))
-    eval_every: int = field(default=0, metadata=_help(
-        "evaluate every this many steps; 0 evaluates at the end of each epoch"))
-    threads: int = field(default=0, metadata=_help(
-        "torch CPU threads; 0 picks 1, the fastest measured on small machines"))
-    device: Device = field(default="auto", metadata=_help(
-        "auto picks cuda, then mps, then cpu"))
+    mode: Mode = field(
+        default="head",
+        metadata=_help(
+            "head: train a small head on frozen, cached embeddings (seconds); finetune: train the backbone too"
+        ),
+    )
+    backbone: str = field(
+        default="minilm",
+        metadata=_help("'minilm' for the bundled all-MiniLM-L6-v2, or a local Hugging Face model folder"),
+    )
+    lora: bool = field(
+        default=False, metadata=_help("fine-tune LoRA adapters instead of all backbone weights (mode finetune only)")
+    )
+    head: HeadKind = field(
+        default="linear",
+        metadata=_help("linear: a linear map on the pooled features; mlp: one hidden layer (encoders only)"),
+    )
+    learning_rate: float | None = field(
+        default=None, metadata=_help("AdamW learning rate; unset: 3e-2 for head, 5e-5 for finetune, 2e-4 for LoRA")
+    )
+    epochs: int | None = field(
+        default=None, metadata=_help("passes over the training pairs; unset: 20 for head, 2 for finetune")
+    )
+    batch_size: int = field(
+        default=8, metadata=_help("pairs per step (chosen and rejected go through the model together, so 2x texts)")
+    )
+    max_length: int = field(
+        default=256, metadata=_help("tokens per text; longer texts lose the start of the prompt first")
+    )
+    pass_tokens: int = field(
+        default=2048,
+        metadata=_help(
+            "most padded tokens (texts x width) in one forward and backward pass; a batch that needs more is "
+            "split into micro-batches: the same gradient, less memory; 0 never splits"
+        ),
+    )
+    margin_from_strength: bool = field(
+        default=False,
+        metadata=_help("subtract a margin from the reward gap according to the judgment's strength (Llama 2)"),
+    )
+    margin_scale: MarginScale = field(
+        default="small", metadata=_help("Llama 2 margin scale: small (0..1) or large (0..3)")
+    )
+    center_rewards_coefficient: float = field(
+        default=0.0, metadata=_help("weight of the reward-centring penalty mean((r_c + r_r)^2); 0 turns it off")
+    )
+    weight_decay: float = field(default=0.01, metadata=_help("AdamW decoupled weight decay"))
+    dropout: bool = field(
+        default=False,
+        metadata=_help(
+            "keep the backbone's dropout while training (off, as in TRL's RewardTrainer: it adds noise to r_c - r_r)"
+        ),
+    )
+    val_fraction: float = field(
+        default=0.2, metadata=_help("fraction of prompts held out for validation (split by prompt, never by pair)")
+    )
+    folds: int | None = field(
+        default=None,
+        metadata=_help(
+            "K for out-of-fold margins (each labelled pair scored by a model that never saw its prompt; split by "
+            "prompt): K heads on the cached embeddings, seconds in all; unset: 5 for head, 0 (none) for finetune. "
+            "In finetune mode K > 0 also trains K heads on the backbone's cached embeddings (source 'head-folds'), "
+            "not K extra fine-tunes; 0 turns folds off"
+        ),
+    )
+    seed: int = field(default=0, metadata=_help("seed for the split, the batch order and the head's initialisation"))
+    eval_every: int = field(
+        default=0, metadata=_help("evaluate every this many steps; 0 evaluates at the end of each epoch")
+    )
+    threads: int = field(
+        default=0, metadata=_help("torch CPU threads; 0 picks 1, the fastest measured on small machines")
+    )
+    device: Device = field(default="auto", metadata=_help("auto picks cuda, then mps, then cpu"))
 
     def __post_init__(self) -> None:
         self.validate()

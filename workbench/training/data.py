@@ -54,9 +54,14 @@ class Pairs:
 
     def subset(self, index: Sequence[int] | np.ndarray) -> Pairs:
         index = [int(i) for i in index]
-        return Pairs(self.comparison_ids[index], self.judgment_ids[index],
-                     *([getattr(self, f)[i] for i in index] for f in
-                       ("choices", "strengths", "prompt_keys", "prompts", "chosen", "rejected")))
+        return Pairs(
+            self.comparison_ids[index],
+            self.judgment_ids[index],
+            *(
+                [getattr(self, f)[i] for i in index]
+                for f in ("choices", "strengths", "prompt_keys", "prompts", "chosen", "rejected")
+            ),
+        )
 
 
 def _messages(value: Any) -> list[dict] | None:
@@ -77,8 +82,7 @@ def pairs_from_frame(df: pd.DataFrame) -> Pairs:
     df = df.sort_values("comparison_id", kind="stable").reset_index(drop=True)
 
     def side(text_col: str, msg_col: str) -> list[Text]:
-        return [m if (m := _messages(msg)) is not None else str(text)
-                for text, msg in zip(df[text_col], df[msg_col])]
+        return [m if (m := _messages(msg)) is not None else str(text) for text, msg in zip(df[text_col], df[msg_col])]
 
     return Pairs(
         comparison_ids=df["comparison_id"].to_numpy(dtype=np.int64),
@@ -124,8 +128,10 @@ def folds_by_prompt(prompt_keys: Sequence[str], k: int, seed: int) -> np.ndarray
 
 def _prompt_order(keys: Sequence[str], seed: int) -> list[str]:
     """The distinct prompts sorted by a hash of the seed and the text: a seeded shuffle independent of row order."""
-    return sorted(set(keys), key=lambda k: hashlib.blake2b(f"{seed}\x1f{k}".encode("utf-8", "surrogatepass"),
-                                                           digest_size=8).digest())
+    return sorted(
+        set(keys),
+        key=lambda k: hashlib.blake2b(f"{seed}\x1f{k}".encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+    )
 
 
 # --------------------------------------------------------------------- snapshot
@@ -154,8 +160,10 @@ def pairs_from_snapshot(comparisons: pd.DataFrame, snapshot: dict[str, Any]) -> 
     frame = comparisons.set_index("comparison_id")
     missing = [c for c in ids if c not in frame.index]
     if missing:
-        raise DataError(f"{len(missing)} comparison(s) this run trained on are no longer in the project "
-                        f"(e.g. {missing[0]})", "start a new run")
+        raise DataError(
+            f"{len(missing)} comparison(s) this run trained on are no longer in the project (e.g. {missing[0]})",
+            "start a new run",
+        )
     rows = frame.loc[ids]
     prompts, chosen, rejected = [], [], []
     columns = ("prompt", "prompt_messages", "response_a", "response_a_messages", "response_b", "response_b_messages")
@@ -171,7 +179,9 @@ def pairs_from_snapshot(comparisons: pd.DataFrame, snapshot: dict[str, Any]) -> 
         choices=list(snapshot["choices"]),
         strengths=list(snapshot["strengths"]),
         prompt_keys=[str(p) for p in rows["prompt"]],
-        prompts=prompts, chosen=chosen, rejected=rejected,
+        prompts=prompts,
+        chosen=chosen,
+        rejected=rejected,
     )
     val = set(snapshot["val_comparison_ids"])
     return pairs, np.array([int(c) in val for c in ids], dtype=bool)
@@ -197,8 +207,12 @@ def unlabelled_from_frame(comparisons: pd.DataFrame, labelled_ids: Sequence[int]
     def texts(col: str, msg_col: str) -> list[Text]:
         return [m if (m := _messages(msg)) is not None else str(t) for t, msg in zip(rows[col], rows[msg_col])]
 
-    return Unlabelled(rows["comparison_id"].to_numpy(dtype=np.int64), texts("prompt", "prompt_messages"),
-                      texts("response_a", "response_a_messages"), texts("response_b", "response_b_messages"))
+    return Unlabelled(
+        rows["comparison_id"].to_numpy(dtype=np.int64),
+        texts("prompt", "prompt_messages"),
+        texts("response_a", "response_a_messages"),
+        texts("response_b", "response_b_messages"),
+    )
 
 
 # --------------------------------------------------------------------- encoding
@@ -221,16 +235,27 @@ def encode_sides(encoder: Any, prompts: Sequence[Text], responses: Sequence[Text
     ids: list[list[int]] = []
     overlong: list[bool] = []
     for start in range(0, len(prompts), chunk):
-        for e in encoder.encode_many(list(prompts[start:start + chunk]), list(responses[start:start + chunk])):
+        for e in encoder.encode_many(list(prompts[start : start + chunk]), list(responses[start : start + chunk])):
             ids.append(e.input_ids)
             overlong.append(e.overlong)
     return EncodedSides(texts, ids, np.asarray(overlong, dtype=bool))
 
 
 # --------------------------------------------------------------------- embedding cache keys
-_TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "spiece.model",
-                    "added_tokens.json", "chat_template.jinja", "chat_template.json")
+_TOKENIZER_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
 def folder_fingerprint(path: str | Path) -> str:

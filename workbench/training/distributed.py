@@ -94,7 +94,7 @@ def device_for(info: DistInfo, device: str) -> str:
 
 def shard(batch: Sequence[int], info: DistInfo) -> list[int]:
     """This rank's part of a global batch: every N-th pair (strided, so lengths stay balanced)."""
-    return list(batch[info.rank::info.world_size]) if info.enabled else list(batch)
+    return list(batch[info.rank :: info.world_size]) if info.enabled else list(batch)
 
 
 def wrap(module: Any, info: DistInfo, device: str) -> Any:

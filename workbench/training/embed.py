@@ -53,18 +53,37 @@ def cache_key(state: RunState, max_length: int) -> str:
     return data.embedding_key(state.backbone_path, state.model.pooling, max_length)
 
 
-def embed_sides(project: Project, embedding: Embedding, state: RunState, a: data.EncodedSides,
-                b: data.EncodedSides, *, device: torch.device, dist: distributed.DistInfo, control: RunControl,
-                run_id: int) -> Generator[Event, None, Features | None]:
+def embed_sides(
+    project: Project,
+    embedding: Embedding,
+    state: RunState,
+    a: data.EncodedSides,
+    b: data.EncodedSides,
+    *,
+    device: torch.device,
+    dist: distributed.DistInfo,
+    control: RunControl,
+    run_id: int,
+) -> Generator[Event, None, Features | None]:
     """Features of the texts of sides ``a`` and ``b`` (as many texts each); None when cancelled."""
-    found = yield from embed_texts(project, embedding, state, a.texts + b.texts, a.input_ids + b.input_ids,
-                                   device=device, dist=dist, control=control, run_id=run_id)
+    found = yield from embed_texts(
+        project,
+        embedding,
+        state,
+        a.texts + b.texts,
+        a.input_ids + b.input_ids,
+        device=device,
+        dist=dist,
+        control=control,
+        run_id=run_id,
+    )
     if found is None:
         return None
     H, rows = found
     n = len(a.texts)
-    return Features(head_input(state, H), torch.as_tensor(rows[:n], device=device),
-                    torch.as_tensor(rows[n:], device=device))
+    return Features(
+        head_input(state, H), torch.as_tensor(rows[:n], device=device), torch.as_tensor(rows[n:], device=device)
+    )
 
 
 def head_input(state: RunState, H: torch.Tensor) -> torch.Tensor:
@@ -75,10 +94,18 @@ def head_input(state: RunState, H: torch.Tensor) -> torch.Tensor:
         return torch.tanh(state.model.head.dense(H))
 
 
-def embed_texts(project: Project, embedding: Embedding, state: RunState, texts: list[str],
-                input_ids: list[list[int]], *, device: torch.device, dist: distributed.DistInfo,
-                control: RunControl, run_id: int
-                ) -> Generator[Event, None, tuple[torch.Tensor, np.ndarray] | None]:
+def embed_texts(
+    project: Project,
+    embedding: Embedding,
+    state: RunState,
+    texts: list[str],
+    input_ids: list[list[int]],
+    *,
+    device: torch.device,
+    dist: distributed.DistInfo,
+    control: RunControl,
+    run_id: int,
+) -> Generator[Event, None, tuple[torch.Tensor, np.ndarray] | None]:
     """(unique feature matrix on the device, row of each text) or None when cancelled."""
     key = embedding.key
     hashes = [data.text_hash(t) for t in texts]
@@ -94,7 +121,7 @@ def embed_texts(project: Project, embedding: Embedding, state: RunState, texts: 
     embedding.embedded_texts += len(missing)
     t0 = time.perf_counter()
     if missing:
-        mine = missing[dist.rank::dist.world_size]
+        mine = missing[dist.rank :: dist.world_size]
         lengths = [len(input_ids[first[unique[h]]]) for h in mine]
         order = [i for b in make_batches(lengths, EMBED_BATCH, shuffle=False) for i in b]
         done = 0
@@ -107,7 +134,7 @@ def embed_texts(project: Project, embedding: Embedding, state: RunState, texts: 
                 if pending and dist.is_main:
                     project.store_embeddings(key, pending)  # keep what was computed
                 return None
-            chunk = [mine[i] for i in order[s:s + EMBED_BATCH]]
+            chunk = [mine[i] for i in order[s : s + EMBED_BATCH]]
             ids, mask = pad_batch([input_ids[first[unique[h]]] for h in chunk], state.tokenizer.pad_token_id)
             with torch.inference_mode():
                 pooled = state.model.embed(ids.to(device), mask.to(device)).float().cpu().numpy()
@@ -130,7 +157,10 @@ def embed_texts(project: Project, embedding: Embedding, state: RunState, texts: 
             yield PhaseProgress(run_id, "embedding", len(missing), len(missing))
         vectors.update(new)
     embedding.seconds += time.perf_counter() - t0
-    H = torch.from_numpy(np.stack([vectors[h] for h in unique])).to(device) if unique else \
-        torch.zeros((0, state.model.config.get_text_config().hidden_size), device=device)
+    H = (
+        torch.from_numpy(np.stack([vectors[h] for h in unique])).to(device)
+        if unique
+        else torch.zeros((0, state.model.config.get_text_config().hidden_size), device=device)
+    )
     rows = np.array([unique[h] for h in hashes], dtype=np.int64)
     return H, rows

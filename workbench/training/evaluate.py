@@ -49,10 +49,22 @@ class UnlabelledScores:
     r_b: np.ndarray
 
 
-def evaluate(project: Project, run: RunData, state: RunState, p: Progress, labelled: PairScores | None, *,
-             final: bool, features: Features | None, embedding: Embedding | None, flush: Callable[[], None],
-             run_id: int, device: torch.device, dist: distributed.DistInfo, control: RunControl
-             ) -> Generator[Event, None, PairScores | None]:
+def evaluate(
+    project: Project,
+    run: RunData,
+    state: RunState,
+    p: Progress,
+    labelled: PairScores | None,
+    *,
+    final: bool,
+    features: Features | None,
+    embedding: Embedding | None,
+    flush: Callable[[], None],
+    run_id: int,
+    device: torch.device,
+    dist: distributed.DistInfo,
+    control: RunControl,
+) -> Generator[Event, None, PairScores | None]:
     """One evaluation at step ``p.step``: score, record (once per step: ``p.last_eval_step``) and emit it.
 
     ``labelled`` is the previous evaluation's scores, reused when it was at this step; ``final`` adds the
@@ -62,45 +74,72 @@ def evaluate(project: Project, run: RunData, state: RunState, p: Progress, label
     cancelled before all the scores asked for were complete."""
     cfg, pairs = run.config, run.pairs
     if p.last_eval_step != p.step or labelled is None:
-        scores = yield from score_pairs(state, cfg, features, list(range(len(pairs))), run_id=run_id, device=device,
-                                        dist=dist, control=control)
+        scores = yield from score_pairs(
+            state, cfg, features, list(range(len(pairs))), run_id=run_id, device=device, dist=dist, control=control
+        )
         if scores is None:
             return None
         r_c, r_r = scores
         check_finite(r_c, r_r, p.step, state.lr)
-        train, val = (split_metrics(r_c, r_r, idx, state.margins, cfg.center_rewards_coefficient)
-                      for idx in (run.train_idx, run.val_idx))
+        train, val = (
+            split_metrics(r_c, r_r, idx, state.margins, cfg.center_rewards_coefficient)
+            for idx in (run.train_idx, run.val_idx)
+        )
         split = np.where(run.is_val, "val", "train")
         if dist.is_main and p.last_eval_step != p.step:
             with project.transaction():
                 flush()
                 project.add_metrics(run_id, p.step, "train", train, p.step / state.steps_per_epoch)
                 project.add_metrics(run_id, p.step, "val", val, p.step / state.steps_per_epoch)
-                project.add_pair_scores(run_id, p.step, zip(
-                    pairs.comparison_ids.tolist(), split.tolist(), pairs.choices, r_c.tolist(), r_r.tolist()))
+                project.add_pair_scores(
+                    run_id,
+                    p.step,
+                    zip(pairs.comparison_ids.tolist(), split.tolist(), pairs.choices, r_c.tolist(), r_r.tolist()),
+                )
         p.last_eval_step, p.train_metrics, p.val_metrics = p.step, train, val
         labelled = PairScores(pairs.comparison_ids, split, r_c, r_r)
     cids, split, r_c, r_r = labelled.comparison_ids, labelled.split, labelled.r_chosen, labelled.r_rejected
     if final and p.unlabelled_step != p.step:
-        unl = yield from score_unlabelled(project, run, state, embedding, run_id=run_id, device=device, dist=dist,
-                                          control=control)
+        unl = yield from score_unlabelled(
+            project, run, state, embedding, run_id=run_id, device=device, dist=dist, control=control
+        )
         if unl is not None:
             n = len(unl.comparison_ids)
             if dist.is_main and n:
-                project.add_pair_scores(run_id, p.step, zip(
-                    unl.comparison_ids.tolist(), ["unlabelled"] * n, ["a"] * n, unl.r_a.tolist(), unl.r_b.tolist()))
+                project.add_pair_scores(
+                    run_id,
+                    p.step,
+                    zip(unl.comparison_ids.tolist(), ["unlabelled"] * n, ["a"] * n, unl.r_a.tolist(), unl.r_b.tolist()),
+                )
             p.unlabelled_step, p.n_unlabelled = p.step, n
             cids = np.concatenate([cids, unl.comparison_ids])
             split = np.concatenate([split, np.full(n, "unlabelled")])
             r_c, r_r = np.concatenate([r_c, unl.r_a]), np.concatenate([r_r, unl.r_b])
-    yield Evaluation(run_id, p.step, p.step / state.steps_per_epoch, dict(p.train_metrics), dict(p.val_metrics),
-                     np.asarray(cids), np.asarray(split), np.asarray(r_c), np.asarray(r_r))
+    yield Evaluation(
+        run_id,
+        p.step,
+        p.step / state.steps_per_epoch,
+        dict(p.train_metrics),
+        dict(p.val_metrics),
+        np.asarray(cids),
+        np.asarray(split),
+        np.asarray(r_c),
+        np.asarray(r_r),
+    )
     return None if final and p.unlabelled_step != p.step else labelled
 
 
-def score_pairs(state: RunState, cfg: TrainConfig, features: Features | None, index: list[int], *, run_id: int,
-                device: torch.device, dist: distributed.DistInfo, control: RunControl
-                ) -> Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]:
+def score_pairs(
+    state: RunState,
+    cfg: TrainConfig,
+    features: Features | None,
+    index: list[int],
+    *,
+    run_id: int,
+    device: torch.device,
+    dist: distributed.DistInfo,
+    control: RunControl,
+) -> Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]:
     """(r_chosen, r_rejected) as float64 numpy arrays for labelled pairs ``index``, or None when cancelled:
     from the pairs' ``features`` in head mode, from their tokens otherwise."""
     if features is not None:
@@ -109,15 +148,33 @@ def score_pairs(state: RunState, cfg: TrainConfig, features: Features | None, in
         r_c, r_r = score_features(state.scorer, features.X, features.rows_a[idx], features.rows_b[idx])
         yield PhaseProgress(run_id, "evaluating", len(index), len(index))
         return r_c, r_r
-    return (yield from score_tokens(
-        state.model, state.tokenizer.pad_token_id, [state.enc_c.input_ids[i] for i in index],
-        [state.enc_r.input_ids[i] for i in index], batch_size=cfg.batch_size, max_length=cfg.max_length,
-        device=device, dist=dist, control=control, run_id=run_id))
+    return (
+        yield from score_tokens(
+            state.model,
+            state.tokenizer.pad_token_id,
+            [state.enc_c.input_ids[i] for i in index],
+            [state.enc_r.input_ids[i] for i in index],
+            batch_size=cfg.batch_size,
+            max_length=cfg.max_length,
+            device=device,
+            dist=dist,
+            control=control,
+            run_id=run_id,
+        )
+    )
 
 
-def score_unlabelled(project: Project, run: RunData, state: RunState, embedding: Embedding | None, *, run_id: int,
-                     device: torch.device, dist: distributed.DistInfo, control: RunControl
-                     ) -> Generator[Event, None, UnlabelledScores | None]:
+def score_unlabelled(
+    project: Project,
+    run: RunData,
+    state: RunState,
+    embedding: Embedding | None,
+    *,
+    run_id: int,
+    device: torch.device,
+    dist: distributed.DistInfo,
+    control: RunControl,
+) -> Generator[Event, None, UnlabelledScores | None]:
     """The rewards of every comparison that is not a training pair, or None when cancelled; head mode
     (``embedding``) embeds their texts through the cache first."""
     cfg = run.config
@@ -127,15 +184,25 @@ def score_unlabelled(project: Project, run: RunData, state: RunState, embedding:
     enc_a = data.encode_sides(state.encoder, unl.prompts, unl.response_a)
     enc_b = data.encode_sides(state.encoder, unl.prompts, unl.response_b)
     if embedding is not None:
-        features = yield from embed_sides(project, embedding, state, enc_a, enc_b, device=device, dist=dist,
-                                          control=control, run_id=run_id)
+        features = yield from embed_sides(
+            project, embedding, state, enc_a, enc_b, device=device, dist=dist, control=control, run_id=run_id
+        )
         if features is None:
             return None
         r_a, r_b = score_features(state.scorer, features.X, features.rows_a, features.rows_b)
         return UnlabelledScores(unl.comparison_ids, r_a, r_b)
-    scores = yield from score_tokens(state.model, state.tokenizer.pad_token_id, enc_a.input_ids, enc_b.input_ids,
-                                     batch_size=cfg.batch_size, max_length=cfg.max_length, device=device,
-                                     dist=dist, control=control, run_id=run_id)
+    scores = yield from score_tokens(
+        state.model,
+        state.tokenizer.pad_token_id,
+        enc_a.input_ids,
+        enc_b.input_ids,
+        batch_size=cfg.batch_size,
+        max_length=cfg.max_length,
+        device=device,
+        dist=dist,
+        control=control,
+        run_id=run_id,
+    )
     if scores is None:
         return None
     return UnlabelledScores(unl.comparison_ids, scores[0], scores[1])
@@ -149,15 +216,24 @@ def pair_width(a_ids: list[list[int]], b_ids: list[list[int]], index: list[int],
     return batch_width(longest, max_length)
 
 
-def score_tokens(model: nn.Module, pad_id: int, a_ids: list[list[int]], b_ids: list[list[int]], *,
-                 batch_size: int, max_length: int, device: torch.device, dist: distributed.DistInfo,
-                 control: RunControl, run_id: int
-                 ) -> Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]:
+def score_tokens(
+    model: nn.Module,
+    pad_id: int,
+    a_ids: list[list[int]],
+    b_ids: list[list[int]],
+    *,
+    batch_size: int,
+    max_length: int,
+    device: torch.device,
+    dist: distributed.DistInfo,
+    control: RunControl,
+    run_id: int,
+) -> Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]:
     """Fine-tune mode: (r_a, r_b) as float64 numpy arrays for token sequences, in length-sorted batches split
     across ranks, with "evaluating" progress; None when cancelled (one process only)."""
     lengths = [max(len(a), len(b)) for a, b in zip(a_ids, b_ids)]
     batches = make_batches(lengths, max(2 * batch_size, 16), shuffle=False)
-    mine = batches[dist.rank::dist.world_size]
+    mine = batches[dist.rank :: dist.world_size]
     out_a, out_b = np.zeros(len(a_ids)), np.zeros(len(a_ids))
     model.eval()
     try:
@@ -165,8 +241,12 @@ def score_tokens(model: nn.Module, pad_id: int, a_ids: list[list[int]], b_ids: l
         for k, batch in enumerate(mine):
             if not dist.enabled and control.cancel_requested:
                 return None
-            b = collate_pairs([a_ids[i] for i in batch], [b_ids[i] for i in batch], pad_id,
-                              width=pair_width(a_ids, b_ids, batch, max_length))
+            b = collate_pairs(
+                [a_ids[i] for i in batch],
+                [b_ids[i] for i in batch],
+                pad_id,
+                width=pair_width(a_ids, b_ids, batch, max_length),
+            )
             with torch.no_grad():
                 r = model(b["input_ids"].to(device), b["attention_mask"].to(device))
             ra, rb = numpy_rewards(r).reshape(2, -1)
@@ -175,25 +255,32 @@ def score_tokens(model: nn.Module, pad_id: int, a_ids: list[list[int]], b_ids: l
     finally:
         model.train()
     if dist.enabled:
-        for part, (pa, pb) in zip(batches_by_rank(batches, dist.world_size),
-                                  distributed.all_gather_objects((out_a, out_b), dist)):
+        for part, (pa, pb) in zip(
+            batches_by_rank(batches, dist.world_size), distributed.all_gather_objects((out_a, out_b), dist)
+        ):
             out_a[part], out_b[part] = pa[part], pb[part]
         yield PhaseProgress(run_id, "evaluating", len(batches), len(batches))
     return out_a, out_b
 
 
-def score_features(scorer: nn.Module, X: torch.Tensor, rows_a: torch.Tensor, rows_b: torch.Tensor
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def score_features(
+    scorer: nn.Module, X: torch.Tensor, rows_a: torch.Tensor, rows_b: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
     """Head mode: (r_a, r_b) of the feature rows ``rows_a`` and ``rows_b`` of ``X``."""
     with torch.no_grad():
         return numpy_rewards(scorer(X[rows_a])), numpy_rewards(scorer(X[rows_b]))
 
 
-def split_metrics(r_c: np.ndarray, r_r: np.ndarray, idx: np.ndarray, margins: torch.Tensor,
-                  center_rewards_coefficient: float) -> dict[str, float]:
+def split_metrics(
+    r_c: np.ndarray, r_r: np.ndarray, idx: np.ndarray, margins: torch.Tensor, center_rewards_coefficient: float
+) -> dict[str, float]:
     """Loss, accuracy, margin and reward statistics of the pairs ``idx`` (the loss is the training loss)."""
-    _, metrics = pairwise_loss(torch.from_numpy(r_c[idx]), torch.from_numpy(r_r[idx]),
-                               margins[torch.as_tensor(idx)].cpu().double(), center_rewards_coefficient)
+    _, metrics = pairwise_loss(
+        torch.from_numpy(r_c[idx]),
+        torch.from_numpy(r_r[idx]),
+        margins[torch.as_tensor(idx)].cpu().double(),
+        center_rewards_coefficient,
+    )
     return metrics
 
 
@@ -201,8 +288,9 @@ def check_finite(r_c: np.ndarray, r_r: np.ndarray, step: int, lr: float) -> None
     """Infinite or NaN rewards: the training diverged, and the run stops with a hint."""
     if not (np.isfinite(r_c).all() and np.isfinite(r_r).all()):
         raise RunFailure(
-            f"the rewards became infinite or NaN at step {step}: training diverged (learning rate "
-            f"{lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
+            f"the rewards became infinite or NaN at step {step}: training diverged (learning rate {lr:g})",
+            "lower the learning rate (e.g. 10x smaller) and start a new run",
+        )
 
 
 def numpy_rewards(rewards: torch.Tensor) -> np.ndarray:

@@ -70,14 +70,19 @@ def check_run(project: Project, run_id: int) -> dict[str, Any]:
         run = project.run(run_id)
     except KeyError:
         ids = [int(i) for i in project.runs()["id"]]
-        known = (f"its runs are {', '.join(map(str, ids))}" if ids else
-                 f"it has no runs yet: train one with `workbench train --project {project.path}`")
+        known = (
+            f"its runs are {', '.join(map(str, ids))}"
+            if ids
+            else f"it has no runs yet: train one with `workbench train --project {project.path}`"
+        )
         raise RunExportError(f"there is no run {run_id} in {where}; {known}") from None
     status = run["status"]
     if status == "failed":
         why = f" ({run['message']})" if run.get("message") else ""
-        raise RunExportError(f"run {run_id} failed{why}, so it has no trained model to export; fix the cause and "
-                             f"start a new run with `workbench train --project {project.path}`")
+        raise RunExportError(
+            f"run {run_id} failed{why}, so it has no trained model to export; fix the cause and "
+            f"start a new run with `workbench train --project {project.path}`"
+        )
     if status not in _EXPORTABLE:
         raise RunExportError(f"run {run_id} has status {status!r}, which cannot be exported")
     from workbench.training import checkpoint
@@ -86,7 +91,8 @@ def check_run(project: Project, run_id: int) -> dict[str, Any]:
         raise RunExportError(
             f"run {run_id} has no checkpoint (it stopped before its first epoch ended, or its checkpoint folder "
             f"{project.checkpoint_dir(run_id)} was removed); resume it with `workbench train --project "
-            f"{project.path} --resume {run_id}` or start a new run")
+            f"{project.path} --resume {run_id}` or start a new run"
+        )
     return run
 
 
@@ -110,8 +116,15 @@ def load_run_model(project_path: str | os.PathLike, run_id: int, device: str = "
 
 
 # --------------------------------------------------------------------- export
-def export_run(project_path: str | os.PathLike, run_id: int, out_dir: str | os.PathLike, *,
-               overwrite: bool = False, verify_pairs: int = 16, progress: Progress | None = None) -> ExportResult:
+def export_run(
+    project_path: str | os.PathLike,
+    run_id: int,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    verify_pairs: int = 16,
+    progress: Progress | None = None,
+) -> ExportResult:
     """Write run ``run_id`` of the project as a Hugging Face folder at ``out_dir``; see the module doc."""
     from workbench.training.model import BackboneError, ExportError, export_hf
 
@@ -124,16 +137,20 @@ def export_run(project_path: str | os.PathLike, run_id: int, out_dir: str | os.P
         if not overwrite:
             raise RunExportError(f"{out} is not empty; choose a new folder or pass --overwrite to replace it")
         if not (out / "reward_model.json").is_file():  # --overwrite never deletes a folder of other files
-            raise RunExportError(f"{out} holds files that are not an exported model, so --overwrite will not "
-                                 "replace it; choose a new or empty folder")
+            raise RunExportError(
+                f"{out} holds files that are not an exported model, so --overwrite will not "
+                "replace it; choose a new or empty folder"
+            )
     project_path = Path(project_path)
     with Project.open(project_path) as project:
         run = check_run(project, run_id)
         facts = _run_facts(project, run_id, run)
     warnings = []
     if run["status"] == "running":
-        warnings.append(f"run {run_id} is still marked running (being trained, or its process was killed); "
-                        "exporting its last checkpoint")
+        warnings.append(
+            f"run {run_id} is still marked running (being trained, or its process was killed); "
+            "exporting its last checkpoint"
+        )
 
     say(f"loading run {run_id}")
     try:
@@ -185,8 +202,9 @@ def _swap_in(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _verify_against_app(project_path: Path, run_id: int, run: dict, step: int, folder: Path,
-                        n: int) -> tuple[int, float | None]:
+def _verify_against_app(
+    project_path: Path, run_id: int, run: dict, step: int, folder: Path, n: int
+) -> tuple[int, float | None]:
     """Score up to ``n`` of the run's pairs with the exported folder (transformers alone) and compare
     with the scores the trainer stored at ``step``. Returns (pairs checked, max abs diff)."""
     if n <= 0:
@@ -225,7 +243,8 @@ def _verify_against_app(project_path: Path, run_id: int, run: dict, step: int, f
         raise RunExportError(
             f"run {run_id}: the exported model's scores differ from the app's stored scores by {diff:.2e} (more "
             f"than {tolerance:.0e}); nothing was written. Has the backbone folder {run['config'].get('backbone')} "
-            "changed since the run was trained?")
+            "changed since the run was trained?"
+        )
     return len(index), diff
 
 
@@ -249,10 +268,18 @@ def _run_facts(project: Project, run_id: int, run: dict) -> dict[str, Any]:
     n_pairs = int(snapshot.get("n_pairs", len(snapshot.get("comparison_ids", []))))
     n_val = int(snapshot.get("n_val", len(snapshot.get("val_comparison_ids", []))))
     return {
-        "project": project.name, "project_file": project.path.name, "run_id": run_id, "status": run["status"],
-        "message": run.get("message") or "", "mode": run["mode"], "backbone": run["backbone"],
-        "created_at": run.get("created_at"), "finished_at": run.get("finished_at"),
-        "n_pairs": n_pairs, "n_train": n_pairs - n_val, "n_val": n_val,
+        "project": project.name,
+        "project_file": project.path.name,
+        "run_id": run_id,
+        "status": run["status"],
+        "message": run.get("message") or "",
+        "mode": run["mode"],
+        "backbone": run["backbone"],
+        "created_at": run.get("created_at"),
+        "finished_at": run.get("finished_at"),
+        "n_pairs": n_pairs,
+        "n_train": n_pairs - n_val,
+        "n_val": n_val,
         "n_excluded": int(snapshot.get("n_excluded", 0)),
         "n_overlong": summary.get("n_overlong"),
         "annotators": dict(annotators.most_common()),
@@ -260,7 +287,8 @@ def _run_facts(project: Project, run_id: int, run: dict) -> dict[str, Any]:
         "strengths": {str(k): v for k, v in sorted(strengths.items(), key=lambda kv: str(kv[0]))},
         "project_labels": stats.get("labels", {}),
         "project_comparisons": stats.get("comparisons"),
-        "summary": summary, "val_metrics": last_val,
+        "summary": summary,
+        "val_metrics": last_val,
     }
 
 
@@ -287,8 +315,14 @@ def model_card(facts: dict[str, Any], config: Any, run: dict) -> str:
     s = facts["summary"]
     v = facts["val_metrics"]
     base = _MINILM_HUB if str(facts["backbone"]).strip().lower() == "minilm" else None
-    front = ["---", "library_name: transformers", "pipeline_tag: text-classification",
-             "tags:", "- reward-model", "- preference-workbench"]
+    front = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-classification",
+        "tags:",
+        "- reward-model",
+        "- preference-workbench",
+    ]
     if base:
         front.append(f"base_model: {base}")
     front.append("---")
@@ -297,50 +331,72 @@ def model_card(facts: dict[str, Any], config: Any, run: dict) -> str:
     if facts["mode"] == "head":
         mode += f" (frozen backbone, {config.head} head, folded into the classifier)"
     lines = [
-        *front, "",
-        f"# Reward model: run {facts['run_id']} of {facts['project']}", "",
+        *front,
+        "",
+        f"# Reward model: run {facts['run_id']} of {facts['project']}",
+        "",
         f"A scalar reward model trained with Preference Workbench on the project `{facts['project_file']}`.",
         "",
         f"- Backbone: {backbone}",
         f"- Mode: {mode}",
-        f"- Run status: {facts['status']}" + (f" ({facts['message']})" if facts["message"] else "")
+        f"- Run status: {facts['status']}"
+        + (f" ({facts['message']})" if facts["message"] else "")
         + f"; exported from the checkpoint at step {facts.get('checkpoint_step', '?')}",
         "",
-        "## Data", "",
-        "| | pairs |", "|---|---:|",
+        "## Data",
+        "",
+        "| | pairs |",
+        "|---|---:|",
         f"| trained on (preferences A or B) | {facts['n_pairs']} |",
         f"| training split | {facts['n_train']} |",
         f"| validation split (by prompt, seed {config.seed}) | {facts['n_val']} |",
         f"| excluded by the user | {facts['n_excluded']} |",
-        (f"| over-length (response alone longer than {config.max_length} tokens; kept, cut from the left) "
-         f"| {_fmt(facts['n_overlong'])} |"),
+        (
+            f"| over-length (response alone longer than {config.max_length} tokens; kept, cut from the left) "
+            f"| {_fmt(facts['n_overlong'])} |"
+        ),
         "",
         "Annotators of the trained pairs: "
-        + (", ".join(f"{name} ({n})" for name, n in facts["annotators"].items()) or "none recorded") + ".",
+        + (", ".join(f"{name} ({n})" for name, n in facts["annotators"].items()) or "none recorded")
+        + ".",
         "",
         "Labels in the project at export time (current label per annotator): "
-        + ", ".join(f"{k} {n}" for k, n in facts["project_labels"].items()) + ".",
+        + ", ".join(f"{k} {n}" for k, n in facts["project_labels"].items())
+        + ".",
         f"Preferred side of the trained pairs: A {facts['preferred_side']['a']}, B {facts['preferred_side']['b']}; "
         "strengths (4 = significantly better ... 1 = negligibly): "
-        + ", ".join(f"{k}: {n}" for k, n in facts["strengths"].items()) + ".",
+        + ", ".join(f"{k}: {n}" for k, n in facts["strengths"].items())
+        + ".",
         "",
-        "## Metrics", "",
-        "Accuracy counts a pair as right only when r(chosen) > r(rejected) strictly (ties are wrong).", "",
-        "| | validation | training |", "|---|---:|---:|",
+        "## Metrics",
+        "",
+        "Accuracy counts a pair as right only when r(chosen) > r(rejected) strictly (ties are wrong).",
+        "",
+        "| | validation | training |",
+        "|---|---:|---:|",
         f"| accuracy | {_fmt(s.get('val_accuracy'))} | {_fmt(s.get('train_accuracy'))} |",
         f"| loss | {_fmt(s.get('val_loss'))} | {_fmt(s.get('train_loss'))} |",
         f"| mean margin r(chosen) - r(rejected) | {_fmt(v.get('margin'))} | |",
         f"| ties | {_fmt(s.get('val_ties'))} | |",
         "",
-        (f"- Steps: {_fmt(s.get('steps'))} of {_fmt(s.get('total_steps'))} ({_fmt(s.get('epochs'))} epochs of "
-         f"{_fmt(s.get('batch_size'))} pairs); learning rate {_fmt(s.get('learning_rate'))}"),
+        (
+            f"- Steps: {_fmt(s.get('steps'))} of {_fmt(s.get('total_steps'))} ({_fmt(s.get('epochs'))} epochs of "
+            f"{_fmt(s.get('batch_size'))} pairs); learning rate {_fmt(s.get('learning_rate'))}"
+        ),
         f"- Time: {_fmt(s.get('time_s'))} s in all, {_fmt(s.get('train_s'))} s in steps "
         f"({_fmt(s.get('pairs_per_s'))} pairs/s) on {s.get('device', '?')}"
-        + (f"; {s.get('embedded_texts')} texts embedded in {_fmt(s.get('embed_s'))} s" if facts["mode"] == "head"
-           else ""),
+        + (
+            f"; {s.get('embedded_texts')} texts embedded in {_fmt(s.get('embed_s'))} s"
+            if facts["mode"] == "head"
+            else ""
+        ),
         "",
-        "## Training configuration", "",
-        "```json", json.dumps(config.to_dict(), indent=2), "```", "",
+        "## Training configuration",
+        "",
+        "```json",
+        json.dumps(config.to_dict(), indent=2),
+        "```",
+        "",
     ]
     return "\n".join(lines)
 
@@ -361,4 +417,3 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
-

@@ -56,8 +56,9 @@ def head_config(config: TrainConfig) -> TrainConfig:
     return config.replace(mode="head", lora=False, learning_rate=None, epochs=None)
 
 
-def out_of_fold_margins(project: Project, run_id: int, config: TrainConfig | None = None, k: int | None = None,
-                        device: str = "cpu") -> pd.DataFrame:
+def out_of_fold_margins(
+    project: Project, run_id: int, config: TrainConfig | None = None, k: int | None = None, device: str = "cpu"
+) -> pd.DataFrame:
     """Out-of-fold (r_chosen, r_rejected, margin, fold) of every pair run ``run_id`` trained on, oriented to
     the run's label (``chosen`` is its side, 'a' or 'b'). ``config``: the run's stored config unless given;
     ``k``: ``config.resolved_folds()`` unless given, or 5 when that is 0. ValueError for a user error (fewer
@@ -79,10 +80,19 @@ def out_of_fold_margins(project: Project, run_id: int, config: TrainConfig | Non
         train = np.flatnonzero(folds != fold)
         scorer = train_head(features, pairs, train, hcfg, dev)
         held_t = torch.as_tensor(held, device=dev)
-        r_c[held], r_r[held] = evaluate.score_features(scorer, features.X, features.rows_c[held_t],
-                                                       features.rows_r[held_t])
-    return pd.DataFrame({"comparison_id": pairs.comparison_ids, "chosen": pairs.choices, "fold": folds,
-                         "r_chosen": r_c, "r_rejected": r_r, "margin": r_c - r_r})[OOF_COLUMNS]
+        r_c[held], r_r[held] = evaluate.score_features(
+            scorer, features.X, features.rows_c[held_t], features.rows_r[held_t]
+        )
+    return pd.DataFrame(
+        {
+            "comparison_id": pairs.comparison_ids,
+            "chosen": pairs.choices,
+            "fold": folds,
+            "r_chosen": r_c,
+            "r_rejected": r_r,
+            "margin": r_c - r_r,
+        }
+    )[OOF_COLUMNS]
 
 
 def pair_features(project: Project, pairs: data.Pairs, cfg: TrainConfig, device: torch.device) -> FoldFeatures:
@@ -135,15 +145,18 @@ def embed_texts(model: Any, pad_id: int, input_ids: list[list[int]], device: tor
     return out
 
 
-def train_head(features: FoldFeatures, pairs: data.Pairs, train_idx: np.ndarray, cfg: TrainConfig,
-               device: torch.device) -> nn.Module:
+def train_head(
+    features: FoldFeatures, pairs: data.Pairs, train_idx: np.ndarray, cfg: TrainConfig, device: torch.device
+) -> nn.Module:
     """A fresh head trained as head mode trains it (batch size, epochs, AdamW groups, warmup and decay,
     clipping, the pairwise loss with its margins and centring) on the pairs ``train_idx`` only."""
     head: Any = copy.deepcopy(features.head).to(device)  # a ScoreHead
     scorer: nn.Module = OutOnly(head.out) if features.frozen_dense else head
     named = [(name, p) for name, p in scorer.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for _, p in named if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0},
+    ]
     lr = cfg.resolved_lr()
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
     params = [p for _, p in named]
@@ -171,4 +184,3 @@ def train_head(features: FoldFeatures, pairs: data.Pairs, train_idx: np.ndarray,
             step += 1
     scorer.eval()
     return scorer
-

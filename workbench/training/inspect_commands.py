@@ -23,15 +23,18 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "suspects", help="rank a run's labelled pairs by the probability that their label is wrong",
+        "suspects",
+        help="rank a run's labelled pairs by the probability that their label is wrong",
         description="Write a run's labelled pairs, most suspect first: label, annotator, in-sample and out-of-fold "
-                    "margins, p_label_wrong, category (likely mislabelled, ambiguous, hard to learn, easy), "
-                    "confidence and variability. Computes and stores the run's out-of-fold margins when it has none.")
+        "margins, p_label_wrong, category (likely mislabelled, ambiguous, hard to learn, easy), "
+        "confidence and variability. Computes and stores the run's out-of-fold margins when it has none.",
+    )
     parser.add_argument("--project", metavar="P", required=True, help="the project file (.wbp)")
     parser.add_argument("--run", metavar="N", type=int, default=None, help="the run (default: the latest finished run)")
     parser.add_argument("--top", metavar="N", type=int, default=None, help="only the N most suspect pairs")
-    add_output_argument(parser, "--out", kind="file", metavar="FILE", required=True,
-                        help="the table to write: .csv, .jsonl or .parquet")
+    add_output_argument(
+        parser, "--out", kind="file", metavar="FILE", required=True, help="the table to write: .csv, .jsonl or .parquet"
+    )
     parser.set_defaults(func=suspects_command)
 
 
@@ -71,9 +74,15 @@ def _compute_folds(project: Project, run_id: int, stored: dict) -> None:
 
     config = TrainConfig.from_dict(stored)
     k = config.resolved_folds() or 5
-    print(terminal_safe(f"run {run_id} has no out-of-fold scores: computing them now ({k} head-mode folds on the "
-                        f"cached embeddings of {config.backbone}) and storing them"), flush=True)
+    print(
+        terminal_safe(
+            f"run {run_id} has no out-of-fold scores: computing them now ({k} head-mode folds on the "
+            f"cached embeddings of {config.backbone}) and storing them"
+        ),
+        flush=True,
+    )
     torch.set_num_threads(config.resolved_threads())
     oof = out_of_fold_margins(project, run_id, config, k)
-    project.add_oof_scores(run_id, zip(oof["comparison_id"], oof["chosen"], oof["fold"], oof["r_chosen"],
-                                       oof["r_rejected"]), SOURCE)
+    project.add_oof_scores(
+        run_id, zip(oof["comparison_id"], oof["chosen"], oof["fold"], oof["r_chosen"], oof["r_rejected"]), SOURCE
+    )

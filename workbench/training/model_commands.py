@@ -49,19 +49,31 @@ def _note(text: str, quiet: bool = False) -> None:
 # --------------------------------------------------------------------- export-model
 def _register_export_model(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "export-model", help="export a trained run as a Hugging Face model folder",
+        "export-model",
+        help="export a trained run as a Hugging Face model folder",
         description="Write run N's reward model as a Hugging Face folder (config.json, model.safetensors, tokenizer, "
-                    "a model card README.md with the data and metrics) that AutoModelForSequenceClassification "
-                    "loads with num_labels=1 and that scores exactly as the app did. The export is checked "
-                    "against the app's stored scores before it is moved into place.")
+        "a model card README.md with the data and metrics) that AutoModelForSequenceClassification "
+        "loads with num_labels=1 and that scores exactly as the app did. The export is checked "
+        "against the app's stored scores before it is moved into place.",
+    )
     p.add_argument("--project", required=True, metavar="P", help="the project file (.wbp)")
-    p.add_argument("--run", required=True, type=int, metavar="N", help="the run to export (see the Train view or "
-                                                                        "`workbench stats`)")
+    p.add_argument(
+        "--run",
+        required=True,
+        type=int,
+        metavar="N",
+        help="the run to export (see the Train view or `workbench stats`)",
+    )
     add_output_argument(p, "--out", kind="dir", required=True, metavar="DIR", help="the folder to write (new or empty)")
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
-    p.add_argument("--verify-pairs", type=int, default=16, metavar="K",
-                   help="pairs scored with the exported folder and compared with the app's scores (0: skip; the "
-                        "export is always checked on a probe batch) (default: 16)")
+    p.add_argument(
+        "--verify-pairs",
+        type=int,
+        default=16,
+        metavar="K",
+        help="pairs scored with the exported folder and compared with the app's scores (0: skip; the "
+        "export is always checked on a probe batch) (default: 16)",
+    )
     p.add_argument("--threads", type=int, default=0, metavar="T", help="torch CPU threads (default: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=export_model_command)
@@ -79,37 +91,62 @@ def export_model_command(args: argparse.Namespace) -> int:
     _threads(args.threads)
     from workbench.training.export import export_run
 
-    result = export_run(args.project, args.run, args.out, overwrite=args.overwrite, verify_pairs=args.verify_pairs,
-                        progress=lambda message: _note(f"export-model: {message}", args.quiet))
+    result = export_run(
+        args.project,
+        args.run,
+        args.out,
+        overwrite=args.overwrite,
+        verify_pairs=args.verify_pairs,
+        progress=lambda message: _note(f"export-model: {message}", args.quiet),
+    )
     for warning in result.warnings:
         print(f"workbench export-model: warning: {terminal_safe(warning)}", file=sys.stderr, flush=True)
-    checked = (f"{result.checked_pairs} pairs score as in the app (max difference {result.max_abs_diff:.1e})"
-               if result.checked_pairs else "checked on a probe batch (no stored scores at this step)")
-    print(terminal_safe(f"exported run {result.run_id} (step {result.step}, {result.status}) to {result.out_dir}: "
-                        f"{checked}; {result.seconds:.1f} s"), flush=True)
+    checked = (
+        f"{result.checked_pairs} pairs score as in the app (max difference {result.max_abs_diff:.1e})"
+        if result.checked_pairs
+        else "checked on a probe batch (no stored scores at this step)"
+    )
+    print(
+        terminal_safe(
+            f"exported run {result.run_id} (step {result.step}, {result.status}) to {result.out_dir}: "
+            f"{checked}; {result.seconds:.1f} s"
+        ),
+        flush=True,
+    )
     return 0
 
 
 # --------------------------------------------------------------------- score
 def _register_score(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "score", help="score prompt/response rows or preference pairs with an exported model",
+        "score",
+        help="score prompt/response rows or preference pairs with an exported model",
         description="Score FILE with an exported reward model (a folder written by export-model, loaded with "
-                    "transformers alone; inputs built as in the app). Rows with prompt and response get a score "
-                    "column; pairs (explicit, implicit HH transcripts, conversational) come back as prompt, "
-                    "chosen, rejected with score_chosen and score_rejected; unlabelled pairs as prompt, response_a, "
-                    "response_b with score_a and score_b; a responses list gets a scores list. The output format "
-                    "follows --out's extension: .jsonl, .csv or .parquet.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "transformers alone; inputs built as in the app). Rows with prompt and response get a score "
+        "column; pairs (explicit, implicit HH transcripts, conversational) come back as prompt, "
+        "chosen, rejected with score_chosen and score_rejected; unlabelled pairs as prompt, response_a, "
+        "response_b with score_a and score_b; a responses list gets a scores list. The output format "
+        "follows --out's extension: .jsonl, .csv or .parquet.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--model", required=True, metavar="DIR", help="the exported model folder")
-    p.add_argument("--input", required=True, metavar="FILE",
-                   help="JSONL, JSON, CSV or Parquet (optionally .gz)")
+    p.add_argument("--input", required=True, metavar="FILE", help="JSONL, JSON, CSV or Parquet (optionally .gz)")
     add_output_argument(p, "--out", required=True, metavar="FILE", help="the output file (.jsonl, .csv or .parquet)")
-    p.add_argument("--format", default="auto", choices=[*_SCORE_FORMATS, "unlabelled"], metavar="SHAPE",
-                   help=f"the shape of the input rows: {'|'.join(_SCORE_FORMATS)}")
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=[*_SCORE_FORMATS, "unlabelled"],
+        metavar="SHAPE",
+        help=f"the shape of the input rows: {'|'.join(_SCORE_FORMATS)}",
+    )
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="texts per forward pass")
-    p.add_argument("--max-length", type=int, default=None, metavar="L",
-                   help="tokens per text (default: the length the model was trained with)")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        metavar="L",
+        help="tokens per text (default: the length the model was trained with)",
+    )
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"), help="where to run the model")
     p.add_argument("--threads", type=int, default=0, metavar="T", help="torch CPU threads (0: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -135,12 +172,22 @@ def score_command(args: argparse.Namespace) -> int:
     scorer = Scorer.load(args.model, device=_device(args.device), max_length=args.max_length)
     bar = _Bar(enabled=not args.quiet)
     try:
-        report = score_file(args.model, args.input, args.out, format=args.format, batch_size=args.batch_size,
-                            scorer=scorer, table=table, progress=bar.update)
+        report = score_file(
+            args.model,
+            args.input,
+            args.out,
+            format=args.format,
+            batch_size=args.batch_size,
+            scorer=scorer,
+            table=table,
+            progress=bar.update,
+        )
     finally:
         bar.close()
-    line = (f"scored {report.rows} {report.unit} ({report.texts} texts, {report.overlong} over {scorer.max_length} tokens) "
-            f"in {report.seconds:.1f} s -> {report.out_path}")
+    line = (
+        f"scored {report.rows} {report.unit} ({report.texts} texts, {report.overlong} over {scorer.max_length} tokens) "
+        f"in {report.seconds:.1f} s -> {report.out_path}"
+    )
     if report.accuracy is not None:
         line += f"; pairwise accuracy {report.accuracy:.3f} (score_chosen > score_rejected)"
     print(terminal_safe(line), flush=True)
@@ -172,8 +219,9 @@ class _Bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc="scoring", unit="text", file=sys.stderr, dynamic_ncols=True,
-                            mininterval=0.2)
+            self.bar = tqdm(
+                total=total, desc="scoring", unit="text", file=sys.stderr, dynamic_ncols=True, mininterval=0.2
+            )
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:

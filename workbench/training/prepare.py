@@ -118,21 +118,26 @@ def resumed_data(project: Project, config: TrainConfig, run_id: int) -> RunData:
     try:
         run = project.run(run_id)
     except KeyError:
-        raise RunFailure(f"there is no run {run_id} in {project.path.name}",
-                         "list the runs and pick one that was cancelled or stopped") from None
+        raise RunFailure(
+            f"there is no run {run_id} in {project.path.name}",
+            "list the runs and pick one that was cancelled or stopped",
+        ) from None
     if run["status"] == "finished":
         raise RunFailure(f"run {run_id} has already finished", "start a new run instead")
     path = checkpoint.latest(project.checkpoint_dir(run_id))
     if path is None:
-        raise RunFailure(f"run {run_id} has no checkpoint to resume from (it stopped before "
-                         "its first epoch ended)", "start a new run")
+        raise RunFailure(
+            f"run {run_id} has no checkpoint to resume from (it stopped before its first epoch ended)",
+            "start a new run",
+        )
     try:
         ckpt = checkpoint.load(path)
     except checkpoint.CheckpointError as exc:
         raise RunFailure(str(exc), "start a new run") from None
     stored = TrainConfig.from_dict(run["config"])
-    resumed_with = {name: getattr(config, name) for name in RESUME_OVERRIDES
-                    if getattr(config, name) != getattr(stored, name)}
+    resumed_with = {
+        name: getattr(config, name) for name in RESUME_OVERRIDES if getattr(config, name) != getattr(stored, name)
+    }
     snapshot = run["data_snapshot"]
     try:
         pairs, is_val = data.pairs_from_snapshot(project.comparisons_frame(), snapshot)
@@ -150,14 +155,19 @@ def check_pairs(pairs: data.Pairs, is_val: np.ndarray, config: TrainConfig) -> N
         raise RunFailure(
             f"only {len(pairs)} pair(s) can be trained on; a run needs at least {data.MIN_PAIRS}",
             f"label at least {more} more pair(s) with a preference (A or B); ties, both-bad, skipped and "
-            "excluded pairs are not trained on")
+            "excluded pairs are not trained on",
+        )
     n_val = int(np.count_nonzero(is_val))
     if n_val == 0 or n_val == len(pairs):
         side = "validation" if n_val == 0 else "training"
-        hint = ("set val_fraction above 0" if config.val_fraction == 0 else
-                "label pairs for at least two different prompts (the split keeps each prompt on one side)")
-        raise RunFailure(f"the {side} split is empty ({len(pairs)} pairs from "
-                         f"{len(set(pairs.prompt_keys))} prompt(s))", hint)
+        hint = (
+            "set val_fraction above 0"
+            if config.val_fraction == 0
+            else "label pairs for at least two different prompts (the split keeps each prompt on one side)"
+        )
+        raise RunFailure(
+            f"the {side} split is empty ({len(pairs)} pairs from {len(set(pairs.prompt_keys))} prompt(s))", hint
+        )
 
 
 # ----------------------------------------------------------------- 3. model, tokens, batches, optimizer
@@ -239,22 +249,51 @@ def build_run(run: RunData, backbone_path: str, device: torch.device, dist: dist
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     head_scale = max(1.0, FINETUNE_HEAD_LR / lr) if cfg.mode == "finetune" else 1.0
     groups = [
-        {"params": [p for n, p in named if p.ndim >= 2 and not n.startswith("head.")],
-         "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
-        {"params": [p for n, p in named if p.ndim < 2 and not n.startswith("head.")],
-         "weight_decay": 0.0, "lr_scale": 1.0},
-        {"params": [p for n, p in named if p.ndim >= 2 and n.startswith("head.")],
-         "weight_decay": cfg.weight_decay, "lr_scale": head_scale},
-        {"params": [p for n, p in named if p.ndim < 2 and n.startswith("head.")],
-         "weight_decay": 0.0, "lr_scale": head_scale},
+        {
+            "params": [p for n, p in named if p.ndim >= 2 and not n.startswith("head.")],
+            "weight_decay": cfg.weight_decay,
+            "lr_scale": 1.0,
+        },
+        {
+            "params": [p for n, p in named if p.ndim < 2 and not n.startswith("head.")],
+            "weight_decay": 0.0,
+            "lr_scale": 1.0,
+        },
+        {
+            "params": [p for n, p in named if p.ndim >= 2 and n.startswith("head.")],
+            "weight_decay": cfg.weight_decay,
+            "lr_scale": head_scale,
+        },
+        {
+            "params": [p for n, p in named if p.ndim < 2 and n.startswith("head.")],
+            "weight_decay": 0.0,
+            "lr_scale": head_scale,
+        },
     ]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
     return RunState(
-        backbone_path=backbone_path, model=model, tokenizer=tokenizer, encoder=encoder, enc_c=enc_c, enc_r=enc_r,
-        n_overlong=n_overlong, pair_lengths=pair_lengths, margins=margins, batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch, epochs=epochs, total_steps=total_steps,
-        warmup=round(WARMUP_FRACTION * total_steps), lr=lr, head_lr=lr * head_scale, frozen_dense=frozen_dense,
-        scorer=scorer, net=net, optimizer=optimizer, params=[p for _, p in named])
+        backbone_path=backbone_path,
+        model=model,
+        tokenizer=tokenizer,
+        encoder=encoder,
+        enc_c=enc_c,
+        enc_r=enc_r,
+        n_overlong=n_overlong,
+        pair_lengths=pair_lengths,
+        margins=margins,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        total_steps=total_steps,
+        warmup=round(WARMUP_FRACTION * total_steps),
+        lr=lr,
+        head_lr=lr * head_scale,
+        frozen_dense=frozen_dense,
+        scorer=scorer,
+        net=net,
+        optimizer=optimizer,
+        params=[p for _, p in named],
+    )
 
 
 # ----------------------------------------------------------------- 4. where the run stands
@@ -291,8 +330,17 @@ def restore(run: RunData, state: RunState, run_id: int | None, dist: distributed
     s = ckpt.state
     if s.get("steps_per_epoch") != state.steps_per_epoch or s.get("total_steps") != state.total_steps:
         raise RunFailure(f"run {run_id}'s data no longer matches its checkpoint", "start a new run")
-    for name in ("step", "elapsed_s", "train_s", "pairs_trained", "last_eval_step", "unlabelled_step",
-                 "train_metrics", "val_metrics", "n_unlabelled"):
+    for name in (
+        "step",
+        "elapsed_s",
+        "train_s",
+        "pairs_trained",
+        "last_eval_step",
+        "unlabelled_step",
+        "train_metrics",
+        "val_metrics",
+        "n_unlabelled",
+    ):
         setattr(p, name, s.get(name, getattr(p, name)))
     p.last_ckpt_step = p.step
     checkpoint.set_rng_state(ckpt.state["rng"])

@@ -98,8 +98,9 @@ class _Child:
         ctx = multiprocessing.get_context("spawn")
         self.jobs, child_jobs = ctx.Pipe(duplex=False)[::-1]  # (send end here, receive end there)
         child_events, self.events = ctx.Pipe(duplex=False)[::-1]
-        self.process = ctx.Process(target=_child_entry, args=(child_jobs, child_events),
-                                   name="workbench-trainer", daemon=True)
+        self.process = ctx.Process(
+            target=_child_entry, args=(child_jobs, child_events), name="workbench-trainer", daemon=True
+        )
         # Born ignoring SIGINT (the disposition survives exec; Python keeps it), so that a Ctrl+C while
         # the child's interpreter starts cannot kill it with a traceback before server._child_main ignores it.
         main = threading.current_thread() is threading.main_thread()  # signal.signal works there only
@@ -238,8 +239,7 @@ def run_job(kind: str, timeout: float | None = None, **payload: object) -> objec
     finally:
         child.close_job(job_id)
     if reply is _GONE:
-        raise JobError(f"the training process ended during the {kind} job: "
-                       f"{exit_description(child.process.exitcode)}")
+        raise JobError(f"the training process ended during the {kind} job: {exit_description(child.process.exitcode)}")
     status, value = reply
     if status == "error":
         raise JobError(value)
@@ -250,8 +250,14 @@ class TrainerProcess:
     """A :class:`Trainer` whose run happens in the training process (a "train" job). Controls are
     thread-safe and go through its :class:`RunControl`."""
 
-    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, *,
-                 control: RunControl | None = None):
+    def __init__(
+        self,
+        project_path: str | Path,
+        config: TrainConfig,
+        resume_run: int | None = None,
+        *,
+        control: RunControl | None = None,
+    ):
         self.project_path = Path(project_path)
         self.config = config
         self.resume_run = resume_run
@@ -291,8 +297,13 @@ class TrainerProcess:
         self._started = True
         child = _the_child()
         with self._lock:  # controls given before the child had the run go with the run
-            self._job, q = child.open_job("train", project=str(self.project_path), config=self.config,
-                                          resume_run=self.resume_run, controls=self.control.requests())
+            self._job, q = child.open_job(
+                "train",
+                project=str(self.project_path),
+                config=self.config,
+                resume_run=self.resume_run,
+                controls=self.control.requests(),
+            )
             self._child, self.pid = child, child.process.pid
         over = False
         try:
@@ -318,9 +329,12 @@ class TrainerProcess:
             child.close_job(self._job)
 
     def _died(self, child: _Child) -> Failed:
-        ev = Failed(self.run_id, f"the training process ended unexpectedly: {exit_description(child.process.exitcode)}",
-                    "resume the run from its last checkpoint if it saved one (Train view, past runs), or start a "
-                    "new one with a smaller batch_size or max_length")
+        ev = Failed(
+            self.run_id,
+            f"the training process ended unexpectedly: {exit_description(child.process.exitcode)}",
+            "resume the run from its last checkpoint if it saved one (Train view, past runs), or start a "
+            "new one with a smaller batch_size or max_length",
+        )
         mark_failed(self.project_path, ev)
         child.stop()
         return ev

@@ -90,8 +90,15 @@ class RunControl:
 TrainerFactory = Callable[..., Any]
 
 
-def run_to_events(factory: TrainerFactory, project_path: str | Path, config: Any, resume_run: int | None = None,
-                  *, control: RunControl | None = None, **options: Any) -> Iterator[Event]:
+def run_to_events(
+    factory: TrainerFactory,
+    project_path: str | Path,
+    config: Any,
+    resume_run: int | None = None,
+    *,
+    control: RunControl | None = None,
+    **options: Any,
+) -> Iterator[Event]:
     """The run's events, ending with ``Finished`` or ``Failed`` whatever goes wrong: the one place where an
     exception becomes a ``Failed`` event (with a hint for running out of memory) and a failed run.
 
@@ -126,8 +133,11 @@ def failure_event(exc: BaseException, run_id: int | None) -> Failed:
     if is_out_of_memory(exc):
         first = (str(exc).splitlines() or [""])[0]
         return Failed(run_id, f"out of memory: {first}".rstrip(": "), OOM_HINT)
-    return Failed(run_id, f"training stopped with an unexpected error: {type(exc).__name__}: {exc}",
-                  "start a new run; if it happens again, report it with the project's run list")
+    return Failed(
+        run_id,
+        f"training stopped with an unexpected error: {type(exc).__name__}: {exc}",
+        "start a new run; if it happens again, report it with the project's run list",
+    )
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

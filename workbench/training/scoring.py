@@ -96,11 +96,14 @@ class Scorer:
         if not path.is_dir():
             raise ScoringError(f"{path}: no such folder; give the folder that `workbench export-model` wrote")
         if not (path / "config.json").is_file():
-            raise ScoringError(f"{path} has no config.json, so it is not a Hugging Face model folder; give the "
-                               "folder that `workbench export-model` wrote")
+            raise ScoringError(
+                f"{path} has no config.json, so it is not a Hugging Face model folder; give the "
+                "folder that `workbench export-model` wrote"
+            )
         if not any(path.glob("*.safetensors")):
-            raise ScoringError(f"{path} has no .safetensors weights; only safetensors are loaded (pickled .bin "
-                               "files can run code)")
+            raise ScoringError(
+                f"{path} has no .safetensors weights; only safetensors are loaded (pickled .bin files can run code)"
+            )
         facts: dict = {}
         if (path / "reward_model.json").is_file():
             try:
@@ -112,12 +115,15 @@ class Scorer:
         except (OSError, ValueError, KeyError) as exc:
             raise ScoringError(f"cannot read {path}/config.json: {exc}") from None
         if getattr(config, "num_labels", 1) != 1:
-            raise ScoringError(f"{path} holds a classifier with {config.num_labels} labels, not a reward model "
-                               "(one scalar output, num_labels=1)")
+            raise ScoringError(
+                f"{path} holds a classifier with {config.num_labels} labels, not a reward model "
+                "(one scalar output, num_labels=1)"
+            )
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=1, local_files_only=True, use_safetensors=True, dtype=torch.float32)
+                path, num_labels=1, local_files_only=True, use_safetensors=True, dtype=torch.float32
+            )
         except (OSError, ValueError, KeyError) as exc:
             raise ScoringError(f"cannot load the model in {path}: {exc}") from None
         if tokenizer.pad_token_id is None:  # a decoder exported elsewhere: pad with eos, where its score is read
@@ -143,8 +149,9 @@ class Scorer:
     def max_length(self) -> int:
         return self.encoder.max_length
 
-    def score(self, prompts: Sequence[Text], responses: Sequence[Text], batch_size: int = 32,
-              progress: Progress | None = None) -> np.ndarray:
+    def score(
+        self, prompts: Sequence[Text], responses: Sequence[Text], batch_size: int = 32, progress: Progress | None = None
+    ) -> np.ndarray:
         """One reward per (prompt, response), float64, in input order. ``progress(done, total)`` counts
         distinct texts as they are scored."""
         import torch
@@ -169,7 +176,7 @@ class Scorer:
         ids: list[list[int]] = []
         overlong = 0
         for s in range(0, len(first), _ENCODE_CHUNK):
-            chunk = first[s:s + _ENCODE_CHUNK]
+            chunk = first[s : s + _ENCODE_CHUNK]
             for e in self.encoder.encode_many([prompts[i] for i in chunk], [responses[i] for i in chunk]):
                 ids.append(e.input_ids)
                 overlong += e.overlong
@@ -205,10 +212,19 @@ class ScoreReport:
     unit: str = "rows"
 
 
-def score_file(model_dir: str | os.PathLike, in_path: str | os.PathLike, out_path: str | os.PathLike, *,
-               format: str = "auto", batch_size: int = 32, device: str = "cpu", max_length: int | None = None,
-               progress: Progress | None = None, scorer: Scorer | None = None,
-               table: tuple[str, _Table] | None = None) -> ScoreReport:
+def score_file(
+    model_dir: str | os.PathLike,
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    format: str = "auto",
+    batch_size: int = 32,
+    device: str = "cpu",
+    max_length: int | None = None,
+    progress: Progress | None = None,
+    scorer: Scorer | None = None,
+    table: tuple[str, _Table] | None = None,
+) -> ScoreReport:
     """Score every row of ``in_path`` with the model in ``model_dir`` and write ``out_path`` (see the
     module doc for the columns). The input is read and checked, and the output format known, before
     the model is loaded; the output is written to a temporary file and renamed into place. ``scorer``
@@ -232,7 +248,7 @@ def score_file(model_dir: str | os.PathLike, in_path: str | os.PathLike, out_pat
     k = 0
     per_row: list[list[float]] = []
     for rs in rows.responses:
-        per_row.append(flat[k:k + len(rs)].tolist())
+        per_row.append(flat[k : k + len(rs)].tolist())
         k += len(rs)
     accuracy = None
     if rows.score_names == ["scores"]:
@@ -247,8 +263,9 @@ def score_file(model_dir: str | os.PathLike, in_path: str | os.PathLike, out_pat
         columns.setdefault(name, values)
     write_table(columns, out, kind)
     unit = "rows" if shape == "rows" else "prompts" if rows.score_names == ["scores"] else "pairs"
-    return ScoreReport(out, shape, len(rows.prompts), scorer.last_texts, scorer.last_overlong,
-                       time.perf_counter() - t0, accuracy, unit)
+    return ScoreReport(
+        out, shape, len(rows.prompts), scorer.last_texts, scorer.last_overlong, time.perf_counter() - t0, accuracy, unit
+    )
 
 
 @dataclass
@@ -271,8 +288,9 @@ def output_kind(out_path: str | os.PathLike) -> str:
     out = Path(out_path)
     kind = OUTPUT_KINDS.get(out.suffix.lower())
     if kind is None:
-        raise FormatError(out, f"unknown output format {out.suffix or '(no extension)'}; name the file .jsonl, "
-                               ".csv or .parquet")
+        raise FormatError(
+            out, f"unknown output format {out.suffix or '(no extension)'}; name the file .jsonl, .csv or .parquet"
+        )
     if out.is_dir():
         raise FormatError(out, "is a directory; give a file name")
     return kind
@@ -308,14 +326,22 @@ def read_scoring_input(path: str | os.PathLike, format: str = "auto") -> tuple[s
     if pairs and lists:  # formats reads one shape per file: pairs, or prompts with lists of responses
         raise formats.FormatError(Path(path), "mixes pairs and lists of responses; score them in two files")
     if not lists:
-        names, scores = (("chosen", "rejected"), ["score_chosen", "score_rejected"]) if labelled else \
-            (("response_a", "response_b"), ["score_a", "score_b"])
+        names, scores = (
+            (("chosen", "rejected"), ["score_chosen", "score_rejected"])
+            if labelled
+            else (("response_a", "response_b"), ["score_a", "score_b"])
+        )
         prompts = [_value(r.prompt) for r in pairs]
         a = [_value(r.response_a) for r in pairs]
         b = [_value(r.response_b) for r in pairs]
-        return info.shape, _Table(prompts, [[x, y] for x, y in zip(a, b)],
-                                  {"prompt": prompts, names[0]: a, names[1]: b},
-                                  scores, metadata, labelled)
+        return info.shape, _Table(
+            prompts,
+            [[x, y] for x, y in zip(a, b)],
+            {"prompt": prompts, names[0]: a, names[1]: b},
+            scores,
+            metadata,
+            labelled,
+        )
     prompts = [_value(r.prompt) for r in lists]
     responses = [[_value(t) for t in r.responses] for r in lists]
     return info.shape, _Table(prompts, responses, {"prompt": prompts, "responses": responses}, ["scores"], metadata)

@@ -34,8 +34,14 @@ def score_job(payload: dict) -> list[float]:
         from workbench.training.model import PairEncoder, to_sequence_classifier
 
         model, tokenizer, config, _ = load_run_model(payload["project"], int(payload["run"]))
-        scorer = Scorer(to_sequence_classifier(model), tokenizer, PairEncoder.for_model(model, tokenizer,
-                        config.max_length), "cpu", Path(payload["project"]), {})
+        scorer = Scorer(
+            to_sequence_classifier(model),
+            tokenizer,
+            PairEncoder.for_model(model, tokenizer, config.max_length),
+            "cpu",
+            Path(payload["project"]),
+            {},
+        )
     return scorer.score([t[0] for t in texts], [t[1] for t in texts]).tolist()
 
 
@@ -162,8 +168,13 @@ def _serve(jobs: Connection, events: Connection) -> None:
             return
         idle.clear()
         try:
-            for ev in run_to_events(trainer_module.Trainer, run.msg["project"], run.msg["config"],
-                                    run.msg.get("resume_run"), control=run.control):
+            for ev in run_to_events(
+                trainer_module.Trainer,
+                run.msg["project"],
+                run.msg["config"],
+                run.msg.get("resume_run"),
+                control=run.control,
+            ):
                 if isinstance(ev, Paused):
                     idle.set()
                 send(run.id, ev)

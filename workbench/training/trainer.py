@@ -90,8 +90,15 @@ def lr_at(step: int, base: float, warmup: int, total: int) -> float:
 class Trainer:
     """Trains a reward model on a project's labels; ``events()`` runs it. Thread-safe controls."""
 
-    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None, *,
-                 log_every: int | None = None, control: RunControl | None = None):
+    def __init__(
+        self,
+        project_path: str | Path,
+        config: TrainConfig,
+        resume_run: int | None = None,
+        *,
+        log_every: int | None = None,
+        control: RunControl | None = None,
+    ):
         self.project_path = Path(project_path)
         self.config = config
         self.resume_run = resume_run
@@ -192,8 +199,9 @@ class Trainer:
         self._features: embed.Features | None = None  # head mode: the pairs' features
         self._scores: evaluate.PairScores | None = None  # the last evaluation's, reused at the same step
         self._last_flush = time.perf_counter()
-        self._log_every = self._log_every_asked if self._log_every_asked is not None else (
-            1 if self._device.type == "cpu" else 10)  # .item() is a sync point on a GPU
+        self._log_every = (
+            self._log_every_asked if self._log_every_asked is not None else (1 if self._device.type == "cpu" else 10)
+        )  # .item() is a sync point on a GPU
 
         # 1. the labels; for a new run every check that needs only them and the config comes before its run row
         project = self._project
@@ -209,26 +217,45 @@ class Trainer:
             if self._main:
                 project.truncate_run(self.resume_run, self.data.checkpoint.step)
                 changed = ", ".join(f"{k}={v}" for k, v in self.data.resumed_with.items())
-                project.update_run(self.resume_run, status="running", message=f"resumed with {changed}" if changed else "")
+                project.update_run(
+                    self.resume_run, status="running", message=f"resumed with {changed}" if changed else ""
+                )
         self.cfg = self.data.config
         # 2. the model, the tokenised pairs, the optimizer; a resumed run's state from its checkpoint
         self.state = prepare.build_run(self.data, backbone_path, self._device, self._dist)
         self._p = prepare.restore(self.data, self.state, self.run_id, self._dist)
         self.resumed_from = self._p.step
         # float64 sums (MPS has no float64: float32 there)
-        self._acc = torch.zeros(len(_ACC), dtype=torch.float32 if self._device.type == "mps" else torch.float64,
-                                device=self._device)
+        self._acc = torch.zeros(
+            len(_ACC), dtype=torch.float32 if self._device.type == "mps" else torch.float64, device=self._device
+        )
         self._acc_steps = self._acc_n = 0
         self._ready = True
         cfg, p = self.cfg, self._p
-        yield RunStarted(self._id, cfg.to_dict(), self.data.n_train, self.data.n_val, self.state.n_overlong,
-                         self.state.total_steps, resumed_from_step=p.step, details=self._details())
+        yield RunStarted(
+            self._id,
+            cfg.to_dict(),
+            self.data.n_train,
+            self.data.n_val,
+            self.state.n_overlong,
+            self.state.total_steps,
+            resumed_from_step=p.step,
+            details=self._details(),
+        )
         # 3. head mode: the pairs' features, from the project's cache or computed (and cached) now
         if cfg.mode == "head":
             self._embedding = embed.Embedding(embed.cache_key(self.state, cfg.max_length))
             self._features = yield from embed.embed_sides(
-                project, self._embedding, self.state, self.state.enc_c, self.state.enc_r, device=self._device,
-                dist=self._dist, control=self.control, run_id=self._id)
+                project,
+                self._embedding,
+                self.state,
+                self.state.enc_c,
+                self.state.enc_r,
+                device=self._device,
+                dist=self._dist,
+                control=self.control,
+                run_id=self._id,
+            )
             if self._features is None:
                 yield from self._stop("cancelled")
                 return
@@ -253,10 +280,15 @@ class Trainer:
 
     def _details(self) -> dict[str, Any]:
         return {
-            "learning_rate": self.state.lr, "head_learning_rate": self.state.head_lr, "epochs": self.state.epochs,
+            "learning_rate": self.state.lr,
+            "head_learning_rate": self.state.head_lr,
+            "epochs": self.state.epochs,
             "batch_size": self.state.batch_size,
-            "steps_per_epoch": self.state.steps_per_epoch, "warmup_steps": self.state.warmup, "device": str(self._device),
-            "world_size": self._dist.world_size, "backbone_path": self.state.backbone_path,
+            "steps_per_epoch": self.state.steps_per_epoch,
+            "warmup_steps": self.state.warmup,
+            "device": str(self._device),
+            "world_size": self._dist.world_size,
+            "backbone_path": self.state.backbone_path,
             "log_every": self._log_every,
         }
 
@@ -295,8 +327,11 @@ class Trainer:
     def pair_lengths_train(self) -> list[int]:
         if not hasattr(self, "_lengths_train"):
             # Head mode: all features are the same size, so only the seeded shuffle matters.
-            self._lengths_train = ([self.state.pair_lengths[i] for i in self.data.train_idx] if self.cfg.mode == "finetune"
-                                   else [0] * self.data.n_train)
+            self._lengths_train = (
+                [self.state.pair_lengths[i] for i in self.data.train_idx]
+                if self.cfg.mode == "finetune"
+                else [0] * self.data.n_train
+            )
         return self._lengths_train
 
     def _boundary(self) -> Generator[Event, None, bool]:
@@ -321,16 +356,19 @@ class Trainer:
             return False  # ranks agree on stopping at log points only: the flag's all-reduce is a sync point
         return distributed.any_rank(self.control.cancel_requested, self._dist, str(self._device))
 
-    def _rewards(self, index: list[int], net: nn.Module, width: int | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rewards(self, index: list[int], net: nn.Module, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected) of the pairs ``index``: one forward over 2B rows, split in two."""
         if self._features is not None:  # head mode
             f = self._features
             idx = torch.as_tensor(index, device=self._device)
             r = net(torch.cat([f.X[f.rows_a[idx]], f.X[f.rows_b[idx]]]))
         else:
-            batch = collate_pairs([self.state.enc_c.input_ids[i] for i in index], [self.state.enc_r.input_ids[i] for i in index],
-                                  self.state.tokenizer.pad_token_id, width=width)
+            batch = collate_pairs(
+                [self.state.enc_c.input_ids[i] for i in index],
+                [self.state.enc_r.input_ids[i] for i in index],
+                self.state.tokenizer.pad_token_id,
+                width=width,
+            )
             r = net(batch["input_ids"].to(self._device), batch["attention_mask"].to(self._device))
         return r.float().chunk(2)
 
@@ -345,8 +383,11 @@ class Trainer:
         for group in self.state.optimizer.param_groups:
             group["lr"] = self._lr_now * group["lr_scale"]
         self.state.scorer.train()
-        width = None if self.cfg.mode == "head" else evaluate.pair_width(self.state.enc_c.input_ids, self.state.enc_r.input_ids, batch,
-                                                                              self.cfg.max_length)
+        width = (
+            None
+            if self.cfg.mode == "head"
+            else evaluate.pair_width(self.state.enc_c.input_ids, self.state.enc_r.input_ids, batch, self.cfg.max_length)
+        )
         w = 1.0 if weight else 0.0
         parts = micro_batches(mine, width, self.cfg.pass_tokens)
         for k, part in enumerate(parts):
@@ -358,10 +399,24 @@ class Trainer:
                 (terms.sum() * weight).backward()  # per-pair terms: the passes sum to the batch's loss
             with torch.no_grad():  # accumulated on the device; read at the next log point only
                 d = (r_c - r_r).detach()
-                self._acc += torch.stack([x.to(self._acc.dtype) for x in (
-                    terms.detach().sum() / n_global, (d > 0).sum(), (d == 0).sum(), d.sum(), r_c.detach().sum(),
-                    r_r.detach().sum(), d.new_zeros(()), d.new_zeros(()),
-                )]) * w
+                self._acc += (
+                    torch.stack(
+                        [
+                            x.to(self._acc.dtype)
+                            for x in (
+                                terms.detach().sum() / n_global,
+                                (d > 0).sum(),
+                                (d == 0).sum(),
+                                d.sum(),
+                                r_c.detach().sum(),
+                                r_r.detach().sum(),
+                                d.new_zeros(()),
+                                d.new_zeros(()),
+                            )
+                        ]
+                    )
+                    * w
+                )
         grad_norm = torch.nn.utils.clip_grad_norm_(self.state.params, MAX_GRAD_NORM)
         self.state.optimizer.step()
         self.state.optimizer.zero_grad(set_to_none=True)
@@ -381,14 +436,21 @@ class Trainer:
         v = dict(zip(_ACC, acc))
         n = max(1.0, v["n"])
         metrics = {
-            "loss": v["loss"] / steps, "accuracy": v["correct"] / n, "ties": v["ties"], "margin": v["margin"] / n,
-            "chosen_mean": v["chosen"] / n, "rejected_mean": v["rejected"] / n, "grad_norm": v["grad_norm"] / steps,
+            "loss": v["loss"] / steps,
+            "accuracy": v["correct"] / n,
+            "ties": v["ties"],
+            "margin": v["margin"] / n,
+            "chosen_mean": v["chosen"] / n,
+            "rejected_mean": v["rejected"] / n,
+            "grad_norm": v["grad_norm"] / steps,
             "learning_rate": self._lr_now,
         }
         if not all(math.isfinite(x) for x in (metrics["loss"], metrics["margin"], metrics["chosen_mean"])):
             raise RunFailure(
                 f"the loss became {metrics['loss']} at step {p.step}: training diverged (learning rate "
-                f"{self.state.lr:g})", "lower the learning rate (e.g. 10x smaller) and start a new run")
+                f"{self.state.lr:g})",
+                "lower the learning rate (e.g. 10x smaller) and start a new run",
+            )
         epoch = p.step / self.state.steps_per_epoch
         if self._main:
             self._metric_rows.append((p.step, epoch, metrics))
@@ -410,9 +472,20 @@ class Trainer:
         """Score every labelled pair (and at the end the other comparisons), store and emit them
         (``evaluate.evaluate``). Returns False when cancelled before the scores were complete."""
         scores = yield from evaluate.evaluate(
-            self._project, self.data, self.state, self._p, self._scores, final=final, features=self._features,
-            embedding=self._embedding, flush=self._flush_metrics, run_id=self._id, device=self._device,
-            dist=self._dist, control=self.control)
+            self._project,
+            self.data,
+            self.state,
+            self._p,
+            self._scores,
+            final=final,
+            features=self._features,
+            embedding=self._embedding,
+            flush=self._flush_metrics,
+            run_id=self._id,
+            device=self._device,
+            dist=self._dist,
+            control=self.control,
+        )
         if scores is None:
             return False
         self._scores = scores
@@ -425,15 +498,29 @@ class Trainer:
             return
         self._flush_metrics()
         state = {
-            "run_id": self.run_id, "steps_per_epoch": self.state.steps_per_epoch, "total_steps": self.state.total_steps,
-            "epoch": p.step / self.state.steps_per_epoch, "batch_size": self.state.batch_size, "config": self.cfg.to_dict(),
-            "snapshot": self.data.snapshot, "elapsed_s": self._elapsed(), "train_s": p.train_s,
-            "pairs_trained": p.pairs_trained, "last_eval_step": p.last_eval_step,
-            "unlabelled_step": p.unlabelled_step, "train_metrics": p.train_metrics, "val_metrics": p.val_metrics,
+            "run_id": self.run_id,
+            "steps_per_epoch": self.state.steps_per_epoch,
+            "total_steps": self.state.total_steps,
+            "epoch": p.step / self.state.steps_per_epoch,
+            "batch_size": self.state.batch_size,
+            "config": self.cfg.to_dict(),
+            "snapshot": self.data.snapshot,
+            "elapsed_s": self._elapsed(),
+            "train_s": p.train_s,
+            "pairs_trained": p.pairs_trained,
+            "last_eval_step": p.last_eval_step,
+            "unlabelled_step": p.unlabelled_step,
+            "train_metrics": p.train_metrics,
+            "val_metrics": p.val_metrics,
             "n_unlabelled": p.n_unlabelled,
         }
-        path = checkpoint.save(self._project.checkpoint_dir(self._id), p.step,
-                               checkpoint.trainable_state(self.state.model), self.state.optimizer, state)
+        path = checkpoint.save(
+            self._project.checkpoint_dir(self._id),
+            p.step,
+            checkpoint.trainable_state(self.state.model),
+            self.state.optimizer,
+            state,
+        )
         p.last_ckpt_step = p.step
         yield CheckpointSaved(self._id, p.step, str(path))
 
@@ -445,8 +532,12 @@ class Trainer:
         summary = self._summary(status)
         if self._main:
             self._flush_metrics()
-            self._project.update_run(self._id, status=status, summary=summary,
-                                     message="" if status == "finished" else f"cancelled at step {self._p.step}")
+            self._project.update_run(
+                self._id,
+                status=status,
+                summary=summary,
+                message="" if status == "finished" else f"cancelled at step {self._p.step}",
+            )
         distributed.barrier(self._dist)
         self._over = True
         yield Finished(self._id, status, summary)
@@ -460,8 +551,12 @@ class Trainer:
                 for _ in self._checkpoint():
                     pass
             self._flush_metrics()
-            self._project.update_run(self.run_id, status="cancelled", message=message,
-                                     summary=self._summary("cancelled") if self._ready else None)
+            self._project.update_run(
+                self.run_id,
+                status="cancelled",
+                message=message,
+                summary=self._summary("cancelled") if self._ready else None,
+            )
         except Exception:  # noqa: BLE001 - best effort while the caller is going away
             _log.warning("could not keep run %s resumable", self.run_id, exc_info=True)
 
@@ -484,19 +579,33 @@ class Trainer:
         emb = self._embedding
         return {
             "status": status,
-            "val_accuracy": val.get("accuracy"), "val_loss": val.get("loss"), "val_ties": val.get("ties"),
-            "train_accuracy": train.get("accuracy"), "train_loss": train.get("loss"),
-            "n_train": self.data.n_train, "n_val": self.data.n_val, "n_overlong": self.state.n_overlong,
+            "val_accuracy": val.get("accuracy"),
+            "val_loss": val.get("loss"),
+            "val_ties": val.get("ties"),
+            "train_accuracy": train.get("accuracy"),
+            "train_loss": train.get("loss"),
+            "n_train": self.data.n_train,
+            "n_val": self.data.n_val,
+            "n_overlong": self.state.n_overlong,
             "n_unlabelled_scored": p.n_unlabelled,
-            "steps": p.step, "total_steps": self.state.total_steps, "epochs": self.state.epochs, "batch_size": self.state.batch_size,
-            "learning_rate": self.state.lr, "time_s": round(elapsed, 3), "train_s": round(p.train_s, 3),
+            "steps": p.step,
+            "total_steps": self.state.total_steps,
+            "epochs": self.state.epochs,
+            "batch_size": self.state.batch_size,
+            "learning_rate": self.state.lr,
+            "time_s": round(elapsed, 3),
+            "train_s": round(p.train_s, 3),
             "training_phase_s": round(time.perf_counter() - self._phase_start, 3)
-            if hasattr(self, "_phase_start") else None,
+            if hasattr(self, "_phase_start")
+            else None,
             "pairs_per_s": round(p.pairs_trained / p.train_s, 2) if p.train_s > 0 else None,
-            "embedded_texts": emb.embedded_texts if emb else 0, "cached_texts": emb.cached_texts if emb else 0,
-            "embed_s": round(emb.seconds if emb else 0.0, 3), "resumed_from_step": self.resumed_from,
+            "embedded_texts": emb.embedded_texts if emb else 0,
+            "cached_texts": emb.cached_texts if emb else 0,
+            "embed_s": round(emb.seconds if emb else 0.0, 3),
+            "resumed_from_step": self.resumed_from,
             "resumed_with": self.data.resumed_with,
-            "device": str(self._device), "world_size": self._dist.world_size,
+            "device": str(self._device),
+            "world_size": self._dist.world_size,
         }
 
 
@@ -512,5 +621,4 @@ def micro_batches(index: list[int], width: int | None, pass_tokens: int) -> list
         return [index]
     n = min(len(index), -(-tokens // pass_tokens))
     size = -(-len(index) // n)
-    return [index[i:i + size] for i in range(0, len(index), size)]
-
+    return [index[i : i + size] for i in range(0, len(index), size)]

@@ -14,13 +14,17 @@ from workbench.core.text import terminal_safe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    gui = subparsers.add_parser("gui", help="open the main window (the default command)",
-                                description="Open the Preference Workbench window.")
+    gui = subparsers.add_parser(
+        "gui", help="open the main window (the default command)", description="Open the Preference Workbench window."
+    )
     gui.add_argument("--project", metavar="P", help="a project file to open (created when missing)")
     gui.add_argument("--annotator", metavar="NAME", help="label as NAME (remembered for next time)")
     gui.set_defaults(func=gui_command)
-    demo = subparsers.add_parser("demo", help="open the demo project in the main window",
-                                 description="Build the demo project if needed and open it.")
+    demo = subparsers.add_parser(
+        "demo",
+        help="open the demo project in the main window",
+        description="Build the demo project if needed and open it.",
+    )
     demo.add_argument("--annotator", metavar="NAME", help="label as NAME (remembered for next time)")
     demo.set_defaults(func=demo_command)
 
@@ -31,8 +35,10 @@ def _no_display() -> str | None:
         return None
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return None
-    return ("no display to open a window on (DISPLAY and WAYLAND_DISPLAY are not set); run it in a desktop "
-            "session, or use the command-line tools: workbench import / export / stats")
+    return (
+        "no display to open a window on (DISPLAY and WAYLAND_DISPLAY are not set); run it in a desktop "
+        "session, or use the command-line tools: workbench import / export / stats"
+    )
 
 
 def _window_problem() -> str | None:

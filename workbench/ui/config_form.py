@@ -39,11 +39,23 @@ from workbench.ui import settings
 MINILM = "minilm"
 BASIC_FIELDS = ("mode", "backbone", "head", "lora", "learning_rate", "epochs", "batch_size", "max_length")
 LABELS = {
-    "mode": "Mode", "backbone": "Backbone", "lora": "LoRA adapters", "head": "Head", "learning_rate": "Learning rate",
-    "epochs": "Epochs", "batch_size": "Batch size", "max_length": "Max. tokens", "pass_tokens": "Tokens per pass",
-    "margin_from_strength": "Margin from strength", "margin_scale": "Margin scale",
-    "center_rewards_coefficient": "Reward centring", "weight_decay": "Weight decay",
-    "val_fraction": "Validation share", "seed": "Seed", "eval_every": "Evaluate every", "threads": "CPU threads",
+    "mode": "Mode",
+    "backbone": "Backbone",
+    "lora": "LoRA adapters",
+    "head": "Head",
+    "learning_rate": "Learning rate",
+    "epochs": "Epochs",
+    "batch_size": "Batch size",
+    "max_length": "Max. tokens",
+    "pass_tokens": "Tokens per pass",
+    "margin_from_strength": "Margin from strength",
+    "margin_scale": "Margin scale",
+    "center_rewards_coefficient": "Reward centring",
+    "weight_decay": "Weight decay",
+    "val_fraction": "Validation share",
+    "seed": "Seed",
+    "eval_every": "Evaluate every",
+    "threads": "CPU threads",
     "device": "Device",
 }
 CHOICE_LABELS = {
@@ -54,12 +66,18 @@ CHOICE_LABELS = {
 }
 #: (minimum, maximum, text shown at the minimum meaning "unset / automatic")
 INT_RANGES: dict[str, tuple[int, int, str]] = {
-    "epochs": (0, 10_000, "auto"), "batch_size": (1, 4096, ""), "max_length": (8, 32_768, ""),
-    "seed": (0, 2_147_483_647, ""), "eval_every": (0, 1_000_000, "each epoch"), "threads": (0, 256, "auto (1)"),
+    "epochs": (0, 10_000, "auto"),
+    "batch_size": (1, 4096, ""),
+    "max_length": (8, 32_768, ""),
+    "seed": (0, 2_147_483_647, ""),
+    "eval_every": (0, 1_000_000, "each epoch"),
+    "threads": (0, 256, "auto (1)"),
 }
 FLOAT_RANGES: dict[str, tuple[float, float, float, str]] = {  # minimum, maximum, step, special text
-    "learning_rate": (0.0, 10.0, 0.0, "auto"), "center_rewards_coefficient": (0.0, 100.0, 0.01, ""),
-    "weight_decay": (0.0, 10.0, 0.01, ""), "val_fraction": (0.0, 0.95, 0.05, ""),
+    "learning_rate": (0.0, 10.0, 0.0, "auto"),
+    "center_rewards_coefficient": (0.0, 100.0, 0.01, ""),
+    "weight_decay": (0.0, 10.0, 0.01, ""),
+    "val_fraction": (0.0, 0.95, 0.05, ""),
 }
 
 
@@ -93,7 +111,7 @@ class SciSpinBox(QDoubleSpinBox):
 
     def stepBy(self, steps: int) -> None:  # noqa: N802
         value = self.value()
-        ladder = [m * 10.0 ** e for e in range(-8, 2) for m in (1, 2, 5)]
+        ladder = [m * 10.0**e for e in range(-8, 2) for m in (1, 2, 5)]
         if value <= 0:
             index = ladder.index(1e-3) - 1 if steps > 0 else 0
         else:

@@ -56,17 +56,30 @@ FORMAT_LABELS = {
 }
 DATA_FILTER = "Data files (*.jsonl *.jsonl.gz *.ndjson *.json *.csv *.tsv *.parquet *.pq);;All files (*)"
 PROJECT_FILTER = "Preference Workbench projects (*.wbp);;All files (*)"
-COLUMNS = ["Annotator", "Kind", "Answered", "Judged", "A / B", "Ties", "Both bad", "Skips", "Done", "Time per item",
-           "With majority", "Picks left", "Picks longer"]
+COLUMNS = [
+    "Annotator",
+    "Kind",
+    "Answered",
+    "Judged",
+    "A / B",
+    "Ties",
+    "Both bad",
+    "Skips",
+    "Done",
+    "Time per item",
+    "With majority",
+    "Picks left",
+    "Picks longer",
+]
 #: the team columns, filled when the agreement and bias figures arrive
 MAJORITY_COL, LEFT_COL, LONGER_COL = 10, 11, 12
 COLUMN_TIPS = {
     MAJORITY_COL: "How often the annotator's label matches the majority of the OTHER annotators' labels "
-                  "(comparisons where the others tie are left out)",
+    "(comparisons where the others tie are left out)",
     LEFT_COL: "Share of A/B labels that picked the response shown on the LEFT, with its 95% interval; 50% is "
-              "unbiased. ⚠ marks an interval that leaves out 50%. A model scores each response alone: no side",
+    "unbiased. ⚠ marks an interval that leaves out 50%. A model scores each response alone: no side",
     LONGER_COL: "Share of A/B labels that picked the LONGER response (in characters), with its 95% interval. "
-                "⚠ marks an interval that leaves out 50%",
+    "⚠ marks an interval that leaves out 50%",
 }
 MODEL_KIND = "model"
 
@@ -175,12 +188,15 @@ class DataView(QWidget):
         grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(8)
         self.merge_button = QPushButton("Merge projects…")
-        self.merge_button.setToolTip("Bring other annotators' project files (.wbp) into this one: their "
-                                     "comparisons and judgments, matched by content; nothing is lost or doubled")
+        self.merge_button.setToolTip(
+            "Bring other annotators' project files (.wbp) into this one: their "
+            "comparisons and judgments, matched by content; nothing is lost or doubled"
+        )
         self.merge_button.clicked.connect(self.choose_merge)
         self.adjudicate_button = QPushButton("Adjudicate disagreements…")
-        self.adjudicate_button.setToolTip("Settle the comparisons whose annotators disagree; the decision is "
-                                          "what training uses")
+        self.adjudicate_button.setToolTip(
+            "Settle the comparisons whose annotators disagree; the decision is what training uses"
+        )
         self.adjudicate_button.clicked.connect(self.open_adjudication)
         grid.addWidget(self.merge_button, 0, 0)
         grid.addWidget(self.adjudicate_button, 1, 0)
@@ -220,8 +236,10 @@ class DataView(QWidget):
         for column, tip in COLUMN_TIPS.items():
             header.model().setHeaderData(column, Qt.Orientation.Horizontal, tip, Qt.ItemDataRole.ToolTipRole)
         root.addWidget(self.table, 3)
-        self.bias_legend = QLabel("Picks left / longer: share of A/B labels with its 95% interval; 50% is "
-                                  "unbiased, and ⚠ marks an interval that leaves out 50%.")
+        self.bias_legend = QLabel(
+            "Picks left / longer: share of A/B labels with its 95% interval; 50% is "
+            "unbiased, and ⚠ marks an interval that leaves out 50%."
+        )
         self.bias_legend.setObjectName("Muted")
         self.bias_legend.setWordWrap(True)
         root.addWidget(self.bias_legend)
@@ -239,8 +257,14 @@ class DataView(QWidget):
         self.project = project
         self.team_stats = None
         enabled = project is not None
-        for w in (self.import_button, self.export_pairs_button, self.export_log_button, self.refresh_button,
-                  self.format_combo, self.merge_button):
+        for w in (
+            self.import_button,
+            self.export_pairs_button,
+            self.export_log_button,
+            self.refresh_button,
+            self.format_combo,
+            self.merge_button,
+        ):
             w.setEnabled(enabled)
         self.refresh_counts()
 
@@ -284,7 +308,9 @@ class DataView(QWidget):
                 f"{skips:,}",
                 f"{100.0 * judged / total:.0f}%" if total else "—",
                 _seconds(row.get("seconds_per_item")),
-                "…", "…", "…",  # agreement and bias: filled when they have been computed
+                "…",
+                "…",
+                "…",  # agreement and bias: filled when they have been computed
             ]
             for c, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
@@ -308,8 +334,11 @@ class DataView(QWidget):
 
         def work(project, progress, cancel):
             frame = team.disagreements(project)
-            return {"agreement": team.agreement_report(project), "bias": team.bias_report(project),
-                    "disagreements": len(frame)}
+            return {
+                "agreement": team.agreement_report(project),
+                "bias": team.bias_report(project),
+                "disagreements": len(frame),
+            }
 
         path = self.project.path
         task = ProjectTask(path, work, description="Computing agreement", parent=self)
@@ -361,20 +390,26 @@ class DataView(QWidget):
             assert name_item is not None  # every annotator row has its name (the model row went above)
             name = name_item.text()
             entry = majority.get(name)
-            item = QTableWidgetItem("—" if not entry or entry["agreement"] is None else
-                                    f"{100 * entry['agreement']:.0f}% of {entry['items']:,}")
+            item = QTableWidgetItem(
+                "—"
+                if not entry or entry["agreement"] is None
+                else f"{100 * entry['agreement']:.0f}% of {entry['items']:,}"
+            )
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             if entry and entry["agreement"] is not None:
                 item.setData(VALUE_ROLE, float(entry["agreement"]))
-                item.setToolTip(tooltip(f"{name} agrees with the other annotators' majority on {entry['agreed']:,} "
-                                        f"of {entry['items']:,} comparisons ({entry['tied']:,} where the others tie "
-                                        "are left out)"))
+                item.setToolTip(
+                    tooltip(
+                        f"{name} agrees with the other annotators' majority on {entry['agreed']:,} "
+                        f"of {entry['items']:,} comparisons ({entry['tied']:,} where the others tie "
+                        "are left out)"
+                    )
+                )
             else:
                 item.setToolTip("No comparison that this annotator and others both labelled")
             self.table.setItem(r, MAJORITY_COL, item)
             entry = bias.get(name, {})
-            self.table.setItem(r, LEFT_COL, bias_item(entry.get("left"), "picked the response shown on the left",
-                                                      name))
+            self.table.setItem(r, LEFT_COL, bias_item(entry.get("left"), "picked the response shown on the left", name))
             self.table.setItem(r, LONGER_COL, bias_item(entry.get("longer"), "picked the longer response", name))
         model = stats["bias"].get("model")
         if model:
@@ -387,15 +422,18 @@ class DataView(QWidget):
                 if c >= 2:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if c == 0:
-                    item.setToolTip(f"The latest run with per-pair scores ({model['pairs']:,} pairs at step "
-                                    f"{model['step']}): what it prefers, audited like an annotator")
+                    item.setToolTip(
+                        f"The latest run with per-pair scores ({model['pairs']:,} pairs at step "
+                        f"{model['step']}): what it prefers, audited like an annotator"
+                    )
                 self.table.setItem(r, c, item)
             # Which response is stored as A says nothing (imports store the chosen one there): no position.
             item = QTableWidgetItem("n/a")
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             item.setForeground(QBrush(QColor("#5f6771")))
-            item.setToolTip(f"{who} scores each response on its own and sees no left or right: no position "
-                            "bias to measure")
+            item.setToolTip(
+                f"{who} scores each response on its own and sees no left or right: no position bias to measure"
+            )
             self.table.setItem(r, LEFT_COL, item)
             self.table.setItem(r, LONGER_COL, bias_item(model.get("longer"), "preferred the longer response", who))
 
@@ -406,8 +444,9 @@ class DataView(QWidget):
         if stats is None:
             self.adjudicate_button.setText("Adjudicate disagreements…")
         else:
-            self.adjudicate_button.setText(f"Adjudicate {n:,} disagreement{'s' if n != 1 else ''}…" if n
-                                           else "No disagreements")
+            self.adjudicate_button.setText(
+                f"Adjudicate {n:,} disagreement{'s' if n != 1 else ''}…" if n else "No disagreements"
+            )
 
     # ------------------------------------------------------------------ adjudication
     def open_adjudication(self) -> AdjudicationDialog | None:
@@ -430,8 +469,10 @@ class DataView(QWidget):
         dialog, self.adjudication_dialog = self.adjudication_dialog, None
         if dialog is not None:
             if dialog.decisions:
-                self.message.emit(f"{dialog.decisions:,} disagreement{'s' if dialog.decisions != 1 else ''} "
-                                  f"settled by {dialog.adjudicator}.")
+                self.message.emit(
+                    f"{dialog.decisions:,} disagreement{'s' if dialog.decisions != 1 else ''} "
+                    f"settled by {dialog.adjudicator}."
+                )
             dialog.deleteLater()
 
     # ------------------------------------------------------------------ import
@@ -517,11 +558,15 @@ class DataView(QWidget):
         self._set_status(label, message, error=True)
         box = message_box(QMessageBox.Icon.Warning, title, message, parent=self)  # the message quotes the file
         if imported:
-            informative = ("Nothing was imported; the project is unchanged. Fix the file, or pick its shape in the "
-                           "Shape list, and import again.")
+            informative = (
+                "Nothing was imported; the project is unchanged. Fix the file, or pick its shape in the "
+                "Shape list, and import again."
+            )
         elif merged:
-            informative = ("Nothing was merged; the project is unchanged. Choose project files (.wbp) made by "
-                           "Preference Workbench, and merge again.")
+            informative = (
+                "Nothing was merged; the project is unchanged. Choose project files (.wbp) made by "
+                "Preference Workbench, and merge again."
+            )
         else:
             informative = "Nothing was written. Choose another file name or type."
         box.setInformativeText(informative)
@@ -541,8 +586,14 @@ class DataView(QWidget):
         self.progress.setRange(0, 0)
         self.progress.show()
         self.cancel_button.show()
-        for w in (self.import_button, self.export_pairs_button, self.export_log_button, self.format_combo,
-                  self.merge_button, self.adjudicate_button):
+        for w in (
+            self.import_button,
+            self.export_pairs_button,
+            self.export_log_button,
+            self.format_combo,
+            self.merge_button,
+            self.adjudicate_button,
+        ):
             w.setEnabled(False)
 
     def _set_idle(self) -> None:
@@ -551,8 +602,13 @@ class DataView(QWidget):
         self.progress.hide()
         self.cancel_button.hide()
         enabled = self.project is not None
-        for w in (self.import_button, self.export_pairs_button, self.export_log_button, self.format_combo,
-                  self.merge_button):
+        for w in (
+            self.import_button,
+            self.export_pairs_button,
+            self.export_log_button,
+            self.format_combo,
+            self.merge_button,
+        ):
             w.setEnabled(enabled)
         self._update_adjudicate_button()
 
@@ -561,8 +617,7 @@ class DataView(QWidget):
         if self.project is None or self.busy():
             return
         start = str(settings.value("data/last_dir", "") or str(Path.home()))
-        paths, _ = QFileDialog.getOpenFileNames(self, "Merge annotators' projects into this one", start,
-                                                PROJECT_FILTER)
+        paths, _ = QFileDialog.getOpenFileNames(self, "Merge annotators' projects into this one", start, PROJECT_FILTER)
         if paths:
             settings.set_value("data/last_dir", str(Path(paths[0]).parent))
             self.start_merge(paths)
@@ -596,14 +651,19 @@ class DataView(QWidget):
         data = summary.as_dict()
         self.last_merge = data
         n = len(data.get("sources", []))
-        text = (f"Merged {n} project{'s' if n != 1 else ''}: {data.get('judgments_added', 0):,} judgments "
-                f"added ({data.get('judgments_present', 0):,} already here), {data.get('comparisons_added', 0):,} "
-                f"new comparisons, {data.get('annotators_added', 0):,} new annotators.")
+        text = (
+            f"Merged {n} project{'s' if n != 1 else ''}: {data.get('judgments_added', 0):,} judgments "
+            f"added ({data.get('judgments_present', 0):,} already here), {data.get('comparisons_added', 0):,} "
+            f"new comparisons, {data.get('annotators_added', 0):,} new annotators."
+        )
         if data.get("comparisons_flipped"):
             text += f" {data['comparisons_flipped']:,} comparisons stored the other way round were mapped."
         if data.get("skipped_sources"):
-            text += " Skipped: " + ", ".join(Path(p).name for p in data["skipped_sources"]) + \
-                    " (this project itself, or listed twice)."
+            text += (
+                " Skipped: "
+                + ", ".join(Path(p).name for p in data["skipped_sources"])
+                + " (this project itself, or listed twice)."
+            )
         self._set_status(self.team_status, text)
         self.message.emit(text)
         self.refresh_counts()
@@ -615,8 +675,9 @@ class DataView(QWidget):
             return
         folder = Path(str(settings.value("data/last_dir", "") or Path.home()))
         start = str(folder / f"{self.project.path.stem}-pairs.jsonl")
-        path, _ = QFileDialog.getSaveFileName(self, "Export preference pairs", start,
-                                              "JSON Lines (*.jsonl);;Parquet (*.parquet)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export preference pairs", start, "JSON Lines (*.jsonl);;Parquet (*.parquet)"
+        )
         if path:
             self.start_export_pairs(path, self.margin_check.isChecked(), self.ties_check.isChecked())
 
@@ -625,27 +686,31 @@ class DataView(QWidget):
             return
         folder = Path(str(settings.value("data/last_dir", "") or Path.home()))
         start = str(folder / f"{self.project.path.stem}-judgments.csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export the judgment log", start,
-                                              "CSV (*.csv);;Parquet (*.parquet);;JSON Lines (*.jsonl)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export the judgment log", start, "CSV (*.csv);;Parquet (*.parquet);;JSON Lines (*.jsonl)"
+        )
         if path:
             self.start_export_log(path)
 
-    def start_export_pairs(self, path: str | os.PathLike, with_margin: bool = False,
-                           include_ties: bool = False) -> ProjectTask | None:
+    def start_export_pairs(
+        self, path: str | os.PathLike, with_margin: bool = False, include_ties: bool = False
+    ) -> ProjectTask | None:
         from workbench.core.formats import export_pairs
 
         path = str(path)
         return self._start_export(
-            lambda project, progress, cancel: export_pairs(project, path, with_margin=with_margin,
-                                                           include_ties=include_ties),
-            path, "pairs")
+            lambda project, progress, cancel: export_pairs(
+                project, path, with_margin=with_margin, include_ties=include_ties
+            ),
+            path,
+            "pairs",
+        )
 
     def start_export_log(self, path: str | os.PathLike) -> ProjectTask | None:
         from workbench.core.formats import export_judgments
 
         path = str(path)
-        return self._start_export(lambda project, progress, cancel: export_judgments(project, path),
-                                  path, "judgments")
+        return self._start_export(lambda project, progress, cancel: export_judgments(project, path), path, "judgments")
 
     def _start_export(self, work: TaskFunction, path: str, what: str) -> ProjectTask | None:
         if self.project is None or self.busy():

@@ -21,8 +21,10 @@ class AnnotatorDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 18, 20, 16)
         layout.setSpacing(10)
-        intro = QLabel("Your name is saved with each judgment, so that the labels of several people can be "
-                       "told apart and compared. You can change it later from the status bar.")
+        intro = QLabel(
+            "Your name is saved with each judgment, so that the labels of several people can be "
+            "told apart and compared. You can change it later from the status bar."
+        )
         intro.setWordWrap(True)
         intro.setObjectName("Muted")
         layout.addWidget(intro)
@@ -74,12 +76,15 @@ def versions() -> dict[str, str]:
 
 
 def about_text() -> str:
-    rows = "".join(f"<tr><td style='padding-right:14px;color:#5f6771'>{k}</td><td>{v}</td></tr>"
-                   for k, v in versions().items())
-    return ("<h3 style='margin-bottom:4px'>Preference Workbench</h3>"
-            "<p>Label preference pairs, train a reward model, and inspect what it gets wrong: "
-            "offline, from one project file.</p>"
-            f"<table>{rows}</table>")
+    rows = "".join(
+        f"<tr><td style='padding-right:14px;color:#5f6771'>{k}</td><td>{v}</td></tr>" for k, v in versions().items()
+    )
+    return (
+        "<h3 style='margin-bottom:4px'>Preference Workbench</h3>"
+        "<p>Label preference pairs, train a reward model, and inspect what it gets wrong: "
+        "offline, from one project file.</p>"
+        f"<table>{rows}</table>"
+    )
 
 
 def show_about(parent: QWidget | None = None) -> QMessageBox:

@@ -64,8 +64,9 @@ class FrameModel(QAbstractTableModel):
         self.sort_order = Qt.SortOrder.AscendingOrder
 
     # ------------------------------------------------------------------ contents
-    def set_frame(self, frame: pd.DataFrame, sort_column: int | None = None,
-                  order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+    def set_frame(
+        self, frame: pd.DataFrame, sort_column: int | None = None, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder
+    ) -> None:
         self.beginResetModel()
         self.frame = frame.reset_index(drop=True)
         self._strings.clear()

@@ -76,9 +76,12 @@ def status_strings(frame: pd.DataFrame) -> np.ndarray:
         out[mask] = np.where(out[mask] == "", texts[mask], out[mask] + " · " + texts[mask])
 
     changed = (frame["current_choice"].fillna("?") != frame["choice"].fillna("?")).to_numpy()
-    now = ("label now " + frame["current_choice"].map(
-        lambda v: "unresolved" if v is None or (isinstance(v, float) and np.isnan(v)) else CHOICE_TEXT.get(v, v)
-    )).to_numpy(dtype=object)
+    now = (
+        "label now "
+        + frame["current_choice"].map(
+            lambda v: "unresolved" if v is None or (isinstance(v, float) and np.isnan(v)) else CHOICE_TEXT.get(v, v)
+        )
+    ).to_numpy(dtype=object)
     add(frame["excluded"].to_numpy(dtype=bool), "excluded")
     add(frame["flagged"].to_numpy(dtype=bool), "flagged")
     add(changed, now)
@@ -95,9 +98,13 @@ def flip_strings(flip: pd.Series, other: int | None) -> np.ndarray:
     return out
 
 
-def build_pairs_frame(project: Project, run_id: int, compare_run: int | None = None,
-                      progress: Callable[[int, int], None] | None = None,
-                      cancel: Callable[[], bool] | None = None) -> pd.DataFrame:
+def build_pairs_frame(
+    project: Project,
+    run_id: int,
+    compare_run: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> pd.DataFrame:
     """One row per labelled pair the run scored at its latest evaluation, with texts, labels and marks."""
     scores = project.pair_scores(run_id)
     scores = scores[scores["split"] != "unlabelled"].reset_index(drop=True)
@@ -106,11 +113,13 @@ def build_pairs_frame(project: Project, run_id: int, compare_run: int | None = N
     df = scores.rename(columns={"chosen": "chosen_side"})
     # The label the run trained on: from its data snapshot (the judgment, its choice and strength).
     if snap.get("comparison_ids"):
-        trained = pd.DataFrame({
-            "comparison_id": np.asarray(snap["comparison_ids"], dtype=np.int64),
-            "judgment_id": np.asarray(snap["judgment_ids"], dtype=np.int64),
-            "strength": pd.array(snap.get("strengths") or [None] * len(snap["comparison_ids"]), dtype="Int64"),
-        })
+        trained = pd.DataFrame(
+            {
+                "comparison_id": np.asarray(snap["comparison_ids"], dtype=np.int64),
+                "judgment_id": np.asarray(snap["judgment_ids"], dtype=np.int64),
+                "strength": pd.array(snap.get("strengths") or [None] * len(snap["comparison_ids"]), dtype="Int64"),
+            }
+        )
         df = df.merge(trained, on="comparison_id", how="left")
         names = project.judgment_annotators(df["judgment_id"].dropna().astype(int).tolist())
         df["annotator"] = df["judgment_id"].map(names).fillna("")
@@ -164,22 +173,52 @@ def build_pairs_frame(project: Project, run_id: int, compare_run: int | None = N
 
 COLUMNS = [
     Column("id_s", "Pair", sort_key="comparison_id", width=62, tooltip="Comparison id"),
-    Column("margin_s", "Margin", sort_key="margin", align=RIGHT, width=86, alert="wrong",
-           tooltip="r chosen − r rejected; zero or below: mispredicted (red)"),
+    Column(
+        "margin_s",
+        "Margin",
+        sort_key="margin",
+        align=RIGHT,
+        width=86,
+        alert="wrong",
+        tooltip="r chosen − r rejected; zero or below: mispredicted (red)",
+    ),
     Column("excerpt", "Prompt", width=300),
-    Column("label_s", "Label", sort_key="choice", width=100,
-           tooltip="The label this run trained on: which response won, and by how much"),
+    Column(
+        "label_s",
+        "Label",
+        sort_key="choice",
+        width=100,
+        tooltip="The label this run trained on: which response won, and by how much",
+    ),
     Column("annotator", "Annotator", width=100),
     Column("split_s", "Split", sort_key="split", width=76),
-    Column("r_chosen_s", "r chosen", sort_key="r_chosen", align=RIGHT, width=72,
-           tooltip="The model's reward for the chosen response"),
-    Column("r_rejected_s", "r rejected", sort_key="r_rejected", align=RIGHT, width=76,
-           tooltip="The model's reward for the rejected response"),
-    Column("status_s", "Since the run", sort_key="status_s", width=140,
-           tooltip="Excluded, flagged, or labelled differently since this run"),
+    Column(
+        "r_chosen_s",
+        "r chosen",
+        sort_key="r_chosen",
+        align=RIGHT,
+        width=72,
+        tooltip="The model's reward for the chosen response",
+    ),
+    Column(
+        "r_rejected_s",
+        "r rejected",
+        sort_key="r_rejected",
+        align=RIGHT,
+        width=76,
+        tooltip="The model's reward for the rejected response",
+    ),
+    Column(
+        "status_s",
+        "Since the run",
+        sort_key="status_s",
+        width=140,
+        tooltip="Excluded, flagged, or labelled differently since this run",
+    ),
 ]
-FLIP_COLUMN = Column("flip_s", "Compared", sort_key="flip", width=160,
-                     tooltip="Pairs whose margin changed sign between the two runs")
+FLIP_COLUMN = Column(
+    "flip_s", "Compared", sort_key="flip", width=160, tooltip="Pairs whose margin changed sign between the two runs"
+)
 MARGIN_COLUMN = 1
 
 
@@ -308,7 +347,8 @@ class InspectView(QWidget):
         header.setHighlightSections(False)
         self.table.setStyleSheet(
             f"QTableView {{ background: {style.PANEL}; border: 1px solid {style.BORDER}; border-radius: 6px;"
-            f" selection-background-color: {style.ACCENT_SOFT}; selection-color: {style.TEXT}; }}")
+            f" selection-background-color: {style.ACCENT_SOFT}; selection-color: {style.TEXT}; }}"
+        )
         self._size_columns()
         self.model.modelReset.connect(self._update_count)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
@@ -432,8 +472,9 @@ class InspectView(QWidget):
             if self.project is not None:
                 for row in scored_runs(self.project).itertuples(index=False):
                     acc = (row.summary or {}).get("val_accuracy")
-                    text = f"#{row.id} · {row.mode} · {row.status}" + (f" · val. acc. {acc:.3f}" if acc is not None
-                                                                       else "")
+                    text = f"#{row.id} · {row.mode} · {row.status}" + (
+                        f" · val. acc. {acc:.3f}" if acc is not None else ""
+                    )
                     self.run_combo.addItem(text, int(row.id))
             index = self.run_combo.findData(keep) if keep is not None else -1
             self.run_combo.setCurrentIndex(max(0, index) if self.run_combo.count() else -1)
@@ -441,8 +482,9 @@ class InspectView(QWidget):
         if self.run_combo.count() == 0:
             self.run_id = None
             self.model.set_frame(pd.DataFrame({c.key: [] for c in COLUMNS}))
-            self.count_label.setText("No run has scored pairs yet: train one in the Train view."
-                                     if self.project is not None else "")
+            self.count_label.setText(
+                "No run has scored pairs yet: train one in the Train view." if self.project is not None else ""
+            )
             return
         if index < 0 or reload:
             self.load(int(self.run_combo.currentData()), self.compare_id)
@@ -480,8 +522,12 @@ class InspectView(QWidget):
         self._load_token += 1
         token = self._load_token
         self.count_label.setText(f"Loading run #{run_id}…")
-        task = ProjectTask(self.project.path, lambda p, progress, cancel: build_pairs_frame(p, run_id, compare_run),
-                           "Reading the run's pairs", parent=self)
+        task = ProjectTask(
+            self.project.path,
+            lambda p, progress, cancel: build_pairs_frame(p, run_id, compare_run),
+            "Reading the run's pairs",
+            parent=self,
+        )
         task.succeeded.connect(lambda df, t=token, r=run_id, c=compare_run: self._on_loaded(t, r, c, df))
         task.failed.connect(lambda text: self.message.emit(f"Cannot show the run: {text}"))
         task.finished.connect(lambda t=task: self._forget_task(t))
@@ -568,9 +614,18 @@ class InspectView(QWidget):
         self._update_count()
 
     def clear_filters(self) -> None:
-        blockers = [QSignalBlocker(w) for w in (self.wrong_check, self.flagged_check, self.flipped_check,
-                                                 self.annotator_combo, self.margin_min, self.margin_max,
-                                                 self.search_edit)]
+        blockers = [
+            QSignalBlocker(w)
+            for w in (
+                self.wrong_check,
+                self.flagged_check,
+                self.flipped_check,
+                self.annotator_combo,
+                self.margin_min,
+                self.margin_max,
+                self.search_edit,
+            )
+        ]
         self.wrong_check.setChecked(False)
         self.flagged_check.setChecked(False)
         self.flipped_check.setChecked(False)
@@ -641,7 +696,8 @@ class InspectView(QWidget):
             return False
         index = self.model.index(row, 0)
         self.table.selectionModel().setCurrentIndex(
-            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        )
         self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
         if self.current_id != comparison_id:  # the current row did not change, so no signal showed it
             self._show_detail(row)
@@ -697,8 +753,10 @@ class InspectView(QWidget):
         side = str(r["chosen_side"])
         r_a = float(r["r_chosen"] if side == "a" else r["r_rejected"])
         r_b = float(r["r_rejected"] if side == "a" else r["r_chosen"])
-        for card, view, text, letter, reward in ((self.a_card, self.a_view, comparison.response_a, "a", r_a),
-                                                 (self.b_card, self.b_view, comparison.response_b, "b", r_b)):
+        for card, view, text, letter, reward in (
+            (self.a_card, self.a_view, comparison.response_a, "a", r_a),
+            (self.b_card, self.b_view, comparison.response_b, "b", r_b),
+        ):
             role = "chosen" if letter == side else "rejected"
             card.title.setText(f"Response {letter.upper()} · {role} in the run's label")
             card.extra.setText(f"reward {reward:+.3f}")
@@ -742,8 +800,10 @@ class InspectView(QWidget):
         self._update_row(pos, current_choice=now, current_strength=pd.NA if now_strength is None else now_strength)
         text = f"Pair #{cid} relabelled: {CHOICE_TEXT[choice]}" + (f" ({STRENGTHS[strength]})" if strength else "")
         if now != choice:
-            text += (f"; another annotator's label differs, so the pair is {'unresolved' if now is None else 'still ' + CHOICE_TEXT.get(now, now)}"
-                     " until adjudicated")
+            text += (
+                f"; another annotator's label differs, so the pair is {'unresolved' if now is None else 'still ' + CHOICE_TEXT.get(now, now)}"
+                " until adjudicated"
+            )
         elif mine is None:
             text += " (your first label on this pair)"
         self.message.emit(text + ". The next run trains on it.")

@@ -63,12 +63,15 @@ ORDER_TIPS = {
     "prompt": "Comparisons of one prompt together",
     "uncertain": "Where the latest model is least sure (smallest |margin|) first: the labels that teach it most",
     "disagree": "Your labelled pairs that the latest model ranks the other way first, most confident first: "
-                "check them again",
+    "check them again",
 }
-NO_SCORES_TIP = ("Needs a trained model: train one in the Train view. These orders use the per-pair scores of "
-                 "the latest run.")
-SCORE_HINT_TIP = ("The latest run's reward for each response, shown in the response headers. Off by default: "
-                  "seeing the model's opinion before judging can sway the judgment.")
+NO_SCORES_TIP = (
+    "Needs a trained model: train one in the Train view. These orders use the per-pair scores of the latest run."
+)
+SCORE_HINT_TIP = (
+    "The latest run's reward for each response, shown in the response headers. Off by default: "
+    "seeing the model's opinion before judging can sway the judgment."
+)
 CHOICE_WORDS = {"tie": "Tie", "both_bad": "Both bad", "skip": "Skipped"}
 
 
@@ -125,7 +128,8 @@ class GuidelinesPanel(QWidget):
     def set_text(self, text: str) -> None:
         self._text = text or ""
         shown = self._text.strip() or (
-            "*No guidelines yet.* Click **Edit** to write them; they are saved in the project.")
+            "*No guidelines yet.* Click **Edit** to write them; they are saved in the project."
+        )
         self.view.set_text(shown)
         self._show_view()
 
@@ -177,8 +181,10 @@ class RankPanel(QWidget):
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
         left.set_body(self.list)
-        self.hint = QLabel("Select with ↑ ↓ or the mouse · move with Alt+↑ ↓, a number key or drag · "
-                           "Ctrl+Enter submits · Esc goes back to pairs")
+        self.hint = QLabel(
+            "Select with ↑ ↓ or the mouse · move with Alt+↑ ↓, a number key or drag · "
+            "Ctrl+Enter submits · Esc goes back to pairs"
+        )
         self.hint.setObjectName("Muted")
         self.hint.setWordWrap(True)
         self.hint.setContentsMargins(12, 4, 12, 4)
@@ -370,8 +376,9 @@ class LabelView(QWidget):
         # Choices: left under left, right under right, the others (or, ranking, the submit) in the middle.
         self.submit_rank_button = KeyButton("Submit ranking", "Ctrl+Enter", object_name="Primary")
         self.submit_rank_button.setMaximumWidth(340)
-        self.choices = ChoiceRow(("◀  Left is better", "1 · ←"), ("Right is better  ▶", "2 · →"),
-                                 middle=self.submit_rank_button)
+        self.choices = ChoiceRow(
+            ("◀  Left is better", "1 · ←"), ("Right is better  ▶", "2 · →"), middle=self.submit_rank_button
+        )
         self.left_button, self.right_button = self.choices.first_button, self.choices.second_button
         self.tie_button, self.bad_button = self.choices.tie_button, self.choices.bad_button
         col.addWidget(self.choices)
@@ -468,8 +475,9 @@ class LabelView(QWidget):
         self.actions_by_name: dict[str, QAction] = {}
 
         # handler() for an action; handler(checked) for a checkable one
-        def make(name: str, text: str, keys: list[str], handler: Callable[..., object],
-                 checkable: bool = False) -> QAction:
+        def make(
+            name: str, text: str, keys: list[str], handler: Callable[..., object], checkable: bool = False
+        ) -> QAction:
             action = QAction(text, self)
             action.setShortcuts([QKeySequence(k) for k in keys])
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
@@ -500,8 +508,12 @@ class LabelView(QWidget):
         make("note", "Note…", ["N"], self.start_note)
         make("flag", "Flag for Review", ["F"], self.toggle_flag)
         for level in (1, 2, 3, 4):
-            make(f"strength_{level}", f"Strength: {STRENGTHS[level]}", [f"Alt+{level}"],
-                 lambda level=level: self.set_strength(level))
+            make(
+                f"strength_{level}",
+                f"Strength: {STRENGTHS[level]}",
+                [f"Alt+{level}"],
+                lambda level=level: self.set_strength(level),
+            )
         make("diff", "Word Diff", ["D"], lambda: self.diff_button.toggle())
         make("rank", "Rank All Responses", ["R"], lambda: self.rank_button.toggle())
         make("guidelines", "Guidelines Panel", ["G"], lambda: self.guide_button.toggle())
@@ -577,15 +589,16 @@ class LabelView(QWidget):
             for i, key in enumerate(orders):
                 self.order_combo.addItem(ORDER_LABELS[key], key)
                 enabled = key in available
-                self.order_combo.setItemData(i, ORDER_TIPS[key] if enabled else NO_SCORES_TIP,
-                                             Qt.ItemDataRole.ToolTipRole)
+                self.order_combo.setItemData(
+                    i, ORDER_TIPS[key] if enabled else NO_SCORES_TIP, Qt.ItemDataRole.ToolTipRole
+                )
                 model.item(i).setEnabled(enabled)
             self.session.order = saved if saved in available else "new"
             self.order_combo.setCurrentIndex(orders.index(self.order))
         self.order_combo.setToolTip(
-            "The order comparisons come in" + ("" if scored else
-                                               ". Model-uncertain and model-disagrees orders need a trained "
-                                               "model (Train view)"))
+            "The order comparisons come in"
+            + ("" if scored else ". Model-uncertain and model-disagrees orders need a trained model (Train view)")
+        )
 
     def model_orders_enabled(self) -> bool:
         model = self.order_combo.model()
@@ -615,8 +628,9 @@ class LabelView(QWidget):
             if total == 0:
                 self._show_empty("No comparisons yet.\nImport a data file in the Data view (Ctrl+I).")
             else:
-                self._show_empty(f"All done: you have answered all {total:,} comparisons.\n"
-                                 "Ctrl+Z brings back your last answer.")
+                self._show_empty(
+                    f"All done: you have answered all {total:,} comparisons.\nCtrl+Z brings back your last answer."
+                )
             self._update_progress()
             self._update_enabled()
             return
@@ -800,8 +814,13 @@ class LabelView(QWidget):
         self._update_strength()
 
     def _show_previous(self, previous: Judgment | None) -> None:
-        buttons = {"left": self.left_button, "right": self.right_button, "tie": self.tie_button,
-                   "both_bad": self.bad_button, "skip": self.skip_button}
+        buttons = {
+            "left": self.left_button,
+            "right": self.right_button,
+            "tie": self.tie_button,
+            "both_bad": self.bad_button,
+            "skip": self.skip_button,
+        }
         marked = self.session.shown_side(previous.choice) if previous and self.current is not None else None
         for key, button in buttons.items():
             button.set_previous(key == marked)
@@ -813,8 +832,10 @@ class LabelView(QWidget):
             what = f"{side} is better ({STRENGTHS.get(previous.strength or DEFAULT_STRENGTH)})"
         else:
             what = CHOICE_WORDS.get(previous.choice or "", "no answer")
-        self.banner.setText(f"Undone. Your previous answer was <b>{what}</b> (marked with a dashed outline). "
-                            "Answer again, or press Ctrl+Z to go back further.")
+        self.banner.setText(
+            f"Undone. Your previous answer was <b>{what}</b> (marked with a dashed outline). "
+            "Answer again, or press Ctrl+Z to go back further."
+        )
         self.banner.setTextFormat(Qt.TextFormat.RichText)
         self.banner.show()
 
@@ -895,9 +916,13 @@ class LabelView(QWidget):
         margin = abs(r_left - r_right)
         prefers = "left" if r_left > r_right else "right" if r_right > r_left else None
         self.hint_scores = {**scores, "left": r_left, "right": r_right, "prefers": prefers, "margin": margin}
-        tip = (f"Run {scores['run_id']} (step {scores['step']}) scores the left response {r_left:+.3f} and the "
-               f"right {r_right:+.3f}: " + (f"it prefers the {prefers} one by {margin:.3f}." if prefers
-                                             else "no preference.") + "\n" + SCORE_HINT_TIP)
+        tip = (
+            f"Run {scores['run_id']} (step {scores['step']}) scores the left response {r_left:+.3f} and the "
+            f"right {r_right:+.3f}: "
+            + (f"it prefers the {prefers} one by {margin:.3f}." if prefers else "no preference.")
+            + "\n"
+            + SCORE_HINT_TIP
+        )
         for card, side, value in ((self.left_card, "left", r_left), (self.right_card, "right", r_right)):
             text = f"model {value:+.3f}"
             if prefers == side:
@@ -948,7 +973,8 @@ class LabelView(QWidget):
         self.diff_button.setEnabled(has_item and not self.rank_mode)
         self.rank_button.setEnabled(has_item and (self._response_count >= 3 or self.rank_mode))
         self.rank_button.setToolTip(
-            f"Rank all {self._response_count} responses of this prompt (R)" if self._response_count >= 3
+            f"Rank all {self._response_count} responses of this prompt (R)"
+            if self._response_count >= 3
             else "Ranking needs a prompt with three or more responses"
         )
         for b in (self.left_button, self.right_button, self.tie_button, self.bad_button):

@@ -85,8 +85,10 @@ class MainWindow(QMainWindow):
         self.read_only_banner.setObjectName("ReadOnlyBanner")
         self.read_only_banner.setWordWrap(True)
         self.read_only_banner.setTextFormat(Qt.TextFormat.PlainText)
-        self.read_only_banner.setStyleSheet("QLabel#ReadOnlyBanner { background: #fff3cd; color: #664d03; "
-                                            "padding: 6px 10px; border-bottom: 1px solid #ffe69c; }")
+        self.read_only_banner.setStyleSheet(
+            "QLabel#ReadOnlyBanner { background: #fff3cd; color: #664d03; "
+            "padding: 6px 10px; border-bottom: 1px solid #ffe69c; }"
+        )
         self.read_only_banner.hide()
         column = QVBoxLayout()
         column.setContentsMargins(0, 0, 0, 0)
@@ -249,8 +251,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, timeout_ms)
 
     def _update_annotator_label(self) -> None:
-        self.annotator_button.setText(f"Annotator: {button_text(self.annotator)}" if self.annotator
-                                      else "Annotator: (not set)")
+        self.annotator_button.setText(
+            f"Annotator: {button_text(self.annotator)}" if self.annotator else "Annotator: (not set)"
+        )
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -267,8 +270,13 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         project = self.project
         has = project is not None
-        for action in (self.import_action, self.export_pairs_action, self.export_log_action, self.close_action,
-                       *self._view_actions):
+        for action in (
+            self.import_action,
+            self.export_pairs_action,
+            self.export_log_action,
+            self.close_action,
+            *self._view_actions,
+        ):
             action.setEnabled(has)
         writable = project is not None and project.read_only is None
         for action in (self.import_action, *self._write_actions):
@@ -276,7 +284,8 @@ class MainWindow(QMainWindow):
         if project is not None and not writable:
             self.read_only_banner.setText(
                 f"Read only: {project.read_only}. You can look, export and score, but labels, imports, "
-                "merges and training runs are off. Copy the project somewhere writable to change it.")
+                "merges and training runs are off. Copy the project somewhere writable to change it."
+            )
         self.read_only_banner.setVisible(has and not writable)
 
     # ------------------------------------------------------------------ annotator
@@ -323,8 +332,9 @@ class MainWindow(QMainWindow):
         try:
             project = Project.create(path) if create else Project.open(path)
         except ProjectError as exc:
-            self._warn("Cannot open the project", str(exc),
-                       "Check the path, or create a new project from the File menu.")
+            self._warn(
+                "Cannot open the project", str(exc), "Check the path, or create a new project from the File menu."
+            )
             if not path.exists():
                 settings.remove_recent_project(str(path.resolve()))
                 self.start_page.refresh()
@@ -388,8 +398,11 @@ class MainWindow(QMainWindow):
         if target.suffix == "":
             target = target.with_suffix(".wbp")
         if target.exists():
-            self._warn("Cannot create the project", f"{target}: a file already exists there.",
-                       "Open it instead, or choose another name.")
+            self._warn(
+                "Cannot create the project",
+                f"{target}: a file already exists there.",
+                "Open it instead, or choose another name.",
+            )
             return
         self.open_project(target, create=True)
         if self.project is not None:

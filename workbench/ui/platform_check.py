@@ -93,8 +93,9 @@ def qt_tries_xcb_first(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("DISPLAY"))
 
 
-def xcb_problem(environ: Mapping[str, str] | None = None,
-                ldd: Callable[[Path], str | None] | None = None) -> str | None:
+def xcb_problem(
+    environ: Mapping[str, str] | None = None, ldd: Callable[[Path], str | None] | None = None
+) -> str | None:
     """Why Qt's xcb plugin cannot load here (the libraries missing and the packages to install), or None.
 
     None too when Qt will not use xcb (Wayland, offscreen), when the plugin or ``ldd`` is not there, and on
@@ -113,8 +114,12 @@ def xcb_problem(environ: Mapping[str, str] | None = None,
     unknown = [name for name in missing if name not in DEBIAN_PACKAGES]
     todo = []
     if packages:
-        todo.append(f"install {'it' if len(missing) == 1 else 'them'} (Debian/Ubuntu): sudo apt install {' '.join(packages)}")
+        todo.append(
+            f"install {'it' if len(missing) == 1 else 'them'} (Debian/Ubuntu): sudo apt install {' '.join(packages)}"
+        )
     if unknown:
         todo.append(f"install the package that provides {', '.join(unknown)}")
-    return (f"the window cannot open: Qt's X11 (xcb) platform plugin needs {', '.join(missing)}, which "
-            f"{'is' if len(missing) == 1 else 'are'} not installed; {'; '.join(todo)}")
+    return (
+        f"the window cannot open: Qt's X11 (xcb) platform plugin needs {', '.join(missing)}, which "
+        f"{'is' if len(missing) == 1 else 'are'} not installed; {'; '.join(todo)}"
+    )

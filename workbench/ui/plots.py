@@ -71,7 +71,7 @@ class _Series:
         self.n = 0
 
     def data(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.x[:self.n], self.y[:self.n]
+        return self.x[: self.n], self.y[: self.n]
 
 
 class TrainingPlots(QWidget):
@@ -136,10 +136,16 @@ class TrainingPlots(QWidget):
         self.loss_legend = p.addLegend(offset=(8, -8), labelTextSize="8pt")  # bottom left: loss falls away from it
         self.train_loss = p.plot(pen=pg.mkPen(_alpha(TRAIN, 90), width=1))  # per batch, faint, no legend entry
         self.train_loss_smooth = p.plot(name="train", pen=pg.mkPen(TRAIN, width=2))
-        self.val_loss = p.plot(name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5,
-                               symbolPen=None, symbolBrush=VAL)
-        self.chance_line = pg.InfiniteLine(pos=LOG2, angle=0, movable=False, label="log 2 (chance)",
-                                           labelOpts={"position": 0.97, "anchors": [(1, 1), (1, 1)]})
+        self.val_loss = p.plot(
+            name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5, symbolPen=None, symbolBrush=VAL
+        )
+        self.chance_line = pg.InfiniteLine(
+            pos=LOG2,
+            angle=0,
+            movable=False,
+            label="log 2 (chance)",
+            labelOpts={"position": 0.97, "anchors": [(1, 1), (1, 1)]},
+        )
         p.addItem(self.chance_line, ignoreBounds=False)
         p.setLabel("bottom", "step")
         p.setLabel("left", "loss")
@@ -150,8 +156,9 @@ class TrainingPlots(QWidget):
         self.acc_legend = p.addLegend(offset=(-8, -8), labelTextSize="8pt")
         self.train_acc = p.plot(pen=pg.mkPen(_alpha(TRAIN, 90), width=1))
         self.train_acc_smooth = p.plot(name="train", pen=pg.mkPen(TRAIN, width=2))
-        self.val_acc = p.plot(name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5,
-                              symbolPen=None, symbolBrush=VAL)
+        self.val_acc = p.plot(
+            name="validation", pen=pg.mkPen(VAL, width=2), symbol="o", symbolSize=5, symbolPen=None, symbolBrush=VAL
+        )
         self.half_line = pg.InfiniteLine(pos=0.5, angle=0, movable=False)
         p.addItem(self.half_line, ignoreBounds=True)
         p.setYRange(0.0, 1.0, padding=0.03)
@@ -160,10 +167,12 @@ class TrainingPlots(QWidget):
 
         p = self.hist_plot
         self.hist_legend = p.addLegend(offset=(-8, 8), labelTextSize="8pt")
-        self.hist_train = p.plot(name="train", stepMode="center", fillLevel=0, pen=pg.mkPen(TRAIN, width=1.5),
-                                 brush=_alpha(TRAIN, 60))
-        self.hist_val = p.plot(name="validation", stepMode="center", fillLevel=0, pen=pg.mkPen(VAL, width=1.5),
-                               brush=_alpha(VAL, 60))
+        self.hist_train = p.plot(
+            name="train", stepMode="center", fillLevel=0, pen=pg.mkPen(TRAIN, width=1.5), brush=_alpha(TRAIN, 60)
+        )
+        self.hist_val = p.plot(
+            name="validation", stepMode="center", fillLevel=0, pen=pg.mkPen(VAL, width=1.5), brush=_alpha(VAL, 60)
+        )
         self.hist_zero = pg.InfiniteLine(pos=0.0, angle=90, movable=False)
         p.addItem(self.hist_zero, ignoreBounds=True)
         p.setLabel("bottom", "margin r_c − r_r")
@@ -188,8 +197,15 @@ class TrainingPlots(QWidget):
         p.setLabel("bottom", "pairs, sorted by margin")
         p.setLabel("left", "margin r_c − r_r")
 
-        for plot, title in zip(self.plots(), ("Loss", "Accuracy", "Margins at the latest evaluation",
-                                              "Per-pair margin (red: mispredicted; click to inspect)")):
+        for plot, title in zip(
+            self.plots(),
+            (
+                "Loss",
+                "Accuracy",
+                "Margins at the latest evaluation",
+                "Per-pair margin (red: mispredicted; click to inspect)",
+            ),
+        ):
             plot.setTitle(title, size="9.5pt")
         scene = self.view.scene()
         scene.sigMouseMoved.connect(self._on_mouse_moved)
@@ -241,8 +257,15 @@ class TrainingPlots(QWidget):
 
     # ------------------------------------------------------------------ feeding (no drawing here)
     def clear(self) -> None:
-        for s in (self._steps_loss, self._steps_acc, self._val_loss, self._val_acc, self._eval_train_acc,
-                  self._smooth_loss, self._smooth_acc):
+        for s in (
+            self._steps_loss,
+            self._steps_acc,
+            self._val_loss,
+            self._val_acc,
+            self._eval_train_acc,
+            self._smooth_loss,
+            self._smooth_acc,
+        ):
             s.clear()
         self._ema = {"loss": (0.0, 0.0), "accuracy": (0.0, 0.0)}
         self._total_steps = 0
@@ -260,8 +283,10 @@ class TrainingPlots(QWidget):
             plot.setXRange(0, self._total_steps, padding=0.02)
 
     def add_step(self, step: int, metrics: dict[str, float]) -> None:
-        for key, raw, smooth in (("loss", self._steps_loss, self._smooth_loss),
-                                 ("accuracy", self._steps_acc, self._smooth_acc)):
+        for key, raw, smooth in (
+            ("loss", self._steps_loss, self._smooth_loss),
+            ("accuracy", self._steps_acc, self._smooth_acc),
+        ):
             value = metrics.get(key)
             if value is None:
                 continue
@@ -287,8 +312,7 @@ class TrainingPlots(QWidget):
         if split.dtype == object:  # (from a DataFrame) compare as fixed-width strings: 20x faster
             split = split.astype(str)
         keep = split != "unlabelled"
-        self._margins = (np.asarray(comparison_ids)[keep], split[keep] == "val",
-                         np.asarray(margins, dtype=float)[keep])
+        self._margins = (np.asarray(comparison_ids)[keep], split[keep] == "val", np.asarray(margins, dtype=float)[keep])
         self._dirty_margins = True
 
     # ------------------------------------------------------------------ drawing (from the owner's timer)
@@ -304,8 +328,11 @@ class TrainingPlots(QWidget):
         ``MARGINS_EVERY_S``, and a refresh that draws them leaves the step curves to the next one;
         ``pending()`` says whether something is still waiting."""
         now = time.monotonic()
-        if (self._dirty_margins and self._margins is not None
-                and (force or now - self._margins_drawn_at >= MARGINS_EVERY_S)):
+        if (
+            self._dirty_margins
+            and self._margins is not None
+            and (force or now - self._margins_drawn_at >= MARGINS_EVERY_S)
+        ):
             self._draw_margins(*self._margins)
             self._dirty_margins, self._margins_drawn_at = False, now
             self.refreshes += 1
@@ -423,7 +450,7 @@ class TrainingPlots(QWidget):
         xs = np.arange(lo, hi, dtype=float)
         d2 = ((xs - p.x()) / px) ** 2 + ((self.sorted_margins[lo:hi] - p.y()) / py) ** 2
         k = int(np.argmin(d2))
-        return lo + k if d2[k] <= PICK_RADIUS_PX ** 2 else None
+        return lo + k if d2[k] <= PICK_RADIUS_PX**2 else None
 
     def scene_pos_of(self, comparison_id: int) -> QPointF | None:
         """Where a pair is drawn, in scene coordinates (tests click there)."""

@@ -117,9 +117,15 @@ def plain(label: QLabel) -> QLabel:
     return label
 
 
-def message_box(icon: QMessageBox.Icon, title: str, text: str, informative: str = "", detail: str = "",
-                parent: QWidget | None = None,
-                buttons: QMessageBox.StandardButton = QMessageBox.StandardButton.Ok) -> QMessageBox:
+def message_box(
+    icon: QMessageBox.Icon,
+    title: str,
+    text: str,
+    informative: str = "",
+    detail: str = "",
+    parent: QWidget | None = None,
+    buttons: QMessageBox.StandardButton = QMessageBox.StandardButton.Ok,
+) -> QMessageBox:
     """A message box whose text, informative text and details are plain text, for errors that quote data.
 
     Shown by the caller (``open()`` or ``exec()``). A plain-text QMessageBox does not wrap its text, so
@@ -157,8 +163,15 @@ def prepare_markdown(text: str) -> str:
             out.append(line)
             continue
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        if (not in_fence and line.strip() and nxt.strip() and not line.endswith("  ")
-                and not _STRUCTURE.match(line) and not _STRUCTURE.match(nxt) and not _FENCE.match(nxt)):
+        if (
+            not in_fence
+            and line.strip()
+            and nxt.strip()
+            and not line.endswith("  ")
+            and not _STRUCTURE.match(line)
+            and not _STRUCTURE.match(nxt)
+            and not _FENCE.match(nxt)
+        ):
             line += "  "
         out.append(line)
     return "\n".join(out)
@@ -351,7 +364,7 @@ def word_diff(left: str, right: str) -> tuple[list[tuple[str, bool]], list[tuple
             if mark and text != text.rstrip():
                 stripped = text.rstrip()
                 fixed.append((stripped, True))
-                fixed.append((text[len(stripped):], False))
+                fixed.append((text[len(stripped) :], False))
             else:
                 fixed.append((text, mark))
         return [r for r in fixed if r[0]]

@@ -102,8 +102,13 @@ QToolTip {{ background: {PANEL}; color: {TEXT}; border: 1px solid {BORDER}; padd
 class _QuietStyle(QProxyStyle):
     """Fusion without the stock icons on dialog buttons (a green tick on OK reads as noise)."""
 
-    def styleHint(self, hint: QStyle.StyleHint, option: QStyleOption | None = None,  # noqa: N802
-                  widget: QWidget | None = None, return_data: QStyleHintReturn | None = None) -> int:
+    def styleHint(
+        self,
+        hint: QStyle.StyleHint,
+        option: QStyleOption | None = None,  # noqa: N802
+        widget: QWidget | None = None,
+        return_data: QStyleHintReturn | None = None,
+    ) -> int:
         if hint == QStyle.StyleHint.SH_DialogButtonBox_ButtonsHaveIcons:
             return 0
         return super().styleHint(hint, option, widget, return_data)

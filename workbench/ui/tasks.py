@@ -21,8 +21,9 @@ class ProjectTask(QThread):
     failed = Signal(str)  # a one-line message for the user
     cancelled = Signal()
 
-    def __init__(self, project_path: str | Path, fn: Callable[..., Any], description: str = "",
-                 parent: QObject | None = None):
+    def __init__(
+        self, project_path: str | Path, fn: Callable[..., Any], description: str = "", parent: QObject | None = None
+    ):
         super().__init__(parent)
         self.project_path = Path(project_path)
         self.fn = fn

@@ -82,13 +82,18 @@ def bias_item(entry: Mapping[str, Any] | None, what: str, who: str) -> QTableWid
     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     item.setData(BIASED_ROLE, biased)
     if not entry or entry.get("share") is None:
-        item.setToolTip(tooltip(f"{who}: no labels to measure this on" + (
-            " (imported labels do not record which side was shown)" if "left" in what else "")))
+        item.setToolTip(
+            tooltip(
+                f"{who}: no labels to measure this on"
+                + (" (imported labels do not record which side was shown)" if "left" in what else "")
+            )
+        )
         return item
     item.setData(VALUE_ROLE, float(entry["share"]))
     lo, hi = entry["ci95"]
-    tip = (f"{who} {what} in {100 * entry['share']:.1f}% of {entry['n']:,} "
-           f"(95% interval {100 * lo:.0f}–{100 * hi:.0f}%).")
+    tip = (
+        f"{who} {what} in {100 * entry['share']:.1f}% of {entry['n']:,} (95% interval {100 * lo:.0f}–{100 * hi:.0f}%)."
+    )
     if biased:
         tip += " The interval leaves out 50%: more than chance explains."
         item.setBackground(QBrush(BIAS_BG))
@@ -116,14 +121,25 @@ class AgreementPanel(QGroupBox):
         figures.setHorizontalSpacing(12)
         figures.setVerticalSpacing(6)
         self.figure_labels: dict[str, QLabel] = {}
-        for r, (key, caption, tip) in enumerate((
-            ("items", "Compared", "Comparisons with labels from two or more annotators"),
-            ("percent", "Percent agreement", "Mean share of agreeing label pairs on those comparisons"),
-            ("alpha", "Krippendorff's α", ("Agreement beyond chance over all annotators (nominal; missing "
-                                           "labels allowed): 1 is perfect, 0 is chance")),
-            ("fleiss", "Fleiss' κ", ("Agreement beyond chance over three or more annotators: 1 is perfect, 0 is "
-                                     "chance")),
-        )):
+        for r, (key, caption, tip) in enumerate(
+            (
+                ("items", "Compared", "Comparisons with labels from two or more annotators"),
+                ("percent", "Percent agreement", "Mean share of agreeing label pairs on those comparisons"),
+                (
+                    "alpha",
+                    "Krippendorff's α",
+                    (
+                        "Agreement beyond chance over all annotators (nominal; missing "
+                        "labels allowed): 1 is perfect, 0 is chance"
+                    ),
+                ),
+                (
+                    "fleiss",
+                    "Fleiss' κ",
+                    ("Agreement beyond chance over three or more annotators: 1 is perfect, 0 is chance"),
+                ),
+            )
+        ):
             cap = QLabel(caption)
             cap.setObjectName("Muted")
             cap.setToolTip(tip)
@@ -152,9 +168,12 @@ class AgreementPanel(QGroupBox):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        header.model().setHeaderData(4, Qt.Orientation.Horizontal,
-                                     "(observed − chance) / (1 − chance): 1 is perfect, 0 is chance",
-                                     Qt.ItemDataRole.ToolTipRole)
+        header.model().setHeaderData(
+            4,
+            Qt.Orientation.Horizontal,
+            "(observed − chance) / (1 − chance): 1 is perfect, 0 is chance",
+            Qt.ItemDataRole.ToolTipRole,
+        )
         self.kappa_table.setMinimumHeight(90)
         self.kappa_table.setMaximumHeight(170)
         right.addWidget(self.kappa_table, 1)
@@ -182,15 +201,20 @@ class AgreementPanel(QGroupBox):
         fleiss = report.get("fleiss_kappa")
         self.figure_labels["fleiss"].setText(_number(fleiss["kappa"], 2) if fleiss else "—")
         self.figure_labels["fleiss"].setToolTip(
-            fleiss["variant"].replace("kappa", "κ") + f" on {fleiss['items']:,} comparisons" if fleiss
-            else "Needs three or more annotators")
+            fleiss["variant"].replace("kappa", "κ") + f" on {fleiss['items']:,} comparisons"
+            if fleiss
+            else "Needs three or more annotators"
+        )
         rows = report["cohen_kappa"]
         self.kappa_table.setRowCount(len(rows))
         for r, entry in enumerate(rows):
             first, second = entry["annotators"]
             cells = [
-                (first, None), (second, None), (f"{entry['items']:,}", entry["items"]),
-                (_percent(entry["observed"]), entry["observed"]), (_number(entry["kappa"]), entry["kappa"]),
+                (first, None),
+                (second, None),
+                (f"{entry['items']:,}", entry["items"]),
+                (_percent(entry["observed"]), entry["observed"]),
+                (_number(entry["kappa"]), entry["kappa"]),
             ]
             for c, (text, value) in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -200,16 +224,21 @@ class AgreementPanel(QGroupBox):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if c == 4:
                     item.setToolTip(
-                        "κ is undefined: both used one and the same label throughout" if entry["kappa"] is None
-                        else f"observed agreement {entry['observed']:.3f}, expected by chance "
-                             f"{entry['expected']:.3f}")
+                        "κ is undefined: both used one and the same label throughout"
+                        if entry["kappa"] is None
+                        else f"observed agreement {entry['observed']:.3f}, expected by chance {entry['expected']:.3f}"
+                    )
                 self.kappa_table.setItem(r, c, item)
         if report["items_multiply_labelled"] == 0:
-            self.note.setText("No comparison has labels from two annotators yet. Merge the other annotators' "
-                              "projects (Merge projects…) to measure agreement.")
+            self.note.setText(
+                "No comparison has labels from two annotators yet. Merge the other annotators' "
+                "projects (Merge projects…) to measure agreement."
+            )
         else:
-            self.note.setText("κ and α correct for chance: 1 is perfect agreement, 0 is what chance gives. "
-                              f"{report['chance']} Adjudications are not counted as votes.")
+            self.note.setText(
+                "κ and α correct for chance: 1 is perfect agreement, 0 is what chance gives. "
+                f"{report['chance']} Adjudications are not counted as votes."
+            )
 
     def kappa(self, first: str, second: str) -> float | None:
         """The κ shown for a pair of annotators (either order), for tests."""
@@ -425,8 +454,15 @@ class AdjudicationDialog(QDialog):
         for w in (self.prompt_card, self.pair, self.votes_label, self.position_label):
             w.setVisible(has)
         self.empty_label.setVisible(not has)
-        for b in (self.a_button, self.b_button, self.tie_button, self.bad_button, self.skip_button,
-                  *self.strength_buttons.values(), self.note_edit):
+        for b in (
+            self.a_button,
+            self.b_button,
+            self.tie_button,
+            self.bad_button,
+            self.skip_button,
+            *self.strength_buttons.values(),
+            self.note_edit,
+        ):
             b.setEnabled(has)
         self.undo_button.setEnabled(bool(self._history))
         for action in self._actions[:5]:
@@ -434,10 +470,13 @@ class AdjudicationDialog(QDialog):
         self.who_label.setText(f"Deciding as {self.adjudicator}")
         self.status_label.setText(
             f"{len(self.queue):,} to settle · {self.decisions:,} decided here. The decision is what training "
-            "uses for the comparison; the annotators' labels stay as they are.")
+            "uses for the comparison; the annotators' labels stay as they are."
+        )
         if cid is None:  # not has
-            self.empty_label.setText("No disagreements left to settle.\nEvery comparison the annotators disagree "
-                                     "on has an adjudicated label.")
+            self.empty_label.setText(
+                "No disagreements left to settle.\nEvery comparison the annotators disagree "
+                "on has an adjudicated label."
+            )
             return
         with QSignalBlocker(self.list):
             self.list.setCurrentRow(self.queue.index(cid))
@@ -445,11 +484,17 @@ class AdjudicationDialog(QDialog):
         comp = self.project.comparison(cid)
         labels = self.project.comparison_labels(cid)
         self.position_label.setText(f"Comparison #{cid}  ·  {self.queue.index(cid) + 1} of {len(self.queue)}")
-        votes = "   ".join(f"{entry['annotator']}: {label_words(entry['choice'], entry['strength'])}"
-                           + (f" (“{entry['note']}”)" if entry["note"] else "") for entry in labels)
+        votes = "   ".join(
+            f"{entry['annotator']}: {label_words(entry['choice'], entry['strength'])}"
+            + (f" (“{entry['note']}”)" if entry["note"] else "")
+            for entry in labels
+        )
         majority = row.get("majority")
-        summary = (f"Majority: {CHOICE_NAMES.get(majority, majority)}" if majority
-                   else "No majority (the votes are split evenly)")
+        summary = (
+            f"Majority: {CHOICE_NAMES.get(majority, majority)}"
+            if majority
+            else "No majority (the votes are split evenly)"
+        )
         if row.get("excluded"):
             summary += " · excluded from training"
         self.votes_label.setText(f"{votes}\n{summary}")
@@ -485,8 +530,14 @@ class AdjudicationDialog(QDialog):
         if choice in ("a", "b") and strength is None:
             strength = self.strength()
         try:
-            jid = adjudicate(self.project, cid, self.adjudicator, choice,
-                             strength if choice in ("a", "b") else None, note=self.note_edit.text().strip())
+            jid = adjudicate(
+                self.project,
+                cid,
+                self.adjudicator,
+                choice,
+                strength if choice in ("a", "b") else None,
+                note=self.note_edit.text().strip(),
+            )
         except (ValueError, sqlite3.Error) as exc:
             self.status_label.setText(f"Could not record the decision: {exc}")
             return None

@@ -139,7 +139,8 @@ class TrainView(QWidget):
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("Primary")
         self.start_button.setStyleSheet(  # the shared style has no disabled look for the primary button
-            "QPushButton#Primary:disabled { background: #aabbe0; border-color: #aabbe0; color: #f4f6fb; }")
+            "QPushButton#Primary:disabled { background: #aabbe0; border-color: #aabbe0; color: #f4f6fb; }"
+        )
         self.start_button.setToolTip("Start a new run with these settings (it trains in the background)")
         self.start_button.clicked.connect(lambda: self.start())
         self.pause_button = QPushButton("Pause")
@@ -270,8 +271,12 @@ class TrainView(QWidget):
         """Before the window or the project closes: ask whether to stop a running run; stop it if so."""
         if self.run is None or not self.run.is_running():
             return True
-        box = QMessageBox(QMessageBox.Icon.Question, "A run is training",
-                          "A training run is still going. Stop it and save a checkpoint?", parent=self)
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "A run is training",
+            "A training run is still going. Stop it and save a checkpoint?",
+            parent=self,
+        )
         box.setInformativeText("The run stops at its next step and can be resumed later from the Train view.")
         stop = box.addButton("Stop and save a checkpoint", QMessageBox.ButtonRole.AcceptRole)
         box.addButton("Cancel", QMessageBox.ButtonRole.RejectRole)
@@ -472,7 +477,8 @@ class TrainView(QWidget):
         self.detail_label.setText(
             f"{s.get('n_train', 0):,} training and {s.get('n_val', 0):,} validation pairs · "
             f"{s.get('steps', 0)} steps · {_fmt_duration(s.get('time_s'))}"
-            + (f" · {s['n_overlong']:,} pairs cut to fit" if s.get("n_overlong") else ""))
+            + (f" · {s['n_overlong']:,} pairs cut to fit" if s.get("n_overlong") else "")
+        )
         self.message.emit(text)
 
     def _on_failed(self, ev: Failed) -> None:
@@ -497,10 +503,14 @@ class TrainView(QWidget):
             self.run_ended.emit(run.run_id)
 
     def _show_failure(self, ev: Failed) -> None:
-        box = message_box(QMessageBox.Icon.Warning, "Training failed", ev.message[:1].upper() + ev.message[1:] + ".",
-                          parent=self)  # the message quotes paths and settings
-        box.setInformativeText(("What to do: " + ev.hint + ".") if ev.hint else
-                               "The project and its labels are unchanged; adjust the settings and start again.")
+        box = message_box(
+            QMessageBox.Icon.Warning, "Training failed", ev.message[:1].upper() + ev.message[1:] + ".", parent=self
+        )  # the message quotes paths and settings
+        box.setInformativeText(
+            ("What to do: " + ev.hint + ".")
+            if ev.hint
+            else "The project and its labels are unchanged; adjust the settings and start again."
+        )
         box.setWindowModality(Qt.WindowModality.WindowModal)
         self.error_box = box
         box.open()
@@ -572,8 +582,14 @@ class TrainView(QWidget):
                 if took is None and row.finished_at and row.created_at:
                     took = row.finished_at - row.created_at
                 started = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at)) if row.created_at else ""
-                values = [f"#{row.id}", row.status, row.mode, "—" if acc is None else f"{acc:.3f}",
-                          _fmt_duration(took), started]
+                values = [
+                    f"#{row.id}",
+                    row.status,
+                    row.mode,
+                    "—" if acc is None else f"{acc:.3f}",
+                    _fmt_duration(took),
+                    started,
+                ]
                 for c, value in enumerate(values):
                     item = QTableWidgetItem(str(value))
                     item.setData(Qt.ItemDataRole.UserRole, int(row.id))
@@ -632,9 +648,11 @@ class TrainView(QWidget):
         self.progress.setRange(0, 1000)
         self.progress.setValue(1000 if run["status"] == "finished" else 0)
         self.detail_label.setText(
-            (run.get("message") or "") if run["status"] == "failed" else
-            f"{run['mode']} · {s.get('n_train', 0):,} train / {s.get('n_val', 0):,} val pairs · "
-            f"{s.get('steps', 0)} steps · {_fmt_duration(s.get('time_s'))}")
+            (run.get("message") or "")
+            if run["status"] == "failed"
+            else f"{run['mode']} · {s.get('n_train', 0):,} train / {s.get('n_val', 0):,} val pairs · "
+            f"{s.get('steps', 0)} steps · {_fmt_duration(s.get('time_s'))}"
+        )
         self.metrics_label.setText("" if acc is None else f"validation accuracy {acc:.3f}")
 
     def _load_history(self, run_id: int) -> None:
@@ -644,14 +662,16 @@ class TrainView(QWidget):
         wide = steps.pivot_table(index="step", columns="name", values="value", aggfunc="last")
         for step, row in wide.iterrows():
             self.plots.add_step(int(step), {k: float(v) for k, v in row.items() if np.isfinite(v)})
-        val = metrics[metrics["split"] == "val"].pivot_table(index="step", columns="name", values="value",
-                                                             aggfunc="last")
+        val = metrics[metrics["split"] == "val"].pivot_table(
+            index="step", columns="name", values="value", aggfunc="last"
+        )
         for step, row in val.iterrows():
             self.plots.add_evaluation(int(step), {k: float(v) for k, v in row.items() if np.isfinite(v)})
         scores = self.project.pair_scores(run_id)
         if len(scores):
-            self.plots.set_margins(scores["comparison_id"].to_numpy(), scores["split"].to_numpy(),
-                                   scores["margin"].to_numpy())
+            self.plots.set_margins(
+                scores["comparison_id"].to_numpy(), scores["split"].to_numpy(), scores["margin"].to_numpy()
+            )
 
     def _update_buttons(self) -> None:
         has = self.project is not None

@@ -74,8 +74,13 @@ class ChoiceRow(QWidget):
 
     chosen = Signal(str)  # "first", "second", "tie" or "both_bad"
 
-    def __init__(self, first: tuple[str, str], second: tuple[str, str], middle: QWidget | None = None,
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        first: tuple[str, str],
+        second: tuple[str, str],
+        middle: QWidget | None = None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
@@ -96,8 +101,12 @@ class ChoiceRow(QWidget):
             button.clicked.connect(lambda _checked=False, key=key: self.chosen.emit(key))
 
     def buttons(self) -> dict[str, KeyButton]:
-        return {"first": self.first_button, "tie": self.tie_button, "both_bad": self.bad_button,
-                "second": self.second_button}
+        return {
+            "first": self.first_button,
+            "tie": self.tie_button,
+            "both_bad": self.bad_button,
+            "second": self.second_button,
+        }
 
 
 class Card(QFrame):

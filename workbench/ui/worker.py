@@ -68,8 +68,13 @@ class TrainWorker(QObject):
     event = Signal(object)  # type: ignore[assignment]
     done = Signal()  # ``run`` returned; nothing more comes
 
-    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None,
-                 trainer_factory: TrainerFactory | None = None):
+    def __init__(
+        self,
+        project_path: str | Path,
+        config: TrainConfig,
+        resume_run: int | None = None,
+        trainer_factory: TrainerFactory | None = None,
+    ):
         """``trainer_factory`` builds what runs the training: None for the trainer in the training
         process; ``Trainer`` itself runs it in the worker thread (tests use that to inject failures)."""
         super().__init__()
@@ -81,9 +86,15 @@ class TrainWorker(QObject):
         #: what the factory built, while the run is on (diagnostics: a TrainerProcess's ``pid``)
         self.trainer: object | None = None
         self._signals = {
-            RunStarted: self.run_started, PhaseProgress: self.progress, StepMetrics: self.step,
-            Evaluation: self.evaluated, CheckpointSaved: self.checkpoint_saved, Paused: self.paused,
-            Resumed: self.resumed, Finished: self.finished, Failed: self.failed,
+            RunStarted: self.run_started,
+            PhaseProgress: self.progress,
+            StepMetrics: self.step,
+            Evaluation: self.evaluated,
+            CheckpointSaved: self.checkpoint_saved,
+            Paused: self.paused,
+            Resumed: self.resumed,
+            Finished: self.finished,
+            Failed: self.failed,
         }
 
     @property
@@ -107,8 +118,9 @@ class TrainWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        events = run_to_events(self._build_trainer, self.project_path, self.config, self.resume_run,
-                               control=self.control)
+        events = run_to_events(
+            self._build_trainer, self.project_path, self.config, self.resume_run, control=self.control
+        )
         try:
             for ev in events:
                 self._signals[type(ev)].emit(ev)
@@ -128,9 +140,14 @@ class TrainingRun(QObject):
 
     ended = Signal()  # the thread has finished; the run is over
 
-    def __init__(self, project_path: str | Path, config: TrainConfig, resume_run: int | None = None,
-                 parent: QObject | None = None,
-                 trainer_factory: TrainerFactory | None = None):
+    def __init__(
+        self,
+        project_path: str | Path,
+        config: TrainConfig,
+        resume_run: int | None = None,
+        parent: QObject | None = None,
+        trainer_factory: TrainerFactory | None = None,
+    ):
         super().__init__(parent)
         self.worker_thread = QThread()  # not self.thread: that is QObject.thread()
         self.worker_thread.setObjectName("workbench-training")
