@@ -1,4 +1,5 @@
-"""Training runs in a project: runs, their metrics by step, per-pair scores, and the embedding cache.
+"""Training runs in a project: runs, their metrics by step, per-pair scores (in-sample at each evaluation, and
+out-of-fold), and the embedding cache.
 
 ``RunStore`` is a mixin of ``Project`` (core/store.py), which owns the connection and transactions; the
 trainer and the views call these methods on the project. A new set of pair scores tells the label queue
@@ -143,6 +144,46 @@ class RunStore:
         run_id, step, chosen, r_c, r_r = row
         r_a, r_b = (r_c, r_r) if chosen == "a" else (r_r, r_c)
         return {"run_id": int(run_id), "step": int(step), "r_a": float(r_a), "r_b": float(r_b)}
+
+    def pair_score_history(self, run_id: int) -> pd.DataFrame:
+        """A run's scores of its labelled pairs at every evaluation (the training dynamics of each pair):
+        comparison_id, step, chosen, r_chosen, r_rejected, margin; unlabelled comparisons left out."""
+        return pd.read_sql_query(
+            "SELECT comparison_id, step, chosen, r_chosen, r_rejected, r_chosen - r_rejected AS margin"
+            " FROM pair_scores WHERE run_id = ? AND split != 'unlabelled' ORDER BY comparison_id, step",
+            self._conn,
+            params=(run_id,),
+        )
+
+    # ------------------------------------------------------- out-of-fold scores
+    #: how out-of-fold scores can be made (``oof_scores.source``)
+    OOF_SOURCES = ("head-folds", "finetune-folds")
+
+    def add_oof_scores(self, run_id: int, rows: Iterable[tuple[int, str, int, float, float]], source: str) -> None:
+        """Store a run's out-of-fold scores, rows of (comparison_id, chosen side 'a'/'b', fold, r_chosen,
+        r_rejected), replacing any the run had (one set per run; the in-sample ``pair_scores`` are untouched)."""
+        if source not in self.OOF_SOURCES:
+            raise ValueError(f"source must be one of {', '.join(self.OOF_SOURCES)}, not {source!r}")
+        now = self._clock()
+        with self.transaction():
+            if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise KeyError(f"no run {run_id}")
+            self._conn.execute("DELETE FROM oof_scores WHERE run_id = ?", (run_id,))
+            self._conn.executemany(
+                "INSERT INTO oof_scores(run_id, comparison_id, chosen, fold, r_chosen, r_rejected, source, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [(run_id, int(c), ch, int(f), float(rc), float(rr), source, now) for c, ch, f, rc, rr in rows],
+            )
+
+    def oof_scores(self, run_id: int) -> pd.DataFrame:
+        """A run's out-of-fold scores: comparison_id, chosen, fold, r_chosen, r_rejected, margin (r_chosen -
+        r_rejected, oriented to the run's label), source; empty when none were computed."""
+        return pd.read_sql_query(
+            "SELECT comparison_id, chosen, fold, r_chosen, r_rejected, r_chosen - r_rejected AS margin, source"
+            " FROM oof_scores WHERE run_id = ? ORDER BY comparison_id",
+            self._conn,
+            params=(run_id,),
+        )
 
     # ------------------------------------------------------- embedding cache
     def cached_embeddings(self, backbone: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:

@@ -133,6 +133,22 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX current_labels_annotator ON current_labels(annotator_id, choice, judgment_id);
     """,
+    # 3 -> 4: out-of-fold scores of a run's labelled pairs (each from a model that never saw the pair's
+    # prompt), kept apart from the in-sample ``pair_scores`` so that neither overwrites the other. ``source``
+    # says how they were made: "head-folds" (heads on cached embeddings) or "finetune-folds".
+    """
+    CREATE TABLE oof_scores (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+        chosen TEXT NOT NULL CHECK (chosen IN ('a', 'b')),
+        fold INTEGER NOT NULL,
+        r_chosen REAL NOT NULL,
+        r_rejected REAL NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('head-folds', 'finetune-folds')),
+        created_at REAL NOT NULL,
+        PRIMARY KEY (run_id, comparison_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -107,15 +107,31 @@ def split_by_prompt(prompt_keys: Sequence[str], val_fraction: float, seed: int) 
     the set of prompts does not move the cut-off past it.
     """
     keys = list(prompt_keys)
-    unique = sorted(
-        set(keys),
-        key=lambda k: hashlib.blake2b(f"{seed}\x1f{k}".encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-    )
+    unique = _prompt_order(keys, seed)
     n_val = math.floor(val_fraction * len(unique) + 0.5)  # round half up, not to even
     if val_fraction > 0 and len(unique) >= 2:
         n_val = min(max(n_val, 1), len(unique) - 1)
     val = set(unique[:n_val])
     return np.array([k in val for k in keys], dtype=bool)
+
+
+def folds_by_prompt(prompt_keys: Sequence[str], k: int, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of each pair for k-fold out-of-fold scoring: whole prompts go to one fold. Prompts
+    in the seeded-hash order of :func:`split_by_prompt` are dealt round-robin, so folds differ by at most one
+    prompt and the assignment does not depend on the order of the rows."""
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    keys = list(prompt_keys)
+    fold_of = {key: i % k for i, key in enumerate(_prompt_order(keys, seed))}
+    return np.array([fold_of[key] for key in keys], dtype=np.int64)
+
+
+def _prompt_order(keys: Sequence[str], seed: int) -> list[str]:
+    """The distinct prompts sorted by a hash of the seed and the text: a seeded shuffle independent of row order."""
+    return sorted(
+        set(keys),
+        key=lambda k: hashlib.blake2b(f"{seed}\x1f{k}".encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+    )
 
 
 # --------------------------------------------------------------------- snapshot

@@ -1,0 +1,321 @@
+"""Suspect labels: per labelled pair, the probability that its label is wrong and a cartography category.
+
+It owns the rule that answers "is it the label or the model?" (DESIGN.md §5, Inspect), as plain pandas and
+numpy (no torch, no Qt: the GUI imports it). The out-of-fold scores come from ``training/folds.py``; the
+training dynamics from a run's stored evaluations; the votes from the project.
+
+Everything is oriented to the label (m = r_label - r_other; a vote agrees with the label or not), so the
+stored order of a and b, which reveals imported labels, changes nothing.
+
+How the sources combine (log-odds that the label is wrong, from a symmetric prior of 0):
+
+1. **The model.** The out-of-fold margins m are the label's evidence from a model that never saw the pair.
+   Each pair is a two-class problem relative to itself: the labelled side is better (class 1, probability
+   σ(m)) or not (class 0); it is entered twice, as itself and mirrored (class 0 with the probabilities
+   swapped), so both classes are alike and orientation-free. ``q`` is σ(m) calibrated on that mirrored
+   problem by isotonic regression (odd-symmetric). cleanlab's confident joint (``count.estimate_joint``) on
+   it estimates ε, the share of wrong labels (capped by the anchor estimate: the mean q of the pairs whose
+   margins are most against their labels, which is ε itself where only flips reach); cleanlab ranks the labels (``rank.get_label_quality_scores``,
+   the ``label_quality`` column) and flags issues (``filter.find_label_issues``, ``cleanlab_issue``).
+   If a flipped label's margin is distributed as the negative of a correct one's (the folds are blind to the
+   label), the density of m is f(m) = (1-ε) g(m) + ε g(-m), so with ρ = f(-m)/f(m) = (1-q)/q:
+   P(flipped | m) = ε((1-ε)ρ - ε) / (1-2ε), clipped to [0.001, 0.999]. Its log-odds minus logit(ε) is the
+   model's likelihood ratio log g(-m)/g(m), which does not depend on how many people labelled the pair.
+2. **Votes.** Every annotator's current a/b vote on the pair (ties and both-bad say nothing about the order)
+   adds ±w(strength)·logit(r): + against the label, - for it. r, the annotator's reliability, is their
+   leave-one-out agreement with the others' majority (``team.majority_agreement``), shrunk towards 1-ε with
+   10 pseudo-items and clipped to [0.5, 0.99]; 1-ε when they never overlapped with anyone. w (strength 1-4:
+   0.5, 0.75, 1, 1.25; none: 1) is an assumption, not fitted: "negligibly better" says less than "much better".
+   With one annotator of reliability 1-ε this gives back step 1 exactly.
+3. **Adjudication** is a vote of reliability 0.99 (near certainty), strength weight 1, and replaces the
+   annotators' votes (the adjudicator decided having seen them: they are not independent evidence again).
+
+p_label_wrong = σ(model likelihood ratio + votes). ``tests/core/test_suspects.py`` checks it on synthetic
+flips: of the pairs given about p, about p are flipped.
+
+Categories, after dataset cartography (Swayamdipta et al. 2020: confidence = mean probability of the label
+across evaluations, variability = its standard deviation): **ambiguous** (variability ≥ 0.2, or annotators
+split on a/b without an adjudication); **likely mislabelled** (p_label_wrong ≥ 0.5 with a negative
+out-of-fold margin: hard to learn, or learned in sample only by memorising); **hard to learn** (confidence
+below 0.5); **easy** otherwise. Without dynamics, confidence is σ(in-sample margin), or σ(out-of-fold margin).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: categories, worst first
+CATEGORIES = ("likely mislabelled", "ambiguous", "hard to learn", "easy")
+STRENGTH_WEIGHT: dict[int | None, float] = {1: 0.5, 2: 0.75, 3: 1.0, 4: 1.25, None: 1.0}
+ADJUDICATION_RELIABILITY = 0.99
+PRIOR_ITEMS = 10.0
+RELIABILITY_RANGE = (0.5, 0.99)
+P_CLIP = (0.001, 0.999)
+#: the anchor estimate of ε averages q over the lowest max(ANCHOR_MIN, ANCHOR_SHARE * n) margins
+ANCHOR_MIN, ANCHOR_SHARE = 20, 0.02
+VARIABILITY_HIGH = 0.2
+CONFIDENCE_LOW = 0.5
+#: the columns of a suspects table (``suspects_for_run``), in order
+COLUMNS = [
+    "comparison_id",
+    "prompt",
+    "chosen",
+    "rejected",
+    "label",
+    "annotator",
+    "in_sample_margin",
+    "oof_margin",
+    "p_label_wrong",
+    "category",
+    "confidence",
+    "variability",
+    "label_quality",
+    "reason",
+    "oof_source",
+]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float))))
+
+
+def _logit(p: float | np.ndarray) -> Any:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def calibrated_probability(margins: np.ndarray) -> np.ndarray:
+    """q = P(the labelled side is better | m): σ(m) calibrated by isotonic regression on the mirrored
+    two-class problem (each m with class 1 and -m with class 0), made exactly odd-symmetric."""
+    from sklearn.isotonic import IsotonicRegression
+
+    m = np.asarray(margins, dtype=float)
+    x = np.concatenate([m, -m])
+    y = np.concatenate([np.ones(len(m)), np.zeros(len(m))])
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(_sigmoid(x), y)
+    q = 0.5 * (iso.predict(_sigmoid(m)) + 1.0 - iso.predict(_sigmoid(-m)))
+    return np.clip(q, 1e-6, 1 - 1e-6)
+
+
+def model_evidence(margins: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """(p_model, ε, label_quality, cleanlab_issue) of out-of-fold margins oriented to the labels (step 1 of
+    the module's rule)."""
+    from cleanlab.count import estimate_joint
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    q = calibrated_probability(margins)
+    n = len(q)
+    labels = np.concatenate([np.ones(n, dtype=int), np.zeros(n, dtype=int)])
+    probs = np.concatenate([np.stack([1 - q, q], axis=1), np.stack([q, 1 - q], axis=1)])
+    joint = estimate_joint(labels, probs)
+    # The anchor estimate: where the margin is most against the label, the calibrated q is the flip rate
+    # itself (f(m) = ε g(-m) there). cleanlab's confident joint counts the undecided pairs near m = 0 as
+    # issues too and overestimates ε by a few points on synthetic flips, so the smaller of the two is used.
+    anchor = float(np.mean(np.sort(q)[: max(ANCHOR_MIN, math.ceil(ANCHOR_SHARE * n))]))
+    eps = float(np.clip(min(joint[0, 1] + joint[1, 0], anchor), 1e-3, 0.45))
+    quality = get_label_quality_scores(labels, probs)[:n]
+    issues = find_label_issues(labels, probs)
+    issue = issues[:n] | issues[n:]
+    rho = (1 - q) / q
+    p = eps * ((1 - eps) * rho - eps) / (1 - 2 * eps)
+    return np.clip(p, *P_CLIP), eps, np.asarray(quality, dtype=float), np.asarray(issue, dtype=bool)
+
+
+def reliabilities(votes: pd.DataFrame, eps: float) -> dict[str, float]:
+    """Each annotator's reliability r: leave-one-out agreement with the others' majority, shrunk towards 1-ε
+    (``PRIOR_ITEMS`` pseudo-items) and clipped to ``RELIABILITY_RANGE``."""
+    from workbench.core.team import majority_agreement
+
+    units: dict[Any, dict[str, str]] = defaultdict(dict)
+    for cid, annotator, choice, adj in votes[["comparison_id", "annotator", "choice", "adjudication"]].itertuples(
+        index=False
+    ):
+        if not adj:
+            units[cid][annotator] = choice
+    out = {}
+    for name, row in majority_agreement(units).items():
+        r = (row["agreed"] + PRIOR_ITEMS * (1 - eps)) / (row["items"] + PRIOR_ITEMS)
+        out[name] = float(np.clip(r, *RELIABILITY_RANGE))
+    return out
+
+
+def score_suspects(pairs: pd.DataFrame, votes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``pairs`` (comparison_id, label 'a'/'b', oof_margin; optional in_sample_margin, confidence,
+    variability) with p_label_wrong, category, reason, label_quality, cleanlab_issue and p_model added.
+    ``votes``: comparison_id, annotator, choice, strength, adjudication (bool); None: no votes known, as if
+    each label came from one annotator of average reliability."""
+    out = pairs.copy().reset_index(drop=True)
+    for col in ("in_sample_margin", "confidence", "variability"):
+        if col not in out:
+            out[col] = np.nan
+    m = out["oof_margin"].to_numpy(dtype=float)
+    if len(out) == 0:
+        for col in ("p_model", "p_label_wrong", "label_quality"):
+            out[col] = pd.Series(dtype=float)
+        out["cleanlab_issue"] = pd.Series(dtype=bool)
+        out["category"] = out["reason"] = pd.Series(dtype=object)
+        return out
+    p_model, eps, quality, issue = model_evidence(m)
+    logodds = _logit(p_model) - _logit(eps)
+    out["p_model"], out["label_quality"], out["cleanlab_issue"] = p_model, quality, issue
+    labels = dict(zip(out["comparison_id"], out["label"]))
+    against: Counter = Counter()
+    voters: Counter = Counter()
+    adjudicated: set = set()
+    evidence: defaultdict[Any, float] = defaultdict(float)
+    if votes is None or votes.empty:
+        evidence.update({cid: -_logit(1 - eps) for cid in labels})
+        voters.update({cid: 1 for cid in labels})
+    else:
+        votes = votes[votes["choice"].isin(["a", "b"]) & votes["comparison_id"].isin(list(labels))]
+        rel = reliabilities(votes, eps)
+        # The adjudicator decided having seen the votes: theirs is the word, the votes are not counted again.
+        adjudicated = set(votes.loc[votes["adjudication"].astype(bool), "comparison_id"])
+        for cid, annotator, choice, strength, adj in votes[
+            ["comparison_id", "annotator", "choice", "strength", "adjudication"]
+        ].itertuples(index=False):
+            if adj:
+                r, w = ADJUDICATION_RELIABILITY, 1.0
+            else:
+                voters[cid] += 1
+                against[cid] += choice != labels[cid]
+                if cid in adjudicated:
+                    continue
+                r = rel.get(annotator, 1 - eps)
+                w = STRENGTH_WEIGHT.get(None if strength is None or pd.isna(strength) else int(strength), 1.0)
+            sign = 1.0 if choice != labels[cid] else -1.0
+            evidence[cid] += sign * w * float(_logit(r))
+    total = logodds + np.array([evidence.get(c, 0.0) for c in out["comparison_id"]])
+    out["p_label_wrong"] = _sigmoid(total)
+    conf = out["confidence"].to_numpy(dtype=float)
+    fallback = np.where(
+        np.isfinite(out["in_sample_margin"].to_numpy(dtype=float)),
+        _sigmoid(out["in_sample_margin"].to_numpy(dtype=float)),
+        _sigmoid(m),
+    )
+    out["confidence_used"] = np.where(np.isfinite(conf), conf, fallback)
+    cats, reasons = [], []
+    for row, cid in zip(out.itertuples(index=False), out["comparison_id"]):
+        split = 0 < against[cid] < voters[cid] and cid not in adjudicated
+        cat, why = _category(row, split)
+        cats.append(cat)
+        reasons.append(why + _vote_text(against[cid], voters[cid], cid in adjudicated))
+    out["category"], out["reason"] = cats, reasons
+    return out
+
+
+def _category(row: Any, split: bool) -> tuple[str, str]:
+    m, p, conf, var = row.oof_margin, row.p_label_wrong, row.confidence_used, row.variability
+    odds = f"out-of-fold margin {m:+.2f}, p(label wrong) {p:.2f}"
+    if p >= 0.5 and m < 0:
+        memorised = conf >= CONFIDENCE_LOW
+        return "likely mislabelled", (
+            f"{odds}; learned in sample only (confidence {conf:.2f}): memorised"
+            if memorised
+            else f"{odds}; hard to learn (confidence {conf:.2f})"
+        )
+    if split:
+        return "ambiguous", f"{odds}; annotators split"
+    if np.isfinite(var) and var >= VARIABILITY_HIGH:
+        return "ambiguous", f"{odds}; the model changed its mind in training (variability {var:.2f})"
+    if conf < CONFIDENCE_LOW:
+        return "hard to learn", f"{odds}; low confidence {conf:.2f}"
+    return "easy", f"{odds}; confidence {conf:.2f}"
+
+
+def _vote_text(against: int, voters: int, adjudicated: bool) -> str:
+    parts = []
+    if voters > 1:
+        parts.append(f"{against} of {voters} annotators against the label")
+    if adjudicated:
+        parts.append("adjudicated")
+    return "; " + "; ".join(parts) if parts else ""
+
+
+def training_dynamics(history: pd.DataFrame) -> pd.DataFrame:
+    """Per comparison, from a run's scores at every evaluation (``Project.pair_score_history``, margins oriented
+    to the run's label): confidence (mean σ(margin)) and variability (its standard deviation; NaN with fewer
+    than two evaluations)."""
+    if history.empty:
+        return pd.DataFrame(
+            {
+                "comparison_id": pd.Series(dtype="int64"),
+                "confidence": pd.Series(dtype=float),
+                "variability": pd.Series(dtype=float),
+            }
+        )
+    p = history.assign(p=_sigmoid(history["margin"].to_numpy(dtype=float)))
+    grouped = p.groupby("comparison_id")["p"]
+    out = pd.DataFrame({"confidence": grouped.mean(), "variability": grouped.std(ddof=0), "n": grouped.size()})
+    out.loc[out["n"] < 2, "variability"] = np.nan
+    return out.drop(columns="n").reset_index()
+
+
+def suspects_for_run(project: Any, run_id: int) -> pd.DataFrame:
+    """The suspects table of a run (``COLUMNS``), most suspect first: its labelled pairs with their label, its
+    annotator, the in-sample margin (latest evaluation) and the out-of-fold one (stored by
+    ``Project.add_oof_scores``), the dynamics and the votes now in the project. ValueError when the run has no
+    out-of-fold scores."""
+    oof = project.oof_scores(run_id)
+    if oof.empty:
+        raise ValueError(f"run {run_id} has no out-of-fold scores; compute them first (workbench suspects does)")
+    snapshot = project.run(run_id)["data_snapshot"]
+    label_of = dict(zip(snapshot.get("comparison_ids", []), snapshot.get("choices", "")))
+    judgment_of = dict(zip(snapshot.get("comparison_ids", []), snapshot.get("judgment_ids", [])))
+    names = project.judgment_annotators([int(j) for j in judgment_of.values()])
+    pairs = pd.DataFrame(
+        {
+            "comparison_id": oof["comparison_id"].astype("int64"),
+            "label": [label_of.get(int(c), ch) for c, ch in zip(oof["comparison_id"], oof["chosen"])],
+            "oof_margin": oof["margin"].astype(float),
+            "oof_source": oof["source"],
+        }
+    )
+    pairs["annotator"] = [names.get(int(judgment_of.get(int(c), -1)), "") for c in pairs["comparison_id"]]
+    scores = project.pair_scores(run_id)
+    in_sample = dict(zip(scores["comparison_id"], scores["margin"])) if not scores.empty else {}
+    pairs["in_sample_margin"] = [in_sample.get(int(c), math.nan) for c in pairs["comparison_id"]]
+    pairs = pairs.merge(training_dynamics(project.pair_score_history(run_id)), on="comparison_id", how="left")
+    scored = score_suspects(pairs, project_votes(project))
+    texts = project.comparisons_frame(scored["comparison_id"].tolist()).set_index("comparison_id")
+    a_wins = scored["label"].to_numpy() == "a"
+    rows = texts.loc[scored["comparison_id"]]
+    scored["prompt"] = rows["prompt"].to_numpy()
+    scored["chosen"] = np.where(a_wins, rows["response_a"].to_numpy(), rows["response_b"].to_numpy())
+    scored["rejected"] = np.where(a_wins, rows["response_b"].to_numpy(), rows["response_a"].to_numpy())
+    order = scored.sort_values(["p_label_wrong", "comparison_id"], ascending=[False, True], kind="stable")
+    return order[COLUMNS].reset_index(drop=True)
+
+
+def project_votes(project: Any) -> pd.DataFrame:
+    """Every current label of the project as a vote: comparison_id, annotator, choice, strength, adjudication."""
+    labels = project.labels()
+    return pd.DataFrame(
+        {
+            "comparison_id": labels["comparison_id"].astype("int64"),
+            "annotator": labels["annotator"],
+            "choice": labels["choice"],
+            "strength": [None if pd.isna(s) else int(s) for s in labels["strength"]],
+            "adjudication": (labels["kind"] == "adjudication") | (labels["annotator_kind"] == "adjudicator"),
+        }
+    )
+
+
+def latest_finished_run(runs: pd.DataFrame) -> int:
+    """The newest finished run of ``Project.runs()``; ValueError when there is none."""
+    done = runs[runs["status"] == "finished"]
+    if done.empty:
+        raise ValueError("the project has no finished run; train one first (workbench train) or pass --run")
+    return int(done["id"].max())
+
+
+def as_mapping(frame: pd.DataFrame) -> Mapping[str, Any]:
+    """Columns of a frame as lists (for ``write_table``), NaN as None."""
+    return {c: [None if isinstance(v, float) and math.isnan(v) else v for v in frame[c].tolist()] for c in frame}
