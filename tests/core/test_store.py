@@ -518,7 +518,7 @@ def test_statistics(filled):
     stats = filled.statistics()
     assert stats["comparisons"] == 10 and stats["judgments"] == 4 and stats["schema_version"] == SCHEMA_VERSION
     assert stats["judged_comparisons"] == 2
-    assert stats["labels"] == {"a": 1, "b": 1, "tie": 1, "both_bad": 0, "skip": 1}
+    assert stats["labels"] == {"a_or_b": 2, "tie": 1, "both_bad": 0, "skip": 1}
     assert stats["trainable_pairs"] == 0  # comparison 1 is split 1:1
     assert stats["flagged"] == 1 and stats["excluded"] == 0
     ann = next(d for d in stats["annotators_detail"] if d["name"] == "ann")

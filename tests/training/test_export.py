@@ -83,7 +83,7 @@ def test_the_model_card_reports_data_and_metrics(trained, exported):
         f"| validation split (by prompt, seed 0) | {summary['n_val']} |",
         "over-length",
         "import:hh-style.jsonl (40)",
-        f"a {labels['a']}, b {labels['b']}, tie 0",  # annotators, labels
+        f"a_or_b {labels['a_or_b']}, tie 0",  # annotators, labels (a and b pooled: the stored order says nothing)
         f"| accuracy | {summary['val_accuracy']:.4g} |",
         f"| loss | {summary['val_loss']:.4g} |",
         f"Steps: {summary['steps']} of {summary['total_steps']}",

@@ -189,8 +189,8 @@ def format_statistics(stats: dict[str, Any]) -> str:
         # a and b pooled: which of the two was stored first says nothing (imports store the chosen one as a).
         "labels       "
         + ", ".join(
-            [f"a or b {labels.get('a', 0) + labels.get('b', 0):,}"]
-            + [f"{name} {count:,}" for name, count in labels.items() if name not in ("a", "b")]
+            [f"a or b {labels.get('a_or_b', 0):,}"]
+            + [f"{name} {count:,}" for name, count in labels.items() if name != "a_or_b"]
         ),
     ]
     rows = stats.get("annotators_detail") or []

@@ -1093,7 +1093,12 @@ class Project(LabelQueue, RunStore):
             "schema_version": self.schema_version,
             **counts,
             "judged_comparisons": judged,
-            "labels": {c: int(by_choice.get(c, 0)) for c in CHOICES},
+            # a and b pooled: which response was stored first says nothing (imports store the chosen one as a),
+            # so a count per stored side would only describe the storage order.
+            "labels": {
+                "a_or_b": int(by_choice.get("a", 0)) + int(by_choice.get("b", 0)),
+                **{c: int(by_choice.get(c, 0)) for c in CHOICES if c not in ("a", "b")},
+            },
             "trainable_pairs": int(
                 (resolved["choice"].isin(["a", "b"]) & ~resolved["comparison_id"].isin(self.marked("exclude"))).sum()
             ),
