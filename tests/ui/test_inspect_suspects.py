@@ -100,7 +100,7 @@ def test_a_click_on_either_plot_opens_the_pair(inspect):
 def test_a_lasso_filters_the_table_and_clears(inspect):
     view = inspect
     plot = view.error_map
-    x, y = plot.x, plot.y
+    x, y = plot.xs, plot.ys
     # A polygon around the points right of the median x: exactly those pairs are kept.
     mid = float(np.median(x))
     xs = np.array([mid + 1e-9, x.max() + 1, x.max() + 1, mid + 1e-9])

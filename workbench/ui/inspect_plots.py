@@ -197,13 +197,15 @@ class ScatterPanel(QWidget):
         self.plot.setLabel("bottom", x_label)
         self.plot.setLabel("left", y_label)
         self.plot.showGrid(x=True, y=True, alpha=0.15)
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)  # no "(x0.001)" on a 0-1 scale
         self.plot.setMinimumHeight(200)
-        legend = self.plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
+        legend = self.plot.addLegend(offset=(-8, 8), labelTextSize="8pt", labelTextColor=style.TEXT)
         legend.setBrush(pg.mkBrush(255, 255, 255, 200))
         self.items: dict[str, pg.ScatterPlotItem] = {}
         for name, color in groups:
             item = pg.ScatterPlotItem(
-                size=7, pen=pg.mkPen(None), brush=pg.mkBrush(color), hoverable=False, name=name, pxMode=True
+                size=7, pen=pg.mkPen(90, 90, 90, 110), brush=pg.mkBrush(color), hoverable=False, name=name, pxMode=True
             )
             item.sigClicked.connect(self._on_clicked)
             self.plot.addItem(item)
@@ -220,7 +222,7 @@ class ScatterPanel(QWidget):
         self.note.setObjectName("Muted")
         self.note.setWordWrap(True)
         col.addWidget(self.note)
-        self.x = self.y = np.zeros(0)
+        self.xs = self.ys = np.zeros(0)
         self.ids = np.zeros(0, dtype=np.int64)
 
     def _set_lasso(self, on: bool) -> None:
@@ -230,7 +232,7 @@ class ScatterPanel(QWidget):
     def show_message(self, text: str) -> None:
         for item in self.items.values():
             item.setData([], [])
-        self.x = self.y = np.zeros(0)
+        self.xs = self.ys = np.zeros(0)
         self.ids = np.zeros(0, dtype=np.int64)
         self.message.setText(text)
         self.stack.setCurrentWidget(self.message)
@@ -238,11 +240,11 @@ class ScatterPanel(QWidget):
 
     def set_points(self, ids: np.ndarray, x: np.ndarray, y: np.ndarray, group: np.ndarray) -> None:
         """Draw pairs ``ids`` at (x, y), each in the item of its ``group`` name."""
-        self.ids, self.x, self.y = np.asarray(ids, dtype=np.int64), np.asarray(x, float), np.asarray(y, float)
+        self.ids, self.xs, self.ys = np.asarray(ids, dtype=np.int64), np.asarray(x, float), np.asarray(y, float)
         group = np.asarray(group, dtype=object)
         for name, item in self.items.items():
             mask = group == name
-            item.setData(x=self.x[mask], y=self.y[mask], data=self.ids[mask])
+            item.setData(x=self.xs[mask], y=self.ys[mask], data=self.ids[mask])
         self.stack.setCurrentWidget(self.plot)
         self.lasso_button.setEnabled(True)
         self.plot.enableAutoRange()
@@ -253,7 +255,7 @@ class ScatterPanel(QWidget):
 
     def select_polygon(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """The comparison ids inside a polygon in data coordinates (emitted as ``lassoed``)."""
-        ids = self.ids[points_in_polygon(self.x, self.y, np.asarray(xs, float), np.asarray(ys, float))]
+        ids = self.ids[points_in_polygon(self.xs, self.ys, np.asarray(xs, float), np.asarray(ys, float))]
         self.lassoed.emit(ids)
         return ids
 
