@@ -199,6 +199,10 @@ class RunStore:
                 out[h] = np.frombuffer(blob, dtype=np.float32)
         return out
 
+    def embedding_keys(self) -> list[str]:
+        """The ``backbone`` keys the embedding cache holds vectors under (the Inspect error map looks for the run's)."""
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT backbone FROM embeddings ORDER BY backbone")]
+
     def store_embeddings(self, backbone: str, vectors: dict[str, np.ndarray]) -> None:
         with self.transaction():
             self._conn.executemany(

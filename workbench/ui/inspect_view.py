@@ -8,7 +8,13 @@ responses through ``safe_text`` (dataset text is data: no HTML, no resources), w
 Actions write to the project at once: relabel (a judgment of kind "relabel" by the current annotator,
 superseding their own earlier label if they had one), flag for review, and exclude from training (the
 next run leaves the pair out). "Compare with run N" adds a column and a filter for the pairs whose
-margin changed sign between the two runs.
+margin changed sign between the two runs, and says which of the other run's suspects flipped.
+
+Suspects (issue 12): where the run has out-of-fold scores, each pair gets p(label wrong), a category and a
+one-line reason (``core/suspects.py``, computed in the same background task), a "Suspects first" order, a
+category filter, a suspects queue, and the review actions (keep / flip / tie / both bad / exclude, each with
+a reason: ``Project.review_label``) that take a pair out of the queue. The cartography scatter and the error
+map (``ui/inspect_plots.py``) open a pair on click and filter the table to a lasso.
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workbench.core import suspects as suspects_rule
 from workbench.core.records import STRENGTHS
 from workbench.core.store import Project
 from workbench.ui import settings, style
 from workbench.ui.frame_model import Column, FrameModel, fixed
+from workbench.ui.inspect_plots import CartographyPlot, ErrorMap, cartography_data, dynamics_counts, error_map_data
 from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import SafeTextBrowser, plain
 from workbench.ui.tasks import ProjectTask
@@ -48,6 +56,16 @@ EXCERPT = 160
 CHOICE_TEXT = {"a": "A", "b": "B", "tie": "tie", "both_bad": "both bad", "skip": "skipped"}
 SEARCH_DELAY_MS = 250
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+#: categories whose pairs are in the suspects queue until reviewed
+QUEUE_CATEGORIES = ("likely mislabelled", "ambiguous")
+#: the review actions: (action, button text, tooltip)
+REVIEWS = [
+    ("keep", "&Keep", "The label is right: a confirmation (an adjudication), so the pair leaves the queue"),
+    ("flip", "F&lip", "The other response wins: an adjudication of the other side"),
+    ("tie", "T&ie", "An adjudication: a tie (not trained on)"),
+    ("both_bad", "&Both bad", "An adjudication: both bad (not trained on)"),
+    ("exclude", "E&xclude", "Leave the pair out of training, with the reason"),
+]
 
 
 # ---------------------------------------------------------------------- the frame (built off the GUI thread)
@@ -168,7 +186,73 @@ def build_pairs_frame(
     df["margin_s"] = fixed(3, signed=True)(df["margin"])
     df["flip_s"] = flip_strings(df["flip"], compare_run)
     df["status_s"] = status_strings(df)
+    for col, empty in (("p_label_wrong", np.nan), ("oof_margin", np.nan), ("category", ""), ("reason", "")):
+        df[col] = empty
+    df["reviewed"] = False
+    df["p_wrong_s"] = df["oof_s"] = ""
     return df
+
+
+def add_suspects(project: Project, run_id: int, df: pd.DataFrame, compare_run: int | None) -> pd.DataFrame | None:
+    """Fill the suspects columns of a run's frame in place; the suspects table, or None when the run has no
+    out-of-fold scores. With ``compare_run``, the Compared column also says which of its suspects flipped."""
+    try:
+        table = suspects_rule.suspects_for_run(project, run_id)
+    except ValueError:
+        return None
+    by_id = table.set_index("comparison_id")
+    ids = df["comparison_id"]
+    for col in ("p_label_wrong", "oof_margin", "category", "reason"):
+        df[col] = ids.map(by_id[col])
+    df["category"] = df["category"].fillna("")
+    df["reason"] = df["reason"].fillna("")
+    labels = project.labels()
+    df["reviewed"] = ids.isin(labels.loc[labels["kind"] == "adjudication", "comparison_id"])
+    df["p_wrong_s"] = fixed(2)(df["p_label_wrong"])
+    df["oof_s"] = fixed(3, signed=True)(df["oof_margin"])
+    df.loc[df["p_label_wrong"].isna(), ["p_wrong_s", "oof_s"]] = ""
+    if compare_run is not None:
+        try:
+            before = suspects_rule.suspects_for_run(project, compare_run).set_index("comparison_id")
+        except ValueError:
+            before = None
+        if before is not None:
+            was = before[before["category"].isin(QUEUE_CATEGORIES)]
+            label_then, cat_then = ids.map(was["label"]), ids.map(was["category"])
+            label_now = ids.map(by_id["label"])
+            text = np.where(
+                label_then.notna() & (label_then != label_now),
+                "label flipped",
+                np.where(cat_then.notna() & (cat_then != df["category"]), "now " + df["category"].astype(str), ""),
+            )
+            text = np.where(cat_then.notna() & (text == ""), "still " + cat_then.fillna("").astype(str), text)
+            marks = np.where(text != "", "suspect in #" + str(compare_run) + ": " + text, "")
+            df["flip_s"] = np.where(
+                (df["flip_s"] != "") & (marks != ""), df["flip_s"] + " · " + marks, df["flip_s"] + marks
+            )
+            df["suspect_flipped"] = text != ""
+    return table
+
+
+def build_inspect_data(project: Project, run_id: int, compare_run: int | None = None) -> dict:
+    """Everything the view shows for a run, off the GUI thread: the table's frame, the suspects note, and
+    the two plots' data (or their messages)."""
+    df = build_pairs_frame(project, run_id, compare_run)
+    table = add_suspects(project, run_id, df, compare_run)
+    if table is None:
+        note = (
+            f"Run #{run_id} has no out-of-fold scores, so no suspects: compute them with"
+            f" python3 -m workbench suspects --project {project.path} --run {run_id} --out suspects.csv"
+        )
+        return {"frame": df, "note": note, "cartography": note, "error_map": note}
+    counts = table["category"].value_counts()
+    note = "Suspects: " + ", ".join(f"{int(counts.get(c, 0))} {c}" for c in suspects_rule.CATEGORIES)
+    return {
+        "frame": df,
+        "note": note,
+        "cartography": cartography_data(table, dynamics_counts(project, run_id)),
+        "error_map": error_map_data(project, run_id, table),
+    }
 
 
 COLUMNS = [
@@ -181,6 +265,23 @@ COLUMNS = [
         width=86,
         alert="wrong",
         tooltip="r chosen − r rejected; zero or below: mispredicted (red)",
+    ),
+    Column(
+        "p_wrong_s",
+        "P(wrong)",
+        sort_key="p_label_wrong",
+        align=RIGHT,
+        width=92,
+        tooltip="Probability that the label is wrong (out-of-fold margin and the votes; core/suspects.py)",
+    ),
+    Column("category", "Category", width=120, tooltip="Likely mislabelled, ambiguous, hard to learn or easy"),
+    Column(
+        "oof_s",
+        "OOF margin",
+        sort_key="oof_margin",
+        align=RIGHT,
+        width=104,
+        tooltip="Out-of-fold margin: from a model that never saw the pair, oriented to the label",
     ),
     Column("excerpt", "Prompt", width=300),
     Column(
@@ -220,6 +321,7 @@ FLIP_COLUMN = Column(
     "flip_s", "Compared", sort_key="flip", width=160, tooltip="Pairs whose margin changed sign between the two runs"
 )
 MARGIN_COLUMN = 1
+P_WRONG_COLUMN = 2
 
 
 # ---------------------------------------------------------------------- the view
@@ -243,6 +345,9 @@ class InspectView(QWidget):
         self._active = False
         self._stale = False
         self._load_token = 0
+        #: comparison ids picked with a plot's lasso (the table's filter), or None
+        self.plot_selection: np.ndarray | None = None
+        self.has_suspects = False
         self.model = FrameModel(list(COLUMNS), self)
         self._build()
         self.set_project(None)
@@ -313,6 +418,36 @@ class InspectView(QWidget):
         filters.addWidget(self.margin_max)
         filters.addWidget(self.search_edit, 1)
         root.addLayout(filters)
+
+        suspects_row = QHBoxLayout()
+        suspects_row.setSpacing(10)
+        self.suspects_first_button = QPushButton("Suspects first")
+        self.suspects_first_button.setToolTip("Sort by p(label wrong), most suspect first")
+        self.suspects_first_button.clicked.connect(self.sort_suspects_first)
+        self.queue_check = QCheckBox("Suspects queue")
+        self.queue_check.setToolTip("Likely mislabelled or ambiguous pairs not yet reviewed (keep, flip, …)")
+        self.category_combo = QComboBox()
+        self.category_combo.setToolTip("Pairs of one suspects category")
+        self.category_combo.addItem("All", None)
+        for cat in suspects_rule.CATEGORIES:
+            self.category_combo.addItem(cat, cat)
+        self.lasso_label = QLabel("")
+        self.lasso_clear = QPushButton("Clear plot selection")
+        self.lasso_clear.clicked.connect(lambda: self.set_plot_selection(None))
+        self.lasso_clear.hide()
+        self.suspects_note = plain(QLabel(""))
+        self.suspects_note.setObjectName("Muted")
+        self.suspects_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        suspects_row.addWidget(self.suspects_first_button)
+        suspects_row.addWidget(self.queue_check)
+        suspects_row.addWidget(QLabel("Category"))
+        suspects_row.addWidget(self.category_combo)
+        suspects_row.addWidget(self.lasso_label)
+        suspects_row.addWidget(self.lasso_clear)
+        suspects_row.addWidget(self.suspects_note, 1)
+        root.addLayout(suspects_row)
+        self.queue_check.toggled.connect(self.apply_filters)
+        self.category_combo.currentIndexChanged.connect(self.apply_filters)
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(SEARCH_DELAY_MS)
@@ -352,7 +487,20 @@ class InspectView(QWidget):
         self._size_columns()
         self.model.modelReset.connect(self._update_count)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
-        split.addWidget(self.table)
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.setChildrenCollapsible(False)
+        left.addWidget(self.table)
+        plots = QSplitter(Qt.Orientation.Horizontal)
+        self.cartography = CartographyPlot()
+        self.error_map = ErrorMap()
+        for plot in (self.cartography, self.error_map):
+            plot.pair_clicked.connect(self.open_from_plot)
+            plot.lassoed.connect(self.set_plot_selection)
+            plots.addWidget(plot)
+        left.addWidget(plots)
+        left.setSizes([420, 300])
+        self.plots_splitter = left
+        split.addWidget(left)
         split.addWidget(self._build_detail())
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
@@ -376,6 +524,24 @@ class InspectView(QWidget):
         self.detail_scores.setObjectName("Muted")
         self.detail_scores.setWordWrap(True)
         col.addWidget(self.detail_scores)
+        self.why_label = plain(QLabel(""))
+        self.why_label.setWordWrap(True)
+        self.why_label.setStyleSheet("color: #8e2b1f;")
+        col.addWidget(self.why_label)
+        review = QHBoxLayout()
+        review.setSpacing(6)
+        self.reason_edit = QLineEdit()
+        self.reason_edit.setPlaceholderText("Reason for the review (required)")
+        self.reason_edit.setToolTip("A short reason, kept with the review record")
+        review.addWidget(self.reason_edit, 1)
+        self.review_buttons: dict[str, QPushButton] = {}
+        for action, text, tip in REVIEWS:
+            button = QPushButton(text)
+            button.setToolTip(tip + " (Alt + the underlined letter)")
+            button.clicked.connect(lambda _=False, a=action: self.review(a))
+            review.addWidget(button)
+            self.review_buttons[action] = button
+        col.addLayout(review)
 
         actions = QHBoxLayout()
         actions.setSpacing(6)
@@ -430,8 +596,12 @@ class InspectView(QWidget):
         self._wait_for_tasks()
         self.project = project
         self.run_id = self.compare_id = self.current_id = None
+        self.has_suspects = False
+        self.plot_selection = None
         self.model.set_frame(pd.DataFrame({c.key: [] for c in COLUMNS}))
         self._show_detail(None)
+        for plot in (self.cartography, self.error_map):
+            plot.show_message("Choose a run with out-of-fold scores.")
         self.refresh_runs()
         enabled = project is not None
         for w in (self.run_combo, self.compare_combo, self.refresh_button):
@@ -524,11 +694,11 @@ class InspectView(QWidget):
         self.count_label.setText(f"Loading run #{run_id}…")
         task = ProjectTask(
             self.project.path,
-            lambda p, progress, cancel: build_pairs_frame(p, run_id, compare_run),
+            lambda p, progress, cancel: build_inspect_data(p, run_id, compare_run),
             "Reading the run's pairs",
             parent=self,
         )
-        task.succeeded.connect(lambda df, t=token, r=run_id, c=compare_run: self._on_loaded(t, r, c, df))
+        task.succeeded.connect(lambda out, t=token, r=run_id, c=compare_run: self._on_loaded(t, r, c, out))
         task.failed.connect(lambda text: self.message.emit(f"Cannot show the run: {text}"))
         task.finished.connect(lambda t=task: self._forget_task(t))
         self._tasks.append(task)
@@ -544,9 +714,18 @@ class InspectView(QWidget):
             task.wait()
         self._tasks.clear()
 
-    def _on_loaded(self, token: int, run_id: int, compare_run: int | None, df: pd.DataFrame) -> None:
+    def _on_loaded(self, token: int, run_id: int, compare_run: int | None, out: dict) -> None:
         if token != self._load_token or self.project is None:
             return  # a newer load was asked for
+        df = out["frame"]
+        self.has_suspects = bool((df["category"] != "").any()) if len(df) else False
+        self.suspects_note.setText(out["note"])
+        self.cartography.set_data(out["cartography"])
+        self.error_map.set_data(out["error_map"])
+        for w in (self.suspects_first_button, self.queue_check, self.category_combo):
+            w.setEnabled(self.has_suspects)
+        self.plot_selection = None
+        self._show_lasso_count()
         keep = self._pending_select if self._pending_select is not None else self.current_id
         self._pending_select = None
         self.run_id, self.compare_id = run_id, compare_run
@@ -592,6 +771,14 @@ class InspectView(QWidget):
         name = self.annotator_combo.currentData()
         if name:
             mask &= (f["annotator"] == name).to_numpy()
+        if self.has_suspects:
+            category = self.category_combo.currentData()
+            if category:
+                mask &= (f["category"] == category).to_numpy()
+            if self.queue_check.isChecked():
+                mask &= self.queue_mask()
+        if self.plot_selection is not None:
+            mask &= np.isin(f["comparison_id"].to_numpy(), self.plot_selection)
         margin = f["margin"].to_numpy(dtype=float)
         for edit, above in ((self.margin_min, True), (self.margin_max, False)):
             try:
@@ -632,9 +819,45 @@ class InspectView(QWidget):
         self.annotator_combo.setCurrentIndex(0)
         for edit in (self.margin_min, self.margin_max, self.search_edit):
             edit.clear()
+        with QSignalBlocker(self.queue_check), QSignalBlocker(self.category_combo):
+            self.queue_check.setChecked(False)
+            self.category_combo.setCurrentIndex(0)
+        self.plot_selection = None
+        self._show_lasso_count()
         del blockers
         self.model.set_filter(None)
         self._update_count()
+
+    def queue_mask(self) -> np.ndarray:
+        """The suspects queue: likely mislabelled or ambiguous, not yet reviewed, not excluded."""
+        f = self.model.frame
+        return (
+            f["category"].isin(QUEUE_CATEGORIES).to_numpy()
+            & ~f["reviewed"].to_numpy(dtype=bool)
+            & ~f["excluded"].to_numpy(dtype=bool)
+        )
+
+    def sort_suspects_first(self) -> None:
+        """Most suspect first: p(label wrong), descending."""
+        self.table.sortByColumn(P_WRONG_COLUMN, Qt.SortOrder.DescendingOrder)
+
+    def set_plot_selection(self, ids: np.ndarray | None) -> None:
+        """Filter the table to the pairs picked with a plot's lasso (None: no such filter)."""
+        self.plot_selection = None if ids is None else np.asarray(ids, dtype=np.int64)
+        self._show_lasso_count()
+        self.apply_filters()
+
+    def _show_lasso_count(self) -> None:
+        if self.plot_selection is None:
+            self.lasso_label.setText("")
+            self.lasso_clear.hide()
+        else:
+            self.lasso_label.setText(f"{len(self.plot_selection):,} pairs selected in the plot")
+            self.lasso_clear.show()
+
+    def open_from_plot(self, comparison_id: int) -> None:
+        """A point was clicked: select the pair in the table and show it."""
+        self.select_pair(comparison_id)
 
     def _update_count(self) -> None:
         f = self.model.frame
@@ -727,6 +950,7 @@ class InspectView(QWidget):
                 view.clear()
             self.a_card.title.setText("Response A")
             self.b_card.title.setText("Response B")
+            self.why_label.setText("")
             self._set_actions_enabled(False)
             return
         pos = self.model.frame_position(row)
@@ -750,6 +974,11 @@ class InspectView(QWidget):
         if self.compare_id is not None and np.isfinite(r["other_margin"]):
             bits.append(f"margin in run #{self.compare_id}: {float(r['other_margin']):+.3f}")
         self.detail_scores.setText(" · ".join(bits))
+        if r["category"]:
+            done = " · reviewed" if bool(r["reviewed"]) else ""
+            self.why_label.setText(f"Why suspected ({r['category']}{done}): {r['reason']}")
+        else:
+            self.why_label.setText("")
         side = str(r["chosen_side"])
         r_a = float(r["r_chosen"] if side == "a" else r["r_rejected"])
         r_b = float(r["r_rejected"] if side == "a" else r["r_chosen"])
@@ -770,8 +999,62 @@ class InspectView(QWidget):
     def _set_actions_enabled(self, on: bool) -> None:
         for b in (self.swap_button, self.tie_button, self.both_bad_button, self.flag_button, self.exclude_button):
             b.setEnabled(on)
+        found = self._row_of_current() if on else None
+        suspect = found is not None and bool(found[1]["category"])
+        writable = read_only_message(self.project) is None
+        for b in self.review_buttons.values():
+            b.setEnabled(suspect and writable)
+        self.reason_edit.setEnabled(suspect and writable)
+        if not writable:
+            self.reason_edit.setPlaceholderText("Read only: reviews are off")
 
     # ------------------------------------------------------------------ actions
+    def review(self, action: str, reason: str | None = None) -> int | None:
+        """Settle the current suspect (keep, flip, tie, both_bad, exclude) with a reason; it leaves the queue."""
+        found = self._row_of_current()
+        if found is None or self.project is None:
+            return None
+        if (read_only := read_only_message(self.project)) is not None:
+            self.message.emit(read_only)
+            return None
+        if not self.annotator:
+            self.message.emit("Set your name (status bar) before reviewing.")
+            return None
+        why = (reason if reason is not None else self.reason_edit.text()).strip()
+        if not why:
+            self.message.emit("Give a short reason for the review (the field beside the buttons).")
+            self.reason_edit.setFocus()
+            return None
+        pos, r = found
+        cid = int(r["comparison_id"])
+        try:
+            record = self.project.review_label(cid, action, why, self.annotator)
+        except (ValueError, KeyError) as exc:
+            self.message.emit(f"Pair #{cid}: {exc}")
+            return None
+        now, now_strength = self.project.resolved_label(cid)
+        changes: dict[str, object] = {
+            "reviewed": action != "exclude" or bool(r["reviewed"]),
+            "excluded": action == "exclude" or bool(r["excluded"]),
+            "current_choice": now,
+            "current_strength": pd.NA if now_strength is None else now_strength,
+        }
+        self.reason_edit.clear()
+        self._update_row(pos, **changes)
+        self.message.emit(f"Pair #{cid} reviewed: {action.replace('_', ' ')} ({why}).")
+        self.labels_changed.emit()
+        if self.queue_check.isChecked():
+            self._next_in_queue(pos)
+        return record
+
+    def _next_in_queue(self, pos: int) -> None:
+        """Re-apply the filters (the reviewed pair leaves the queue) and show the next suspect."""
+        row = self.model.row_of_position(pos)
+        self.current_id = None
+        self.apply_filters()
+        if self.model.rowCount():
+            self.table.selectRow(min(max(row, 0), self.model.rowCount() - 1))
+
     def relabel(self, what: str) -> int | None:
         """'swap' (the other response wins, same strength), 'tie' or 'both_bad': a relabel judgment."""
         found = self._row_of_current()
