@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.core.suspects import score_suspects, training_dynamics
+from workbench.core.suspects import score_suspects, too_few_points, training_dynamics
 
 
 def _pairs(n: int = 400, flip: float = 0.2, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -106,7 +106,30 @@ def test_categories_follow_cartography():
 
 
 def test_training_dynamics_mean_and_spread_of_the_label_probability():
-    history = pd.DataFrame({"comparison_id": [1, 1, 2], "step": [1, 2, 1], "margin": [0.0, 100.0, 3.0]})
+    history = pd.DataFrame(
+        {"comparison_id": [1] * 6 + [2], "step": [*range(1, 7), 1], "margin": [0.0, 100.0] * 3 + [3.0]}
+    )
     dyn = training_dynamics(history).set_index("comparison_id")
     assert dyn.loc[1, "confidence"] == pytest.approx(0.75) and dyn.loc[1, "variability"] == pytest.approx(0.25)
-    assert np.isnan(dyn.loc[2, "variability"])
+    assert dyn.loc[1, "dynamics_points"] == 6 and dyn.loc[2, "dynamics_points"] == 1
+    assert np.isnan(dyn.loc[2, "variability"]) and np.isnan(dyn.loc[2, "confidence"])  # too few points
+
+
+def test_too_few_points_are_reported_not_used():
+    """Two points per pair (a fine-tune run of two epochs): no dynamics-based category, and the reason says so."""
+    pairs = pd.DataFrame(
+        {
+            "comparison_id": [1, 2],
+            "label": ["a", "a"],
+            "oof_margin": [0.3, 0.3],
+            "in_sample_margin": [2.0, 2.0],
+            "confidence": [np.nan, 0.55],
+            "variability": [np.nan, 0.3],
+            "dynamics_points": [2, 20],
+        }
+    )
+    pairs = pd.concat([pairs, _pairs(300)[0].assign(comparison_id=lambda f: f["comparison_id"] + 10)])
+    out = score_suspects(pairs).set_index("comparison_id")
+    assert out.loc[1, "category"] == "easy" and "too few points (2 < 5)" in out.loc[1, "reason"]
+    assert out.loc[2, "category"] == "ambiguous" and "too few" not in out.loc[2, "reason"]
+    assert too_few_points(out.reset_index().fillna({"dynamics_points": 0})) == 1

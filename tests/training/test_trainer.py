@@ -153,7 +153,7 @@ def test_events_come_in_order_and_results_are_stored(learnable, tiny_bert_dir):
     assert started.n_train + started.n_val == 48 and started.total_steps == 4 * math.ceil(started.n_train / 8)
     assert started.details["batch_size"] == 8 and started.details["learning_rate"] == 5e-3
     assert all(not isinstance(e, (RunStarted, Finished, Failed)) for e in events[1:-1])
-    assert {e.phase for e in events if isinstance(e, PhaseProgress)} == {"training", "evaluating"}
+    assert {e.phase for e in events if isinstance(e, PhaseProgress)} == {"training", "evaluating", "folds"}
 
     steps = [e.step for e in events if isinstance(e, StepMetrics)]
     assert steps == list(range(1, started.total_steps + 1))  # on the CPU every step is a log point

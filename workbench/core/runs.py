@@ -185,6 +185,32 @@ class RunStore:
             params=(run_id,),
         )
 
+    # ------------------------------------------------------- training dynamics
+    def add_pair_dynamics(self, run_id: int, rows: Iterable[tuple[int, int, float, float]]) -> None:
+        """Store a run's training dynamics, rows of (comparison_id, n_points, confidence, variability): per
+        training pair, how many training steps computed its margin, and the mean and the (population) standard
+        deviation of p(label) = σ(r_label - r_other) over them. Replaces any the run had (one set per run)."""
+        with self.transaction():
+            if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise KeyError(f"no run {run_id}")
+            self._conn.execute("DELETE FROM pair_dynamics WHERE run_id = ?", (run_id,))
+            self._conn.executemany(
+                "INSERT INTO pair_dynamics(run_id, comparison_id, n_points, confidence, variability)"
+                " VALUES (?,?,?,?,?)",
+                [(run_id, int(c), int(n), float(m), float(v)) for c, n, m, v in rows],
+            )
+
+    def pair_dynamics(self, run_id: int) -> pd.DataFrame:
+        """A run's stored training dynamics: comparison_id, n_points, confidence, variability; empty for a run
+        made before they were recorded (``core.suspects`` then falls back to its evaluations)."""
+        df = pd.read_sql_query(
+            "SELECT comparison_id, n_points, confidence, variability FROM pair_dynamics WHERE run_id = ?"
+            " ORDER BY comparison_id",
+            self._conn,
+            params=(run_id,),
+        )
+        return df.astype({"comparison_id": "int64", "n_points": "int64", "confidence": float, "variability": float})
+
     # ------------------------------------------------------- embedding cache
     def cached_embeddings(self, backbone: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

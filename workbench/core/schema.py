@@ -149,6 +149,32 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, comparison_id)
     ) WITHOUT ROWID;
     """,
+    # 4 -> 5: training dynamics (data cartography) of a run's training pairs, aggregated from the margins its
+    # training steps computed: how many steps saw the pair, the mean of p(label) (confidence) and its standard
+    # deviation (variability). And reviews of suspect labels from Inspect: append-only, each with its reason;
+    # the effect on the label is an adjudication judgment (``judgment_id``) or an exclude mark.
+    """
+    CREATE TABLE pair_dynamics (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+        n_points INTEGER NOT NULL,
+        confidence REAL NOT NULL,
+        variability REAL NOT NULL,
+        PRIMARY KEY (run_id, comparison_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY,
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+        action TEXT NOT NULL CHECK (action IN ('keep', 'flip', 'tie', 'both_bad', 'exclude')),
+        label TEXT CHECK (label IN ('a', 'b')),
+        reason TEXT NOT NULL DEFAULT '',
+        reviewer TEXT NOT NULL,
+        run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        judgment_id INTEGER REFERENCES judgments(id),
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX reviews_comparison ON reviews(comparison_id, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -925,6 +925,90 @@ class Project(LabelQueue, RunStore):
         )
         return {r[0] for r in rows}
 
+    # ------------------------------------------------------ reviews (Inspect's suspects queue)
+    #: what a review of a suspect label can do
+    REVIEW_ACTIONS = ("keep", "flip", "tie", "both_bad", "exclude")
+    #: a review's adjudication is recorded under the reviewer's name with this suffix, so that a reviewer who
+    #: labelled the pair as an annotator keeps their vote (one current label per annotator and comparison)
+    REVIEW_SUFFIX = " (review)"
+
+    def review_label(
+        self,
+        comparison_id: int,
+        action: str,
+        reason: str = "",
+        reviewer: str = "reviewer",
+        *,
+        label: str | None = None,
+        run_id: int | None = None,
+    ) -> int:
+        """Review a pair's label from the suspects queue: append a record (table ``reviews``, with the reason)
+        and resolve the label the way an adjudication does, so that ``resolved_labels()`` stays the one rule.
+        Returns the review's id.
+
+        ``label`` is the label reviewed ('a' or 'b'; default: the pair's resolved label; the suspects queue
+        passes the run's). keep: an adjudication of that label (a confirmation: the pair leaves the queue);
+        flip: an adjudication of the other side, which resolves the pair even when the annotators split 1-1;
+        tie, both_bad: an adjudication of that kind (no longer trained on); exclude: the exclude mark, with
+        the reason as its note. The adjudication is the reviewer's under ``reviewer + REVIEW_SUFFIX``. A later
+        review replaces an earlier one's decision (the latest adjudication wins); nothing is rewritten."""
+        if action not in self.REVIEW_ACTIONS:
+            raise ValueError(f"a review is one of {', '.join(self.REVIEW_ACTIONS)}, not {action!r}")
+        name = reviewer.strip()
+        if not name:
+            raise ValueError("reviewer name is empty")
+        if label not in (None, "a", "b"):
+            raise ValueError(f"label must be 'a' or 'b', not {label!r}")
+        judge = name if name.endswith(self.REVIEW_SUFFIX) else name + self.REVIEW_SUFFIX
+        note = f"review {action}" + (f": {reason}" if reason else "")
+        with self.transaction():
+            if self._conn.execute("SELECT 1 FROM comparisons WHERE id = ?", (comparison_id,)).fetchone() is None:
+                raise KeyError(f"no comparison {comparison_id}")
+            resolved, strength = self.resolved_label(comparison_id)
+            if label is None and resolved in ("a", "b"):
+                label = resolved
+            judgment_id = None
+            if action in ("keep", "flip"):
+                if label is None:
+                    raise ValueError(
+                        f"comparison {comparison_id} has no a/b label to {action} (its annotators split or chose "
+                        "tie/both bad); pass the label reviewed, or review it as tie, both_bad or exclude"
+                    )
+                choice = label if action == "keep" else ("b" if label == "a" else "a")
+                kept = strength if action == "keep" and resolved == label else None
+                judgment_id = self.record_judgment(
+                    comparison_id, judge, choice, strength=kept, note=note, kind="adjudication"
+                )
+            elif action in ("tie", "both_bad"):
+                judgment_id = self.record_judgment(comparison_id, judge, action, note=note, kind="adjudication")
+            else:
+                self.set_mark(comparison_id, "exclude", True, annotator=name, note=note)
+            cursor = self._conn.execute(
+                "INSERT INTO reviews(comparison_id, action, label, reason, reviewer, run_id, judgment_id, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (comparison_id, action, label, reason, name, run_id, judgment_id, _now()),
+            )
+            self._bump_queue_epoch()
+        self._forget_all_memos()
+        assert cursor.lastrowid is not None  # an INSERT sets it
+        return cursor.lastrowid
+
+    def reviews(self, comparison_id: int | None = None) -> pd.DataFrame:
+        """Every review (all, or one comparison's), oldest first: id, comparison_id, action, label (the label
+        reviewed), reason, reviewer, run_id, judgment_id, created_at."""
+        sql = "SELECT id, comparison_id, action, label, reason, reviewer, run_id, judgment_id, created_at FROM reviews"
+        if comparison_id is None:
+            return pd.read_sql_query(sql + " ORDER BY id", self._conn)
+        return pd.read_sql_query(sql + " WHERE comparison_id = ? ORDER BY id", self._conn, params=(comparison_id,))
+
+    def reviewed(self) -> dict[int, str]:
+        """comparison id -> the action of its latest review, for every reviewed comparison."""
+        rows = self._conn.execute(
+            "SELECT comparison_id, action FROM reviews r WHERE id = (SELECT MAX(id) FROM reviews s"
+            " WHERE s.comparison_id = r.comparison_id)"
+        )
+        return {int(c): str(a) for c, a in rows}
+
     def flagged_in_labels(self) -> set[int]:
         """Comparisons whose current label carries a flag (the Label view's F key), apart from flag marks."""
         return {

@@ -2,7 +2,8 @@
 
 It owns the rule that answers "is it the label or the model?" (DESIGN.md §5, Inspect), as plain pandas and
 numpy (no torch, no Qt: the GUI imports it). The out-of-fold scores come from ``training/folds.py``; the
-training dynamics from a run's stored evaluations; the votes from the project.
+training dynamics from the run's own training steps (``Project.pair_dynamics``; runs made before those were
+recorded fall back to their evaluations); the votes and reviews from the project.
 
 Everything is oriented to the label (m = r_label - r_other; a vote agrees with the label or not), so the
 stored order of a and b, which reveals imported labels, changes nothing.
@@ -38,6 +39,13 @@ across evaluations, variability = its standard deviation): **ambiguous** (variab
 split on a/b without an adjudication); **likely mislabelled** (p_label_wrong ≥ 0.5 with a negative
 out-of-fold margin: hard to learn, or learned in sample only by memorising); **hard to learn** (confidence
 below 0.5); **easy** otherwise. Without dynamics, confidence is σ(in-sample margin), or σ(out-of-fold margin).
+Dynamics need at least ``MIN_DYNAMICS_POINTS`` points per pair (a fine-tune run of two epochs has two): with
+fewer, confidence and variability are NaN, ``dynamics_points`` says how many there were and the reason says
+"too few points", and the category is made as if there were none.
+
+Closing the loop: ``Project.review_label`` records a review (keep, flip, tie, both_bad, exclude); the table
+says the latest review of each pair (``review``), ``include_reviewed=False`` leaves reviewed pairs out (the
+queue), and ``compare_suspects`` shows what became of run A's suspects in run B.
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ P_CLIP = (0.001, 0.999)
 #: the anchor estimate of ε averages q over the lowest max(ANCHOR_MIN, ANCHOR_SHARE * n) margins
 ANCHOR_MIN, ANCHOR_SHARE = 20, 0.02
 VARIABILITY_HIGH = 0.2
+#: fewer points per pair than this and its dynamics are not used ("too few points")
+MIN_DYNAMICS_POINTS = 5
 CONFIDENCE_LOW = 0.5
 #: the columns of a suspects table (``suspects_for_run``), in order
 COLUMNS = [
@@ -78,6 +88,8 @@ COLUMNS = [
     "label_quality",
     "reason",
     "oof_source",
+    "dynamics_points",
+    "review",
 ]
 
 
@@ -206,7 +218,7 @@ def score_suspects(pairs: pd.DataFrame, votes: pd.DataFrame | None = None) -> pd
         split = 0 < against[cid] < voters[cid] and cid not in adjudicated
         cat, why = _category(row, split)
         cats.append(cat)
-        reasons.append(why + _vote_text(against[cid], voters[cid], cid in adjudicated))
+        reasons.append(why + _vote_text(against[cid], voters[cid], cid in adjudicated) + _points_text(row))
     out["category"], out["reason"] = cats, reasons
     return out
 
@@ -230,6 +242,13 @@ def _category(row: Any, split: bool) -> tuple[str, str]:
     return "easy", f"{odds}; confidence {conf:.2f}"
 
 
+def _points_text(row: Any) -> str:
+    n = getattr(row, "dynamics_points", 0)
+    if n is None or not np.isfinite(n) or not 0 < n < MIN_DYNAMICS_POINTS:
+        return ""
+    return f"; training dynamics: too few points ({int(n)} < {MIN_DYNAMICS_POINTS}), not used"
+
+
 def _vote_text(against: int, voters: int, adjudicated: bool) -> str:
     parts = []
     if voters > 1:
@@ -241,28 +260,54 @@ def _vote_text(against: int, voters: int, adjudicated: bool) -> str:
 
 def training_dynamics(history: pd.DataFrame) -> pd.DataFrame:
     """Per comparison, from a run's scores at every evaluation (``Project.pair_score_history``, margins oriented
-    to the run's label): confidence (mean σ(margin)) and variability (its standard deviation; NaN with fewer
-    than two evaluations)."""
+    to the run's label; the fallback for runs made before the training steps' dynamics were stored): n_points,
+    confidence (mean σ(margin)) and variability (its standard deviation), both NaN with fewer than
+    ``MIN_DYNAMICS_POINTS`` points."""
     if history.empty:
-        return pd.DataFrame(
-            {
-                "comparison_id": pd.Series(dtype="int64"),
-                "confidence": pd.Series(dtype=float),
-                "variability": pd.Series(dtype=float),
-            }
+        return _usable_dynamics(
+            pd.DataFrame({"comparison_id": [], "n_points": [], "confidence": [], "variability": []})
         )
     p = history.assign(p=_sigmoid(history["margin"].to_numpy(dtype=float)))
     grouped = p.groupby("comparison_id")["p"]
-    out = pd.DataFrame({"confidence": grouped.mean(), "variability": grouped.std(ddof=0), "n": grouped.size()})
-    out.loc[out["n"] < 2, "variability"] = np.nan
-    return out.drop(columns="n").reset_index()
+    out = pd.DataFrame({"n_points": grouped.size(), "confidence": grouped.mean(), "variability": grouped.std(ddof=0)})
+    return _usable_dynamics(out.reset_index())
 
 
-def suspects_for_run(project: Any, run_id: int) -> pd.DataFrame:
+def _usable_dynamics(frame: pd.DataFrame) -> pd.DataFrame:
+    """comparison_id, dynamics_points, confidence, variability: NaN where there are too few points."""
+    n = frame["n_points"].to_numpy(dtype=np.int64) if len(frame) else np.zeros(0, dtype=np.int64)
+    few = n < MIN_DYNAMICS_POINTS
+    return pd.DataFrame(
+        {
+            "comparison_id": frame["comparison_id"].to_numpy(dtype=np.int64),
+            "dynamics_points": n,
+            "confidence": np.where(few, np.nan, frame["confidence"].to_numpy(dtype=float)),
+            "variability": np.where(few, np.nan, frame["variability"].to_numpy(dtype=float)),
+        }
+    )
+
+
+def run_dynamics(project: Any, run_id: int) -> pd.DataFrame:
+    """A run's dynamics per pair (comparison_id, dynamics_points, confidence, variability): stored from its
+    training steps, or for an older run from its evaluations."""
+    stored = project.pair_dynamics(run_id)
+    if not stored.empty:
+        return _usable_dynamics(stored)
+    return training_dynamics(project.pair_score_history(run_id))
+
+
+def too_few_points(table: pd.DataFrame) -> int:
+    """How many pairs of a suspects table have dynamics with too few points to use (0 < n < the minimum)."""
+    n = table["dynamics_points"].to_numpy(dtype=float)
+    return int(np.count_nonzero((n > 0) & (n < MIN_DYNAMICS_POINTS)))
+
+
+def suspects_for_run(project: Any, run_id: int, include_reviewed: bool = True) -> pd.DataFrame:
     """The suspects table of a run (``COLUMNS``), most suspect first: its labelled pairs with their label, its
     annotator, the in-sample margin (latest evaluation) and the out-of-fold one (stored by
-    ``Project.add_oof_scores``), the dynamics and the votes now in the project. ValueError when the run has no
-    out-of-fold scores."""
+    ``Project.add_oof_scores``), the dynamics (``run_dynamics``), the votes now in the project and the latest
+    review of each pair (``review``, "" when none). ``include_reviewed=False`` leaves reviewed pairs out (the
+    queue: a kept label has been confirmed). ValueError when the run has no out-of-fold scores."""
     oof = project.oof_scores(run_id)
     if oof.empty:
         raise ValueError(f"run {run_id} has no out-of-fold scores; compute them first (workbench suspects does)")
@@ -282,8 +327,13 @@ def suspects_for_run(project: Any, run_id: int) -> pd.DataFrame:
     scores = project.pair_scores(run_id)
     in_sample = dict(zip(scores["comparison_id"], scores["margin"])) if not scores.empty else {}
     pairs["in_sample_margin"] = [in_sample.get(int(c), math.nan) for c in pairs["comparison_id"]]
-    pairs = pairs.merge(training_dynamics(project.pair_score_history(run_id)), on="comparison_id", how="left")
+    pairs = pairs.merge(run_dynamics(project, run_id), on="comparison_id", how="left")
+    pairs["dynamics_points"] = pairs["dynamics_points"].fillna(0).astype("int64")
     scored = score_suspects(pairs, project_votes(project))
+    reviewed = project.reviewed()
+    scored["review"] = [reviewed.get(int(c), "") for c in scored["comparison_id"]]
+    if not include_reviewed:
+        scored = scored[scored["review"] == ""].reset_index(drop=True)
     texts = project.comparisons_frame(scored["comparison_id"].tolist()).set_index("comparison_id")
     a_wins = scored["label"].to_numpy() == "a"
     rows = texts.loc[scored["comparison_id"]]
@@ -292,6 +342,70 @@ def suspects_for_run(project: Any, run_id: int) -> pd.DataFrame:
     scored["rejected"] = np.where(a_wins, rows["response_b"].to_numpy(), rows["response_a"].to_numpy())
     order = scored.sort_values(["p_label_wrong", "comparison_id"], ascending=[False, True], kind="stable")
     return order[COLUMNS].reset_index(drop=True)
+
+
+#: the columns of ``compare_suspects``, in order
+COMPARE_COLUMNS = [
+    "comparison_id",
+    "prompt",
+    "label_a",
+    "label_b",
+    "category_a",
+    "category_b",
+    "p_label_wrong_a",
+    "p_label_wrong_b",
+    "oof_margin_a",
+    "oof_margin_b",
+    "review",
+    "label_flipped",
+    "category_changed",
+    "change",
+]
+
+
+def is_suspect(table: pd.DataFrame) -> pd.Series:
+    """The suspects of a suspects table: any category but "easy", or p_label_wrong of 0.5 or more."""
+    return (table["category"] != "easy") | (table["p_label_wrong"] >= 0.5)
+
+
+def compare_suspects(project: Any, run_a: int, run_b: int) -> pd.DataFrame:
+    """What became of run A's suspects (``is_suspect``) in run B (``COMPARE_COLUMNS``), most suspect in A
+    first: the stored side each run trained as the label ('a'/'b'; None where B did not train on the pair),
+    each run's category, p_label_wrong and out-of-fold margin, the pair's latest review, and ``change``:
+    "label flipped" (B trained on the other side), "left training" (B did not train on it: excluded, tie,
+    both bad, or split), "now <category>" (same label, another category) or "unchanged". Both runs need
+    out-of-fold scores (ValueError otherwise)."""
+    a = suspects_for_run(project, run_a)
+    b = suspects_for_run(project, run_b).set_index("comparison_id")
+    a = a[is_suspect(a)].reset_index(drop=True)
+    in_b = a["comparison_id"].isin(b.index).to_numpy()
+
+    def from_b(col: str) -> list:
+        return [b.at[c, col] if ok else None for c, ok in zip(a["comparison_id"], in_b)]
+
+    label_b, category_b = from_b("label"), from_b("category")
+    out = pd.DataFrame(
+        {
+            "comparison_id": a["comparison_id"].astype("int64"),
+            "prompt": a["prompt"],
+            "label_a": a["label"],
+            "label_b": pd.Series(label_b, dtype=object),
+            "category_a": a["category"],
+            "category_b": pd.Series(category_b, dtype=object),
+            "p_label_wrong_a": a["p_label_wrong"].astype(float),
+            "p_label_wrong_b": pd.Series([math.nan if v is None else v for v in from_b("p_label_wrong")], dtype=float),
+            "oof_margin_a": a["oof_margin"].astype(float),
+            "oof_margin_b": pd.Series([math.nan if v is None else v for v in from_b("oof_margin")], dtype=float),
+            "review": a["review"],
+        }
+    )
+    out["label_flipped"] = in_b & (out["label_a"].to_numpy() != out["label_b"].to_numpy())
+    out["category_changed"] = in_b & (out["category_a"].to_numpy() != out["category_b"].to_numpy())
+    out["change"] = [
+        "left training" if not ok else "label flipped" if flipped else f"now {cat_b}" if changed else "unchanged"
+        for ok, flipped, changed, cat_b in zip(in_b, out["label_flipped"], out["category_changed"], out["category_b"])
+    ]
+    return out[COMPARE_COLUMNS]
 
 
 def project_votes(project: Any) -> pd.DataFrame:

@@ -158,12 +158,12 @@ class _TrainView:
                 dynamic_ncols=True,
                 mininterval=0.2,
             )
-        elif isinstance(event, ev.PhaseProgress) and self.enabled and event.phase == "embedding":
+        elif isinstance(event, ev.PhaseProgress) and self.enabled and event.phase in ("embedding", "folds"):
             if self.embed_bar is None:
                 self.embed_bar = tqdm(
                     total=event.total,
-                    desc="embedding",
-                    unit="text",
+                    desc="out-of-fold margins" if event.phase == "folds" else "embedding",
+                    unit="step" if event.phase == "folds" else "text",
                     file=sys.stderr,
                     dynamic_ncols=True,
                     leave=False,

@@ -36,7 +36,7 @@ DEFAULT_LR = {"head": 3e-2, "finetune": 5e-5, "lora": 2e-4}
 # backbone on one core costs about a second per step, so it gets two.
 DEFAULT_EPOCHS = {"head": 20, "finetune": 2}
 # Out-of-fold scores: K heads on the cached embeddings cost seconds, so every head run gets them; in
-# fine-tune mode they are asked for (see the help of ``folds``).
+# fine-tune mode K fine-tunes are asked for (see the help of ``folds``), else head-mode folds stand in.
 DEFAULT_FOLDS = {"head": 5, "finetune": 0}
 
 # CLI aliases beyond the flag derived from the field name.
@@ -122,9 +122,10 @@ class TrainConfig:
         default=None,
         metadata=_help(
             "K for out-of-fold margins (each labelled pair scored by a model that never saw its prompt; split by "
-            "prompt): K heads on the cached embeddings, seconds in all; unset: 5 for head, 0 (none) for finetune. "
-            "In finetune mode K > 0 also trains K heads on the backbone's cached embeddings (source 'head-folds'), "
-            "not K extra fine-tunes; 0 turns folds off"
+            "prompt), computed when the run finishes. Head mode: K heads on the cached embeddings, seconds in all "
+            "(unset: 5; 0: none). Finetune mode: K > 0 costs K extra fine-tunes, each on (K-1)/K of the pairs with "
+            "the run's settings (about K times the run's training time); unset or 0: 5 heads on the backbone's "
+            "cached embeddings instead (source 'head-folds', seconds plus embedding the texts once)"
         ),
     )
     seed: int = field(default=0, metadata=_help("seed for the split, the batch order and the head's initialisation"))

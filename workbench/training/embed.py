@@ -11,8 +11,9 @@ frozen gets tanh(dense(h)) once here instead of at every step.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,6 +95,23 @@ def head_input(state: RunState, H: torch.Tensor) -> torch.Tensor:
         return torch.tanh(state.model.head.dense(H))
 
 
+def pooled_batches(
+    model: Any, pad_id: int, input_ids: list[list[int]], device: torch.device, order: list[int] | None = None
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """The pooled features (``RewardModel.embed``, what the cache holds) of token sequences, ``EMBED_BATCH``
+    at a time in ``order`` (default: length-sorted): (indices into ``input_ids``, float32 rows). The one
+    embedding loop of head mode and of the out-of-fold heads (``folds.py``); the model is left in eval mode."""
+    if order is None:
+        order = [i for b in make_batches([len(s) for s in input_ids], EMBED_BATCH, shuffle=False) for i in b]
+    model.eval()
+    for s in range(0, len(order), EMBED_BATCH):
+        chunk = order[s : s + EMBED_BATCH]
+        ids, mask = pad_batch([input_ids[i] for i in chunk], pad_id)
+        with torch.inference_mode():
+            pooled = model.embed(ids.to(device), mask.to(device)).float().cpu().numpy()
+        yield chunk, pooled
+
+
 def embed_texts(
     project: Project,
     embedding: Embedding,
@@ -122,23 +140,24 @@ def embed_texts(
     t0 = time.perf_counter()
     if missing:
         mine = missing[dist.rank :: dist.world_size]
-        lengths = [len(input_ids[first[unique[h]]]) for h in mine]
-        order = [i for b in make_batches(lengths, EMBED_BATCH, shuffle=False) for i in b]
         done = 0
         pending: dict[str, np.ndarray] = {}
         new: dict[str, np.ndarray] = {}
-        state.model.eval()
         yield PhaseProgress(run_id, "embedding", 0, len(missing))
-        for s in range(0, len(order), EMBED_BATCH):
+        batches = pooled_batches(
+            state.model, state.tokenizer.pad_token_id, [input_ids[first[unique[h]]] for h in mine], device
+        )
+        while True:
             if not dist.enabled and control.cancel_requested:
                 if pending and dist.is_main:
                     project.store_embeddings(key, pending)  # keep what was computed
+                state.model.train()
                 return None
-            chunk = [mine[i] for i in order[s : s + EMBED_BATCH]]
-            ids, mask = pad_batch([input_ids[first[unique[h]]] for h in chunk], state.tokenizer.pad_token_id)
-            with torch.inference_mode():
-                pooled = state.model.embed(ids.to(device), mask.to(device)).float().cpu().numpy()
-            for h, v in zip(chunk, pooled):
+            found = next(batches, None)
+            if found is None:
+                break
+            chunk = [mine[i] for i in found[0]]
+            for h, v in zip(chunk, found[1]):
                 pending[h] = new[h] = v
             done += len(chunk)
             if not dist.enabled and (len(pending) >= STORE_EVERY or done == len(mine)):

@@ -2,9 +2,10 @@
 
     workbench suspects --project P [--run N] [--top N] --out FILE.csv|.jsonl|.parquet
 
-Until the trainer computes out-of-fold scores itself, ``suspects`` computes them for a run that has none
-(K head-mode folds on the cached embeddings, seconds) and stores them, then writes the table of
-``core/suspects.py``. Torch is imported inside the handler only.
+A run finished by this version has its out-of-fold scores (the trainer stores them); for an older run, or
+one whose folds were skipped, ``suspects`` computes them (K head-mode folds on the cached embeddings,
+seconds) and stores them, then writes the table of ``core/suspects.py``. Torch is imported inside the
+handler only.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def suspects_command(args: argparse.Namespace) -> int:
     counts = Counter(table["category"])
     summary = ", ".join(f"{counts[c]} {c}" for c in suspects.CATEGORIES if counts[c])
     print(terminal_safe(f"wrote {len(table)} pairs of run {run_id} to {args.out}: {summary or 'none'}"), flush=True)
+    few = suspects.too_few_points(table)
+    if few:
+        print(
+            f"training dynamics not used for {few} pair(s): too few points (fewer than "
+            f"{suspects.MIN_DYNAMICS_POINTS} training steps saw them; train more epochs)",
+            flush=True,
+        )
     return 0
 
 

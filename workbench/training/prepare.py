@@ -208,6 +208,14 @@ class RunState:
     optimizer: torch.optim.Optimizer
     params: list[torch.nn.Parameter]
 
+    def release(self) -> None:
+        """Drop the model, its optimizer and the tensors of a step (a finished run whose checkpoint is saved),
+        so that what runs next (fine-tune folds) has the memory; the plan's numbers stay."""
+        self.model = None
+        self.scorer = self.net = nn.Identity()
+        self.optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.0)
+        self.params = []
+
 
 def build_run(run: RunData, backbone_path: str, device: torch.device, dist: distributed.DistInfo) -> RunState:
     """Load the backbone with its head, tokenise the pairs, plan the batches and make the optimizer."""

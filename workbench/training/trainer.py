@@ -21,7 +21,10 @@ goes (nanoGPT's directness, TRL's loss and metrics):
    epoch) and at the end: train and validation metrics and per-pair scores; at the end also every comparison
    that is not a training pair ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue;
 6. checkpoints (``checkpoint.py``) at each epoch's end, on pause and on cancel; ``resume_run`` continues
-   a run from its last one on the same curve.
+   a run from its last one on the same curve;
+7. at the end of a finished run: the training dynamics of every training pair (``PairDynamics``: p(label)
+   from the margins the steps computed for the loss, aggregated online, no extra forward pass), then its
+   out-of-fold scores (``folds.run_folds``: "folds" progress, cancellable), both stored in the project.
 
 The trainer opens its own ``Project`` inside ``events()`` (so it can run in a worker thread), and under
 ``torchrun`` only rank 0 writes to it (see ``distributed.py``).
@@ -30,6 +33,7 @@ The trainer opens its own ``Project`` inside ``events()`` (so it can run in a wo
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import time
@@ -37,6 +41,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -85,6 +90,52 @@ def lr_at(step: int, base: float, warmup: int, total: int) -> float:
     if step < warmup:
         return base * (step + 1) / (warmup + 1)
     return base * max(0.0, (total - step) / max(1, total - warmup))
+
+
+class PairDynamics:
+    """Per pair, the count, mean and M2 (Welford) of p(label) = σ(r_label − r_other) at the training steps that
+    saw it, from the margins the step computed for its loss (data cartography, Swayamdipta et al. 2020: the
+    mean is the pair's confidence, the standard deviation its variability). Kept on the device: no sync."""
+
+    def __init__(self, n_pairs: int, device: torch.device, dtype: torch.dtype):
+        self.count = torch.zeros(n_pairs, dtype=dtype, device=device)
+        self.mean = torch.zeros(n_pairs, dtype=dtype, device=device)
+        self.m2 = torch.zeros(n_pairs, dtype=dtype, device=device)
+
+    def add(self, index: list[int], margins: torch.Tensor) -> None:
+        """One point for each pair of ``index`` (distinct), whose margins r_label - r_other are ``margins``."""
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.count.device)
+        p = torch.sigmoid(margins.detach().to(self.count.dtype))
+        count = self.count[idx] + 1
+        delta = p - self.mean[idx]
+        mean = self.mean[idx] + delta / count
+        self.m2[idx] += delta * (p - mean)
+        self.mean[idx] = mean
+        self.count[idx] = count
+
+    def state(self) -> dict[str, list[float]]:
+        """For a checkpoint (JSON)."""
+        return {k: getattr(self, k).double().cpu().tolist() for k in ("count", "mean", "m2")}
+
+    def load(self, state: dict[str, list[float]]) -> None:
+        for k in ("count", "mean", "m2"):
+            t = getattr(self, k)
+            if len(state.get(k, [])) == len(t):
+                t.copy_(torch.tensor(state[k], dtype=t.dtype))
+
+    def merged(self, dist: distributed.DistInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n_points, confidence, variability) per pair over every rank (Chan et al.'s parallel combination);
+        a collective under torchrun."""
+        count = distributed.all_reduce_sum(self.count.clone(), dist)
+        total = distributed.all_reduce_sum(self.count * self.mean, dist)
+        mean = total / count.clamp(min=1)
+        m2 = distributed.all_reduce_sum(self.m2 + self.count * (self.mean - mean) ** 2, dist)
+        var = m2 / count.clamp(min=1)
+        return (
+            count.round().long().cpu().numpy(),
+            mean.double().cpu().numpy(),
+            var.clamp(min=0).sqrt().double().cpu().numpy(),
+        )
 
 
 class Trainer:
@@ -230,6 +281,14 @@ class Trainer:
             len(_ACC), dtype=torch.float32 if self._device.type == "mps" else torch.float64, device=self._device
         )
         self._acc_steps = self._acc_n = 0
+        self._dynamics = PairDynamics(len(self.data.pairs), self._device, self._acc.dtype)
+        if self.data.checkpoint is not None and self._main:  # rank 0's checkpoint holds the points so far
+            self._dynamics.load(self.data.checkpoint.state.get("dynamics", {}))
+        # Head mode: the head as the run starts it, for the out-of-fold heads (a resumed run rebuilds it).
+        self._initial_head = (
+            copy.deepcopy(self.state.model.head).cpu() if self.resume_run is None and self.cfg.mode == "head" else None
+        )
+        self._folds_summary: dict[str, Any] | None = None
         self._ready = True
         cfg, p = self.cfg, self._p
         yield RunStarted(
@@ -399,6 +458,8 @@ class Trainer:
                 (terms.sum() * weight).backward()  # per-pair terms: the passes sum to the batch's loss
             with torch.no_grad():  # accumulated on the device; read at the next log point only
                 d = (r_c - r_r).detach()
+                if weight:
+                    self._dynamics.add(part, d)  # chosen is the label's side: p(label) = σ(d)
                 self._acc += (
                     torch.stack(
                         [
@@ -513,6 +574,7 @@ class Trainer:
             "train_metrics": p.train_metrics,
             "val_metrics": p.val_metrics,
             "n_unlabelled": p.n_unlabelled,
+            "dynamics": self._dynamics.state(),
         }
         path = checkpoint.save(
             self._project.checkpoint_dir(self._id),
@@ -529,6 +591,13 @@ class Trainer:
         if self._acc_steps:
             yield from self._log()
         yield from self._checkpoint()
+        if status == "finished":
+            n, confidence, variability = self._dynamics.merged(self._dist)  # on every rank
+            if self._main:
+                ids = self.data.pairs.comparison_ids
+                seen = np.flatnonzero(n > 0)
+                self._project.add_pair_dynamics(self._id, zip(ids[seen], n[seen], confidence[seen], variability[seen]))
+                yield from self._folds()
         summary = self._summary(status)
         if self._main:
             self._flush_metrics()
@@ -541,6 +610,51 @@ class Trainer:
         distributed.barrier(self._dist)
         self._over = True
         yield Finished(self._id, status, summary)
+
+    def _folds(self) -> Iterator[Event]:
+        """Rank 0, once the run has finished: its out-of-fold scores (``folds.run_folds``), stored; their
+        summary (k, source, seconds) goes into the run's. Skipped when a stop was asked for; a stop asked for
+        during the folds leaves the run finished without them. A fold failure (too few prompts) is said in the
+        summary and never fails the finished run."""
+        from workbench.training import folds
+
+        k, source = folds.folds_plan(self.cfg)
+        if k == 0:
+            self._folds_summary = {"k": 0, "skipped": "folds is 0"}
+            return
+        if self.control.cancel_requested:
+            self._folds_summary = {"k": k, "source": source, "skipped": "stopped before the out-of-fold scores"}
+            return
+        features = None
+        if self.cfg.mode == "head" and self._features is not None and self._initial_head is not None:
+            f = self._features
+            features = folds.FoldFeatures(f.X, f.rows_a, f.rows_b, self._initial_head, self.state.frozen_dense, 0)
+        elif self.cfg.mode == "finetune":
+            self.state.release()  # the trained model is saved; the folds load their own
+            if self._device.type == "cuda":
+                torch.cuda.empty_cache()
+        try:
+            result = yield from folds.run_folds(
+                self._project,
+                self.data,
+                run_id=self._id,
+                device=self._device,
+                control=self.control,
+                features=features,
+            )
+        except ValueError as exc:
+            self._folds_summary = {"k": k, "source": source, "skipped": str(exc)}
+            return
+        if result is None:
+            self._folds_summary = {"k": k, "source": source, "skipped": "stopped during the out-of-fold scores"}
+            return
+        oof = result.scores
+        self._project.add_oof_scores(
+            self._id,
+            zip(oof["comparison_id"], oof["chosen"], oof["fold"], oof["r_chosen"], oof["r_rejected"]),
+            result.source,
+        )
+        self._folds_summary = result.summary()
 
     def _abandon(self, message: str) -> None:
         """The generator was closed mid-run: checkpoint if the state is whole, mark the run cancelled."""
@@ -606,6 +720,7 @@ class Trainer:
             "resumed_with": self.data.resumed_with,
             "device": str(self._device),
             "world_size": self._dist.world_size,
+            "folds": getattr(self, "_folds_summary", None),
         }
 
 
