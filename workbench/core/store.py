@@ -1191,38 +1191,6 @@ class Project(LabelQueue, RunStore):
             "annotators_detail": per_annotator,
         }
 
-    # ------------------------------------------------------ review of suspects
-    #: what a review of a suspect label can do (``review_label``)
-    REVIEW_ACTIONS = ("keep", "flip", "tie", "both_bad", "exclude")
-
-    def review_label(self, comparison_id: int, action: str, reason: str, reviewer: str) -> int:
-        """Settle a suspect label, append-only, with the reason: keep, flip, tie, both_bad (an adjudication-kind
-        judgment, which ``resolved_labels`` prefers, the reason as its note) or exclude (the exclude mark and a
-        note). Returns the judgment's id (for exclude, the mark's pair id). Minimal: issue 12 may replace it."""
-        from workbench.core.team import adjudicate
-
-        if action not in self.REVIEW_ACTIONS:
-            raise ValueError(f"action must be one of {', '.join(self.REVIEW_ACTIONS)}, not {action!r}")
-        name = reviewer.strip()
-        if not name:
-            raise ValueError("reviewer name is empty")
-        note = f"review {action}: {reason.strip()}"
-        if action == "exclude":
-            self.set_mark(comparison_id, "exclude", True, name, note=note)
-            return int(comparison_id)
-        choice, strength = self.resolved_label(comparison_id)
-        if action == "keep":
-            if choice is None:
-                raise ValueError(f"comparison {comparison_id} has no resolved label to keep")
-        elif action == "flip":
-            if choice not in ("a", "b"):
-                raise ValueError(f"comparison {comparison_id}: only a label of a or b can be flipped")
-            choice = "b" if choice == "a" else "a"
-        else:
-            choice, strength = action, None
-        voted = any(v["annotator"] == name for v in self.comparison_labels(comparison_id))
-        return adjudicate(self, comparison_id, f"{name} (adjudicator)" if voted else name, choice, strength, note)
-
     def integrity_check(self) -> str:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
 
