@@ -3,7 +3,7 @@ where torch runs for the GUI.
 
 It owns what runs in the child: ``_child_main`` (its entry, named by ``process`` as a module path only),
 the serving loop ``_serve`` (training runs one at a time; short jobs in ``JOB_KINDS`` while no run trains),
-and the short jobs themselves (``score_job``). The parent side (``TrainerProcess``, ``run_job``) lives in
+and the short jobs themselves (``score_job``, ``attribute_job``, ``what_if_job``, with their model cache). The parent side (``TrainerProcess``, ``run_job``) lives in
 ``process.py``, which the GUI imports and which must never import this module: torch and transformers are
 imported here, inside ``_serve``, in the child only.
 """
@@ -12,42 +12,110 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections import OrderedDict
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from workbench.training.events import Paused
 from workbench.training.process import DONE, READY
 from workbench.training.run_control import RunControl, run_to_events
 
 
+def _load_scorer(payload: dict) -> Any:
+    """The ``scoring.Scorer`` of ``payload["model"]`` (an exported folder) or of run ``payload["run"]`` of
+    ``payload["project"]`` (its latest checkpoint)."""
+    from workbench.training.scoring import Scorer
+
+    if payload.get("model"):
+        return Scorer.load(payload["model"])
+    from workbench.training.export import load_run_model
+    from workbench.training.model import PairEncoder, to_sequence_classifier
+
+    model, tokenizer, config, _ = load_run_model(payload["project"], int(payload["run"]))
+    return Scorer(
+        to_sequence_classifier(model),
+        tokenizer,
+        PairEncoder.for_model(model, tokenizer, config.max_length),
+        "cpu",
+        Path(payload["project"]),
+        {},
+    )
+
+
 def score_job(payload: dict) -> list[float]:
     """Short job "score": one reward per (prompt, response) in ``payload["texts"]``, with the model of
     ``payload["model"]`` (an exported folder) or of run ``payload["run"]`` of ``payload["project"]``
     (its latest checkpoint). Reuses ``scoring.Scorer``, so the scores are those ``workbench score`` gives."""
-    from workbench.training.scoring import Scorer
-
     texts = payload["texts"]
-    if payload.get("model"):
-        scorer = Scorer.load(payload["model"])
-    else:
-        from workbench.training.export import load_run_model
-        from workbench.training.model import PairEncoder, to_sequence_classifier
-
-        model, tokenizer, config, _ = load_run_model(payload["project"], int(payload["run"]))
-        scorer = Scorer(
-            to_sequence_classifier(model),
-            tokenizer,
-            PairEncoder.for_model(model, tokenizer, config.max_length),
-            "cpu",
-            Path(payload["project"]),
-            {},
-        )
+    scorer = _load_scorer(payload)
     return scorer.score([t[0] for t in texts], [t[1] for t in texts]).tolist()
 
 
+class _ModelCache:
+    """The last ``size`` models that attribution and what-if jobs used, by (model folder) or (project,
+    run, checkpoint): a what-if edit re-scores with the loaded model (milliseconds) instead of loading it
+    again (seconds). A run that saved a newer checkpoint is a new key. Only the short-job thread uses it."""
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+
+    @staticmethod
+    def key(payload: dict) -> tuple:
+        if payload.get("model"):
+            folder = Path(payload["model"]).expanduser().resolve()
+            weights = sorted(folder.glob("*.safetensors"))
+            return ("model", str(folder), tuple(w.stat().st_mtime_ns for w in weights))
+        project = Path(payload["project"]).expanduser().resolve()
+        latest = project.with_name(project.name + ".checkpoints") / f"run-{int(payload['run'])}" / "latest.json"
+        stamp = latest.stat().st_mtime_ns if latest.is_file() else None
+        return ("run", str(project), int(payload["run"]), stamp)
+
+    def attributor(self, payload: dict) -> Any:
+        from workbench.training.attribution import Attributor
+
+        key = self.key(payload)
+        found = self._items.pop(key, None)
+        if found is None:
+            found = Attributor(_load_scorer(payload))
+        self._items[key] = found
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return found
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+_MODELS = _ModelCache()
+
+
+def attribute_job(payload: dict) -> dict:
+    """Short job "attribute": for ``payload["prompt"]``, ``["chosen"]`` and ``["rejected"]``, the rewards,
+    the margin (chosen - rejected) and both responses' token and sentence attributions
+    (``attribution.Attributor.pair``; ``payload["method"]`` picks one of ``attribution.METHODS``). The model
+    is that of ``"model"`` or ``"project"`` + ``"run"``, as for "score", and stays loaded for the next job."""
+    from workbench.training.attribution import DEFAULT_METHOD
+
+    attributor = _MODELS.attributor(payload)
+    return attributor.pair(
+        payload["prompt"], payload["chosen"], payload["rejected"], payload.get("method") or DEFAULT_METHOD
+    )
+
+
+def what_if_job(payload: dict) -> dict:
+    """Short job "what_if": the rewards and margin of edited texts (as "attribute"), with the attributions
+    only when ``payload["attribute"]`` is true; nothing is stored."""
+    from workbench.training.attribution import DEFAULT_METHOD
+
+    method = (payload.get("method") or DEFAULT_METHOD) if payload.get("attribute") else None
+    return _MODELS.attributor(payload).pair(payload["prompt"], payload["chosen"], payload["rejected"], method)
+
+
 #: the short jobs the child runs, by kind: ``function(payload) -> picklable result``. A new kind
-#: (attribution, what-if scoring, evaluation) is one function here; "train" is the long job.
-JOB_KINDS = {"score": score_job}
+#: (evaluation, ...) is one function here; "train" is the long job.
+JOB_KINDS = {"score": score_job, "attribute": attribute_job, "what_if": what_if_job}
 
 
 class _ChildRun:
@@ -184,6 +252,7 @@ def _serve(jobs: Connection, events: Connection) -> None:
             with lock:
                 run.over = True
                 live.pop(run.id, None)
+        _MODELS.clear()  # a run may have replaced a cached run's checkpoint; and its memory goes back
         _release_memory()  # the child waits for the next run without the last one's model and optimizer
         idle.set()
         send(run.id, DONE)
