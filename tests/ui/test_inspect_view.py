@@ -281,3 +281,19 @@ def test_a_100k_row_table_sorts_and_filters_and_data_does_no_formatting(qtbot):
     pos = model.frame_position(0)
     model.update_rows([pos], {"margin": 9.0, "wrong": False})
     assert calls == [n, 1] and model.data(model.index(0, 1)) == "+9.000"
+
+
+@pytest.mark.slow
+def test_the_why_tab_attributes_the_pair_on_screen_with_the_runs_model(qtbot, inspect, trained):
+    """Attribution runs in the training process only while the tab is open, for the selected pair."""
+    path, run_id, _ = trained
+    view = inspect
+    cid = select(qtbot, view, 0)
+    assert view.why_pane.run_id is None  # the Texts tab is open: no job was asked for
+    with qtbot.waitSignal(view.why_pane.updated, timeout=60_000) as blocker:
+        view.detail_tabs.setCurrentWidget(view.why_pane)
+    view.why_pane.wait_idle()
+    assert (view.why_pane.run_id, view.why_pane.comparison_id) == (run_id, cid)
+    with Project.open(path) as p:
+        stored = p.pair_scores(run_id).set_index("comparison_id").loc[cid]
+    assert blocker.args[0]["margin"] == pytest.approx(float(stored["margin"]), abs=1e-4)

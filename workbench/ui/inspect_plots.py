@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, 
 from workbench.core.store import Project
 from workbench.core.suspects import CATEGORIES
 from workbench.ui import style
+from workbench.ui.safe_text import plain
 
 #: the most points a plot draws (the most suspect first)
 MAX_POINTS = 20_000
@@ -211,14 +212,14 @@ class ScatterPanel(QWidget):
             self.plot.addItem(item)
             self.items[name] = item
         self.view_box.lassoed.connect(self.select_polygon)
-        self.message = QLabel("")
+        self.message = plain(QLabel(""))  # names the project file: data
         self.message.setWordWrap(True)
         self.message.setObjectName("Muted")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.stack.addWidget(self.plot)
         self.stack.addWidget(self.message)
         col.addWidget(self.stack, 1)
-        self.note = QLabel(note)
+        self.note = plain(QLabel(note))
         self.note.setObjectName("Muted")
         self.note.setWordWrap(True)
         col.addWidget(self.note)

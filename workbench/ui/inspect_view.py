@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -50,6 +51,7 @@ from workbench.ui.inspect_plots import CartographyPlot, ErrorMap, cartography_da
 from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import SafeTextBrowser, plain
 from workbench.ui.tasks import ProjectTask
+from workbench.ui.why_pane import WhyPane
 from workbench.ui.widgets import Card
 
 EXCERPT = 160
@@ -378,7 +380,7 @@ class InspectView(QWidget):
         self.compare_combo.currentIndexChanged.connect(self._on_compare_chosen)
         top.addWidget(self.compare_combo)
         top.addStretch(1)
-        self.count_label = QLabel("")
+        self.count_label = plain(QLabel(""))
         self.count_label.setObjectName("Muted")
         top.addWidget(self.count_label)
         self.refresh_button = QPushButton("Refresh")
@@ -431,7 +433,7 @@ class InspectView(QWidget):
         self.category_combo.addItem("All", None)
         for cat in suspects_rule.CATEGORIES:
             self.category_combo.addItem(cat, cat)
-        self.lasso_label = QLabel("")
+        self.lasso_label = plain(QLabel(""))
         self.lasso_clear = QPushButton("Clear plot selection")
         self.lasso_clear.clicked.connect(lambda: self.set_plot_selection(None))
         self.lasso_clear.hide()
@@ -520,7 +522,7 @@ class InspectView(QWidget):
         self.detail_title.setObjectName("Section")
         self.detail_title.setWordWrap(True)
         col.addWidget(self.detail_title)
-        self.detail_scores = QLabel("")
+        self.detail_scores = plain(QLabel(""))
         self.detail_scores.setObjectName("Muted")
         self.detail_scores.setWordWrap(True)
         col.addWidget(self.detail_scores)
@@ -530,6 +532,7 @@ class InspectView(QWidget):
         col.addWidget(self.why_label)
         review = QHBoxLayout()
         review.setSpacing(6)
+        review.addWidget(QLabel("Review the suspect:"))
         self.reason_edit = QLineEdit()
         self.reason_edit.setPlaceholderText("Reason for the review (required)")
         self.reason_edit.setToolTip("A short reason, kept with the review record")
@@ -545,6 +548,7 @@ class InspectView(QWidget):
 
         actions = QHBoxLayout()
         actions.setSpacing(6)
+        actions.addWidget(QLabel("Relabel as yourself:"))
         self.swap_button = QPushButton("Swap label")
         self.swap_button.setToolTip("Relabel: the other response wins (a new judgment by you; history is kept)")
         self.swap_button.clicked.connect(lambda: self.relabel("swap"))
@@ -581,9 +585,39 @@ class InspectView(QWidget):
             card.setFrameShape(QFrame.Shape.StyledPanel)
             texts.addWidget(card)
         texts.setSizes([160, 240, 240])
-        col.addWidget(texts, 1)
+        # "Why" runs attribution jobs in the training process: only for the pair on screen while its tab is open.
+        self.detail_tabs = QTabWidget()
+        self.detail_tabs.addTab(texts, "Texts")
+        self.why_pane = WhyPane()
+        self.detail_tabs.addTab(self.why_pane, "Why · What if")
+        self.detail_tabs.currentChanged.connect(self._on_detail_tab_changed)
+        col.addWidget(self.detail_tabs, 1)
         self._set_actions_enabled(False)
         return pane
+
+    def _on_detail_tab_changed(self, _index: int) -> None:
+        self._show_why()
+
+    def _show_why(self) -> None:
+        """Attribute the pair on screen with the shown run's model, when the Why tab is open."""
+        if self.detail_tabs.currentWidget() is not self.why_pane or self.project is None or self.run_id is None:
+            return
+        found = self._row_of_current()
+        if found is None or found[1]["chosen_side"] not in ("a", "b"):
+            return
+        comparison = self.project.comparison(int(found[1]["comparison_id"]))
+        chosen_is_a = found[1]["chosen_side"] == "a"
+        chosen = comparison.response_a if chosen_is_a else comparison.response_b
+        rejected = comparison.response_b if chosen_is_a else comparison.response_a
+        self.why_pane.show_pair(
+            self.project.path,
+            self.run_id,
+            comparison.id,
+            comparison.prompt,
+            chosen,
+            rejected,
+            read_only=self.project.read_only is not None,
+        )
 
     def _size_columns(self) -> None:
         header = self.table.horizontalHeader()
@@ -995,6 +1029,7 @@ class InspectView(QWidget):
         with QSignalBlocker(self.flag_button), QSignalBlocker(self.exclude_button):
             self.flag_button.setChecked(bool(r["flagged"]))
             self.exclude_button.setChecked(bool(r["excluded"]))
+        self._show_why()
 
     def _set_actions_enabled(self, on: bool) -> None:
         for b in (self.swap_button, self.tie_button, self.both_bad_button, self.flag_button, self.exclude_button):
