@@ -78,6 +78,12 @@ def test_the_form_is_built_from_the_config_dataclass(qtbot, window, trainable):
     form.editors["val_fraction"].setValue(0.0)  # valid; a bad value is caught by TrainConfig with a message
     form.backbone_edit.setText("   ")
     assert form.config().backbone == "minilm"
+    # folds: 0 is a real choice (none), so "auto" sits below it
+    assert form.editors["folds"].specialValueText() == "auto" and form.config().folds is None
+    form.editors["folds"].setValue(0)
+    assert form.config().folds == 0
+    form.editors["folds"].setValue(3)
+    assert form.config().folds == 3
 
 
 # --------------------------------------------------------------------- a run

@@ -53,6 +53,7 @@ LABELS = {
     "center_rewards_coefficient": "Reward centring",
     "weight_decay": "Weight decay",
     "val_fraction": "Validation share",
+    "folds": "Out-of-fold folds",
     "seed": "Seed",
     "eval_every": "Evaluate every",
     "threads": "CPU threads",
@@ -72,6 +73,8 @@ INT_RANGES: dict[str, tuple[int, int, str]] = {
     "seed": (0, 2_147_483_647, ""),
     "eval_every": (0, 1_000_000, "each epoch"),
     "threads": (0, 256, "auto (1)"),
+    # 0 is a real choice here (no folds), so "auto" sits below it
+    "folds": (-1, 50, "auto"),
 }
 FLOAT_RANGES: dict[str, tuple[float, float, float, str]] = {  # minimum, maximum, step, special text
     "learning_rate": (0.0, 10.0, 0.0, "auto"),

@@ -55,7 +55,12 @@ from workbench.ui.worker import TrainingRun
 if TYPE_CHECKING:
     from workbench.core.store import Project
 
-PHASES = {"embedding": "Embedding texts", "training": "Training", "evaluating": "Evaluating"}
+PHASES = {
+    "embedding": "Embedding texts",
+    "training": "Training",
+    "evaluating": "Evaluating",
+    "folds": "Out-of-fold scores",
+}
 RUN_COLUMNS = ["Run", "Status", "Mode", "Val. accuracy", "Time", "Started"]
 TICK_MS = 100
 
