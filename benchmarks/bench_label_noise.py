@@ -52,12 +52,13 @@ for entry in (ROOT, ROOT / "benchmarks"):
 from common import DEFAULT_HH_PATH, first_human_turn, load_hh_pairs, quiet, stable_unit_hash  # noqa: E402
 
 ANNOTATOR = "bench"
-METHODS = ("suspects", "in_sample", "oof_margin", "random")
+METHODS = ("suspects", "in_sample", "oof_margin", "random", "blend")
 METHOD_NAMES = {
     "suspects": "suspects p(label wrong)",
     "in_sample": "in-sample margin (today)",
     "oof_margin": "out-of-fold margin alone",
     "random": "random",
+    "blend": "in-sample + out-of-fold margin (diagnostic)",
 }
 FOLDS = 5
 
@@ -157,7 +158,7 @@ def hh_vectors(embedder: Embedder, items: list[dict], cache: Path) -> dict:
     return {h: np.asarray(stored[h], dtype=np.float32) for h in hashes}
 
 
-def synthetic_vectors(embedder: Embedder, items: list[dict], reference: dict, seed: int = 12) -> dict:
+def synthetic_vectors(embedder: Embedder, items: list[dict], reference: dict, gap: float, seed: int = 12) -> dict:
     """Drawn side vectors with a planted preference: each dimension like the HH embeddings' (mean, sd); the
     chosen side is the one whose noise projects higher on a random unit direction w, by a margin that varies
     per pair (some pairs are near ties, as in real data). Clean labels; a linear head can learn them."""
@@ -175,6 +176,9 @@ def synthetic_vectors(embedder: Embedder, items: list[dict], reference: dict, se
     # Make the chosen side the one w prefers (swap where it is not): the labels are clean by construction.
     swap = (z_c - z_r) @ w < 0
     z_c[swap], z_r[swap] = z_r[swap].copy(), z_c[swap].copy()
+    # Widen every pair's gap along w by ``gap`` (in per-dimension sds): a clean set a linear head learns well.
+    z_c += 0.5 * gap * w
+    z_r -= 0.5 * gap * w
     prompts, responses = side_lists(items)
     hashes = embedder.hashes(prompts, responses)
     z = np.concatenate([z_c, z_r])
@@ -292,8 +296,14 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
             "in_sample": -table["in_sample_margin"].to_numpy(dtype=float),
             "oof_margin": -table["oof_margin"].to_numpy(dtype=float),
             "random": rng.random(len(cids)),
+            # a diagnostic, not a target: the sum of the two margins (a candidate change to the ranking)
+            "blend": -(table["in_sample_margin"].to_numpy(dtype=float) + table["oof_margin"].to_numpy(dtype=float)),
         }
         auroc = {m: float(roc_auc_score(y, s)) for m, s in ranks.items()}
+        # Diagnostic: the suspects' order as the app lists it (ties of p_label_wrong broken by comparison id).
+        app_rank = -np.arange(len(cids), dtype=float)  # the table comes sorted, most suspect first
+        auroc_app_order = float(roc_auc_score(y, app_rank))
+        distinct = len(np.unique(ranks["suspects"]))
         prec = {m: precision_at_k(s, y, k) for m, s in ranks.items()}
 
         # Payoff: correct the top-k suspects, or k random pairs, and retrain (same seed; labels only differ).
@@ -336,12 +346,15 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
         "acc_clean": acc_clean,
         "flips_fixed_suspects": sum(c in flipped for c in top),
         "flips_fixed_random": sum(c in flipped for c in rand),
+        "auroc_suspects_app_order": auroc_app_order,
+        "p_distinct_values": distinct,
         "oof_from": oof_from,
         "seconds": time.perf_counter() - t0,
     }
     print(
         f"  {dataset:9s} {rate:4.0%} seed {seed}: AUROC "
         + " ".join(f"{m} {auroc[m]:.3f}" for m in METHODS)
+        + f" (app order {auroc_app_order:.3f}, {distinct} distinct p)"
         + f" | P@{k} suspects {prec['suspects']:.3f} | test acc noisy {acc_noisy:.3f}, "
         f"top-k fixed {acc_suspects:.3f} ({out['flips_fixed_suspects']} flips), "
         f"random-k fixed {acc_random:.3f} ({out['flips_fixed_random']} flips)"
@@ -424,13 +437,19 @@ def plot(summary: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"suspects": "#3565c8", "in_sample": "#c27c0e", "oof_margin": "#2e8b57", "random": "#8a9099"}
+    colours = {
+        "suspects": "#3565c8",
+        "in_sample": "#c27c0e",
+        "oof_margin": "#2e8b57",
+        "random": "#8a9099",
+        "blend": "#9b59b6",
+    }
     datasets = list(summary)
     fig, axes = plt.subplots(1, len(datasets) + 1, figsize=(4.2 * (len(datasets) + 1), 4.0), dpi=110)
     for ax, ds in zip(axes, datasets):
         rates = list(summary[ds])
         x = [100 * r for r in rates]
-        for j, m in enumerate(METHODS):
+        for j, m in enumerate(METHODS[:4]):
             means = [summary[ds][r]["auroc"][m][0] for r in rates]
             sds = [summary[ds][r]["auroc"][m][1] for r in rates]
             xs = [v + (j - 1.5) * 0.6 for v in x]
@@ -490,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.2, 0.3])
     parser.add_argument("--datasets", nargs="+", choices=["hh", "synthetic"], default=["hh", "synthetic"])
     parser.add_argument("--synthetic-pairs", type=int, default=1800)
+    parser.add_argument(
+        "--synthetic-gap", type=float, default=2.0, help="planted gap of a synthetic pair along its direction (sds)"
+    )
     parser.add_argument("--test-fraction", type=float, default=0.25, help="share of prompts held out for testing")
     parser.add_argument("--clean-reference", action="store_true", help="also retrain on all labels corrected")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N HH pairs (a smoke test)")
@@ -516,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             sets["hh"] = (hh, hh_vec)
         if "synthetic" in args.datasets:
             syn = synthetic_items(args.synthetic_pairs)
-            sets["synthetic"] = (syn, synthetic_vectors(embedder, syn, hh_vec))
+            sets["synthetic"] = (syn, synthetic_vectors(embedder, syn, hh_vec, args.synthetic_gap))
         print(
             ", ".join(f"{ds}: {len(it):,} pairs" for ds, (it, _) in sets.items()) + f"; seeds {seeds}; work {work}",
             flush=True,
@@ -559,7 +581,11 @@ def main(argv: list[str] | None = None) -> int:
             for ds, cells in summary.items()
         },
         "per_trial": [
-            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in t.items() if k not in ("auroc", "precision_at_k")}
+            {
+                k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in t.items()
+                if k not in ("auroc", "precision_at_k")
+            }
             | {"auroc": {m: round(v, 4) for m, v in t["auroc"].items()}}
             for t in trials
         ],
