@@ -52,13 +52,17 @@ for entry in (ROOT, ROOT / "benchmarks"):
 from common import DEFAULT_HH_PATH, first_human_turn, load_hh_pairs, quiet, stable_unit_hash  # noqa: E402
 
 ANNOTATOR = "bench"
-METHODS = ("suspects", "in_sample", "oof_margin", "random", "blend")
+METHODS = ("suspects", "in_sample", "oof_margin", "random", "blend", "tiebreak", "oof10")
+#: candidate changes measured beside the four rankings of the issue (diagnostics, not targets)
+DIAGNOSTICS = ("blend", "tiebreak", "oof10")
 METHOD_NAMES = {
     "suspects": "suspects p(label wrong)",
     "in_sample": "in-sample margin (today)",
     "oof_margin": "out-of-fold margin alone",
     "random": "random",
     "blend": "in-sample + out-of-fold margin (diagnostic)",
+    "tiebreak": "suspects, ties broken by the out-of-fold margin (diagnostic)",
+    "oof10": "out-of-fold margin of 10 folds (diagnostic)",
 }
 FOLDS = 5
 
@@ -255,6 +259,27 @@ def test_accuracy(project, run_id: int, test_ids: set[int], truth: dict[int, str
     return right / len(test_ids)
 
 
+def _lexi_score(primary, secondary):
+    """One score that sorts by ``primary``, then ``secondary`` (both higher first): their joint dense rank."""
+    import numpy as np
+
+    order = np.lexsort((np.asarray(secondary, dtype=float), np.asarray(primary, dtype=float)))
+    score = np.empty(len(order))
+    score[order] = np.arange(len(order), dtype=float)
+    return score
+
+
+def oof_margins_k(project, run_id: int, k: int, cids):
+    """Out-of-fold margins of the run's pairs with k folds (not stored), in the order of ``cids``."""
+    import numpy as np
+
+    from workbench.training.folds import out_of_fold_margins
+
+    oof = out_of_fold_margins(project, run_id, None, k)
+    margin = dict(zip(oof["comparison_id"].astype(int), oof["margin"].astype(float)))
+    return np.array([margin[int(c)] for c in cids])
+
+
 def precision_at_k(scores, flipped, k: int) -> float:
     import numpy as np
 
@@ -298,6 +323,9 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
             "random": rng.random(len(cids)),
             # a diagnostic, not a target: the sum of the two margins (a candidate change to the ranking)
             "blend": -(table["in_sample_margin"].to_numpy(dtype=float) + table["oof_margin"].to_numpy(dtype=float)),
+            # p_label_wrong is a step function of the margin (isotonic calibration): order within a step by it
+            "tiebreak": _lexi_score(table["p_label_wrong"].to_numpy(dtype=float), -table["oof_margin"].to_numpy()),
+            "oof10": -oof_margins_k(project, run_id, 10, cids),
         }
         auroc = {m: float(roc_auc_score(y, s)) for m, s in ranks.items()}
         # Diagnostic: the suspects' order as the app lists it (ties of p_label_wrong broken by comparison id).
@@ -397,9 +425,11 @@ def summarise(trials: list[dict], datasets: list[str], rates: list[float]) -> di
             # targets: suspects above in-sample and random, not below the out-of-fold margin alone (means);
             # the payoff difference outside the seeds' spread (mean minus one sd above zero).
             a = {m: cell["auroc"][m][0] for m in METHODS}
-            cell["target_auroc"] = bool(
-                a["suspects"] > a["in_sample"] and a["suspects"] > a["random"] and a["suspects"] >= a["oof_margin"]
-            )
+            cell["above_in_sample"] = bool(a["suspects"] > a["in_sample"])
+            cell["above_random"] = bool(a["suspects"] > a["random"])
+            cell["not_below_oof"] = bool(a["suspects"] >= a["oof_margin"])
+            cell["not_below_oof_within_sd"] = bool(a["suspects"] >= a["oof_margin"] - cell["auroc"]["oof_margin"][1])
+            cell["target_auroc"] = cell["above_in_sample"] and cell["above_random"] and cell["not_below_oof"]
             cell["target_payoff"] = bool(cell["gain_difference"][0] - cell["gain_difference"][1] > 0)
             summary[ds][rate] = cell
     return summary
@@ -410,12 +440,23 @@ def print_table(summary: dict) -> None:
     for ds, cells in summary.items():
         print()
         print(f"{ds}: AUROC of the flips (mean±sd over seeds) and precision at k (k = flips)")
-        print(f"{'flips':>6} {'k':>5}  " + "  ".join(f"{m:>23}" for m in METHODS) + "  target")
+        main = [m for m in METHODS if m not in DIAGNOSTICS]
+        print(f"{'flips':>6} {'k':>5}  " + "  ".join(f"{m:>23}" for m in main) + "  target (>in-sample >random >=oof)")
+        for rate, c in cells.items():
+            marks = " ".join("yes" if c[t] else "NO" for t in ("above_in_sample", "above_random", "not_below_oof")) + (
+                " (>=oof-sd)" if c["not_below_oof_within_sd"] and not c["not_below_oof"] else ""
+            )
+            print(
+                f"{rate:>6.0%} {c['flips']:>5.0f}  "
+                + "  ".join(f"{fmt(c['auroc'][m]):>11} {fmt(c['precision_at_k'][m]):>11}" for m in main)
+                + f"  {'met' if c['target_auroc'] else 'MISSED'}: {marks}"
+            )
+        print(f"{ds}: diagnostics (candidate rankings), AUROC and precision at k")
+        print(f"{'flips':>6} {'k':>5}  " + "  ".join(f"{m:>23}" for m in DIAGNOSTICS))
         for rate, c in cells.items():
             print(
                 f"{rate:>6.0%} {c['flips']:>5.0f}  "
-                + "  ".join(f"{fmt(c['auroc'][m]):>11} {fmt(c['precision_at_k'][m]):>11}" for m in METHODS)
-                + f"  {'met' if c['target_auroc'] else 'MISSED'}"
+                + "  ".join(f"{fmt(c['auroc'][m]):>11} {fmt(c['precision_at_k'][m]):>11}" for m in DIAGNOSTICS)
             )
         print(f"{ds}: held-out accuracy after correcting k pairs and retraining (gain over the noisy run)")
         print(
@@ -574,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
                     "gain_difference": r4(c["gain_difference"]),
                     **({"gain_clean": r4(c["gain_clean"])} if "gain_clean" in c else {}),
                     "target_auroc": c["target_auroc"],
+                    **{
+                        t: c[t] for t in ("above_in_sample", "above_random", "not_below_oof", "not_below_oof_within_sd")
+                    },
                     "target_payoff": c["target_payoff"],
                 }
                 for rate, c in cells.items()
