@@ -54,6 +54,7 @@ def hh_file(tmp_path, hh_rows):
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # the real command in a subprocess
 def test_import_stats_export(tmp_path, hh_file, hh_rows):
     n = len(hh_rows)
     result = workbench(tmp_path, "import", hh_file.name, "--project", "p.wbp")
@@ -123,6 +124,7 @@ def test_import_with_format_and_annotator(tmp_path):
         ),
     ],
 )
+@pytest.mark.slow  # the real command in a subprocess
 def test_user_errors_are_one_line(tmp_path, args, parts, not_created):
     (tmp_path / "bad.jsonl").write_text(
         '{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": 3, "rejected": "b"}\n'
@@ -135,12 +137,14 @@ def test_user_errors_are_one_line(tmp_path, args, parts, not_created):
         assert not (tmp_path / name).exists(), name
 
 
+@pytest.mark.slow  # the real command in a subprocess
 def test_usage_errors_exit_2(tmp_path):
     result = workbench(tmp_path, "import", "x.jsonl", "--project", "p.wbp", "--format", "bogus")
     assert result.returncode == 2 and "invalid choice: 'bogus'" in result.stderr
     assert workbench(tmp_path, "stats").returncode == 2  # --project is required
 
 
+@pytest.mark.slow  # the real command in a subprocess
 def test_debug_shows_the_traceback(tmp_path):
     for args in (("--debug", "stats", "--project", "missing.wbp"), ("stats", "--project", "missing.wbp", "--debug")):
         result = workbench(tmp_path, *args)
@@ -148,6 +152,7 @@ def test_debug_shows_the_traceback(tmp_path):
         assert result.stderr.strip().splitlines()[-1].startswith("workbench: error: ")
 
 
+@pytest.mark.slow  # the real command in a subprocess
 def test_stats_imports_neither_torch_nor_qt(tmp_path):
     Project.create(tmp_path / "p.wbp").close()
     code = (

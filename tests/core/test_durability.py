@@ -22,7 +22,7 @@ from workbench.core.store import Project
 ROOT = Path(__file__).resolve().parents[2]
 N_COMPARISONS = 25
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL"), pytest.mark.slow]  # processes killed
 
 # Records judgments in a loop and prints each id once record_judgment has returned. Comparisons cycle, so
 # most judgments supersede an earlier one; every seventh step is an undo. With a go-file it waits for it

@@ -29,6 +29,8 @@ from workbench.core.formats import export_judgments, export_pairs, import_file
 from workbench.core.records import STRENGTHS
 from workbench.core.store import Project
 
+pytestmark = pytest.mark.slow  # hypothesis examples, hundreds of imports
+
 REPO = Path(__file__).resolve().parents[2]
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -21,7 +21,7 @@ from workbench.core.formats import import_file
 from workbench.core.store import Project
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX"), pytest.mark.slow]
 
 
 def _pairs(path: Path, n: int, tag: str) -> Path:

@@ -10,6 +10,8 @@ from workbench.core import suspects
 from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project
 
+pytestmark = pytest.mark.slow  # trains runs to compare their suspects
+
 
 @pytest.fixture
 def project(tmp_path):

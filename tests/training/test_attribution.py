@@ -10,6 +10,8 @@ from workbench.training.attribution import METHODS, split_sentences
 from workbench.training.config import TrainConfig
 from workbench.training.process import TrainerProcess
 
+pytestmark = pytest.mark.slow  # attribution jobs in the training process
+
 PROMPT = "How do I keep basil alive indoors?"
 CHOSEN = "Give it a sunny window. Water when the top soil is dry!\nPinch off the flowers so it keeps growing."
 REJECTED = "Basil is a plant. I don't know."

@@ -20,6 +20,8 @@ from workbench.core.store import Project
 from workbench.training.export import RunExportError, export_run
 from workbench.training.model import PairEncoder, load_tokenizer
 
+pytestmark = pytest.mark.slow  # trains and exports real models
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_bert_dir, tiny_gpt2_dir):

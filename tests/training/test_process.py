@@ -25,6 +25,8 @@ from workbench.training.events import (
 )
 from workbench.training.process import TrainerProcess
 
+pytestmark = pytest.mark.slow  # each test starts the training process
+
 REPO = Path(__file__).resolve().parents[2]
 
 

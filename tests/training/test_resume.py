@@ -26,6 +26,7 @@ from workbench.training.events import (
 from workbench.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # real training runs, killed and resumed
 
 # The kill switch: a copy of the trainer in a subprocess that SIGKILLs itself two steps after its first
 # checkpoint, so the run dies mid-epoch with metrics written after the checkpoint it will resume from.

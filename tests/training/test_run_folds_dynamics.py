@@ -18,6 +18,8 @@ from workbench.training.events import Finished, PhaseProgress
 from workbench.training.run_control import RunControl
 from workbench.training.trainer import PairDynamics, Trainer
 
+pytestmark = pytest.mark.slow  # real training runs with folds
+
 
 def _train(path, config: TrainConfig) -> tuple[int, Finished, list]:
     events = list(Trainer(path, config).events())

@@ -13,6 +13,8 @@ from export_helpers import app_scores, train_project, training_pairs
 from workbench import cli
 from workbench.training.export import export_run
 
+pytestmark = pytest.mark.slow  # trains a model, then scores through the command
+
 TOL = 1e-5
 
 

@@ -14,6 +14,8 @@ from workbench.core import suspects
 from workbench.core.store import Project
 from workbench.training.folds import SOURCE, out_of_fold_margins
 
+pytestmark = pytest.mark.slow  # trains runs and their out-of-fold heads
+
 BINS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
 
 

@@ -31,6 +31,8 @@ from workbench.training.events import (
 from workbench.training.loss import pair_terms, pairwise_loss
 from workbench.training.trainer import Trainer, head_batch_size, lr_at, micro_batches
 
+pytestmark = pytest.mark.slow  # real training runs of a tiny transformer
+
 # Settings under which the tiny random BERT learns the keyword task in a fraction of a second.
 FT = dict(mode="finetune", learning_rate=5e-3, epochs=4)
 HEAD = dict(mode="head", learning_rate=3e-2, epochs=30)

@@ -18,6 +18,8 @@ from workbench.training.trainer import Trainer
 from workbench.ui.frame_model import Column, FrameModel, fixed
 from workbench.ui.inspect_view import MARGIN_COLUMN, InspectView
 
+pytestmark = pytest.mark.slow  # each test trains a run to inspect
+
 HTML_PROMPT = 'Question x: <img src="file:///etc/passwd"> <b>bold?</b> <a href="http://example.com">link</a>'
 
 

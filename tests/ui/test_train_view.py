@@ -21,6 +21,8 @@ from workbench.training import checkpoint
 from workbench.training.config import TrainConfig
 from workbench.training.events import Failed, RunStarted
 
+pytestmark = pytest.mark.slow  # real training runs behind the view
+
 
 @pytest.fixture
 def window(main_window):
