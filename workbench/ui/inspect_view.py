@@ -1044,8 +1044,9 @@ class InspectView(QWidget):
             self.reason_edit.setPlaceholderText("Read only: reviews are off")
 
     # ------------------------------------------------------------------ actions
-    def review(self, action: str, reason: str | None = None) -> int | None:
-        """Settle the current suspect (keep, flip, tie, both_bad, exclude) with a reason; it leaves the queue."""
+    def _pair_to_change(self, doing: str) -> tuple[int, pd.Series] | None:
+        """The pair on screen, when it may be changed now: the project is writable and the annotator named
+        (each refusal said in the status bar)."""
         found = self._row_of_current()
         if found is None or self.project is None:
             return None
@@ -1053,7 +1054,14 @@ class InspectView(QWidget):
             self.message.emit(read_only)
             return None
         if not self.annotator:
-            self.message.emit("Set your name (status bar) before reviewing.")
+            self.message.emit(f"Set your name (status bar) before {doing}.")
+            return None
+        return found
+
+    def review(self, action: str, reason: str | None = None) -> int | None:
+        """Settle the current suspect (keep, flip, tie, both_bad, exclude) with a reason; it leaves the queue."""
+        found = self._pair_to_change("reviewing")
+        if found is None or self.project is None:
             return None
         why = (reason if reason is not None else self.reason_edit.text()).strip()
         if not why:
@@ -1092,14 +1100,8 @@ class InspectView(QWidget):
 
     def relabel(self, what: str) -> int | None:
         """'swap' (the other response wins, same strength), 'tie' or 'both_bad': a relabel judgment."""
-        found = self._row_of_current()
+        found = self._pair_to_change("relabelling")
         if found is None or self.project is None:
-            return None
-        if (read_only := read_only_message(self.project)) is not None:
-            self.message.emit(read_only)
-            return None
-        if not self.annotator:
-            self.message.emit("Set your name (status bar) before relabelling.")
             return None
         pos, r = found
         cid = int(r["comparison_id"])
