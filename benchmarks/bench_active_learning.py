@@ -44,7 +44,14 @@ for entry in (ROOT, ROOT / "benchmarks"):
     if str(entry) not in sys.path:
         sys.path.insert(0, str(entry))
 
-from common import DEFAULT_HH_PATH, first_human_turn, load_hh_pairs, quiet, stable_unit_hash  # noqa: E402
+from common import (  # noqa: E402
+    DEFAULT_HH_PATH,
+    first_human_turn,
+    held_out_accuracy,
+    load_hh_pairs,
+    quiet,
+    stable_unit_hash,
+)
 
 ANNOTATOR = "oracle"
 STRATEGIES = ("random", "uncertain")
@@ -126,20 +133,6 @@ def copy_embeddings(source: Path, target) -> int:
     return sum(len(v) for v in by_backbone.values())
 
 
-def val_accuracy(project, run_id: int, val_ids: set[int], truth: dict[int, str]) -> float:
-    """Accuracy on the held-out comparisons, from the run's final scores (ties count as wrong)."""
-    scores = project.pair_scores(run_id)
-    scores = scores[scores["comparison_id"].isin(val_ids)]
-    if len(scores) != len(val_ids):
-        raise RuntimeError(f"run {run_id} scored {len(scores)} of {len(val_ids)} held-out comparisons")
-    right = 0
-    for cid, chosen, r_c, r_r in scores[["comparison_id", "chosen", "r_chosen", "r_rejected"]].itertuples(index=False):
-        r_a, r_b = (r_c, r_r) if chosen == "a" else (r_r, r_c)
-        if r_a != r_b:
-            right += ("a" if r_a > r_b else "b") == truth[int(cid)]
-    return right / len(val_ids)
-
-
 # ------------------------------------------------------------------------------------------ simulation
 def simulate(strategy: str, seed: int, records, oracle, embeddings: Path, work: Path, args) -> dict:
     from workbench.core.store import Project
@@ -173,7 +166,7 @@ def simulate(strategy: str, seed: int, records, oracle, embeddings: Path, work: 
             t_label += time.perf_counter() - t0
             run_id, seconds = train_head(path, seed, args.epochs)
             train_s.append(seconds)
-            acc = val_accuracy(project, run_id, val_ids, truth)
+            acc = held_out_accuracy(project, run_id, val_ids, truth)
             points.append((labelled, acc))
             print(
                 f"  {strategy:9s} seed {seed}  {labelled:5d} labels  val accuracy {acc:.3f}  "
@@ -185,7 +178,7 @@ def simulate(strategy: str, seed: int, records, oracle, embeddings: Path, work: 
                 project.record_judgment(cid, ANNOTATOR, truth[cid])
                 labelled += 1
             run_id, seconds = train_head(path, seed, args.epochs)
-            full_pool = (labelled, val_accuracy(project, run_id, val_ids, truth))
+            full_pool = (labelled, held_out_accuracy(project, run_id, val_ids, truth))
             print(
                 f"  {strategy:9s} seed {seed}  {labelled:5d} labels (the whole pool)  val accuracy {full_pool[1]:.3f}",
                 flush=True,

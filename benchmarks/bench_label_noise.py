@@ -49,7 +49,14 @@ for entry in (ROOT, ROOT / "benchmarks"):
     if str(entry) not in sys.path:
         sys.path.insert(0, str(entry))
 
-from common import DEFAULT_HH_PATH, first_human_turn, load_hh_pairs, quiet, stable_unit_hash  # noqa: E402
+from common import (  # noqa: E402
+    DEFAULT_HH_PATH,
+    first_human_turn,
+    held_out_accuracy,
+    load_hh_pairs,
+    quiet,
+    stable_unit_hash,
+)
 
 ANNOTATOR = "bench"
 METHODS = ("suspects", "in_sample", "oof_margin", "random", "blend", "tiebreak", "oof10")
@@ -245,20 +252,6 @@ def ensure_oof(project, run_id: int) -> str:
     return "benchmark"
 
 
-def test_accuracy(project, run_id: int, test_ids: set[int], truth: dict[int, str]) -> float:
-    """Accuracy on the held-out comparisons against the true labels, from the run's final scores."""
-    scores = project.pair_scores(run_id)
-    scores = scores[scores["comparison_id"].isin(test_ids)]
-    if len(scores) != len(test_ids):
-        raise RuntimeError(f"run {run_id} scored {len(scores)} of {len(test_ids)} held-out comparisons")
-    right = 0
-    for cid, chosen, r_c, r_r in scores[["comparison_id", "chosen", "r_chosen", "r_rejected"]].itertuples(index=False):
-        r_a, r_b = (r_c, r_r) if chosen == "a" else (r_r, r_c)
-        if r_a != r_b:
-            right += ("a" if r_a > r_b else "b") == truth[int(cid)]
-    return right / len(test_ids)
-
-
 def _lexi_score(primary, secondary):
     """One score that sorts by ``primary``, then ``secondary`` (both higher first): their joint dense rank."""
     import numpy as np
@@ -310,7 +303,7 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
             for c in train_ids:
                 project.record_judgment(c, ANNOTATOR, noisy[c])
         run_id = train(path, seed, folds=None)
-        acc_noisy = test_accuracy(project, run_id, test_ids, truth)
+        acc_noisy = held_out_accuracy(project, run_id, test_ids, truth)
         oof_from = ensure_oof(project, run_id)
         table = suspects_for_run(project, run_id)
         cids = table["comparison_id"].astype(int).to_numpy()
@@ -345,7 +338,7 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
                 for c in chosen_ids:
                     if noisy[c] != truth[c]:
                         project.record_judgment(c, ANNOTATOR, noisy[c])
-            return test_accuracy(project, rid, test_ids, truth)
+            return held_out_accuracy(project, rid, test_ids, truth)
 
         order = np.argsort(-ranks["suspects"], kind="stable")
         top = [int(c) for c in cids[order[:k]]]

@@ -533,3 +533,17 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self._t0
+
+
+def held_out_accuracy(project, run_id: int, held_out: set[int], truth: dict[int, str]) -> float:
+    """Accuracy on the held-out comparisons, from the run's final scores (ties count as wrong)."""
+    scores = project.pair_scores(run_id)
+    scores = scores[scores["comparison_id"].isin(held_out)]
+    if len(scores) != len(held_out):
+        raise RuntimeError(f"run {run_id} scored {len(scores)} of {len(held_out)} held-out comparisons")
+    right = 0
+    for cid, chosen, r_c, r_r in scores[["comparison_id", "chosen", "r_chosen", "r_rejected"]].itertuples(index=False):
+        r_a, r_b = (r_c, r_r) if chosen == "a" else (r_r, r_c)
+        if r_a != r_b:
+            right += ("a" if r_a > r_b else "b") == truth[int(cid)]
+    return right / len(held_out)
