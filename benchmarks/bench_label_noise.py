@@ -13,7 +13,8 @@ set made here, for each flip rate (10, 20, 30%) and seed:
    labels; its out-of-fold margins (``training/folds.py``, 5 head folds split by prompt) are stored unless the
    trainer stored them; ``core.suspects.suspects_for_run`` ranks the labelled pairs.
 4. Four rankings of the flips are scored, AUROC (``sklearn.metrics.roc_auc_score``) and precision at k
-   (k = the number of flips): (a) the suspects' ``p_label_wrong``, (b) the in-sample margin, most negative
+   (k = the number of flips): (a) the suspects' order (``p_label_wrong``, ties
+   broken by the model's evidence, as the app lists them), (b) the in-sample margin, most negative
    first (the order before suspects), (c) the out-of-fold margin alone, (d) random.
 5. Payoff: the top-k suspects are corrected (set to their true label, as a reviewer would; a pair whose label
    was right stays as it is) and the model retrained; separately, k random labelled pairs are corrected and
@@ -59,16 +60,16 @@ from common import (  # noqa: E402
 )
 
 ANNOTATOR = "bench"
-METHODS = ("suspects", "in_sample", "oof_margin", "random", "blend", "tiebreak", "oof10")
+METHODS = ("suspects", "in_sample", "oof_margin", "random", "blend", "p_only", "oof10")
 #: candidate changes measured beside the four rankings of the issue (diagnostics, not targets)
-DIAGNOSTICS = ("blend", "tiebreak", "oof10")
+DIAGNOSTICS = ("blend", "p_only", "oof10")
 METHOD_NAMES = {
     "suspects": "suspects p(label wrong)",
     "in_sample": "in-sample margin (today)",
     "oof_margin": "out-of-fold margin alone",
     "random": "random",
     "blend": "in-sample + out-of-fold margin (diagnostic)",
-    "tiebreak": "suspects, ties broken by the out-of-fold margin (diagnostic)",
+    "p_only": "p(label wrong) alone, its ties as they fall (diagnostic)",
     "oof10": "out-of-fold margin of 10 folds (diagnostic)",
 }
 FOLDS = 5
@@ -252,16 +253,6 @@ def ensure_oof(project, run_id: int) -> str:
     return "benchmark"
 
 
-def _lexi_score(primary, secondary):
-    """One score that sorts by ``primary``, then ``secondary`` (both higher first): their joint dense rank."""
-    import numpy as np
-
-    order = np.lexsort((np.asarray(secondary, dtype=float), np.asarray(primary, dtype=float)))
-    score = np.empty(len(order))
-    score[order] = np.arange(len(order), dtype=float)
-    return score
-
-
 def oof_margins_k(project, run_id: int, k: int, cids):
     """Out-of-fold margins of the run's pairs with k folds (not stored), in the order of ``cids``."""
     import numpy as np
@@ -309,22 +300,23 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
         cids = table["comparison_id"].astype(int).to_numpy()
         y = np.array([c in flipped for c in cids], dtype=int)
         k = int(y.sum())  # the flips among the run's pairs (all of them: every training pair is in the run)
+        # The suspects' ranking is the table's order, as the app lists it: p_label_wrong, its ties (the clipped
+        # ends) broken by the model's evidence.
+        app_rank = -np.arange(len(cids), dtype=float)  # the table comes sorted, most suspect first
         ranks = {
-            "suspects": table["p_label_wrong"].to_numpy(dtype=float),
+            "suspects": app_rank,
             "in_sample": -table["in_sample_margin"].to_numpy(dtype=float),
             "oof_margin": -table["oof_margin"].to_numpy(dtype=float),
             "random": rng.random(len(cids)),
             # a diagnostic, not a target: the sum of the two margins (a candidate change to the ranking)
             "blend": -(table["in_sample_margin"].to_numpy(dtype=float) + table["oof_margin"].to_numpy(dtype=float)),
-            # p_label_wrong is a step function of the margin (isotonic calibration): order within a step by it
-            "tiebreak": _lexi_score(table["p_label_wrong"].to_numpy(dtype=float), -table["oof_margin"].to_numpy()),
+            # p_label_wrong alone: where it ties (its clipped ends), the order is arbitrary (half credit)
+            "p_only": table["p_label_wrong"].to_numpy(dtype=float),
             "oof10": -oof_margins_k(project, run_id, 10, cids),
         }
         auroc = {m: float(roc_auc_score(y, s)) for m, s in ranks.items()}
-        # Diagnostic: the suspects' order as the app lists it (ties of p_label_wrong broken by comparison id).
-        app_rank = -np.arange(len(cids), dtype=float)  # the table comes sorted, most suspect first
         auroc_app_order = float(roc_auc_score(y, app_rank))
-        distinct = len(np.unique(ranks["suspects"]))
+        distinct = len(np.unique(ranks["p_only"]))
         prec = {m: precision_at_k(s, y, k) for m, s in ranks.items()}
 
         # Payoff: correct the top-k suspects, or k random pairs, and retrain (same seed; labels only differ).

@@ -49,6 +49,28 @@ def test_random_ab_swaps_change_nothing():
         assert base[col].tolist() == swapped[col].tolist(), col
 
 
+def test_head_mode_evidence_is_symmetric_and_fine_tune_uses_the_folds_only():
+    """A frozen backbone adds the in-sample margin and the dynamics' confidence to the evidence; a/b swaps still
+    change nothing, and without a frozen backbone (fine-tune: memorised labels) they are ignored."""
+    pairs, flipped = _pairs()
+    rng = np.random.default_rng(2)
+    # in sample: memorised a little (flips pulled towards their label), confidence from the same margin
+    pairs["in_sample_margin"] = pairs["oof_margin"] + np.where(flipped, 1.0, 0.0) + rng.normal(0, 0.5, len(pairs))
+    pairs["confidence"] = 1 / (1 + np.exp(-pairs["in_sample_margin"]))
+    swap = rng.random(len(pairs)) < 0.5
+    head = score_suspects(pairs, frozen_backbone=True)
+    assert (
+        head["p_label_wrong"].tolist()
+        == score_suspects(_swap(pairs, ["label"], swap), frozen_backbone=True)["p_label_wrong"].tolist()
+    )
+    tuned = score_suspects(pairs)
+    folds_only = score_suspects(pairs.drop(columns=["in_sample_margin", "confidence"]), frozen_backbone=True)
+    assert np.allclose(tuned["p_label_wrong"], folds_only["p_label_wrong"])
+    assert not np.allclose(head["p_label_wrong"], tuned["p_label_wrong"])
+    assert len(np.unique(head["p_label_wrong"])) > len(pairs) // 2  # continuous: no blocks of ties
+    assert head.loc[flipped, "p_label_wrong"].mean() > head.loc[~flipped, "p_label_wrong"].mean() + 0.3
+
+
 def test_model_evidence_is_calibrated_on_flips_and_ranks_them_first():
     pairs, flipped = _pairs(n=3000)
     out = score_suspects(pairs)

@@ -10,18 +10,28 @@ stored order of a and b, which reveals imported labels, changes nothing.
 
 How the sources combine (log-odds that the label is wrong, from a symmetric prior of 0):
 
-1. **The model.** The out-of-fold margins m are the label's evidence from a model that never saw the pair.
-   Each pair is a two-class problem relative to itself: the labelled side is better (class 1, probability
-   σ(m)) or not (class 0); it is entered twice, as itself and mirrored (class 0 with the probabilities
-   swapped), so both classes are alike and orientation-free. ``q`` is σ(m) calibrated on that mirrored
-   problem by isotonic regression (odd-symmetric). cleanlab's confident joint (``count.estimate_joint``) on
-   it estimates ε, the share of wrong labels (capped by the anchor estimate: the mean q of the pairs whose
-   margins are most against their labels, which is ε itself where only flips reach); cleanlab ranks the labels (``rank.get_label_quality_scores``,
-   the ``label_quality`` column) and flags issues (``filter.find_label_issues``, ``cleanlab_issue``).
-   If a flipped label's margin is distributed as the negative of a correct one's (the folds are blind to the
-   label), the density of m is f(m) = (1-ε) g(m) + ε g(-m), so with ρ = f(-m)/f(m) = (1-q)/q:
-   P(flipped | m) = ε((1-ε)ρ - ε) / (1-2ε), clipped to [0.001, 0.999]. Its log-odds minus logit(ε) is the
-   model's likelihood ratio log g(-m)/g(m), which does not depend on how many people labelled the pair.
+1. **The model.** Its evidence e for each label is a logit (``label_evidence``): the out-of-fold margin
+   always (a model that never saw the pair). A head-mode run trains a linear head on a frozen backbone, which
+   barely memorises, so its in-sample margin (fitted on all the data, not (K-1)/K of it) and the training
+   dynamics' confidence (data cartography: mislabelled pairs stay at low confidence) are good evidence too:
+   e is then the mean of the three, each divided by its root mean square (logit of the confidence). A
+   fine-tune (or LoRA) run moves the backbone and memorises wrong labels, so there the in-sample margin and
+   the dynamics would vouch for exactly the labels in question: only the out-of-fold margin counts.
+   Each pair is a two-class problem relative to itself: the labelled side is better (class 1) or not (class
+   0); it is entered twice, as itself and mirrored (-e, class 0), so both classes are alike and
+   orientation-free. ``q`` is e calibrated on that mirrored problem by isotonic regression, interpolated
+   linearly between the centres of its steps (continuous and strictly increasing between them, so the order
+   of the pairs is that of their evidence, never an arbitrary order within a step) and odd-symmetric.
+   cleanlab's confident joint (``count.estimate_joint``) on it estimates ε, the share of wrong labels (capped
+   by the anchor estimate: the mean of the isotonic steps' q over the pairs whose evidence is most against
+   their labels, which is ε itself where only flips reach); cleanlab ranks the labels
+   (``rank.get_label_quality_scores``, the ``label_quality`` column) and flags issues
+   (``filter.find_label_issues``, ``cleanlab_issue``).
+   If a flipped label's evidence is distributed as the negative of a correct one's (exact for the folds,
+   which are blind to the label; nearly so in head mode, where little is memorised), the density of e is
+   f(e) = (1-ε) g(e) + ε g(-e), so with ρ = f(-e)/f(e) = (1-q)/q:
+   P(flipped | e) = ε((1-ε)ρ - ε) / (1-2ε), clipped to [0.001, 0.999]. Its log-odds minus logit(ε) is the
+   model's likelihood ratio log g(-e)/g(e), which does not depend on how many people labelled the pair.
 2. **Votes.** Every annotator's current a/b vote on the pair (ties and both-bad say nothing about the order)
    adds ±w(strength)·logit(r): + against the label, - for it. r, the annotator's reliability, is their
    leave-one-out agreement with the others' majority (``team.majority_agreement``), shrunk towards 1-ε with
@@ -32,7 +42,9 @@ How the sources combine (log-odds that the label is wrong, from a symmetric prio
    annotators' votes (the adjudicator decided having seen them: they are not independent evidence again).
 
 p_label_wrong = σ(model likelihood ratio + votes). ``tests/core/test_suspects.py`` checks it on synthetic
-flips: of the pairs given about p, about p are flipped.
+flips: of the pairs given about p, about p are flipped. The suspects table is sorted by p_label_wrong, its ties
+(the clipped ends, equal votes) by the evidence. ``benchmarks/bench_label_noise.py`` measures the ranking on
+real (HH-RLHF) and synthetic flips.
 
 Categories, after dataset cartography (Swayamdipta et al. 2020: confidence = mean probability of the label
 across evaluations, variability = its standard deviation): **ambiguous** (variability ≥ 0.2, or annotators
@@ -102,22 +114,63 @@ def _logit(p: float | np.ndarray) -> Any:
     return np.log(p) - np.log1p(-p)
 
 
-def calibrated_probability(margins: np.ndarray) -> np.ndarray:
-    """q = P(the labelled side is better | m): σ(m) calibrated by isotonic regression on the mirrored
-    two-class problem (each m with class 1 and -m with class 0), made exactly odd-symmetric."""
+def label_evidence(pairs: pd.DataFrame, frozen_backbone: bool) -> np.ndarray:
+    """The model's evidence for each label, a logit (positive: the label's side is better): the out-of-fold
+    margin always; with a frozen backbone (head mode) also the in-sample margin and the logit of the
+    training-dynamics confidence. Each is divided by its root mean square (its sd on the mirrored problem, so
+    a flipped label still negates it) and a pair's evidence is the mean of those it has (NaN ones are left
+    out). Oriented to the label, so the stored order of a and b changes nothing."""
+    sources = [pairs["oof_margin"].to_numpy(dtype=float)]
+    if frozen_backbone:
+        sources.append(pairs["in_sample_margin"].to_numpy(dtype=float))
+        sources.append(_logit(pairs["confidence"].to_numpy(dtype=float)))
+    scaled = []
+    for x in sources:
+        finite = np.isfinite(x)
+        if not finite.any():
+            continue
+        rms = float(np.sqrt(np.mean(x[finite] ** 2)))
+        scaled.append(np.where(finite, x / rms if rms > 0 else 0.0, np.nan))
+    stack = np.stack(scaled)
+    count = np.isfinite(stack).sum(axis=0)
+    return np.asarray(np.where(count > 0, np.nansum(stack, axis=0) / np.maximum(count, 1), 0.0))
+
+
+def calibrated_probability(evidence: np.ndarray, interpolate: bool = True) -> np.ndarray:
+    """q = P(the labelled side is better | e) for evidence logits e (margins): isotonic regression on the
+    mirrored two-class problem (each e with class 1 and -e with class 0), made continuous and strictly
+    increasing between its steps by interpolating linearly between the steps' centres (the mean e of each
+    step; flat beyond the outermost centres), and exactly odd-symmetric. A step function would tie whole
+    blocks of pairs and leave their order arbitrary; the interpolation keeps the calibration and orders them
+    by their evidence. ``interpolate=False``: the steps themselves (the estimate of ε uses them: they are
+    frequencies, where the interpolation's outermost centres are isotonic's least stable steps)."""
     from sklearn.isotonic import IsotonicRegression
 
-    m = np.asarray(margins, dtype=float)
-    x = np.concatenate([m, -m])
-    y = np.concatenate([np.ones(len(m)), np.zeros(len(m))])
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(_sigmoid(x), y)
-    q = 0.5 * (iso.predict(_sigmoid(m)) + 1.0 - iso.predict(_sigmoid(-m)))
+    e = np.asarray(evidence, dtype=float)
+    x = np.concatenate([e, -e])
+    y = np.concatenate([np.ones(len(e)), np.zeros(len(e))])
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True).fit_transform(x, y)
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], fitted[order]
+    # a step: a run of equal fitted values; its centre is the mean of its x
+    starts = np.flatnonzero(np.r_[True, np.diff(ys) != 0])
+    sizes = np.diff(np.r_[starts, len(xs)])
+    centres = np.add.reduceat(xs, starts) / sizes
+    values = ys[starts]
+
+    def h(v: np.ndarray) -> np.ndarray:
+        if interpolate:
+            return np.asarray(np.interp(v, centres, values))
+        # the step of each v: the last step starting at or below it (the first one below all)
+        return np.asarray(values[np.clip(np.searchsorted(xs[starts], v, side="right") - 1, 0, len(starts) - 1)])
+
+    q = 0.5 * (h(e) + 1.0 - h(-e))
     return np.clip(q, 1e-6, 1 - 1e-6)
 
 
 def model_evidence(margins: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """(p_model, ε, label_quality, cleanlab_issue) of out-of-fold margins oriented to the labels (step 1 of
-    the module's rule)."""
+    """(p_model, ε, label_quality, cleanlab_issue) of evidence logits oriented to the labels (``label_evidence``;
+    step 1 of the module's rule)."""
     from cleanlab.count import estimate_joint
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -130,7 +183,8 @@ def model_evidence(margins: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, 
     # The anchor estimate: where the margin is most against the label, the calibrated q is the flip rate
     # itself (f(m) = ε g(-m) there). cleanlab's confident joint counts the undecided pairs near m = 0 as
     # issues too and overestimates ε by a few points on synthetic flips, so the smaller of the two is used.
-    anchor = float(np.mean(np.sort(q)[: max(ANCHOR_MIN, math.ceil(ANCHOR_SHARE * n))]))
+    steps = calibrated_probability(margins, interpolate=False)
+    anchor = float(np.mean(np.sort(steps)[: max(ANCHOR_MIN, math.ceil(ANCHOR_SHARE * n))]))
     eps = float(np.clip(min(joint[0, 1] + joint[1, 0], anchor), 1e-3, 0.45))
     quality = get_label_quality_scores(labels, probs)[:n]
     issues = find_label_issues(labels, probs)
@@ -158,23 +212,28 @@ def reliabilities(votes: pd.DataFrame, eps: float) -> dict[str, float]:
     return out
 
 
-def score_suspects(pairs: pd.DataFrame, votes: pd.DataFrame | None = None) -> pd.DataFrame:
+def score_suspects(
+    pairs: pd.DataFrame, votes: pd.DataFrame | None = None, frozen_backbone: bool = False
+) -> pd.DataFrame:
     """``pairs`` (comparison_id, label 'a'/'b', oof_margin; optional in_sample_margin, confidence,
-    variability) with p_label_wrong, category, reason, label_quality, cleanlab_issue and p_model added.
-    ``votes``: comparison_id, annotator, choice, strength, adjudication (bool); None: no votes known, as if
-    each label came from one annotator of average reliability."""
+    variability) with p_label_wrong, category, reason, label_quality, cleanlab_issue, evidence and p_model
+    added. ``votes``: comparison_id, annotator, choice, strength, adjudication (bool); None: no votes known, as
+    if each label came from one annotator of average reliability. ``frozen_backbone``: the run trained a head
+    on a frozen backbone (head mode), so its in-sample margin and training dynamics count as evidence too
+    (``label_evidence``); otherwise only the out-of-fold margin does."""
     out = pairs.copy().reset_index(drop=True)
     for col in ("in_sample_margin", "confidence", "variability"):
         if col not in out:
             out[col] = np.nan
     m = out["oof_margin"].to_numpy(dtype=float)
     if len(out) == 0:
-        for col in ("p_model", "p_label_wrong", "label_quality"):
+        for col in ("evidence", "p_model", "p_label_wrong", "label_quality"):
             out[col] = pd.Series(dtype=float)
         out["cleanlab_issue"] = pd.Series(dtype=bool)
         out["category"] = out["reason"] = pd.Series(dtype=object)
         return out
-    p_model, eps, quality, issue = model_evidence(m)
+    out["evidence"] = label_evidence(out, frozen_backbone)
+    p_model, eps, quality, issue = model_evidence(out["evidence"].to_numpy(dtype=float))
     logodds = _logit(p_model) - _logit(eps)
     out["p_model"], out["label_quality"], out["cleanlab_issue"] = p_model, quality, issue
     labels = dict(zip(out["comparison_id"], out["label"]))
@@ -311,7 +370,8 @@ def suspects_for_run(project: Any, run_id: int, include_reviewed: bool = True) -
     oof = project.oof_scores(run_id)
     if oof.empty:
         raise ValueError(f"run {run_id} has no out-of-fold scores; compute them first (workbench suspects does)")
-    snapshot = project.run(run_id)["data_snapshot"]
+    run = project.run(run_id)
+    snapshot = run["data_snapshot"]
     label_of = dict(zip(snapshot.get("comparison_ids", []), snapshot.get("choices", "")))
     judgment_of = dict(zip(snapshot.get("comparison_ids", []), snapshot.get("judgment_ids", [])))
     names = project.judgment_annotators([int(j) for j in judgment_of.values()])
@@ -329,7 +389,8 @@ def suspects_for_run(project: Any, run_id: int, include_reviewed: bool = True) -
     pairs["in_sample_margin"] = [in_sample.get(int(c), math.nan) for c in pairs["comparison_id"]]
     pairs = pairs.merge(run_dynamics(project, run_id), on="comparison_id", how="left")
     pairs["dynamics_points"] = pairs["dynamics_points"].fillna(0).astype("int64")
-    scored = score_suspects(pairs, project_votes(project))
+    frozen = (run.get("mode") or run["config"].get("mode")) == "head" and not run["config"].get("lora")
+    scored = score_suspects(pairs, project_votes(project), frozen_backbone=frozen)
     reviewed = project.reviewed()
     scored["review"] = [reviewed.get(int(c), "") for c in scored["comparison_id"]]
     if not include_reviewed:
@@ -340,7 +401,10 @@ def suspects_for_run(project: Any, run_id: int, include_reviewed: bool = True) -
     scored["prompt"] = rows["prompt"].to_numpy()
     scored["chosen"] = np.where(a_wins, rows["response_a"].to_numpy(), rows["response_b"].to_numpy())
     scored["rejected"] = np.where(a_wins, rows["response_b"].to_numpy(), rows["response_a"].to_numpy())
-    order = scored.sort_values(["p_label_wrong", "comparison_id"], ascending=[False, True], kind="stable")
+    # ties of p_label_wrong (its clipped ends; equal votes) are ordered by the evidence, least for the label first
+    order = scored.sort_values(
+        ["p_label_wrong", "evidence", "comparison_id"], ascending=[False, True, True], kind="stable"
+    )
     return order[COLUMNS].reset_index(drop=True)
 
 
