@@ -795,7 +795,7 @@ class InspectView(QWidget):
     def _fill_plot(self, token: int, plot: CartographyPlot | ErrorMap, data: object, out: dict) -> None:
         if token != self._load_token or self.project is None:
             return  # a newer load was asked for
-        plot.set_data(data)  # type: ignore[arg-type]
+        plot.set_data(data)
         if plot is self.cartography:
             QTimer.singleShot(0, lambda: self._fill_plot(token, self.error_map, out["error_map"], out))
         elif self.run_id is not None:
