@@ -168,6 +168,14 @@ def calibrated_probability(evidence: np.ndarray, interpolate: bool = True) -> np
     return np.clip(q, 1e-6, 1 - 1e-6)
 
 
+def preload() -> None:
+    """Import the libraries ``model_evidence`` uses (cleanlab, scikit-learn, SciPy: seconds), ahead of the
+    first call; the GUI does it in a background thread at start-up (``ui.app.preload_in_background``)."""
+    import cleanlab.count
+    import cleanlab.filter
+    import cleanlab.rank  # noqa: F401
+
+
 def model_evidence(margins: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """(p_model, ε, label_quality, cleanlab_issue) of evidence logits oriented to the labels (``label_evidence``;
     step 1 of the module's rule)."""
@@ -187,7 +195,9 @@ def model_evidence(margins: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, 
     anchor = float(np.mean(np.sort(steps)[: max(ANCHOR_MIN, math.ceil(ANCHOR_SHARE * n))]))
     eps = float(np.clip(min(joint[0, 1] + joint[1, 0], anchor), 1e-3, 0.45))
     quality = get_label_quality_scores(labels, probs)[:n]
-    issues = find_label_issues(labels, probs)
+    # One process: by default it forks a worker pool, and a fork of the GUI process (a large, threaded
+    # process) holds its GIL while the pages are copied (and forking beside Qt's threads is unsafe).
+    issues = find_label_issues(labels, probs, n_jobs=1)
     issue = issues[:n] | issues[n:]
     rho = (1 - q) / q
     p = eps * ((1 - eps) * rho - eps) / (1 - 2 * eps)

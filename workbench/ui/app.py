@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -59,6 +61,7 @@ def run_gui(project: str | os.PathLike | None = None, annotator: str | None = No
     # The training process imports torch in the background, not when Train is pressed; a second after the
     # loop starts, so that its imports do not slow the first paint (1.2 s instead of 0.7 s on one core).
     QTimer.singleShot(PRESTART_DELAY_MS, prestart)
+    QTimer.singleShot(PRESTART_DELAY_MS, preload_in_background)
     window = MainWindow(annotator=annotator)
     window.install_training_views()
     window.show()
@@ -110,6 +113,40 @@ def quit_on_signals(window: MainWindow) -> list[int]:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     return received
+
+
+def preload_modules() -> None:
+    """Import what the Inspect view's first load would otherwise import in its task thread: cleanlab,
+    and with it scikit-learn and SciPy (2,000 modules, 2-3 s here). Imported in a task thread they
+    still held the GUI thread (module code and extension start-up hold the GIL, and the new objects
+    set off full garbage collections of 50-80 ms): 100-130 ms gaps when Inspect first showed a run."""
+    from workbench.core import suspects
+
+    suspects.preload()
+
+
+#: the background preload (``preload_in_background``), once started
+_PRELOAD: threading.Thread | None = None
+
+
+def preload_in_background() -> threading.Thread:
+    """``preload_modules`` in a daemon thread, started once (at start-up, beside the training process's
+    start), then a collection and ``gc.freeze`` of what it made, as ``freeze_startup_objects`` does.
+    The thread is returned (to wait for it)."""
+    global _PRELOAD
+    if _PRELOAD is None:
+
+        def work() -> None:
+            import gc
+
+            with contextlib.suppress(Exception):  # a missing extra only costs the delay it would have saved
+                preload_modules()
+            gc.collect()
+            gc.freeze()
+
+        _PRELOAD = threading.Thread(target=work, name="workbench-preload", daemon=True)
+        _PRELOAD.start()
+    return _PRELOAD
 
 
 def freeze_startup_objects() -> None:

@@ -754,8 +754,8 @@ class InspectView(QWidget):
         df = out["frame"]
         self.has_suspects = bool((df["category"] != "").any()) if len(df) else False
         self.suspects_note.setText(out["note"])
-        self.cartography.set_data(out["cartography"])
-        self.error_map.set_data(out["error_map"])
+        for plot in (self.cartography, self.error_map):
+            plot.show_message("Drawing…")
         for w in (self.suspects_first_button, self.queue_check, self.category_combo):
             w.setEnabled(self.has_suspects)
         self.plot_selection = None
@@ -787,7 +787,19 @@ class InspectView(QWidget):
             self.select_pair(keep)
         elif self.model.rowCount():
             self.table.selectRow(0)
-        self.loaded.emit(run_id)
+        # The plots are filled in later turns of the event loop, one each: filling the table and both
+        # scatters (pyqtgraph's setData styles every point in Python) in one call held the GUI thread
+        # 60-120 ms at 3,000-10,000 pairs. ``loaded`` comes when all three are done.
+        QTimer.singleShot(0, lambda: self._fill_plot(token, self.cartography, out["cartography"], out))
+
+    def _fill_plot(self, token: int, plot: CartographyPlot | ErrorMap, data: object, out: dict) -> None:
+        if token != self._load_token or self.project is None:
+            return  # a newer load was asked for
+        plot.set_data(data)
+        if plot is self.cartography:
+            QTimer.singleShot(0, lambda: self._fill_plot(token, self.error_map, out["error_map"], out))
+        elif self.run_id is not None:
+            self.loaded.emit(self.run_id)
 
     # ------------------------------------------------------------------ filters
     def filter_mask(self) -> np.ndarray:
