@@ -7,9 +7,9 @@ import itertools
 import pytest
 from wb_testing import sql
 
-from workbench.core.label_session import DEFAULT_STRENGTH, READ_ONLY_MESSAGE, LabelSession
+from workbench.core.label_session import DEFAULT_STRENGTH, LabelSession
 from workbench.core.records import PairRecord, PromptRecord, Text
-from workbench.core.store import Project
+from workbench.core.store import READ_ONLY_MESSAGE, Project
 
 ANN = "ann"
 

@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from workbench.core.records import STRENGTHS, Comparison, Judgment, Text
-from workbench.core.store import Project, ProjectError
+from workbench.core.store import Project, ProjectError, read_only_message
 
 DEFAULT_STRENGTH = 3
-READ_ONLY_MESSAGE = "Read only ({reason}): nothing was recorded. Copy the project somewhere writable to label it."
 
 
 @dataclass
@@ -160,7 +159,7 @@ class LabelSession:
         if self.current is None or self.project is None or self._busy:
             return Outcome(False)
         if self.read_only:
-            return Outcome(False, READ_ONLY_MESSAGE.format(reason=self.project.read_only))
+            return Outcome(False, read_only_message(self.project) or "")
         return None
 
     def choose(self, screen_side: str, much: bool = False) -> Outcome:
@@ -205,7 +204,7 @@ class LabelSession:
             return Outcome(False)
         assert self.project is not None  # ready: a project is open
         if self.read_only:
-            return Outcome(False, READ_ONLY_MESSAGE.format(reason=self.project.read_only))
+            return Outcome(False, read_only_message(self.project) or "")
         try:
             undone = self.project.undo_last(self.annotator)
         except (sqlite3.Error, ProjectError) as exc:
@@ -254,7 +253,7 @@ class LabelSession:
         if self.project is None:
             return Outcome(False)
         if self.read_only:
-            return Outcome(False, READ_ONLY_MESSAGE.format(reason=self.project.read_only))
+            return Outcome(False, read_only_message(self.project) or "")
         try:
             self.project.guidelines = text
         except (sqlite3.Error, ProjectError) as exc:

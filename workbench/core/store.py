@@ -56,6 +56,18 @@ from workbench.core.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 SYNCHRONOUS = "FULL"
 
 
+#: what every refused write says on a project opened read-only (the label session, the views)
+READ_ONLY_MESSAGE = "Read only ({reason}): nothing was changed. Copy the project somewhere writable to change it."
+
+
+def read_only_message(project: Project | None) -> str | None:
+    """The one line for a write refused because ``project`` was opened read-only, or None when it can be
+    written (or there is no project)."""
+    if project is None or project.read_only is None:
+        return None
+    return READ_ONLY_MESSAGE.format(reason=project.read_only)
+
+
 class ProjectError(Exception):
     """A user-facing problem with a project file (missing, not a project, too new)."""
 

@@ -34,8 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workbench.core.store import read_only_message
 from workbench.ui import settings
-from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.tasks import ProjectTask
 from workbench.ui.team_panel import VALUE_ROLE, AdjudicationDialog, AgreementPanel, bias_item

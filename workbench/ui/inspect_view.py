@@ -44,11 +44,10 @@ from PySide6.QtWidgets import (
 
 from workbench.core import suspects as suspects_rule
 from workbench.core.records import STRENGTHS
-from workbench.core.store import Project
+from workbench.core.store import Project, read_only_message
 from workbench.ui import settings, style
 from workbench.ui.frame_model import Column, FrameModel, fixed
 from workbench.ui.inspect_plots import CartographyPlot, ErrorMap, cartography_data, dynamics_counts, error_map_data
-from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import SafeTextBrowser, plain
 from workbench.ui.tasks import ProjectTask
 from workbench.ui.why_pane import WhyPane

@@ -35,9 +35,8 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.core.records import STRENGTHS
-from workbench.core.store import Project
+from workbench.core.store import Project, read_only_message
 from workbench.ui import style
-from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import SafeTextBrowser, tooltip
 from workbench.ui.widgets import Card, ChoiceRow, KeyButton
 

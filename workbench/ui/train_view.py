@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workbench.core.store import read_only_message
 from workbench.training.events import (
     CheckpointSaved,
     Evaluation,
@@ -48,7 +49,6 @@ from workbench.training.events import (
 from workbench.ui import settings
 from workbench.ui.config_form import ConfigForm
 from workbench.ui.plots import TrainingPlots
-from workbench.ui.queries import read_only_message
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.worker import TrainingRun
 
