@@ -28,7 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read FILE (JSONL, JSON, CSV or Parquet; .gz allowed), check every row, then add it to the "
         "project in one transaction: all of it or, on any error, nothing.",
     )
-    p.add_argument("file", metavar="FILE", help="the data file")
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        help="the data file, or a dataset folder (datasets' save_to_disk, or a Hub dataset download)",
+    )
     p.add_argument("--project", required=True, metavar="P", help="the project file (.wbp); created if missing")
     p.add_argument(
         "--format",
@@ -42,13 +46,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="who labelled the pairs (default: import:<file name>; a per-row annotator column wins)",
     )
+    p.add_argument(
+        "--split",
+        metavar="NAME",
+        help="the dataset split to read from a dataset folder (train, test, ...); not --test, which marks "
+        "imported pairs evaluation-only",
+    )
+    p.add_argument(
+        "--columns",
+        metavar="MAP",
+        help="our column names for the file's, e.g. prompt=question,chosen=good,rejected=bad",
+    )
     p.set_defaults(func=cmd_import)
 
     p = subparsers.add_parser(
         "export",
         help="export preference pairs (TRL format) or the judgment log",
         description="Write the project's labelled pairs as a TRL preference dataset (.jsonl or .parquet), or "
-        "its full judgment log (.csv, .parquet or .jsonl).",
+        "its full judgment log (.csv, .parquet or .jsonl); with --splits, a dataset folder (train and test "
+        "split by prompt, ties apart, a dataset card) that datasets.load_dataset(DIR) reads.",
     )
     p.add_argument("--project", required=True, metavar="P", help="the project file")
     add_output_argument(
@@ -65,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--include-ties", action="store_true", help="also write ties and both-bad pairs, with a label column"
+    )
+    p.add_argument(
+        "--splits",
+        action="store_true",
+        help="write a dataset folder at --out: train.jsonl and test.jsonl split by prompt (the project's test "
+        "split when it has one), ties.jsonl, and a README.md dataset card",
     )
     p.set_defaults(func=cmd_export)
 
@@ -95,7 +117,16 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise ValueError("--annotator is empty; give a name or leave the option out")
     progress = _Progress() if sys.stderr.isatty() else None
     # Reading is the first half of the work, storing the second (import_records counts from there).
-    records, info = read_records(args.file, args.format, progress and (lambda done, total: progress(done, 2 * total)))
+    from workbench.core.hub import parse_columns
+
+    columns = parse_columns(args.columns)
+    records, info = read_records(
+        args.file,
+        args.format,
+        progress and (lambda done, total: progress(done, 2 * total)),
+        split=args.split,
+        columns=columns,
+    )
     path = Path(args.project)
     was_empty = path.is_file() and path.stat().st_size == 0
     created = was_empty or not path.exists()
@@ -115,7 +146,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     identical = s.get("identical_pairs", 0)
     print(
         terminal_safe(
-            f"imported {info.path.name} ({info.shape}, {info.rows:,} rows) into {path}: added {s['prompts_added']:,} "
+            f"imported {info.path.name}{f' [{info.split}]' if info.split else ''} ({info.shape}, {info.rows:,} rows) into {path}: added {s['prompts_added']:,} "
             f"prompts, {s['responses_added']:,} responses, {s['comparisons_added']:,} comparisons, "
             f"{s['judgments_added']:,} judgments; {s['duplicates']:,} duplicates "
             f"({info.duplicate_rows:,} repeated rows in the file)"
@@ -129,6 +160,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     from workbench.core.formats import export_judgments, export_pairs
 
     with _open_existing(args.project) as project:
+        if args.splits:
+            from workbench.core.hub import export_splits
+
+            if args.what != "pairs" or args.include_ties:
+                raise ValueError(
+                    "--splits writes pairs, with ties always apart in ties.jsonl; drop --what/--include-ties"
+                )
+            counts = export_splits(project, args.out, with_margin=args.with_margin or False)
+            print(
+                terminal_safe(
+                    f"wrote {args.out}: train {counts['train']:,} pairs, test {counts['test']:,}, "
+                    f"ties and both-bad {counts['ties']:,} (ties.jsonl)"
+                )
+            )
+            return 0
         if args.what == "judgments":
             if args.with_margin is not None or args.include_ties:
                 raise ValueError("--with-margin and --include-ties apply to --what pairs only")

@@ -61,7 +61,9 @@ if TYPE_CHECKING:  # the store imports pandas and numpy; keep this module light 
 #: (a whole document pasted into a cell) and would make every view and the tokenizer crawl.
 MAX_TEXT_CHARS = 1_000_000
 SHAPES = ("explicit", "implicit", "conversational", "unlabeled")
-FORMATS = ("auto", *SHAPES)
+#: other tools' shapes (``core/hub.py``: Chatbot Arena, HelpSteer2, SHP, Label Studio, Prodigy)
+FOREIGN_SHAPES = ("arena", "helpsteer2", "shp", "labelstudio", "prodigy")
+FORMATS = ("auto", *SHAPES, *FOREIGN_SHAPES)
 ASSISTANT_MARKER = "\n\nAssistant:"
 
 _CONTAINERS = {
@@ -80,7 +82,10 @@ _KNOWN_FIELDS = (*_LIST_FIELDS, "annotator", "strength", "margin")
 _SHAPE_HELP = (
     "explicit (prompt, chosen, rejected), implicit (chosen, rejected as whole transcripts), "
     "conversational (chosen, rejected as lists of {role, content} messages, optional prompt) or "
-    "unlabeled (prompt with response_a and response_b, or prompt with a list of responses)"
+    "unlabeled (prompt with response_a and response_b, or prompt with a list of responses), or another "
+    "tool's: arena (response_a, response_b, winner_model_a/b, winner_tie), helpsteer2 (response_1, "
+    "response_2, preference_strength), shp (history, human_ref_A, human_ref_B), a Label Studio pairwise "
+    "export or Prodigy ab answers; --columns ours=theirs renames columns"
 )
 _STRENGTH_NAMES = {name.replace(" ", "_"): level for level, name in STRENGTHS.items()}
 _PROGRESS_EVERY = 2000
@@ -134,12 +139,14 @@ class ReadInfo:
     """What :func:`read_records` found in a file."""
 
     path: Path
-    container: str  # jsonl, json, csv, parquet
-    shape: str  # one of SHAPES
+    container: str  # jsonl, json, csv, parquet, arrow
+    shape: str  # one of SHAPES or FOREIGN_SHAPES
     rows: int
     duplicate_rows: int  # rows that repeat an earlier row's comparison (same prompt and responses)
     columns: list[str]
     metadata_columns: list[str] = field(default_factory=list)
+    #: the dataset split read from a dataset folder (None for a single file)
+    split: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -150,6 +157,7 @@ class ReadInfo:
             "duplicate_rows": self.duplicate_rows,
             "columns": self.columns,
             "metadata_columns": self.metadata_columns,
+            "split": self.split,
         }
 
 
@@ -198,15 +206,20 @@ def read_records(
     format: str = "auto",
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    *,
+    split: str | None = None,
+    columns: dict[str, str] | None = None,
 ) -> tuple[list[PairRecord | PromptRecord], ReadInfo]:
-    """Parse and validate a whole file; raise FormatError at the first problem.
+    """Parse and validate a whole file or dataset folder; raise FormatError at the first problem.
 
-    ``format`` is ``auto`` or one of SHAPES (``unlabelled`` is accepted too). ``progress(done, total)``
-    is called every few thousand rows; ``cancel()`` returning True raises ImportCancelled.
+    ``format`` is ``auto`` or one of SHAPES or FOREIGN_SHAPES (``unlabelled`` is accepted too).
+    ``progress(done, total)`` is called every few thousand rows; ``cancel()`` returning True raises
+    ImportCancelled. A folder (``datasets``' save_to_disk or a Hub download, ``core/hub.py``) is read one
+    ``split`` at a time; ``columns`` maps our column names to the file's (``{"prompt": "question"}``).
     """
     shape = _normalize_format(format)
     with _bulk():
-        return _read(path, shape, progress, cancel)
+        return _read(path, shape, progress, cancel, split, columns or {})
 
 
 @contextmanager
@@ -224,16 +237,35 @@ def _bulk() -> Iterator[None]:
 
 
 def _read(
-    path: str | os.PathLike, shape: str, progress: Progress | None, cancel: Cancel | None
+    path: str | os.PathLike,
+    shape: str,
+    progress: Progress | None,
+    cancel: Cancel | None,
+    split: str | None = None,
+    mapping: dict[str, str] | None = None,
 ) -> tuple[list[PairRecord | PromptRecord], ReadInfo]:
-    src = _Source(path)
-    rows, locs = src.load()
+    from workbench.core import hub
+
+    if os.path.isdir(path):
+        src, rows, locs, split = hub.load_folder(path, split)
+    else:
+        if split is not None:
+            raise FormatError(path, "--split applies to a dataset folder; this is a single file")
+        src = _Source(path)
+        rows, locs = src.load()
     if not rows:
         raise FormatError(path, "the file holds no rows" if src.container != "jsonl" else "the file is empty")
     columns = _columns(rows)
+    if mapping:
+        columns = hub.rename_columns(src, rows, columns, mapping)
     if shape == "auto":
-        shape = _detect_shape(src, rows[0], columns)
-    convert, consumed = _converter(src, shape, columns)
+        shape = hub.detect_foreign(rows, columns) or _detect_shape(src, rows[0], columns)
+    convert: Converter
+    if shape in FOREIGN_SHAPES:
+        rows, locs = hub.expand(src, shape, rows, locs)
+        convert, consumed = hub.converter(src, shape, columns), hub.CONSUMED[shape]
+    else:
+        convert, consumed = _converter(src, shape, columns)
     total = len(rows)
     records: list[PairRecord | PromptRecord] = []
     append = records.append
@@ -258,6 +290,7 @@ def _read(
         duplicate_rows=duplicates,
         columns=columns,
         metadata_columns=[c for c in columns if c not in consumed],
+        split=split,
     )
     return records, info
 
@@ -712,6 +745,7 @@ def _converter(src: _Source, shape: str, columns: list[str]) -> tuple[Converter,
         consumed.update(("annotator", "strength"))  # margin is validated but kept in metadata
     meta_cols = [c for c in columns if c not in consumed]
     has_margin = "margin" in meta_cols
+    has_scores = {"score_chosen", "score_rejected"} <= cols
     has_label_fields = labelled and ("annotator" in cols or "strength" in cols)
 
     def text(row: dict, loc: int, name: str) -> Text:
@@ -791,15 +825,20 @@ def _converter(src: _Source, shape: str, columns: list[str]) -> tuple[Converter,
             meta = metadata(row, loc)
             prompt_value = row.get("prompt")
             if prompt_value is not None:  # an explicit prompt (text or messages): the responses are whole
-                return PairRecord(
-                    _text(src, prompt_value, loc, "prompt"),
-                    Text.of(chosen),
-                    Text.of(rejected),
-                    "a",
-                    strength,
-                    annotator,
-                    meta,
-                )
+                prompt = _text(src, prompt_value, loc, "prompt")
+                # UltraFeedback-binarised repeats the prompt as each list's first message(s): drop it there.
+                lead = prompt.messages or [{"role": "user", "content": prompt.text}]
+                n = len(lead)
+                if all(len(side) > n and [_plain_message(m) for m in side[:n]] == lead for side in (chosen, rejected)):
+                    chosen, rejected = chosen[n:], rejected[n:]
+                    if meta.get("messages") is not None:  # UltraFeedback's copy of the chosen conversation
+                        meta.pop("messages")
+                choice = "a"
+                if has_scores:  # UltraFeedback's scores: equal scores are a tie, not a preference
+                    sc, sr = meta.get("score_chosen"), meta.get("score_rejected")
+                    if isinstance(sc, (int, float)) and isinstance(sr, (int, float)) and sc == sr:
+                        choice = "tie"
+                return PairRecord(prompt, Text.of(chosen), Text.of(rejected), choice, strength, annotator, meta)
             shared, chosen_rest, rejected_rest = split_conversations(chosen, rejected, src, loc)
             return PairRecord(
                 Text.of(shared), Text.of(chosen_rest), Text.of(rejected_rest), "a", strength, annotator, meta
@@ -1012,6 +1051,10 @@ def split_conversations(
     return chosen[:k], chosen[k:], rejected[k:]
 
 
+def _plain_message(m: dict) -> dict:
+    return {"role": m["role"], "content": m["content"]}
+
+
 def _same_message(a: dict, b: dict) -> bool:
     return a["role"] == b["role"] and a["content"] == b["content"]
 
@@ -1079,13 +1122,18 @@ def import_records(
 
 # ============================================================================================= exporting
 def export_pairs(
-    project: Project, out_path: str | os.PathLike, with_margin: bool | str = False, include_ties: bool = False
+    project: Project,
+    out_path: str | os.PathLike,
+    with_margin: bool | str = False,
+    include_ties: bool = False,
+    with_prompt_id: bool = False,
 ) -> int:
     """Write the TRL preference dataset; returns the number of rows.
 
     Columns ``prompt``, ``chosen``, ``rejected``, plus ``margin`` (from strength on the Llama 2 scale
     named by ``with_margin``, "small" for True; 0.0 where no strength was given) and, with
-    ``include_ties``, ``label`` ("chosen", "tie" or "both_bad"; ties keep the stored order). Resolved
+    ``include_ties``, ``label`` ("chosen", "tie" or "both_bad"; ties keep the stored order), and with
+    ``with_prompt_id`` the store's ``prompt_id`` (for splits by prompt, ``hub.export_splits``). Resolved
     labels only; excluded pairs left out. When every prompt is a conversation the rows use TRL's
     conversational form (message lists, a plain response becoming one assistant message); otherwise,
     since one column cannot mix strings and lists, every field is its plain text.
@@ -1100,6 +1148,7 @@ def export_pairs(
 
     pairs = project.training_pairs()
     ids = pairs["comparison_id"].tolist()
+    prompt_ids = [int(p) for p in pairs["prompt_id"]]
     prompts, prompt_msgs = pairs["prompt"].tolist(), pairs["prompt_messages"].tolist()
     chosen, chosen_msgs = pairs["chosen"].tolist(), pairs["chosen_messages"].tolist()
     rejected, rejected_msgs = pairs["rejected"].tolist(), pairs["rejected_messages"].tolist()
@@ -1116,6 +1165,7 @@ def export_pairs(
             )
             loads = lambda v: json.loads(v) if isinstance(v, str) else None  # noqa: E731
             ids += frame["comparison_id"].tolist()
+            prompt_ids += [int(p) for p in frame["prompt_id"]]
             prompts += frame["prompt"].tolist()
             prompt_msgs += [loads(v) for v in frame["prompt_messages"]]
             chosen += frame["response_a"].tolist()
@@ -1144,6 +1194,8 @@ def export_pairs(
         columns["margin"] = [0.0 if s is None else scale[s] for s in (strengths[i] for i in order)]
     if include_ties:
         columns["label"] = [labels[i] for i in order]
+    if with_prompt_id:
+        columns["prompt_id"] = [prompt_ids[i] for i in order]
     _write_table(columns, out_path, kind)
     return len(order)
 
