@@ -53,6 +53,11 @@ FORMAT_LABELS = {
     "implicit": "Implicit (HH-RLHF): chosen, rejected transcripts",
     "conversational": "Conversational: message lists",
     "unlabeled": "Unlabelled: prompt with responses",
+    "arena": "Chatbot Arena: response_a, response_b, winner_*",
+    "helpsteer2": "HelpSteer2: response_1, response_2, preference_strength",
+    "shp": "SHP: history, human_ref_A, human_ref_B, labels",
+    "labelstudio": "Label Studio pairwise export",
+    "prodigy": "Prodigy ab answers",
 }
 DATA_FILTER = "Data files (*.jsonl *.jsonl.gz *.ndjson *.json *.csv *.tsv *.parquet *.pq);;All files (*)"
 PROJECT_FILTER = "Preference Workbench projects (*.wbp);;All files (*)"
