@@ -349,8 +349,10 @@ def test_export_splits_is_a_dataset_dict_with_ties_apart(tmp_path, conversationa
     again = tmp_path / "ds2"
     assert cli.main(["export", "--project", str(project), "--out", str(again), "--splits"]) == 0
     assert (again / "test.jsonl").read_text() == (out / "test.jsonl").read_text()
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "notes.txt").write_text("mine")
-    assert cli.main(["export", "--project", str(project), "--out", str(other), "--splits"]) == 1
-    assert (other / "notes.txt").read_text() == "mine"
+    for name in ("notes.txt", "README.md"):  # a folder of other files, even one with a README, is never replaced
+        other = tmp_path / f"other-{name}"
+        other.mkdir()
+        (other / name).write_text("mine")
+        assert cli.main(["export", "--project", str(project), "--out", str(other), "--splits"]) == 1
+        assert (other / name).read_text() == "mine"
+    assert cli.main(["export", "--project", str(project), "--out", str(out), "--splits"]) == 0  # ours: replaced

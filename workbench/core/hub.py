@@ -231,7 +231,9 @@ def _arrow_rows(path: Path) -> Rows:
             table = pa.ipc.open_stream(source).read_all()
     except (OSError, pa.ArrowInvalid) as exc:
         raise FormatError(path, f"not a readable Arrow file ({exc})") from None
-    return table.to_pylist()
+    from workbench.core.formats import _plain
+
+    return [{k: _plain(v) for k, v in row.items()} for row in table.to_pylist()]  # timestamps as text
 
 
 # ============================================================================================ columns
@@ -551,8 +553,10 @@ def export_splits(
     out = check_output_path(out_dir, kind="dir")
     if out.exists() and not out.is_dir():
         raise FormatError(out, "is a file; give a folder for --splits")
-    if out.is_dir() and any(out.iterdir()) and not (out / "README.md").is_file():
-        raise FormatError(out, "is a folder of other files; give a new or empty folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_split_export(out):
+        raise FormatError(
+            out, "is a folder of other files; give a new or empty folder (an earlier --splits export is replaced)"
+        )
     tmp = out.parent / f".{out.name}.splits-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -587,6 +591,14 @@ def export_splits(
             shutil.rmtree(tmp, ignore_errors=True)
     assert n == sum(len(v) for v in files.values())
     return {k: len(v) for k, v in files.items()}
+
+
+def _is_split_export(folder: Path) -> bool:
+    """Only an earlier ``--splits`` export (our four files, our card) may be replaced as a whole."""
+    names = {p.name for p in folder.iterdir()}
+    if not names <= {"README.md", "train.jsonl", "test.jsonl", "ties.jsonl"} or "README.md" not in names:
+        return False
+    return "preference-workbench" in (read_card_yaml(folder / "README.md").get("tags") or [])
 
 
 def test_prompt_ids(project: Project, prompt_ids: list[int], fraction: float, seed: int) -> tuple[set[int], str]:
