@@ -356,3 +356,81 @@ def test_export_splits_is_a_dataset_dict_with_ties_apart(tmp_path, conversationa
         assert cli.main(["export", "--project", str(project), "--out", str(other), "--splits"]) == 1
         assert (other / name).read_text() == "mine"
     assert cli.main(["export", "--project", str(project), "--out", str(out), "--splits"]) == 0  # ours: replaced
+
+
+def test_export_splits_takes_the_projects_own_test_split_when_the_store_has_one(tmp_path, monkeypatch):
+    """The hook for issue 13's evaluation-only pairs: one store call, its prompts are the test split."""
+    from workbench.core.hub import export_splits
+
+    path = _labelled_project(tmp_path)
+    with Project.open(path) as project:
+        pairs = project.training_pairs()
+        chosen = {int(pid) for pid in pairs["prompt_id"][:5]}
+        monkeypatch.setattr(Project, "test_prompt_ids", lambda self: chosen, raising=False)
+        counts = export_splits(project, tmp_path / "own")
+    assert counts["test"] == 5
+    test_prompts = {json.loads(line)["prompt"] for line in (tmp_path / "own" / "test.jsonl").read_text().splitlines()}
+    assert test_prompts == set(pairs["prompt"][:5])
+    assert "the project's test split" in (tmp_path / "own" / "README.md").read_text()
+
+
+def _tasks(**change):
+    task = {"id": 1, "data": {"prompt": "p", "answer1": "a", "answer2": "b"}, "annotations": []}
+    task.update(change)
+    return [task]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "parts"),
+    [
+        (
+            "ls-selected.json",
+            _tasks(annotations=[{"result": [{"type": "pairwise", "value": {"selected": "middle"}}]}]),
+            ["row 1", 'field "annotations"', "left"],
+        ),
+        ("ls-missing.json", _tasks(data={"prompt": "p", "answer1": "a"}), ["row 1", 'field "data.answer2"']),
+        (
+            "prodigy.jsonl",
+            {"prompt": "p", "A": {"id": "x"}, "B": {"text": "b"}, "answer": "accept", "accept": ["A"]},
+            ["line 1", 'field "A"', "text"],
+        ),
+        (
+            "prodigy-accept.jsonl",
+            {"prompt": "p", "A": {"text": "a"}, "B": {"text": "b"}, "answer": "accept", "accept": ["C"]},
+            ["line 1", 'field "accept"'],
+        ),
+        (
+            "shp.jsonl",
+            {"history": "h", "human_ref_A": "a", "human_ref_B": "b", "labels": 2},
+            ["line 1", 'field "labels"'],
+        ),
+        (
+            "arena.jsonl",
+            {"prompt": '["a", "b"]', "response_a": '["x"]', "response_b": '["y", "z"]', "winner_tie": 1},
+            ["line 1", 'field "response_a"', "1 turns for 2 prompt turns"],
+        ),
+    ],
+)
+def test_bad_rows_of_other_tools_name_file_row_and_field_and_change_nothing(tmp_path, project, name, content, parts):
+    path = tmp_path / name
+    if name.endswith(".jsonl"):
+        path.write_text(json.dumps(content) + "\n")
+    else:
+        path.write_text(json.dumps(content))
+    with pytest.raises(FormatError) as err:
+        import_file(project, path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    for part in parts:
+        assert part in message, message
+    assert project.statistics()["comparisons"] == 0
+
+
+def test_a_folder_whose_card_names_missing_files_is_refused(tmp_path):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n---\n"
+    )
+    with pytest.raises(FormatError, match=r"split 'train' names files that are not there"):
+        read_records(hub)

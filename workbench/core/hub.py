@@ -542,7 +542,7 @@ def export_splits(
     both-bad, outside the card's ``data_files`` so ``load_dataset`` does not read them as preferences) and a
     ``README.md`` whose YAML makes ``datasets.load_dataset(DIR)`` a ``DatasetDict``. Returns rows per file.
 
-    The test split is the project's own when it has one (:func:`test_prompt_ids`), else 10% of the prompts
+    The test split is the project's own when it has one (:func:`held_out_prompt_ids`), else 10% of the prompts
     drawn with ``seed``; no prompt is on both sides.
     """
     import shutil
@@ -566,7 +566,7 @@ def export_splits(
         n = export_pairs(project, whole, with_margin=with_margin, include_ties=True, with_prompt_id=True)
         rows = [json.loads(line) for line in whole.read_text(encoding="utf-8").splitlines()]
         whole.unlink()
-        test_prompts, source = test_prompt_ids(project, [r["prompt_id"] for r in rows], test_fraction, seed)
+        test_prompts, source = held_out_prompt_ids(project, [r["prompt_id"] for r in rows], test_fraction, seed)
         files: dict[str, list[dict]] = {"train": [], "test": [], "ties": []}
         for row in rows:
             label = row.pop("label")
@@ -601,9 +601,12 @@ def _is_split_export(folder: Path) -> bool:
     return "preference-workbench" in (read_card_yaml(folder / "README.md").get("tags") or [])
 
 
-def test_prompt_ids(project: Project, prompt_ids: list[int], fraction: float, seed: int) -> tuple[set[int], str]:
-    """(prompt ids of the test split, how it was chosen). The project's own test split when the store has one
-    (issue 13's ``Project.test_prompt_ids``: the one place to plug it in), else a prompt-level draw."""
+def held_out_prompt_ids(project: Project, prompt_ids: list[int], fraction: float, seed: int) -> tuple[set[int], str]:
+    """(prompt ids of the test split, how it was chosen).
+
+    The one place for the project's own test split: when the store has one (issue 13's evaluation-only
+    pairs), ``Project.test_prompt_ids()`` returns their prompt ids and they are the test split; until then
+    (or when it is empty), ``fraction`` of the prompts drawn with ``seed``."""
     own = getattr(project, "test_prompt_ids", None)
     if callable(own):
         ids = set(own())
