@@ -172,6 +172,14 @@ def test_ultrafeedback_binarised_drops_the_repeated_prompt(tmp_path, project):
     path = tmp_path / "train_prefs-00000-of-00001.parquet"
     pd.DataFrame(rows).to_parquet(path)
     records, info = read_records(path)
+    # As downloaded from the Hub: the shard names carry the split names (train_prefs, test_prefs, train_sft).
+    folder = tmp_path / "ultrafeedback_binarized" / "data"
+    folder.mkdir(parents=True)
+    for split in ("train_prefs", "test_prefs", "train_sft"):
+        pd.DataFrame(rows).to_parquet(folder / f"{split}-00000-of-00001-f4e3b2a1.parquet")
+    with pytest.raises(FormatError, match="splits test_prefs, train_prefs, train_sft"):
+        read_records(folder.parent)
+    assert [summary(r) for r in read_records(folder.parent, split="test_prefs")[0]] == [summary(r) for r in records]
     assert info.shape == "conversational"
     assert records[0].prompt.text == q and records[0].response_a.messages == [assistant("Old pond, a frog.")]
     assert records[0].metadata == {"prompt_id": "abc", "score_chosen": 8.5, "score_rejected": 3.0}

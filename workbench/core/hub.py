@@ -118,9 +118,16 @@ def folder_splits(folder: str | os.PathLike) -> dict[str, list[Path]]:
     return grouped
 
 
+_SHARD = re.compile(r"^(?P<split>[\w.]+?)-\d{5}-of-\d{5}")
+
+
 def _split_of(rel: Path) -> str:
-    """The split a file belongs to by its path's words (``data/train-0000.parquet`` -> train); else train,
-    as ``datasets`` puts files without a split word."""
+    """The split a file belongs to, by ``datasets``' rules: a shard name gives it literally
+    (``data/train_prefs-00000-of-00001.parquet`` -> train_prefs); else the split word in the path
+    (``test.jsonl``, ``validation/x.json``); else train."""
+    shard = _SHARD.match(rel.name)
+    if shard:
+        return shard.group("split")
     for part in reversed(rel.parts):
         for word in re.split(r"[^A-Za-z]+", part.lower()):
             if word in _SPLIT_WORDS:
