@@ -121,3 +121,47 @@ def test_exports_and_counts(qtbot, main_window, make_project, tmp_path):
     wait_idle(qtbot, data)
     assert data.error_box is not None and ".txt" in data.error_box.text()
     data.error_box.close()
+
+
+def test_a_dataset_folder_imports_the_split_the_user_picks(qtbot, main_window, make_project, tmp_path, monkeypatch):
+    """The folder button: the folder from the (stubbed) folder dialog, the split from the (stubbed) list of the
+    folder's splits, then the same threaded import as a file."""
+    import pandas as pd
+    from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+    folder = tmp_path / "hub" / "data"
+    folder.mkdir(parents=True)
+    for split, n in (("train", 5), ("test", 3)):
+        rows = [{"prompt": f"{split} {i}", "chosen": "good", "rejected": "bad"} for i in range(n)]
+        pd.DataFrame(rows).to_parquet(folder / f"{split}-00000-of-00001.parquet")
+    main_window.open_project(make_project(n_pairs=0))
+    data, project = main_window.data_view, main_window.project
+    offered = []
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a: str(folder.parent))
+
+    def pick(parent, title, label, items, *rest):
+        offered.append(list(items))
+        return "test", True
+
+    monkeypatch.setattr(QInputDialog, "getItem", pick)
+    qtbot.mouseClick(data.import_folder_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, data)
+    assert offered == [["test", "train"]]
+    assert project.counts()["comparisons"] == 3
+    assert "Imported hub [test]" in data.import_status.text()
+
+
+def test_the_dataset_folder_export(qtbot, main_window, make_project, tmp_path):
+    main_window.open_project(make_project(n_pairs=0))
+    data, project = main_window.data_view, main_window.project
+    rows = [{"prompt": f"P{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(20)]
+    data.start_import(write_jsonl(tmp_path / "pairs.jsonl", rows), "explicit")
+    wait_idle(qtbot, data)
+    out = tmp_path / "dataset"
+    assert data.start_export_splits(out) is not None
+    wait_idle(qtbot, data)
+    train = (out / "train.jsonl").read_text().splitlines()
+    test = (out / "test.jsonl").read_text().splitlines()
+    assert (len(train), len(test)) == (18, 2) and (out / "README.md").is_file()
+    assert f"Wrote 20 rows (train, test and ties) to {out}" in data.export_status.text()
+    assert project.counts()["comparisons"] == 20

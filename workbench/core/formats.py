@@ -1067,8 +1067,12 @@ def import_file(
     annotator: str | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    *,
+    split: str | None = None,
+    columns: dict[str, str] | None = None,
 ) -> ImportSummary:
-    """Read and validate the whole file, then add it to ``project`` in one transaction.
+    """Read and validate the whole file (or one ``split`` of a dataset folder; ``columns`` as for
+    :func:`read_records`), then add it to ``project`` in one transaction.
 
     All or nothing: a bad row, a cancel or an interrupt leaves the project as it was. ``progress`` gets
     (done, total) over both halves (parsing, then storing); the source and the default annotator of
@@ -1080,7 +1084,7 @@ def import_file(
         if progress is not None:
             progress(done, 2 * total)  # reading is the first half of the work
 
-    records, info = read_records(path, format, read_progress, cancel)
+    records, info = read_records(path, format, read_progress, cancel, split=split, columns=columns)
     return import_records(project, records, info, annotator, progress, cancel)
 
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QMessageBox,
     QProgressBar,
@@ -157,10 +158,19 @@ class DataView(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel_import)
         grid.addWidget(self.cancel_button, 1, 2)
-        self.import_status = plain(QLabel("JSONL, JSON, CSV or Parquet: labelled pairs, or prompts with responses."))
+        self.import_folder_button = QPushButton("Import a dataset folder…")
+        self.import_folder_button.setToolTip(
+            "A folder saved by datasets' save_to_disk, or a dataset downloaded from the Hugging Face Hub "
+            "(Parquet or JSON Lines files); you choose the split when it has several"
+        )
+        self.import_folder_button.clicked.connect(self.choose_import_folder)
+        grid.addWidget(self.import_folder_button, 2, 0)
+        self.import_status = plain(
+            QLabel("JSONL, JSON, CSV or Parquet files, or dataset folders: labelled pairs, or prompts with responses.")
+        )
         self.import_status.setObjectName("Muted")
         self.import_status.setWordWrap(True)
-        grid.addWidget(self.import_status, 2, 0, 1, 3)
+        grid.addWidget(self.import_status, 3, 0, 1, 3)
         grid.setColumnStretch(1, 1)
         top.addWidget(box, 5)
 
@@ -181,10 +191,17 @@ class DataView(QWidget):
         self.export_log_button.clicked.connect(self.choose_export_log)
         grid.addWidget(self.export_pairs_button, 1, 0)
         grid.addWidget(self.export_log_button, 1, 1)
+        self.export_splits_button = QPushButton("Export dataset folder…")
+        self.export_splits_button.setToolTip(
+            "train and test split by prompt, ties apart, and a dataset card: datasets.load_dataset(folder) "
+            "reads it as a DatasetDict"
+        )
+        self.export_splits_button.clicked.connect(self.choose_export_splits)
+        grid.addWidget(self.export_splits_button, 2, 0)
         self.export_status = plain(QLabel("Pairs: JSONL or Parquet. Log: CSV, Parquet or JSONL."))
         self.export_status.setObjectName("Muted")
         self.export_status.setWordWrap(True)
-        grid.addWidget(self.export_status, 2, 0, 1, 2)
+        grid.addWidget(self.export_status, 3, 0, 1, 2)
         top.addWidget(box, 4)
 
         # Team: merge other annotators' projects, settle their disagreements.
@@ -264,7 +281,9 @@ class DataView(QWidget):
         enabled = project is not None
         for w in (
             self.import_button,
+            self.import_folder_button,
             self.export_pairs_button,
+            self.export_splits_button,
             self.export_log_button,
             self.refresh_button,
             self.format_combo,
@@ -490,23 +509,49 @@ class DataView(QWidget):
             settings.set_value("data/last_dir", str(Path(path).parent))
             self.start_import(path, self.format_combo.currentData() or "auto")
 
+    def choose_import_folder(self) -> None:
+        if self.project is None or self.busy():
+            return
+        start = str(settings.value("data/last_dir", "") or str(Path.home()))
+        path = QFileDialog.getExistingDirectory(self, "Import a dataset folder", start)
+        if not path:
+            return
+        settings.set_value("data/last_dir", str(Path(path).parent))
+        from workbench.core.formats import FormatError
+        from workbench.core.hub import folder_splits
+
+        try:
+            splits = list(folder_splits(path))  # names and files only: cheap enough for the GUI thread
+        except FormatError as exc:
+            self._on_failed("Import failed", str(exc), imported=True)
+            return
+        split = splits[0]
+        if len(splits) > 1:
+            split, ok = QInputDialog.getItem(self, "Choose a split", "The dataset's split to import:", splits, 0, False)
+            if not ok:
+                return
+        self.start_import(path, self.format_combo.currentData() or "auto", split=split)
+
     def _refuse_read_only(self) -> bool:
         text = read_only_message(self.project)
         if text is not None:
             self.message.emit(text)
         return text is not None
 
-    def start_import(self, path: str | os.PathLike, format: str = "auto") -> ProjectTask | None:
-        """Import ``path`` in a worker thread with its own connection to the project."""
+    def start_import(
+        self, path: str | os.PathLike, format: str = "auto", split: str | None = None
+    ) -> ProjectTask | None:
+        """Import ``path`` (a file, or one ``split`` of a dataset folder) in a worker thread with its own
+        connection to the project."""
         if self.project is None or self.busy() or self._refuse_read_only():
             return None
         from workbench.core.formats import import_file
 
         path = str(path)
-        name = Path(path).name
+        name = Path(path).name + (f" [{split}]" if split else "")
 
         def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
-            return import_file(project, path, format=format, progress=progress, cancel=cancel)
+            return import_file(project, path, format=format, progress=progress, cancel=cancel, split=split)
 
         task = ProjectTask(self.project.path, work, description=f"Importing {name}", parent=self)
         task.progressed.connect(self._on_progress)
@@ -593,7 +638,9 @@ class DataView(QWidget):
         self.cancel_button.show()
         for w in (
             self.import_button,
+            self.import_folder_button,
             self.export_pairs_button,
+            self.export_splits_button,
             self.export_log_button,
             self.format_combo,
             self.merge_button,
@@ -609,7 +656,9 @@ class DataView(QWidget):
         enabled = self.project is not None
         for w in (
             self.import_button,
+            self.import_folder_button,
             self.export_pairs_button,
+            self.export_splits_button,
             self.export_log_button,
             self.format_combo,
             self.merge_button,
@@ -710,6 +759,24 @@ class DataView(QWidget):
             path,
             "pairs",
         )
+
+    def choose_export_splits(self) -> None:
+        if self.project is None or self.busy():
+            return
+        start = str(settings.value("data/last_dir", "") or Path.home())
+        path = QFileDialog.getExistingDirectory(self, "Export a dataset folder (an empty or new folder)", start)
+        if path:
+            self.start_export_splits(path, self.margin_check.isChecked())
+
+    def start_export_splits(self, path: str | os.PathLike, with_margin: bool = False) -> ProjectTask | None:
+        from workbench.core.hub import export_splits
+
+        path = str(path)
+
+        def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> int:
+            return sum(export_splits(project, path, with_margin=with_margin).values())
+
+        return self._start_export(work, path, "rows (train, test and ties)")
 
     def start_export_log(self, path: str | os.PathLike) -> ProjectTask | None:
         from workbench.core.formats import export_judgments
