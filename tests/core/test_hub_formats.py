@@ -442,3 +442,12 @@ def test_a_folder_whose_card_names_missing_files_is_refused(tmp_path):
     )
     with pytest.raises(FormatError, match=r"split 'train' names files that are not there"):
         read_records(hub)
+
+
+def test_columns_that_would_hide_a_column_of_the_same_name_are_refused(tmp_path):
+    path = tmp_path / "both.jsonl"
+    path.write_text(json.dumps({"prompt": "old", "question": "new", "chosen": "a", "rejected": "b"}) + "\n")
+    with pytest.raises(FormatError, match=r'field "prompt": --columns takes "prompt" from "question"'):
+        read_records(path, columns={"prompt": "question"})
+    records, _ = read_records(path, columns={"chosen": "rejected", "rejected": "chosen"})  # a swap is fine
+    assert (records[0].response_a.text, records[0].response_b.text) == ("b", "a")

@@ -268,6 +268,14 @@ def rename_columns(src: _Source, rows: Rows, columns: list[str], mapping: dict[s
     if missing:
         found = ", ".join(f'"{c}"' for c in columns[:20])
         raise src.error(None, f"--columns names a column the data does not have; its columns: {found}", missing[0])
+    clash = [ours for ours in mapping if ours in columns and ours not in mapping.values()]
+    if clash:  # the file's own column of that name would be dropped silently
+        raise src.error(
+            None,
+            f'--columns takes "{clash[0]}" from "{mapping[clash[0]]}", but the data has a "{clash[0]}" column too, '
+            "which would be lost; remove that column from the data or map a different one",
+            clash[0],
+        )
     back = {theirs: ours for ours, theirs in mapping.items()}
     for i, row in enumerate(rows):
         rows[i] = {back.get(k, k): v for k, v in row.items() if not (k in mapping and k not in back)}
