@@ -451,3 +451,18 @@ def test_columns_that_would_hide_a_column_of_the_same_name_are_refused(tmp_path)
         read_records(path, columns={"prompt": "question"})
     records, _ = read_records(path, columns={"chosen": "rejected", "rejected": "chosen"})  # a swap is fine
     assert (records[0].response_a.text, records[0].response_b.text) == ("b", "a")
+
+
+def test_errors_in_a_folder_name_the_file_or_the_split_and_row(tmp_path):
+    data = tmp_path / "hub" / "data"
+    data.mkdir(parents=True)
+    good = {"prompt": "p", "chosen": "a", "rejected": "b"}
+    (data / "train-00000-of-00002.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(good) + "\n")
+    (data / "train-00001-of-00002.jsonl").write_text(json.dumps({"prompt": "p", "chosen": "a"}) + "\n")
+    (data / "test-00000-of-00001.jsonl").write_text(json.dumps(good) + "\n\n" + json.dumps({"prompt": "q"}) + "\n")
+    with pytest.raises(FormatError) as err:
+        read_records(tmp_path / "hub", split="train")
+    assert str(err.value).startswith(f'{tmp_path / "hub"} (split train): row 3, field "rejected"')
+    with pytest.raises(FormatError) as err:  # one file: its own name and line
+        read_records(tmp_path / "hub", split="test")
+    assert str(err.value).startswith(f"{data / 'test-00000-of-00001.jsonl'}: line 3")

@@ -163,6 +163,8 @@ def _readme_configs(readme: Path) -> dict[str, list[str]]:
     files = chosen.get("data_files") if isinstance(chosen, dict) else None
     if isinstance(files, str):
         return {"train": [files]}
+    if isinstance(files, dict):  # data_files: {train: path or [paths], ...}
+        return {str(k): [str(p) for p in (v if isinstance(v, list) else [v])] for k, v in files.items()}
     out: dict[str, list[str]] = {}
     for entry in files if isinstance(files, list) else []:
         if isinstance(entry, dict) and "split" in entry and "path" in entry:
@@ -200,28 +202,23 @@ def load_folder(folder: str | os.PathLike, split: str | None) -> tuple[_Source, 
         split = next(iter(splits))
     elif split not in splits:
         raise FormatError(folder, f"the dataset has no split {split!r}; its splits are {', '.join(splits)}")
-    files = splits[split]
     rows: Rows = []
     sources = []
-    locs: list[int] | None = []
-    for f in files:
+    locs: list[int] | None = None
+    for f in splits[split]:
+        src = _Source(f)
         if f.suffix == ".arrow":
-            src = _Source(f)
             src.container = "arrow"
-            file_rows, file_locs = _arrow_rows(f), None
+            file_rows = _arrow_rows(f)
         else:
-            src = _Source(f)
-            file_rows, file_locs = src.load()
+            file_rows, locs = src.load()
         sources.append(src)
         rows.extend(file_rows)
-        if locs is not None and file_locs is not None and len(files) == 1:
-            locs = file_locs
-        else:
-            locs = None
     if not rows:
         raise FormatError(folder, f"split {split!r} holds no rows")
-    if len(files) == 1:
+    if len(sources) == 1:  # errors name the file and its line (JSONL) or row
         return sources[0], rows, locs, split
+    # Several shards: errors name the split and the row counted over all of them, in file name order.
     src = _Source(f"{os.fspath(folder)} (split {split})")
     src.container = sources[0].container
     return src, rows, None, split
