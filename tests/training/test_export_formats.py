@@ -76,6 +76,7 @@ def test_rewardbench_path_apply_chat_template_then_the_pipeline(exported):
     rm = pipeline("text-classification", model=str(folder), function_to_apply="none", device="cpu")
     texts = [tok.apply_chat_template(messages(p, r), tokenize=False) for p, r in PAIRS]
     got = [out["score"] for out in rm(texts, truncation=True)]
+    assert abs(rm(texts[4], truncation=True)[0]["score"] - app[4]) < 1e-5  # the card's one-text call, as written
     assert max(abs(a - b) for a, b in zip(got, app)) < 1e-5
     assert max(abs(a) for a in app) > 1e-2  # a head that does something
 

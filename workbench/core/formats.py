@@ -1,6 +1,8 @@
 """Reading preference data files into records, and writing datasets out (README "Formats").
 
-In: JSONL (also gzipped), JSON, CSV and Parquet, in four shapes:
+In: JSONL (also gzipped), JSON, CSV and Parquet files, and dataset folders (``core/hub.py``: ``datasets``'
+save_to_disk and Hub downloads, one split at a time), in the app's four shapes below or another tool's
+(``FOREIGN_SHAPES``, converted in ``core/hub.py``); ``columns`` renames the data's columns to ours first:
 
 - ``explicit``: ``prompt``, ``chosen``, ``rejected`` (each a string or a list of ``{role, content}``
   messages); optional ``annotator``, ``strength`` and ``margin``; every other column is kept as metadata;
