@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="who labelled the pairs (default: import:<file name>; a per-row annotator column wins)",
     )
+    p.add_argument(
+        "--test",
+        action="store_true",
+        help="put the file's pairs in the test split: evaluated by `workbench eval`, never trained on or "
+        "validated on (nor is any other pair of their prompts)",
+    )
     p.set_defaults(func=cmd_import)
 
     p = subparsers.add_parser(
@@ -101,7 +107,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     created = was_empty or not path.exists()
     project = Project.open_or_create(path)
     try:
-        summary = import_records(project, records, info, args.annotator, progress)
+        summary = import_records(project, records, info, args.annotator, progress, split="test" if args.test else None)
     except BaseException:
         project.close()
         if created:  # the import wrote nothing: leave no empty project behind either
@@ -120,6 +126,11 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"{s['judgments_added']:,} judgments; {s['duplicates']:,} duplicates "
             f"({info.duplicate_rows:,} repeated rows in the file)"
             + (f"; {identical:,} pairs with identical responses skipped" if identical else "")
+            + (
+                f"; {s.get('test_comparisons', 0):,} comparisons in the test split (never trained on)"
+                if args.test
+                else ""
+            )
         )
     )
     return 0

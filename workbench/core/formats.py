@@ -1024,13 +1024,14 @@ def import_file(
     annotator: str | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    split: str | None = None,
 ) -> ImportSummary:
     """Read and validate the whole file, then add it to ``project`` in one transaction.
 
     All or nothing: a bad row, a cancel or an interrupt leaves the project as it was. ``progress`` gets
     (done, total) over both halves (parsing, then storing); the source and the default annotator of
     labelled pairs are the file's name (``import:<name>``); a per-row ``annotator`` column wins over
-    ``annotator``.
+    ``annotator``. ``split="test"`` makes the file's comparisons evaluation-only (``Project.add_records``).
     """
 
     def read_progress(done: int, total: int) -> None:
@@ -1038,7 +1039,7 @@ def import_file(
             progress(done, 2 * total)  # reading is the first half of the work
 
     records, info = read_records(path, format, read_progress, cancel)
-    return import_records(project, records, info, annotator, progress, cancel)
+    return import_records(project, records, info, annotator, progress, cancel, split)
 
 
 def import_records(
@@ -1048,6 +1049,7 @@ def import_records(
     annotator: str | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    split: str | None = None,
 ) -> ImportSummary:
     """The storing half of :func:`import_file`, for callers that read first (the CLI creates the
     project only once the file has been read without error)."""
@@ -1070,7 +1072,7 @@ def import_records(
             yield record
 
     with _bulk():
-        summary = project.add_records(feed(), source=source, annotator=annotator)
+        summary = project.add_records(feed(), source=source, annotator=annotator, split=split)
     if progress is not None:
         progress(2 * total, 2 * total)
     summary.extra.update(file=source, shape=info.shape, rows=info.rows, duplicate_rows=info.duplicate_rows)

@@ -176,6 +176,7 @@ def export_run(
         except ExportError as exc:
             raise RunExportError(f"run {run_id}: {exc}") from None
         (tmp / "training_run.json").write_text(json.dumps(_jsonable(facts), indent=2) + "\n", encoding="utf-8")
+        add_evaluation(tmp, project_path, run_id, run)
         del model
         say("checking the exported folder against the app's scores")
         checked, diff = _verify_against_app(project_path, run_id, run, step, tmp, verify_pairs)
@@ -399,6 +400,84 @@ def model_card(facts: dict[str, Any], config: Any, run: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- evaluation (issue 13)
+def add_evaluation(folder: Path, project_path: Path, run_id: int, run: dict) -> None:
+    """The run's fitted temperature into ``config.json`` and ``reward_model.json`` (so that a user turns a
+    margin into a probability: p = sigmoid((r_a - r_b) / temperature)), and its evaluation on the project's
+    test split (or, without one, its validation figures) as ``model-index`` metrics in the card's metadata."""
+    calibration = (run.get("summary") or {}).get("calibration") or {}
+    temperature = calibration.get("temperature")
+    for name in ("config.json", "reward_model.json"):
+        path = folder / name
+        if path.is_file() and temperature is not None:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["temperature"] = float(temperature)
+            path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    from workbench.training.eval_run import EvalError, evaluate
+
+    try:
+        result: dict[str, Any] | None = evaluate(project=project_path, run=run_id)[0]
+    except (EvalError, ValueError):  # no test split (or nothing labelled in it): the validation figures
+        result = None
+    card = folder / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        lines = eval_model_index(result, run, f"run-{run_id}", project_path.name)
+        if text.startswith("---\n") and "\n---\n" in text[4:]:
+            end = text.index("\n---\n", 4)
+            text = text[:end] + "\n" + "\n".join(lines) + text[end:]
+        card.write_text(text, encoding="utf-8")
+
+
+def eval_model_index(result: dict[str, Any] | None, run: dict, name: str, project_file: str) -> list[str]:
+    """``model-index`` YAML lines (Hugging Face card metadata) for a run: its ``workbench eval`` result on the
+    test split when there is one, else its validation accuracy and loss; the fitted temperature and the ECE
+    before and after it either way. Self-contained, for the card writer to call."""
+    summary = run.get("summary") or {}
+    cal = summary.get("calibration") or {}
+    metrics: list[tuple[str, str, Any]] = []
+    if result is not None:
+        o, c, length = result["overall"], result["calibration"], result["length"]
+        dataset = f"test split of {project_file} ({o['n']} pairs)"
+        ci = o.get("accuracy_ci") or (None, None)
+        metrics += [
+            ("accuracy", "pairwise accuracy (strict)", o["accuracy"]),
+            ("accuracy", "accuracy 95% interval, low (bootstrap by prompt)", ci[0]),
+            ("accuracy", "accuracy 95% interval, high (bootstrap by prompt)", ci[1]),
+            ("loss", "Bradley-Terry loss", o["loss"]),
+            ("ece", "expected calibration error at T=1", c["raw"]["ece"]),
+            ("ece", "expected calibration error at the fitted temperature", (c.get("scaled") or {}).get("ece")),
+            ("accuracy", "'always prefer the longer response' baseline", length["longer_baseline_accuracy"]),
+            ("rate", "share of preferences for the longer response", length["model_prefers_longer"]),
+        ]
+    else:
+        dataset = f"validation split of {project_file} ({summary.get('n_val')} pairs)"
+        metrics += [
+            ("accuracy", "pairwise accuracy (strict)", summary.get("val_accuracy")),
+            ("loss", "Bradley-Terry loss", summary.get("val_loss")),
+            ("ece", "expected calibration error at T=1", cal.get("val_ece")),
+            ("ece", "expected calibration error at the fitted temperature", cal.get("val_ece_scaled")),
+        ]
+    metrics.append(("temperature", "temperature fitted on validation pairs", cal.get("temperature")))
+    lines = [
+        "model-index:",
+        f"- name: {name}",
+        "  results:",
+        "  - task:",
+        "      type: text-classification",
+        "      name: pairwise preference (reward model)",
+        "    dataset:",
+        f"      name: {json.dumps(dataset)}",
+        "      type: preference-pairs",
+        "    metrics:",
+    ]
+    for kind, label, value in metrics:
+        if value is None:
+            continue
+        lines += [f"    - type: {kind}", f"      name: {json.dumps(label)}", f"      value: {float(value):.6g}"]
+    return lines
 
 
 def _fmt(value: Any) -> str:
