@@ -140,6 +140,15 @@ class DataView(QWidget):
             self.format_combo.addItem(FORMAT_LABELS.get(key, key), key)
         self.format_combo.setToolTip("Leave on automatic unless the file is read as the wrong shape")
         grid.addWidget(self.format_combo, 0, 1, 1, 2)
+        grid.addWidget(QLabel("Use for"), 3, 0)
+        self.split_combo = QComboBox()
+        self.split_combo.addItem("Training and labelling", None)
+        self.split_combo.addItem("Test set: evaluation only, never trained on", "test")
+        self.split_combo.setToolTip(
+            "A test set is never trained or validated on, nor is any other pair of its prompts; "
+            "annotators may still label it. Train › Evaluation scores runs on it."
+        )
+        grid.addWidget(self.split_combo, 3, 1, 1, 2)
         self.import_button = QPushButton("Import a file…")
         self.import_button.setObjectName("Primary")
         self.import_button.clicked.connect(self.choose_import)
@@ -221,6 +230,9 @@ class DataView(QWidget):
         self.refresh_button.clicked.connect(self.refresh_counts)
         head.addWidget(self.refresh_button)
         root.addLayout(head)
+        self.split_label = plain(QLabel(""))
+        self.split_label.setObjectName("Muted")
+        root.addWidget(self.split_label)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()
@@ -263,6 +275,7 @@ class DataView(QWidget):
             self.export_log_button,
             self.refresh_button,
             self.format_combo,
+            self.split_combo,
             self.merge_button,
         ):
             w.setEnabled(enabled)
@@ -280,6 +293,7 @@ class DataView(QWidget):
         self.table.setRowCount(0)
         if self.project is None:
             self.summary_label.setText("")
+            self.split_label.setText("")
             self.agreement_panel.set_report(None)
             self._update_adjudicate_button()
             return
@@ -291,6 +305,14 @@ class DataView(QWidget):
             f"{total:,} comparisons · {stats.get('judged_comparisons', 0):,} judged · "
             f"{labels.get('tie', 0):,} ties · {labels.get('both_bad', 0):,} both bad · "
             f"{labels.get('skip', 0):,} skips · {stats.get('trainable_pairs', 0):,} trainable"
+        )
+        sizes = self.project.split_sizes()
+        self.split_label.setText(
+            f"Splits: {sizes['pool']:,} comparisons in the training pool · {sizes['test']:,} in the test set "
+            f"({sizes['test_labelled']:,} labelled A or B) · {sizes['held_out']:,} held out with their test prompts"
+            if sizes["test"]
+            else f"Splits: {sizes['pool']:,} comparisons in the training pool · no test set (import one with "
+            "“Use for: Test set”)"
         )
         rows = stats.get("annotators_detail", [])
         self.table.setRowCount(len(rows))
@@ -483,7 +505,7 @@ class DataView(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Import a data file", start, DATA_FILTER)
         if path:
             settings.set_value("data/last_dir", str(Path(path).parent))
-            self.start_import(path, self.format_combo.currentData() or "auto")
+            self.start_import(path, self.format_combo.currentData() or "auto", self.split_combo.currentData())
 
     def _refuse_read_only(self) -> bool:
         text = read_only_message(self.project)
@@ -491,8 +513,11 @@ class DataView(QWidget):
             self.message.emit(text)
         return text is not None
 
-    def start_import(self, path: str | os.PathLike, format: str = "auto") -> ProjectTask | None:
-        """Import ``path`` in a worker thread with its own connection to the project."""
+    def start_import(
+        self, path: str | os.PathLike, format: str = "auto", split: str | None = None
+    ) -> ProjectTask | None:
+        """Import ``path`` in a worker thread with its own connection to the project; ``split="test"`` makes
+        its pairs evaluation-only."""
         if self.project is None or self.busy() or self._refuse_read_only():
             return None
         from workbench.core.formats import import_file
@@ -501,7 +526,7 @@ class DataView(QWidget):
         name = Path(path).name
 
         def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
-            return import_file(project, path, format=format, progress=progress, cancel=cancel)
+            return import_file(project, path, format=format, progress=progress, cancel=cancel, split=split)
 
         task = ProjectTask(self.project.path, work, description=f"Importing {name}", parent=self)
         task.progressed.connect(self._on_progress)
