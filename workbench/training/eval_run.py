@@ -62,7 +62,7 @@ def latest_finished_run(project: Project) -> int:
     return int(done["id"].max())
 
 
-def _run_model(project: Project, run_id: int) -> Model:
+def run_model(project: Project, run_id: int) -> Model:
     try:
         run = project.run(run_id)
     except KeyError:
@@ -238,8 +238,8 @@ def evaluate(
             raise ProjectError(f"{project}: no such project file")
         with Project.open(project) as p:
             run_id = run if run is not None else latest_finished_run(p)
-            main = _run_model(p, run_id)
-            other = _run_model(p, against) if against is not None else None
+            main = run_model(p, run_id)
+            other = run_model(p, against) if against is not None else None
             if input is None:
                 pairs = project_test_pairs(p)
                 trained = set(main.run["data_snapshot"].get("comparison_ids", [])) if main.run else set()
