@@ -22,6 +22,7 @@ exported folder's scores of a file, or two runs side by side all go through the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -253,16 +254,26 @@ def prompt_length_bins(lengths: np.ndarray, k: int = 4) -> list[str]:
 
 
 def slice_table(
-    margins: np.ndarray, keys: Sequence[Any], groups: Sequence[Any], *, reps: int = 1000, seed: int = BOOTSTRAP_SEED
+    margins: np.ndarray,
+    keys: Sequence[Any],
+    groups: Sequence[Any],
+    *,
+    reps: int = 1000,
+    seed: int = BOOTSTRAP_SEED,
+    by_size: bool = True,
 ) -> list[dict[str, Any]]:
-    """Per value of ``keys``: n, accuracy with its prompt-bootstrap interval, ties and loss, largest first."""
+    """Per value of ``keys``: n, accuracy with its prompt-bootstrap interval, ties and loss; largest first, or
+    (``by_size`` False) in the values' natural order."""
     m = np.asarray(margins, dtype=np.float64)
     frame = pd.DataFrame({"key": [("(none)" if _missing(k) else str(k)) for k in keys], "g": list(groups)})
     out = []
     for key, idx in frame.groupby("key", sort=True).indices.items():
         s = summary(m[idx], frame["g"].to_numpy()[idx], reps=reps, seed=seed)
         out.append({"slice": key, **{k: s[k] for k in ("n", "accuracy", "accuracy_ci", "ties", "loss")}})
-    out.sort(key=lambda r: (-r["n"], r["slice"]))
+    if by_size:
+        out.sort(key=lambda r: (-r["n"], r["slice"]))
+    else:  # in the order of the values, numbers as numbers ("38-95 chars" before "325-666 chars")
+        out.sort(key=lambda r: [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", r["slice"])])
     return out
 
 
@@ -361,7 +372,7 @@ def evaluate_pairs(
                 keys = ["unset" if k is None else str(int(k)) for k in keys]
         else:
             continue
-        out["slices"][name] = slice_table(m, keys, groups)
+        out["slices"][name] = slice_table(m, keys, groups, by_size=name not in ("prompt_length", "strength"))
     if "subset" in out["slices"]:
         out["rewardbench"] = rewardbench_sections(out["slices"]["subset"])
     return out

@@ -64,5 +64,6 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps_safe(result, indent=2, default=float))
     else:
-        print(terminal_safe(format_result(result)))
+        for line in format_result(result).splitlines():  # terminal_safe escapes newlines: one line at a time
+            print(terminal_safe(line))
     return 0

@@ -146,7 +146,7 @@ class EvalPanel(QWidget):
         p.showGrid(x=True, y=True, alpha=0.15)
         p.setXRange(0.5, 1.0)
         p.setYRange(0.0, 1.0)
-        p.addLegend(offset=(-8, 8), labelTextSize="8pt")
+        p.addLegend(offset=(8, 8), labelTextSize="8pt")  # top left: a calibrated curve runs from bottom left
         p.plot([0.5, 1.0], [0.5, 1.0], pen=pg.mkPen((150, 150, 150), width=1, style=Qt.PenStyle.DashLine))
         self.raw_curve = p.plot(name="T = 1", pen=pg.mkPen(RAW, width=2), symbol="o", symbolSize=6, symbolBrush=RAW)
         self.scaled_curve = p.plot(
@@ -155,13 +155,15 @@ class EvalPanel(QWidget):
         plots.addWidget(self.reliability_plot)
         self.length_plot = pg.PlotWidget()
         q = self.length_plot.getPlotItem()
-        q.setTitle("Accuracy by len(chosen) − len(rejected)", size="9pt")
+        q.setTitle("Accuracy by length difference · blue: model · grey: “longer wins”", size="9pt")
         q.setLabel("left", "accuracy")
-        q.setYRange(0.0, 1.0)
+        q.setLabel("bottom", "length difference, characters (n above the bars)")
         q.showGrid(y=True, alpha=0.15)
-        q.addLegend(offset=(-8, -8), labelTextSize="8pt")
-        self.model_bars = pg.BarGraphItem(x=[], height=[], width=0.38, brush=MODEL, name="model")
-        self.longer_bars = pg.BarGraphItem(x=[], height=[], width=0.38, brush=LONGER, name="longer wins")
+        q.setMouseEnabled(x=False, y=False)
+        q.hideButtons()
+        self.count_labels: list[pg.TextItem] = []
+        self.model_bars = pg.BarGraphItem(x=[], height=[], width=0.38, brush=MODEL)
+        self.longer_bars = pg.BarGraphItem(x=[], height=[], width=0.38, brush=LONGER)
         q.addItem(self.model_bars)
         q.addItem(self.longer_bars)
         plots.addWidget(self.length_plot)
@@ -192,7 +194,7 @@ class EvalPanel(QWidget):
         self.flipped_list.itemDoubleClicked.connect(self._on_flipped_activated)
         fcol.addWidget(self.flipped_list)
         bottom.addWidget(flipped_box)
-        bottom.setSizes([520, 260])
+        bottom.setSizes([640, 240])
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(top)
         split.addWidget(bottom)
@@ -300,6 +302,10 @@ class EvalPanel(QWidget):
         self.scaled_curve.setData([], [])
         self.model_bars.setOpts(x=[], height=[])
         self.longer_bars.setOpts(x=[], height=[])
+        plot = self.length_plot.getPlotItem()
+        for label in getattr(self, "count_labels", []):
+            plot.removeItem(label)
+        self.count_labels = []
         self.slices_table.setRowCount(0)
         self.flipped_list.clear()
 
@@ -338,13 +344,22 @@ class EvalPanel(QWidget):
         self.model_bars.setOpts(x=xs - 0.2, height=[b["accuracy"] or 0.0 for b in bins])
         self.longer_bars.setOpts(x=xs + 0.2, height=[b["longer_baseline"] or 0.0 for b in bins])
 
-        def name(b: dict[str, Any]) -> str:
+        def name(b: dict[str, Any]) -> str:  # two short lines, so that seven bins fit side by side
             lo, hi = b["lo"], b["hi"]
-            return f"<{int(hi)}" if lo is None else f"≥{int(lo)}" if hi is None else f"{int(lo)}…{int(hi)}"
+            return f"<\n{int(hi)}" if lo is None else f"≥\n{int(lo)}" if hi is None else f"{int(lo)}…\n{int(hi)}"
 
-        self.length_plot.getPlotItem().getAxis("bottom").setTicks(
-            [[(float(x), f"{name(b)}\nn={b['n']}") for x, b in zip(xs, bins)]]
-        )
+        plot = self.length_plot.getPlotItem()
+        plot.getAxis("bottom").setTicks([[(float(x), name(b)) for x, b in zip(xs, bins)]])
+        for label in self.count_labels:
+            plot.removeItem(label)
+        self.count_labels = []
+        for x, b in zip(xs, bins):
+            label = pg.TextItem(f"n={b['n']}", color=(90, 90, 90), anchor=(0.5, 0.0))
+            label.setPos(float(x), 1.15)  # the text hangs below its anchor, above the bars
+            plot.addItem(label)
+            self.count_labels.append(label)
+        plot.setXRange(-0.6, len(bins) - 0.4, padding=0)
+        plot.setYRange(0.0, 1.15, padding=0)
         rows = [(by, s) for by, table in r["slices"].items() for s in table]
         self.slices_table.setRowCount(len(rows))
         for i, (by, s) in enumerate(rows):
@@ -370,11 +385,21 @@ class EvalPanel(QWidget):
             for cid, text in [(c, "now right") for c in a["flipped_to_right"]] + [
                 (c, "now wrong") for c in a["flipped_to_wrong"]
             ]:
-                entry = QListWidgetItem(f"pair {cid} · {text} in {r['model']}")
+                entry = QListWidgetItem(f"pair {cid} · {text} in {r['model']} · {self._excerpt(int(cid))}")
                 entry.setData(Qt.ItemDataRole.UserRole, int(cid))
                 self.flipped_list.addItem(entry)
         else:
             self.flipped_label.setText("Pairs that flipped (pick a run to compare with)")
+
+    def _excerpt(self, comparison_id: int) -> str:
+        """The start of the pair's prompt, on one line (the list is read to pick a pair, not to review it)."""
+        if self.project is None:
+            return ""
+        try:
+            text = " ".join(self.project.comparison(comparison_id).prompt.text.split())
+        except KeyError:
+            return ""
+        return text[:70] + ("…" if len(text) > 70 else "")
 
     def _on_flipped_activated(self, item: QListWidgetItem) -> None:
         run = self.result.get("run_id") if self.result else None
