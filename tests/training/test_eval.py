@@ -145,6 +145,28 @@ def test_eval_of_an_exported_model_agrees_with_score_and_a_hand_count(evaluated,
     np.testing.assert_allclose(per_pair["margin"], scored["score_chosen"] - scored["score_rejected"], atol=1e-9)
     assert result["temperature"] == config["temperature"]
 
+    # a RewardBench-style file: per-subset accuracy and the section scores, without importing it
+    bench = tmp_path / "rb.jsonl"
+    subsets = ["alpacaeval-easy", "donotanswer"] * 6
+    bench.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": f"Q{i}?",
+                    "chosen": f"An excellent answer {i}.",
+                    "rejected": f"A plain one {i}.",
+                    "subset": s,
+                }
+            )
+            + "\n"
+            for i, s in enumerate(subsets)
+        )
+    )
+    rb, _ = evaluate(model=folder, input=bench)
+    acc = {r["slice"]: r["accuracy"] for r in rb["slices"]["subset"]}
+    assert set(acc) == {"alpacaeval-easy", "donotanswer"} and rb["overall"]["n"] == 12
+    assert rb["rewardbench"]["Chat"] == acc["alpacaeval-easy"] and rb["rewardbench"]["Safety"] == acc["donotanswer"]
+
 
 def test_the_report_has_its_markdown_and_figures(evaluated, tmp_path, capsys):
     path, first, second = evaluated

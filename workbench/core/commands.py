@@ -197,6 +197,8 @@ def format_statistics(stats: dict[str, Any]) -> str:
         f"comparisons  {stats.get('comparisons', 0):>8,}    judged      {stats.get('judged_comparisons', 0):>8,}",
         f"judgments    {stats.get('judgments', 0):>8,}    trainable   {stats.get('trainable_pairs', 0):>8,}",
         f"excluded     {stats.get('excluded', 0):>8,}    flagged     {stats.get('flagged', 0):>8,}",
+        f"test split   {stats.get('splits', {}).get('test', 0):>8,}    held out    "
+        f"{stats.get('splits', {}).get('held_out', 0):>8,}",
         # a and b pooled: which of the two was stored first says nothing (imports store the chosen one as a).
         "labels       "
         + ", ".join(

@@ -1129,9 +1129,11 @@ class Project(LabelQueue, RunStore):
     def split_sizes(self) -> dict[str, int]:
         """Comparisons per split: ``test``, ``held_out`` (other comparisons of test prompts, in no split),
         ``pool`` (the rest, which training may use), and labelled ``test_labelled`` (resolved a or b)."""
+        return self._split_sizes(self.resolved_labels())
+
+    def _split_sizes(self, resolved: pd.DataFrame) -> dict[str, int]:
         test = self.split_comparisons("test")
         held = self.held_out_comparisons()
-        resolved = self.resolved_labels()
         labelled = set(resolved.loc[resolved["choice"].isin(["a", "b"]), "comparison_id"].tolist())
         return {
             "test": len(test),
@@ -1275,6 +1277,7 @@ class Project(LabelQueue, RunStore):
                 ).sum()
             ),
             "test_comparisons": len(self.split_comparisons("test")),
+            "splits": self._split_sizes(resolved),
             "excluded": len(self.marked("exclude")),
             "flagged": len(self.marked("flag")),
             "annotators_detail": per_annotator,

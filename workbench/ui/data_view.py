@@ -306,7 +306,7 @@ class DataView(QWidget):
             f"{labels.get('tie', 0):,} ties · {labels.get('both_bad', 0):,} both bad · "
             f"{labels.get('skip', 0):,} skips · {stats.get('trainable_pairs', 0):,} trainable"
         )
-        sizes = self.project.split_sizes()
+        sizes = stats["splits"]
         self.split_label.setText(
             f"Splits: {sizes['pool']:,} comparisons in the training pool · {sizes['test']:,} in the test set "
             f"({sizes['test_labelled']:,} labelled A or B) · {sizes['held_out']:,} held out with their test prompts"
