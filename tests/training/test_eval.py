@@ -143,6 +143,7 @@ def test_eval_of_an_exported_model_agrees_with_score_and_a_hand_count(evaluated,
     assert result["overall"]["n"] == len(scored) == 40 and result["overall"]["correct"] == hand
     per_pair = pd.read_json(out, lines=True)
     np.testing.assert_allclose(per_pair["margin"], scored["score_chosen"] - scored["score_rejected"], atol=1e-9)
+    assert per_pair["row"].tolist() == list(range(40))
     assert result["temperature"] == config["temperature"]
 
     # a RewardBench-style file: per-subset accuracy and the section scores, without importing it

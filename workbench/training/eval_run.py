@@ -224,7 +224,10 @@ def evaluate(
     format: str = "auto",
     progress: Say | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(result, per-pair frame) of one evaluation; see the module doc. ``result`` is JSON-able."""
+    """(result, per-pair frame) of one evaluation; see the module doc. ``result`` is JSON-able. The frame has
+    one row per pair: ``comparison_id`` (the test split) or ``row`` (a file's row), texts, margin, p_chosen at
+    the model's temperature, correct, length difference and the slicing columns (and ``margin_against``,
+    ``correct_against`` with ``against``)."""
     say = progress or (lambda message: None)
     if (project is None) == (model is None):
         raise EvalError("name either a project (--project, with --run) or an exported model folder (--model)")
@@ -292,6 +295,8 @@ def evaluate(
             "annotator": pairs["annotator"],
         }
     )
+    if input is not None:  # a file's pairs are its rows (numbered from 0), not comparisons of a project
+        frame = frame.rename(columns={"comparison_id": "row"})
     if other is not None:
         m_other, _ = margins_of(other, pairs, project_path=project, from_project=from_project, say=say)
         result["against"] = {
