@@ -198,3 +198,19 @@ def test_write_report_refuses_a_project_as_its_folder(evaluated):
     result, _ = evaluate(project=path, run=run)
     with pytest.raises(ValueError):
         write_report(result, path)
+
+
+def test_test_pairs_a_run_trained_on_are_left_out_with_a_warning(tmp_path, tiny_bert_dir):
+    path = make(tmp_path / "p.wbp", None)
+    run = train(path, tiny_bert_dir).run_id
+    trained = synthetic_records(24, 2, seed=0)[:6]  # pairs the run trained or validated on, now put in the test split
+    with Project.open(path) as p:
+        p.add_records(trained + held_out()[:4], source="late-test.jsonl", split="test")
+        n_test = len(p.test_pairs())
+        snapshot = set(p.run(run)["data_snapshot"]["comparison_ids"])
+        leaked = len(set(p.test_pairs()["comparison_id"]) & snapshot)
+    assert leaked == 6
+    result, frame = evaluate(project=path, run=run)
+    assert result["n_pairs"] == n_test - leaked == 4 and not set(frame["comparison_id"]) & snapshot
+    assert result["warnings"] and "6 test pairs were trained on" in result["warnings"][0]
+    assert result["scored_now"] == 4  # imported after the run: scored now with its checkpoint
