@@ -26,11 +26,19 @@ from workbench.core import commands as core_commands
 from workbench.core import team_commands
 from workbench.core.text import terminal_safe
 from workbench.training import commands as training_commands
-from workbench.training import inspect_commands, model_commands
+from workbench.training import eval_commands, inspect_commands, model_commands
 from workbench.ui import commands as ui_commands
 
 #: In priority order: the first module to register a command name owns it.
-COMMAND_MODULES = (ui_commands, training_commands, model_commands, inspect_commands, core_commands, team_commands)
+COMMAND_MODULES = (
+    ui_commands,
+    training_commands,
+    model_commands,
+    inspect_commands,
+    eval_commands,
+    core_commands,
+    team_commands,
+)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL_ERROR = 70

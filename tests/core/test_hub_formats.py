@@ -366,19 +366,27 @@ def test_export_splits_is_a_dataset_dict_with_ties_apart(tmp_path, conversationa
     assert cli.main(["export", "--project", str(project), "--out", str(out), "--splits"]) == 0  # ours: replaced
 
 
-def test_export_splits_takes_the_projects_own_test_split_when_the_store_has_one(tmp_path, monkeypatch):
-    """The hook for issue 13's evaluation-only pairs: one store call, its prompts are the test split."""
+def test_export_splits_takes_the_projects_own_test_split_when_it_has_one(tmp_path):
+    """Pairs imported with --test (and every pair of their prompts) are the export's test file, nothing else."""
+    from workbench.core.formats import import_file
     from workbench.core.hub import export_splits
 
     path = _labelled_project(tmp_path)
+    held = tmp_path / "held.jsonl"
+    held.write_text(
+        "".join(
+            json.dumps({"prompt": f"held-out question {i}", "chosen": f"good {i}", "rejected": f"bad {i}"}) + "\n"
+            for i in range(4)
+        )
+    )
     with Project.open(path) as project:
-        pairs = project.training_pairs()
-        chosen = {int(pid) for pid in pairs["prompt_id"][:5]}
-        monkeypatch.setattr(Project, "test_prompt_ids", lambda self: chosen, raising=False)
+        import_file(project, held, use_for="test")
         counts = export_splits(project, tmp_path / "own")
-    assert counts["test"] == 5
+    assert counts["test"] == 4
     test_prompts = {json.loads(line)["prompt"] for line in (tmp_path / "own" / "test.jsonl").read_text().splitlines()}
-    assert test_prompts == set(pairs["prompt"][:5])
+    assert test_prompts == {f"held-out question {i}" for i in range(4)}
+    train_prompts = {json.loads(line)["prompt"] for line in (tmp_path / "own" / "train.jsonl").read_text().splitlines()}
+    assert not train_prompts & test_prompts
     assert "the project's test split" in (tmp_path / "own" / "README.md").read_text()
 
 

@@ -57,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="MAP",
         help="our column names for the file's, e.g. prompt=question,chosen=good,rejected=bad",
     )
+    p.add_argument(
+        "--test",
+        action="store_true",
+        help="put the file's pairs in the test split: evaluated by `workbench eval`, never trained on or "
+        "validated on (nor is any other pair of their prompts)",
+    )
     p.set_defaults(func=cmd_import)
 
     p = subparsers.add_parser(
@@ -132,7 +138,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     created = was_empty or not path.exists()
     project = Project.open_or_create(path)
     try:
-        summary = import_records(project, records, info, args.annotator, progress)
+        summary = import_records(
+            project, records, info, args.annotator, progress, use_for="test" if args.test else None
+        )
     except BaseException:
         project.close()
         if created:  # the import wrote nothing: leave no empty project behind either
@@ -151,6 +159,11 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"{s['judgments_added']:,} judgments; {s['duplicates']:,} duplicates "
             f"({info.duplicate_rows:,} repeated rows in the file)"
             + (f"; {identical:,} pairs with identical responses skipped" if identical else "")
+            + (
+                f"; {s.get('test_comparisons', 0):,} comparisons in the test split (never trained on)"
+                if args.test
+                else ""
+            )
         )
     )
     return 0
@@ -232,6 +245,8 @@ def format_statistics(stats: dict[str, Any]) -> str:
         f"comparisons  {stats.get('comparisons', 0):>8,}    judged      {stats.get('judged_comparisons', 0):>8,}",
         f"judgments    {stats.get('judgments', 0):>8,}    trainable   {stats.get('trainable_pairs', 0):>8,}",
         f"excluded     {stats.get('excluded', 0):>8,}    flagged     {stats.get('flagged', 0):>8,}",
+        f"test split   {stats.get('splits', {}).get('test', 0):>8,}    held out    "
+        f"{stats.get('splits', {}).get('held_out', 0):>8,}",
         # a and b pooled: which of the two was stored first says nothing (imports store the chosen one as a).
         "labels       "
         + ", ".join(

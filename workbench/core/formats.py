@@ -1072,6 +1072,7 @@ def import_file(
     *,
     split: str | None = None,
     columns: dict[str, str] | None = None,
+    use_for: str | None = None,
 ) -> ImportSummary:
     """Read and validate the whole file (or one ``split`` of a dataset folder; ``columns`` as for
     :func:`read_records`), then add it to ``project`` in one transaction.
@@ -1079,7 +1080,8 @@ def import_file(
     All or nothing: a bad row, a cancel or an interrupt leaves the project as it was. ``progress`` gets
     (done, total) over both halves (parsing, then storing); the source and the default annotator of
     labelled pairs are the file's name (``import:<name>``); a per-row ``annotator`` column wins over
-    ``annotator``.
+    ``annotator``. ``use_for="test"`` makes the file's comparisons evaluation-only (``Project.add_records``);
+    not to be confused with ``split``, the dataset split read from a folder.
     """
 
     def read_progress(done: int, total: int) -> None:
@@ -1087,7 +1089,7 @@ def import_file(
             progress(done, 2 * total)  # reading is the first half of the work
 
     records, info = read_records(path, format, read_progress, cancel, split=split, columns=columns)
-    return import_records(project, records, info, annotator, progress, cancel)
+    return import_records(project, records, info, annotator, progress, cancel, use_for)
 
 
 def import_records(
@@ -1097,6 +1099,7 @@ def import_records(
     annotator: str | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    use_for: str | None = None,
 ) -> ImportSummary:
     """The storing half of :func:`import_file`, for callers that read first (the CLI creates the
     project only once the file has been read without error)."""
@@ -1119,7 +1122,7 @@ def import_records(
             yield record
 
     with _bulk():
-        summary = project.add_records(feed(), source=source, annotator=annotator)
+        summary = project.add_records(feed(), source=source, annotator=annotator, split=use_for)
     if progress is not None:
         progress(2 * total, 2 * total)
     summary.extra.update(file=source, shape=info.shape, rows=info.rows, duplicate_rows=info.duplicate_rows)
@@ -1140,7 +1143,7 @@ def export_pairs(
     named by ``with_margin``, "small" for True; 0.0 where no strength was given) and, with
     ``include_ties``, ``label`` ("chosen", "tie" or "both_bad"; ties keep the stored order), and with
     ``with_prompt_id`` the store's ``prompt_id`` (for splits by prompt, ``hub.export_splits``). Resolved
-    labels only; excluded pairs left out. When every prompt is a conversation the rows use TRL's
+    labels only; excluded pairs left out, the test split kept (``hub.export_splits`` sets it apart). When every prompt is a conversation the rows use TRL's
     conversational form (message lists, a plain response becoming one assistant message); otherwise,
     since one column cannot mix strings and lists, every field is its plain text.
     """
@@ -1152,7 +1155,7 @@ def export_pairs(
             raise ValueError(f"unknown margin scale {scale_name!r}; expected one of {', '.join(MARGIN_SCALES)}")
         scale = MARGIN_SCALES[scale_name]
 
-    pairs = project.training_pairs()
+    pairs = project.labelled_pairs()
     ids = pairs["comparison_id"].tolist()
     prompt_ids = [int(p) for p in pairs["prompt_id"]]
     prompts, prompt_msgs = pairs["prompt"].tolist(), pairs["prompt_messages"].tolist()

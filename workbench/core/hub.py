@@ -616,14 +616,11 @@ def _is_split_export(folder: Path) -> bool:
 def held_out_prompt_ids(project: Project, prompt_ids: list[int], fraction: float, seed: int) -> tuple[set[int], str]:
     """(prompt ids of the test split, how it was chosen).
 
-    The one place for the project's own test split: when the store has one (issue 13's evaluation-only
-    pairs), ``Project.test_prompt_ids()`` returns their prompt ids and they are the test split; until then
-    (or when it is empty), ``fraction`` of the prompts drawn with ``seed``."""
-    own = getattr(project, "test_prompt_ids", None)
-    if callable(own):
-        ids = set(own())
-        if ids:
-            return ids, "the project's test split"
+    The project's own test split (pairs imported with ``--test``) when it has one, so that an exported
+    dataset holds out what the app's runs hold out; else ``fraction`` of the prompts drawn with ``seed``."""
+    ids = project.test_prompt_ids()
+    if ids:
+        return ids, "the project's test split"
     unique = sorted(set(prompt_ids))
     rng = random.Random(seed)
     rng.shuffle(unique)

@@ -175,6 +175,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX reviews_comparison ON reviews(comparison_id, id);
     """,
+    # 5 -> 6: split membership of a comparison. A comparison in the "test" split is evaluation-only: never
+    # trained on, never in validation, and no other comparison of its prompt is trained on either
+    # (``Project.training_pairs``). Comparisons without a row are in the ordinary pool.
+    """
+    CREATE TABLE comparison_splits (
+        comparison_id INTEGER PRIMARY KEY REFERENCES comparisons(id),
+        split TEXT NOT NULL CHECK (split IN ('test')),
+        created_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -54,6 +54,8 @@ from workbench.core.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 #: stays: the p99 target (5 ms) holds on an unloaded disk, a person cannot see a few ms, and a dead laptop
 #: battery should not cost an annotator the last ~200 judgments.
 SYNCHRONOUS = "FULL"
+#: the splits a comparison can be put in (``comparison_splits``); no row: the ordinary pool
+SPLITS = ("test",)
 
 
 #: what every refused write says on a project opened read-only (the label session, the views)
@@ -458,15 +460,19 @@ class Project(LabelQueue, RunStore):
         records: Iterable[PairRecord | PromptRecord],
         source: str,
         annotator: str | None = None,
+        split: str | None = None,
     ) -> ImportSummary:
         """Add prompts, responses, comparisons and imported labels in ONE transaction.
 
         Everything is deduplicated by content hash, so importing a file twice adds nothing. Labelled
         pairs get a judgment from ``annotator`` (default ``import:<source>``) unless that annotator
-        already holds the same current label.
+        already holds the same current label. ``split="test"`` puts every comparison of the records (new
+        or already there) in the test split (``SPLITS``): evaluation-only, see ``training_pairs``.
         """
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
         with self._large_cache():
-            return self._add_records(records, source, annotator)
+            return self._add_records(records, source, annotator, split)
 
     @contextmanager
     def _large_cache(self, kib: int = 65536) -> Iterator[None]:
@@ -481,7 +487,7 @@ class Project(LabelQueue, RunStore):
             self._conn.execute(f"PRAGMA cache_size = {int(old)}")
 
     def _add_records(
-        self, records: Iterable[PairRecord | PromptRecord], source: str, annotator: str | None
+        self, records: Iterable[PairRecord | PromptRecord], source: str, annotator: str | None, split: str | None
     ) -> ImportSummary:
         summary = ImportSummary()
         now = _now()
@@ -501,6 +507,7 @@ class Project(LabelQueue, RunStore):
             new_responses: list[tuple] = []
             new_comparisons: list[tuple] = []
             labels: list[tuple[int, str, str, int | None, str]] = []  # (comparison, choice, annotator, strength, note)
+            touched: list[int] = []  # every comparison of the records, for ``split``
 
             seen_prompts: dict[str, tuple[int, str]] = {}  # a prompt shared by several pairs is hashed once
 
@@ -538,11 +545,13 @@ class Project(LabelQueue, RunStore):
                 row = comparison_rows.get(h)
                 if row is not None:
                     summary.duplicates += 1
+                    touched.append(row[0])
                     return row[0], row[1] != ra
                 cid = next_comparison
                 next_comparison += 1
                 comparison_rows[h] = (cid, ra)
                 new_comparisons.append((cid, pid, ra, rb, h, _hash_int(str(seed), "order", h), now))
+                touched.append(cid)
                 return cid, False
 
             for record in records:
@@ -587,6 +596,14 @@ class Project(LabelQueue, RunStore):
             summary.responses_added = len(new_responses)
             summary.comparisons_added = len(new_comparisons)
             summary.judgments_added = self._add_imported_labels(labels, now)
+            if split is not None:
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT OR IGNORE INTO comparison_splits(comparison_id, split, created_at) VALUES (?,?,?)",
+                    [(cid, split, now) for cid in dict.fromkeys(touched)],
+                )
+                summary.extra[f"{split}_comparisons"] = len(set(touched))
+                summary.extra[f"{split}_added"] = conn.total_changes - before
             if summary.comparisons_added or summary.judgments_added:
                 self._bump_queue_epoch()
         self._cursors.clear()
@@ -1091,11 +1108,85 @@ class Project(LabelQueue, RunStore):
         ).fetchall()
         return [{"annotator": r[0], "choice": r[1], "strength": r[2], "note": r[3] or ""} for r in rows]
 
-    def training_pairs(self) -> pd.DataFrame:
-        """Pairs to train on: resolved labels of a or b, excluded pairs left out, texts as chosen/rejected."""
+    # ------------------------------------------------------------- splits
+    def split_comparisons(self, split: str = "test") -> set[int]:
+        """Comparisons in ``split`` (``SPLITS``)."""
+        return {
+            r[0] for r in self._conn.execute("SELECT comparison_id FROM comparison_splits WHERE split = ?", (split,))
+        }
+
+    def held_out_comparisons(self) -> set[int]:
+        """Comparisons that no run may train or validate on: the test split and every other comparison of a
+        prompt that has a test pair (a shared prompt would leak the test set into training)."""
+        return {
+            r[0]
+            for r in self._conn.execute(
+                "SELECT c.id FROM comparisons c WHERE c.prompt_id IN"
+                " (SELECT c2.prompt_id FROM comparison_splits s JOIN comparisons c2 ON c2.id = s.comparison_id)"
+            )
+        }
+
+    def test_prompt_ids(self) -> set[int]:
+        """Prompts with any test pair: the unit a split by prompt keeps apart (``export --splits``)."""
+        return {
+            r[0]
+            for r in self._conn.execute(
+                "SELECT DISTINCT c.prompt_id FROM comparison_splits s JOIN comparisons c ON c.id = s.comparison_id"
+                " WHERE s.split = 'test'"
+            )
+        }
+
+    def split_sizes(self) -> dict[str, int]:
+        """Comparisons per split: ``test``, ``held_out`` (other comparisons of test prompts, in no split),
+        ``pool`` (the rest, which training may use), and labelled ``test_labelled`` (resolved a or b)."""
+        return self._split_sizes(self.resolved_labels())
+
+    def _split_sizes(self, resolved: pd.DataFrame) -> dict[str, int]:
+        test = self.split_comparisons("test")
+        held = self.held_out_comparisons()
+        labelled = set(resolved.loc[resolved["choice"].isin(["a", "b"]), "comparison_id"].tolist())
+        return {
+            "test": len(test),
+            "test_labelled": len(test & labelled),
+            "held_out": len(held - test),
+            "pool": self.comparison_count() - len(held),
+        }
+
+    def test_pairs(self) -> pd.DataFrame:
+        """The labelled pairs of the test split as ``training_pairs`` gives them, with the slicing facts:
+        ``source`` (the prompt's file), ``subset`` (a ``subset`` metadata column, or None) and
+        ``chosen_side`` (which stored response is the chosen one: "a" or "b"). Excluded pairs stay in: the
+        test set is what it is; the label decides."""
         resolved = self.resolved_labels()
         resolved = resolved[resolved["choice"].isin(["a", "b"])]
-        resolved = resolved[~resolved["comparison_id"].isin(self.marked("exclude"))]
+        resolved = resolved[resolved["comparison_id"].isin(self.split_comparisons("test"))]
+        df = self._pairs_frame(resolved)
+        meta = pd.read_sql_query(
+            "SELECT c.id AS comparison_id, p.source, p.metadata FROM comparisons c"
+            " JOIN prompts p ON p.id = c.prompt_id WHERE c.id IN (SELECT comparison_id FROM comparison_splits)",
+            self._conn,
+        )
+        meta["subset"] = [json.loads(m).get("subset") if m else None for m in meta["metadata"]]
+        df = df.merge(meta[["comparison_id", "source", "subset"]], on="comparison_id", how="left")
+        df["chosen_side"] = df["choice"]
+        return df
+
+    def training_pairs(self) -> pd.DataFrame:
+        """Pairs to train on: resolved labels of a or b, excluded pairs left out, test-split pairs and every
+        comparison of a prompt with a test pair left out (``held_out_comparisons``), texts as chosen/rejected."""
+        return self.labelled_pairs(held_out=False)
+
+    def labelled_pairs(self, held_out: bool = True) -> pd.DataFrame:
+        """Resolved labels of a or b with their texts, excluded pairs left out; with ``held_out``, the test
+        split and its prompts' other pairs too (what an export of the whole project holds)."""
+        resolved = self.resolved_labels()
+        resolved = resolved[resolved["choice"].isin(["a", "b"])]
+        drop = self.marked("exclude") | (set() if held_out else self.held_out_comparisons())
+        resolved = resolved[~resolved["comparison_id"].isin(drop)]
+        return self._pairs_frame(resolved)
+
+    def _pairs_frame(self, resolved: pd.DataFrame) -> pd.DataFrame:
+        """Resolved a/b labels joined with their texts, as chosen and rejected."""
         texts = self._comparison_texts(resolved["comparison_id"].tolist())
         df = resolved.merge(texts, on="comparison_id", how="left")
         a_wins = df["choice"] == "a"
@@ -1196,8 +1287,13 @@ class Project(LabelQueue, RunStore):
                 **{c: int(by_choice.get(c, 0)) for c in CHOICES if c not in ("a", "b")},
             },
             "trainable_pairs": int(
-                (resolved["choice"].isin(["a", "b"]) & ~resolved["comparison_id"].isin(self.marked("exclude"))).sum()
+                (
+                    resolved["choice"].isin(["a", "b"])
+                    & ~resolved["comparison_id"].isin(self.marked("exclude") | self.held_out_comparisons())
+                ).sum()
             ),
+            "test_comparisons": len(self.split_comparisons("test")),
+            "splits": self._split_sizes(resolved),
             "excluded": len(self.marked("exclude")),
             "flagged": len(self.marked("flag")),
             "annotators_detail": per_annotator,

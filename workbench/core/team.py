@@ -81,6 +81,8 @@ class MergeSummary:
     #: Source judgments the target already held (an earlier merge of the same work, or a shared history).
     judgments_present: int = 0
     marks_added: int = 0
+    #: Comparisons newly put in the target's test split (they were in a source's).
+    split_added: int = 0
     current_labels_changed: int = 0
     #: The source whose guidelines the target took (the target had none), else None.
     guidelines_from: str | None = None
@@ -98,6 +100,8 @@ class MergeSummary:
             f"{self.annotators_added:,} annotators, {self.marks_added:,} marks; "
             f"{self.current_labels_changed:,} current labels changed"
         )
+        if self.split_added:
+            text += f"; {self.split_added:,} comparisons put in the test split"
         if self.comparisons_flipped:
             text += f"; {self.comparisons_flipped:,} comparisons stored the other way round were mapped"
         if self.guidelines_from:
@@ -401,6 +405,18 @@ def _merge_one(target: Project, index: _TargetIndex, name: str, source: Project,
         rows,
     )
     summary.marks_added += len(rows)
+
+    # Split membership (the test split): a comparison in a source's test split stays evaluation-only in the
+    # target; membership is never taken away by a merge (a pair once tested on must not be trained on).
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT OR IGNORE INTO comparison_splits(comparison_id, split, created_at) VALUES (?,?,?)",
+        [
+            (comparison_map[cid][0], split, created)
+            for cid, split, created in src.execute("SELECT comparison_id, split, created_at FROM comparison_splits")
+        ],
+    )
+    summary.split_added += conn.total_changes - before
 
 
 def _reassert_latest_marks(target: Project, touched: Iterable[tuple[int, str]]) -> None:

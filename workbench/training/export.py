@@ -176,13 +176,14 @@ def export_run(
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         say("writing the Hugging Face folder")
-        card = model_card(facts, config, run)
+        card = model_card(facts, config, run, evaluation_metrics(project_path, run_id, run))
         try:
             export_hf(model, tokenizer, tmp, card, max_length=config.max_length)
         except ExportError as exc:
             raise RunExportError(f"run {run_id}: {exc}") from None
         (tmp / "training_run.json").write_text(json.dumps(_jsonable(facts), indent=2) + "\n", encoding="utf-8")
         _add_reward_stats(tmp / "config.json", project_path, run_id, step)
+        add_temperature(tmp, run)
         del model
         say("checking the exported folder against the app's scores")
         checked, diff = _verify_against_app(project_path, run_id, run, step, tmp, verify_pairs)
@@ -349,8 +350,9 @@ def _count_overlong(project_path: Path, run: dict, tokenizer: Any, max_length: i
     return int(np.count_nonzero(c.overlong | r.overlong))
 
 
-def model_card(facts: dict[str, Any], config: Any, run: dict) -> str:
-    """The README.md text above ``export_hf``'s "Scoring" section: metadata, data, metrics, config."""
+def model_card(facts: dict[str, Any], config: Any, run: dict, metrics: dict[str, dict[str, Any]] | None = None) -> str:
+    """The README.md text above ``export_hf``'s "Scoring" section: metadata, data, metrics (``model-index``
+    from ``metrics``, :func:`evaluation_metrics`; the validation figures when None), config."""
     s = facts["summary"]
     v = facts["val_metrics"]
     backbone_card = _backbone_card(str(facts["backbone"]))
@@ -358,7 +360,8 @@ def model_card(facts: dict[str, Any], config: Any, run: dict) -> str:
     if isinstance(base, list):
         base = base[0] if base else None
     name = f"run {facts['run_id']} of {facts['project']}"
-    metrics = {"validation": {"accuracy": s.get("val_accuracy"), "loss": s.get("val_loss")}}
+    if metrics is None:
+        metrics = {"validation": {"accuracy": s.get("val_accuracy"), "loss": s.get("val_loss")}}
     meta: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
@@ -456,7 +459,7 @@ def model_index(name: str, dataset: str, metrics: dict[str, dict[str, Any]]) -> 
     results = []
     for split, values in metrics.items():
         entries = [
-            {"type": metric, "value": round(float(value), 6), "name": f"{split} {metric}"}
+            {"type": metric, "value": round(float(value), 6), "name": f"{split} {metric.replace('_', ' ')}"}
             for metric, value in values.items()
             if value is not None and math.isfinite(float(value))
         ]
@@ -481,6 +484,60 @@ def _backbone_card(backbone: str) -> dict[str, Any]:
     except BackboneError:
         return {}
     return read_card_yaml(folder / "README.md")
+
+
+# --------------------------------------------------------------------- evaluation figures
+def add_temperature(folder: Path, run: dict) -> None:
+    """The run's fitted temperature into ``config.json`` and ``reward_model.json``, so that a user turns a
+    margin into a probability: p = sigmoid((r_a - r_b) / temperature)."""
+    temperature = ((run.get("summary") or {}).get("calibration") or {}).get("temperature")
+    if temperature is None:
+        return
+    for name in ("config.json", "reward_model.json"):
+        path = folder / name
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["temperature"] = float(temperature)
+            path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def evaluation_metrics(project_path: Path, run_id: int, run: dict) -> dict[str, dict[str, Any]]:
+    """The card's figures as ``{split: {metric: value}}``: the run's ``workbench eval`` result on the
+    project's test split when it has one, else its validation figures; the fitted temperature and the ECE
+    before and after it either way."""
+    from workbench.training.eval_run import EvalError, evaluate
+
+    summary = run.get("summary") or {}
+    cal = summary.get("calibration") or {}
+    try:
+        result: dict[str, Any] | None = evaluate(project=project_path, run=run_id)[0]
+    except (EvalError, ValueError):  # no test split, or nothing labelled in it
+        result = None
+    if result is None:
+        return {
+            "validation": {
+                "accuracy": summary.get("val_accuracy"),
+                "loss": summary.get("val_loss"),
+                "ece": cal.get("val_ece"),
+                "ece_at_temperature": cal.get("val_ece_scaled"),
+                "temperature": cal.get("temperature"),
+            }
+        }
+    o, c, length = result["overall"], result["calibration"], result["length"]
+    low, high = o.get("accuracy_ci") or (None, None)
+    return {
+        "test": {
+            "accuracy": o["accuracy"],
+            "accuracy_ci_low": low,
+            "accuracy_ci_high": high,
+            "loss": o["loss"],
+            "ece": c["raw"]["ece"],
+            "ece_at_temperature": (c.get("scaled") or {}).get("ece"),
+            "longer_wins_baseline_accuracy": length["longer_baseline_accuracy"],
+            "prefers_longer_rate": length["model_prefers_longer"],
+            "temperature": cal.get("temperature"),
+        }
+    }
 
 
 def _fmt(value: Any) -> str:

@@ -113,9 +113,30 @@ def what_if_job(payload: dict) -> dict:
     return _MODELS.attributor(payload).pair(payload["prompt"], payload["chosen"], payload["rejected"], method)
 
 
+def evaluate_job(payload: dict) -> dict:
+    """Short job "evaluate" (issue 13): ``eval_run.evaluate`` of ``payload["project"]`` with ``"run"`` (None:
+    the latest finished run), ``"against"``, ``"input"`` or ``"model"``, as ``workbench eval`` does; with
+    ``"report"`` (a folder) also its report. Returns {"result": the JSON-able figures, "report": path or None}."""
+    from workbench.training.eval_run import evaluate
+
+    result, _ = evaluate(
+        project=payload.get("project"),
+        run=payload.get("run"),
+        model=payload.get("model"),
+        input=payload.get("input"),
+        against=payload.get("against"),
+    )
+    report = None
+    if payload.get("report"):
+        from workbench.training.report import write_report
+
+        report = str(write_report(result, payload["report"]))
+    return {"result": result, "report": report}
+
+
 #: the short jobs the child runs, by kind: ``function(payload) -> picklable result``. A new kind
 #: (evaluation, ...) is one function here; "train" is the long job.
-JOB_KINDS = {"score": score_job, "attribute": attribute_job, "what_if": what_if_job}
+JOB_KINDS = {"score": score_job, "attribute": attribute_job, "what_if": what_if_job, "evaluate": evaluate_job}
 
 
 class _ChildRun:

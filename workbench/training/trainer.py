@@ -597,6 +597,7 @@ class Trainer:
                 ids = self.data.pairs.comparison_ids
                 seen = np.flatnonzero(n > 0)
                 self._project.add_pair_dynamics(self._id, zip(ids[seen], n[seen], confidence[seen], variability[seen]))
+                self._calibrate()
                 yield from self._folds()
         summary = self._summary(status)
         if self._main:
@@ -610,6 +611,18 @@ class Trainer:
         distributed.barrier(self._dist)
         self._over = True
         yield Finished(self._id, status, summary)
+
+    def _calibrate(self) -> None:
+        """Issue 13: the temperature T of sigma(margin / T), fitted on the final validation margins (a 1-D NLL
+        minimisation, ``core.evaluation``), with the validation ECE before and after; into the run's summary,
+        so that ``workbench eval`` and the export only read it."""
+        from workbench.core.evaluation import calibration_summary
+
+        scores = self._scores
+        if scores is None:
+            return
+        val = scores.split == "val"
+        self._calibration = calibration_summary(scores.r_chosen[val] - scores.r_rejected[val])
 
     def _folds(self) -> Iterator[Event]:
         """Rank 0, once the run has finished: its out-of-fold scores (``folds.run_folds``), stored; their
@@ -721,6 +734,7 @@ class Trainer:
             "device": str(self._device),
             "world_size": self._dist.world_size,
             "folds": getattr(self, "_folds_summary", None),
+            "calibration": getattr(self, "_calibration", None),
         }
 
 

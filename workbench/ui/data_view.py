@@ -146,31 +146,40 @@ class DataView(QWidget):
             self.format_combo.addItem(FORMAT_LABELS.get(key, key), key)
         self.format_combo.setToolTip("Leave on automatic unless the file is read as the wrong shape")
         grid.addWidget(self.format_combo, 0, 1, 1, 2)
+        grid.addWidget(QLabel("Use for"), 1, 0)
+        self.split_combo = QComboBox()
+        self.split_combo.addItem("Training and labelling", None)
+        self.split_combo.addItem("Test set: evaluation only, never trained on", "test")
+        self.split_combo.setToolTip(
+            "A test set is never trained or validated on, nor is any other pair of its prompts; "
+            "annotators may still label it. Train › Evaluation scores runs on it."
+        )
+        grid.addWidget(self.split_combo, 1, 1, 1, 2)
         self.import_button = QPushButton("Import a file…")
         self.import_button.setObjectName("Primary")
         self.import_button.clicked.connect(self.choose_import)
-        grid.addWidget(self.import_button, 1, 0)
+        grid.addWidget(self.import_button, 2, 0)
         self.progress = QProgressBar()
         self.progress.setObjectName("Import")
         self.progress.setTextVisible(True)
         self.progress.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        grid.addWidget(self.progress, 1, 1)
+        grid.addWidget(self.progress, 2, 1)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel_import)
-        grid.addWidget(self.cancel_button, 1, 2)
+        grid.addWidget(self.cancel_button, 2, 2)
         self.import_folder_button = QPushButton("Import a dataset folder…")
         self.import_folder_button.setToolTip(
             "A folder saved by datasets' save_to_disk, or a dataset downloaded from the Hugging Face Hub "
             "(Parquet or JSON Lines files); you choose the split when it has several"
         )
         self.import_folder_button.clicked.connect(self.choose_import_folder)
-        grid.addWidget(self.import_folder_button, 2, 0)
+        grid.addWidget(self.import_folder_button, 3, 0)
         self.import_status = plain(
             QLabel("JSONL, JSON, CSV or Parquet files, or dataset folders: labelled pairs, or prompts with responses.")
         )
         self.import_status.setObjectName("Muted")
         self.import_status.setWordWrap(True)
-        grid.addWidget(self.import_status, 3, 0, 1, 3)
+        grid.addWidget(self.import_status, 4, 0, 1, 3)
         grid.setColumnStretch(1, 1)
         top.addWidget(box, 5)
 
@@ -243,6 +252,9 @@ class DataView(QWidget):
         self.refresh_button.clicked.connect(self.refresh_counts)
         head.addWidget(self.refresh_button)
         root.addLayout(head)
+        self.split_label = plain(QLabel(""))
+        self.split_label.setObjectName("Muted")
+        root.addWidget(self.split_label)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()
@@ -287,6 +299,7 @@ class DataView(QWidget):
             self.export_log_button,
             self.refresh_button,
             self.format_combo,
+            self.split_combo,
             self.merge_button,
         ):
             w.setEnabled(enabled)
@@ -304,6 +317,7 @@ class DataView(QWidget):
         self.table.setRowCount(0)
         if self.project is None:
             self.summary_label.setText("")
+            self.split_label.setText("")
             self.agreement_panel.set_report(None)
             self._update_adjudicate_button()
             return
@@ -315,6 +329,14 @@ class DataView(QWidget):
             f"{total:,} comparisons · {stats.get('judged_comparisons', 0):,} judged · "
             f"{labels.get('tie', 0):,} ties · {labels.get('both_bad', 0):,} both bad · "
             f"{labels.get('skip', 0):,} skips · {stats.get('trainable_pairs', 0):,} trainable"
+        )
+        sizes = stats["splits"]
+        self.split_label.setText(
+            f"Splits: {sizes['pool']:,} comparisons in the training pool · {sizes['test']:,} in the test set "
+            f"({sizes['test_labelled']:,} labelled A or B) · {sizes['held_out']:,} held out with their test prompts"
+            if sizes["test"]
+            else f"Splits: {sizes['pool']:,} comparisons in the training pool · no test set (import one with "
+            "“Use for: Test set”)"
         )
         rows = stats.get("annotators_detail", [])
         self.table.setRowCount(len(rows))
@@ -507,7 +529,7 @@ class DataView(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Import a data file", start, DATA_FILTER)
         if path:
             settings.set_value("data/last_dir", str(Path(path).parent))
-            self.start_import(path, self.format_combo.currentData() or "auto")
+            self.start_import(path, self.format_combo.currentData() or "auto", self.split_combo.currentData())
 
     def choose_import_folder(self) -> None:
         if self.project is None or self.busy():
@@ -530,7 +552,7 @@ class DataView(QWidget):
             split, ok = QInputDialog.getItem(self, "Choose a split", "The dataset's split to import:", splits, 0, False)
             if not ok:
                 return
-        self.start_import(path, self.format_combo.currentData() or "auto", split=split)
+        self.start_import(path, self.format_combo.currentData() or "auto", self.split_combo.currentData(), split=split)
 
     def _refuse_read_only(self) -> bool:
         text = read_only_message(self.project)
@@ -539,10 +561,10 @@ class DataView(QWidget):
         return text is not None
 
     def start_import(
-        self, path: str | os.PathLike, format: str = "auto", split: str | None = None
+        self, path: str | os.PathLike, format: str = "auto", use_for: str | None = None, split: str | None = None
     ) -> ProjectTask | None:
         """Import ``path`` (a file, or one ``split`` of a dataset folder) in a worker thread with its own
-        connection to the project."""
+        connection to the project; ``use_for="test"`` makes its pairs evaluation-only."""
         if self.project is None or self.busy() or self._refuse_read_only():
             return None
         from workbench.core.formats import import_file
@@ -551,7 +573,9 @@ class DataView(QWidget):
         name = Path(path).name + (f" [{split}]" if split else "")
 
         def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
-            return import_file(project, path, format=format, progress=progress, cancel=cancel, split=split)
+            return import_file(
+                project, path, format=format, progress=progress, cancel=cancel, split=split, use_for=use_for
+            )
 
         task = ProjectTask(self.project.path, work, description=f"Importing {name}", parent=self)
         task.progressed.connect(self._on_progress)

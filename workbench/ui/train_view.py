@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -48,6 +49,7 @@ from workbench.training.events import (
 )
 from workbench.ui import settings
 from workbench.ui.config_form import ConfigForm
+from workbench.ui.eval_panel import EvalPanel
 from workbench.ui.plots import TrainingPlots
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.worker import TrainingRun
@@ -189,7 +191,14 @@ class TrainView(QWidget):
         self.plots.setMinimumHeight(320)
         self.plots.describe_pair = self._describe_pair
         self.plots.pair_clicked.connect(self._on_pair_clicked)
-        split.addWidget(self.plots)
+        # Issue 13: the Evaluation panel beside the curves (a run on the test split; two runs compared).
+        self.eval_panel = EvalPanel()
+        self.eval_panel.pair_requested.connect(self.pair_requested)
+        self.eval_panel.failed.connect(self.message)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.plots, "Training curves")
+        self.tabs.addTab(self.eval_panel, "Evaluation")
+        split.addWidget(self.tabs)
         runs_box = QWidget()
         runs_col = QVBoxLayout(runs_box)
         runs_col.setContentsMargins(0, 6, 0, 0)
@@ -208,7 +217,13 @@ class TrainView(QWidget):
         self.inspect_button = QPushButton("Inspect pairs")
         self.inspect_button.setToolTip("Open the selected run's pairs in Inspect, most wrong first")
         self.inspect_button.clicked.connect(self._inspect_selected)
+        self.evaluate_button = QPushButton("Evaluate")
+        self.evaluate_button.setToolTip(
+            "Evaluate the selected run on the test set (against the run evaluated before it, if one was)"
+        )
+        self.evaluate_button.clicked.connect(self._evaluate_selected)
         head.addWidget(self.resume_button)
+        head.addWidget(self.evaluate_button)
         head.addWidget(self.inspect_button)
         runs_col.addLayout(head)
         self.runs_table = QTableWidget(0, len(RUN_COLUMNS))
@@ -257,6 +272,7 @@ class TrainView(QWidget):
         self.metrics_label.setText("")
         self.progress.setValue(0)
         self.refresh_runs()
+        self.eval_panel.set_project(project)
         if project is not None:
             runs = project.runs()
             if len(runs):
@@ -573,6 +589,7 @@ class TrainView(QWidget):
 
     # ------------------------------------------------------------------ runs
     def refresh_runs(self) -> None:
+        self.eval_panel.refresh_runs()
         table = self.runs_table
         selected = self.selected_run_id()
         with QSignalBlocker(table):
@@ -632,6 +649,13 @@ class TrainView(QWidget):
         if run_id is None or self.busy():
             return
         self.show_run(run_id)
+
+    def _evaluate_selected(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is None:
+            return
+        self.tabs.setCurrentWidget(self.eval_panel)
+        self.eval_panel.evaluate(run_id, self.eval_panel.against_combo.currentData())
 
     def _inspect_selected(self) -> None:
         run_id = self.selected_run_id()
@@ -696,6 +720,7 @@ class TrainView(QWidget):
         # says so in a dialog when there is none).
         self.resume_button.setEnabled(has and not busy and status in ("cancelled", "paused", "running", "failed"))
         self.inspect_button.setEnabled(has and run_id is not None)
+        self.evaluate_button.setEnabled(has and not busy and status == "finished")
 
     # ------------------------------------------------------------------ pairs
     def _describe_pair(self, comparison_id: int) -> str:

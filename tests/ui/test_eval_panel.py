@@ -1,0 +1,88 @@
+"""The Evaluation panel of the Train view with real runs and the real "evaluate" job in the training process,
+and the Data view's test-set import and split sizes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import Qt
+from ui_helpers import HEAD
+from wb_testing import synthetic_records
+
+from workbench.core.records import PairRecord, Text
+from workbench.core.store import Project
+from workbench.training.config import TrainConfig
+from workbench.training.eval_run import evaluate
+from workbench.training.events import Finished
+from workbench.training.trainer import Trainer
+
+pytestmark = pytest.mark.slow  # real runs, and the training process
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, tiny_bert_dir):
+    path = tmp_path_factory.mktemp("evalpanel") / "p.wbp"
+    with Project.create(path) as p:
+        p.add_records(synthetic_records(24, 2, seed=0), source="train.jsonl")
+        held = [
+            PairRecord(Text("Held out. " + r.prompt.text), r.response_a, r.response_b, r.choice, r.strength)
+            for r in synthetic_records(10, 2, seed=9)
+        ]
+        p.add_records(held, source="test.jsonl", split="test")
+    ids = []
+    for seed, epochs in ((0, HEAD.get("epochs", 30)), (1, 2)):
+        events = list(
+            Trainer(path, TrainConfig(backbone=tiny_bert_dir, **{**HEAD, "seed": seed, "epochs": epochs})).events()
+        )
+        assert isinstance(events[-1], Finished), events[-1]
+        ids.append(events[-1].run_id)
+    return path, ids
+
+
+def test_the_panel_evaluates_a_run_against_another_in_the_training_process(qtbot, main_window, two_runs):
+    path, (first, second) = two_runs
+    main_window.install_training_views()
+    assert main_window.open_project(path)
+    view = main_window.train_view
+    main_window.show_view(main_window.stack.indexOf(view))
+    panel = view.eval_panel
+    assert [panel.run_combo.itemData(i) for i in range(panel.run_combo.count())] == [second, first]
+    view.tabs.setCurrentWidget(panel)
+    panel.select(first, against=second)
+    with qtbot.waitSignal(panel.evaluated, timeout=120_000) as blocker:
+        qtbot.mouseClick(panel.evaluate_button, Qt.MouseButton.LeftButton)
+    panel.wait_idle()
+    qtbot.waitUntil(lambda: not panel.busy(), timeout=5_000)
+    shown = blocker.args[0]
+    want, _ = evaluate(project=path, run=first, against=second)
+    assert (shown["overall"]["n"], shown["overall"]["accuracy"]) == (want["overall"]["n"], want["overall"]["accuracy"])
+    text = panel.summary.text()
+    assert f"{100 * want['overall']['accuracy']:.1f}%" in text and "McNemar" in text and "ECE" in text
+    assert panel.slices_table.rowCount() == sum(len(t) for t in want["slices"].values())
+    flipped = want["against"]["flipped_to_right"] + want["against"]["flipped_to_wrong"]
+    assert panel.flipped_list.count() == len(flipped)
+    xs, ys = panel.raw_curve.getData()
+    assert len(xs) == sum(1 for b in want["calibration"]["raw"]["bins"] if b["n"])
+    if flipped:  # a flipped pair opens in Inspect
+        with qtbot.waitSignal(view.pair_requested, timeout=5_000) as opened:
+            panel._on_flipped_activated(panel.flipped_list.item(0))
+        assert opened.args == [first, flipped[0]]
+
+
+def test_the_data_view_imports_a_test_set_and_shows_the_split_sizes(qtbot, main_window, make_project, tmp_path):
+    main_window.open_project(make_project(n_pairs=6))
+    data = main_window.data_view
+    rows = [{"prompt": f"held {i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(5)]
+    file = tmp_path / "test.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data.split_combo.setCurrentIndex(data.split_combo.findData("test"))
+    task = data.start_import(file, "auto", data.split_combo.currentData())
+    assert task is not None
+    qtbot.waitUntil(lambda: not data.busy(), timeout=30_000)
+    assert len(main_window.project.split_comparisons("test")) == 5
+    data.refresh_counts()
+    assert (
+        "5 in the test set" in data.split_label.text()
+        and "6 comparisons in the training pool" in data.split_label.text()
+    )
