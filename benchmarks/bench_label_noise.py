@@ -567,7 +567,7 @@ def plot(summary: dict, out: Path) -> None:
     ax.set_xticklabels([f"{r:.0%}" for r in rates])
     ax.set_xlabel("labels flipped")
     ax.set_ylabel("held-out accuracy gain after retraining (points)")
-    ax.set_title("Payoff: correct k = #flips pairs (or all flips), retrain")
+    ax.set_title("Payoff: correct k = #flips pairs or all flips")
     ax.axhline(0, color="#5f6771", lw=0.8)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7.5, loc="upper left")
