@@ -20,6 +20,13 @@ set made here, for each flip rate (10, 20, 30%) and seed:
    was right stays as it is) and the model retrained; separately, k random labelled pairs are corrected and
    the model retrained. The gain in held-out accuracy over the noisy run is reported for each, and the
    difference of the two gains with its spread across seeds.
+6. The ceiling (the oracle): every flipped label corrected, and, as the baseline of every gain, the noisy labels
+   unchanged, each retrained exactly as the two arms are (same seed, same held-out prompts, only labels
+   differ): the headroom, oracle minus noisy, is the most any correction of k = #flips pairs can gain. Where
+   the headroom is itself within its spread across seeds, no ranking can show a payoff outside it.
+
+All accuracy differences are paired: within a seed every arm is scored on the same held-out pairs, so the
+spread is that of the per-seed differences (and the standard error of their mean is shown beside it).
 
 Embeddings are computed once: HH texts with the head mode's own code (``folds.embed_texts`` on
 ``PairEncoder`` input, keyed as the head mode keys its cache), cached on disk between invocations
@@ -29,6 +36,7 @@ planted linear preference, and its true label is the side the planted direction 
 
     python benchmarks/bench_label_noise.py [--quick] [--seeds 0 1 2 3 4] [--rates 0.1 0.2 0.3]
                                            [--datasets hh synthetic] [--plot docs/label-noise.png]
+                                           [--test-fraction 0.25] [--no-oracle] [--embed-cache FILE]
 
 Prints a table (mean ± sd over seeds), writes the plot, and prints one JSON object as the last line.
 """
@@ -320,6 +328,8 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
         prec = {m: precision_at_k(s, y, k) for m, s in ranks.items()}
 
         # Payoff: correct the top-k suspects, or k random pairs, and retrain (same seed; labels only differ).
+        # Every arm, the noisy baseline included, is retrained the same way (no folds), so that the labels are
+        # the only difference between the arms of a seed.
         def corrected(chosen_ids) -> float:
             with project.transaction():
                 for c in chosen_ids:
@@ -335,9 +345,10 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
         order = np.argsort(-ranks["suspects"], kind="stable")
         top = [int(c) for c in cids[order[:k]]]
         rand = [int(c) for c in rng.choice(cids, size=k, replace=False)]
+        acc_base = corrected([])  # the noisy labels unchanged
         acc_suspects = corrected(top)
         acc_random = corrected(rand)
-        acc_clean = corrected(train_ids) if args.clean_reference else None
+        acc_oracle = corrected(sorted(flipped)) if args.oracle else None  # every flip corrected: the ceiling
     finally:
         project.close()
         if not args.keep:
@@ -354,9 +365,10 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
         "auroc": auroc,
         "precision_at_k": prec,
         "acc_noisy": acc_noisy,
+        "acc_base": acc_base,
         "acc_suspects": acc_suspects,
         "acc_random": acc_random,
-        "acc_clean": acc_clean,
+        "acc_oracle": acc_oracle,
         "flips_fixed_suspects": sum(c in flipped for c in top),
         "flips_fixed_random": sum(c in flipped for c in rand),
         "auroc_suspects_app_order": auroc_app_order,
@@ -368,10 +380,10 @@ def trial(dataset: str, items: list[dict], vectors: dict, key: str, rate: float,
         f"  {dataset:9s} {rate:4.0%} seed {seed}: AUROC "
         + " ".join(f"{m} {auroc[m]:.3f}" for m in METHODS)
         + f" (app order {auroc_app_order:.3f}, {distinct} distinct p)"
-        + f" | P@{k} suspects {prec['suspects']:.3f} | test acc noisy {acc_noisy:.3f}, "
+        + f" | P@{k} suspects {prec['suspects']:.3f} | test acc noisy {acc_noisy:.3f} (retrained {acc_base:.3f}), "
         f"top-k fixed {acc_suspects:.3f} ({out['flips_fixed_suspects']} flips), "
         f"random-k fixed {acc_random:.3f} ({out['flips_fixed_random']} flips)"
-        + (f", clean {acc_clean:.3f}" if acc_clean is not None else "")
+        + (f", all flips fixed {acc_oracle:.3f}" if acc_oracle is not None else "")
         + f"  [{out['seconds']:.0f} s]",
         flush=True,
     )
@@ -383,6 +395,11 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def standard_error(ms: tuple[float, float], n: int) -> float:
+    """The standard error of a mean of n paired differences (their sd / sqrt(n))."""
+    return ms[1] / n**0.5 if n > 1 else 0.0
+
+
 def summarise(trials: list[dict], datasets: list[str], rates: list[float]) -> dict:
     summary: dict = {}
     for ds in datasets:
@@ -391,8 +408,8 @@ def summarise(trials: list[dict], datasets: list[str], rates: list[float]) -> di
             rows = [t for t in trials if t["dataset"] == ds and t["rate"] == rate]
             if not rows:
                 continue
-            gain_s = [t["acc_suspects"] - t["acc_noisy"] for t in rows]
-            gain_r = [t["acc_random"] - t["acc_noisy"] for t in rows]
+            gain_s = [t["acc_suspects"] - t["acc_base"] for t in rows]
+            gain_r = [t["acc_random"] - t["acc_base"] for t in rows]
             diff = [s - r for s, r in zip(gain_s, gain_r)]
             cell = {
                 "seeds": len(rows),
@@ -400,13 +417,23 @@ def summarise(trials: list[dict], datasets: list[str], rates: list[float]) -> di
                 "auroc": {m: mean_sd([t["auroc"][m] for t in rows]) for m in METHODS},
                 "precision_at_k": {m: mean_sd([t["precision_at_k"][m] for t in rows]) for m in METHODS},
                 "acc_noisy": mean_sd([t["acc_noisy"] for t in rows]),
+                "acc_base": mean_sd([t["acc_base"] for t in rows]),
+                "base_equals_noisy_run": sum(abs(t["acc_base"] - t["acc_noisy"]) < 1e-12 for t in rows),
+                "test_pairs": mean_sd([t["test_pairs"] for t in rows])[0],
                 "gain_suspects": mean_sd(gain_s),
                 "gain_random": mean_sd(gain_r),
                 "gain_difference": mean_sd(diff),
                 "difference_positive": sum(d > 0 for d in diff),
             }
-            if rows[0]["acc_clean"] is not None:
-                cell["gain_clean"] = mean_sd([t["acc_clean"] - t["acc_noisy"] for t in rows])
+            cell["se_difference"] = standard_error(cell["gain_difference"], len(rows))
+            if rows[0]["acc_oracle"] is not None:
+                # the headroom: every flip corrected minus the noisy labels, paired within each seed
+                headroom = [t["acc_oracle"] - t["acc_base"] for t in rows]
+                cell["headroom"] = mean_sd(headroom)
+                cell["se_headroom"] = standard_error(cell["headroom"], len(rows))
+                cell["headroom_positive"] = sum(h > 0 for h in headroom)
+                # the target's test (mean minus one sd above zero) applied to the ceiling itself
+                cell["headroom_outside_spread"] = bool(cell["headroom"][0] - cell["headroom"][1] > 0)
             # targets: suspects above in-sample and random, not below the out-of-fold margin alone (means);
             # the payoff difference outside the seeds' spread (mean minus one sd above zero).
             a = {m: cell["auroc"][m][0] for m in METHODS}
@@ -443,18 +470,38 @@ def print_table(summary: dict) -> None:
                 f"{rate:>6.0%} {c['flips']:>5.0f}  "
                 + "  ".join(f"{fmt(c['auroc'][m]):>11} {fmt(c['precision_at_k'][m]):>11}" for m in DIAGNOSTICS)
             )
-        print(f"{ds}: held-out accuracy after correcting k pairs and retraining (gain over the noisy run)")
+        first = next(iter(cells.values()))
+        print(
+            f"{ds}: held-out accuracy after correcting pairs and retraining (gain over the noisy labels retrained "
+            f"the same way; mean±sd over seeds, paired; {first['test_pairs']:.0f} held-out pairs)"
+        )
         print(
             f"{'flips':>6} {'noisy acc':>12} {'top-k suspects':>15} {'k random':>12} {'difference':>12} "
-            f"{'seeds >0':>8}" + (f" {'all clean':>12}" if "gain_clean" in next(iter(cells.values())) else "")
+            f"{'(se)':>6} {'seeds >0':>8}"
+            + (f" {'all flips (ceiling)':>20} {'(se)':>6} {'seeds >0':>8}" if "headroom" in first else "")
         )
         for rate, c in cells.items():
             print(
-                f"{rate:>6.0%} {fmt(c['acc_noisy']):>12} {fmt(c['gain_suspects']):>15} {fmt(c['gain_random']):>12} "
-                f"{fmt(c['gain_difference']):>12} {c['difference_positive']:>4} of {c['seeds']}"
-                + (f" {fmt(c['gain_clean']):>12}" if "gain_clean" in c else "")
-                + f"  {'met' if c['target_payoff'] else 'MISSED'}"
+                f"{rate:>6.0%} {fmt(c['acc_base']):>12} {fmt(c['gain_suspects']):>15} {fmt(c['gain_random']):>12} "
+                f"{fmt(c['gain_difference']):>12} {c['se_difference']:>6.3f} {c['difference_positive']:>4} of "
+                f"{c['seeds']}"
+                + (
+                    f" {fmt(c['headroom']):>20} {c['se_headroom']:>6.3f} {c['headroom_positive']:>4} of {c['seeds']}"
+                    if "headroom" in c
+                    else ""
+                )
+                + f"  payoff {'met' if c['target_payoff'] else 'MISSED'}"
+                + (
+                    f"; ceiling {'outside' if c['headroom_outside_spread'] else 'WITHIN'} its spread"
+                    if "headroom" in c
+                    else ""
+                )
             )
+        print(
+            f"{ds}: the noisy run (with out-of-fold folds) and its retrain without folds scored the same on "
+            + ", ".join(f"{c['base_equals_noisy_run']} of {c['seeds']}" for c in cells.values())
+            + " seeds"
+        )
 
 
 def plot(summary: dict, out: Path) -> None:
@@ -491,15 +538,18 @@ def plot(summary: dict, out: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7.5, loc="lower left")
     ax = axes[-1]
-    width = 0.8 / (2 * len(datasets))
+    arms = [("gain_suspects", "#3565c8", "top-k suspects"), ("gain_random", "#8a9099", "k random")]
+    if all("headroom" in c for cells in summary.values() for c in cells.values()):
+        arms.append(("headroom", "#2e8b57", "all flips (ceiling)"))
+    width = 0.8 / (len(arms) * len(datasets))
     labels_done = set()
     for d, ds in enumerate(datasets):
         rates = list(summary[ds])
-        for s, (what, colour) in enumerate((("gain_suspects", "#3565c8"), ("gain_random", "#8a9099"))):
-            pos = [i + (2 * d + s) * width - 0.4 + width / 2 for i in range(len(rates))]
+        for s, (what, colour, arm) in enumerate(arms):
+            pos = [i + (len(arms) * d + s) * width - 0.4 + width / 2 for i in range(len(rates))]
             vals = [summary[ds][r][what][0] * 100 for r in rates]
             errs = [summary[ds][r][what][1] * 100 for r in rates]
-            name = f"{'HH' if ds == 'hh' else 'synthetic'}: {'top-k suspects' if s == 0 else 'k random'} corrected"
+            name = f"{'HH' if ds == 'hh' else 'synthetic'}: {arm} corrected"
             ax.bar(
                 pos,
                 vals,
@@ -517,7 +567,7 @@ def plot(summary: dict, out: Path) -> None:
     ax.set_xticklabels([f"{r:.0%}" for r in rates])
     ax.set_xlabel("labels flipped")
     ax.set_ylabel("held-out accuracy gain after retraining (points)")
-    ax.set_title("Payoff: correct k = #flips pairs, retrain")
+    ax.set_title("Payoff: correct k = #flips pairs or all flips")
     ax.axhline(0, color="#5f6771", lw=0.8)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7.5, loc="upper left")
@@ -539,7 +589,12 @@ def main(argv: list[str] | None = None) -> int:
         "--synthetic-gap", type=float, default=2.0, help="planted gap of a synthetic pair along its direction (sds)"
     )
     parser.add_argument("--test-fraction", type=float, default=0.25, help="share of prompts held out for testing")
-    parser.add_argument("--clean-reference", action="store_true", help="also retrain on all labels corrected")
+    parser.add_argument(
+        "--no-oracle",
+        dest="oracle",
+        action="store_false",
+        help="skip the ceiling: a retrain with every flipped label corrected",
+    )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N HH pairs (a smoke test)")
     parser.add_argument("--embed-cache", default=str(Path(tempfile.gettempdir()) / "bench-label-noise-hh.npz"))
     parser.add_argument("--plot", default=str(ROOT / "docs" / "label-noise.png"))
@@ -595,10 +650,22 @@ def main(argv: list[str] | None = None) -> int:
                     "auroc": {m: r4(c["auroc"][m]) for m in METHODS},
                     "precision_at_k": {m: r4(c["precision_at_k"][m]) for m in METHODS},
                     "acc_noisy": r4(c["acc_noisy"]),
+                    "acc_base": r4(c["acc_base"]),
+                    "test_pairs": c["test_pairs"],
                     "gain_suspects": r4(c["gain_suspects"]),
                     "gain_random": r4(c["gain_random"]),
                     "gain_difference": r4(c["gain_difference"]),
-                    **({"gain_clean": r4(c["gain_clean"])} if "gain_clean" in c else {}),
+                    "se_difference": round(c["se_difference"], 4),
+                    **(
+                        {
+                            "headroom": r4(c["headroom"]),
+                            "se_headroom": round(c["se_headroom"], 4),
+                            "headroom_positive": c["headroom_positive"],
+                            "headroom_outside_spread": c["headroom_outside_spread"],
+                        }
+                        if "headroom" in c
+                        else {}
+                    ),
                     "target_auroc": c["target_auroc"],
                     **{
                         t: c[t] for t in ("above_in_sample", "above_random", "not_below_oof", "not_below_oof_within_sd")

@@ -176,3 +176,66 @@ def test_thin_dynamics_and_missing_folds_say_so(qtbot, tmp_path, tiny_bert_dir):
     finally:
         view.set_project(None)
         project.close()
+
+
+def _set_blas_threads(n: int) -> None:
+    """Size the process's OpenBLAS pools from a short-lived thread, as a task would (threadpoolctl lets one
+    live thread at a time size them; a thread that has ended holds no such role)."""
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    setter = threading.Thread(target=lambda: threadpool_limits(limits=n, user_api="blas"))
+    setter.start()
+    setter.join()
+
+
+def test_the_load_leaves_a_core_to_the_gui_thread_and_shows_the_run_in_steps(qtbot, suspects_project, tmp_path):
+    """The load runs with the BLAS pools capped at all cores but one (OpenBLAS workers spinning after the
+    error map's PCA starved the GUI thread), and a loaded run is shown in steps with due timers between
+    them (the table, then the selection, then each plot): no one long turn of the event loop."""
+    from PySide6.QtCore import QTimer
+    from threadpoolctl import threadpool_info
+
+    from workbench.ui.tasks import background_threads
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    path = tmp_path / "copy.wbp"
+    shutil.copy2(suspects_project[0], path)
+    project = Project.open(path)
+    view = InspectView()
+    qtbot.addWidget(view)
+    view.resize(1200, 800)
+    view.show()
+    before = blas_threads()
+    _set_blas_threads(background_threads() + 3)
+    order: list[str] = []
+    try:
+        assert blas_threads() and set(blas_threads()) == {background_threads() + 3}
+        ticker = QTimer()  # a zero-interval timer: it fires in every turn of the event loop that runs timers
+
+        def note(what: str) -> None:  # repeats in a row count once (the frame and the filters each reset)
+            if order[-1:] != [what]:
+                order.append(what)
+
+        ticker.timeout.connect(lambda: note("tick") if order else None)
+        view.model.modelReset.connect(lambda: note("table") if view.busy() else None)
+        view.table.selectionModel().currentRowChanged.connect(lambda *_: order.append("selection"))
+        view.loaded.connect(lambda _r: order.append("loaded"))
+        ticker.start(0)
+        try:
+            with qtbot.waitSignal(view.loaded, timeout=60_000):
+                view.set_project(project)
+        finally:
+            ticker.stop()
+        assert set(blas_threads()) == {background_threads()}
+        shown = order[order.index("table") :]
+        assert shown[:3] == ["table", "tick", "selection"], shown
+        assert shown[-2:] == ["tick", "loaded"], shown
+        assert not view.busy() and view.cartography.stack.currentWidget() is not view.cartography.message
+    finally:
+        _set_blas_threads(before[0])
+        view.set_project(None)
+        project.close()

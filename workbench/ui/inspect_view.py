@@ -56,6 +56,8 @@ from workbench.ui.widgets import Card
 EXCERPT = 160
 CHOICE_TEXT = {"a": "A", "b": "B", "tie": "tie", "both_bad": "both bad", "skip": "skipped"}
 SEARCH_DELAY_MS = 250
+#: the delay between the steps of showing a loaded run (``InspectView._next_turn``)
+TURN_MS = 1
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 #: categories whose pairs are in the suspects queue until reviewed
 QUEUE_CATEGORIES = ("likely mislabelled", "ambiguous")
@@ -346,6 +348,8 @@ class InspectView(QWidget):
         self._active = False
         self._stale = False
         self._load_token = 0
+        #: a loaded run is being shown, in steps (``_next_turn``)
+        self._showing = False
         #: comparison ids picked with a plot's lasso (the table's filter), or None
         self.plot_selection: np.ndarray | None = None
         self.has_suspects = False
@@ -627,6 +631,7 @@ class InspectView(QWidget):
     # ------------------------------------------------------------------ view protocol
     def set_project(self, project: Project | None) -> None:
         self._wait_for_tasks()
+        self._showing = False
         self.project = project
         self.run_id = self.compare_id = self.current_id = None
         self.has_suspects = False
@@ -661,7 +666,7 @@ class InspectView(QWidget):
             settings.set_value("inspect/splitter", self.splitter.sizes())
 
     def busy(self) -> bool:
-        return any(t.isRunning() for t in self._tasks)
+        return self._showing or any(t.isRunning() for t in self._tasks)
 
     # ------------------------------------------------------------------ runs
     def refresh(self) -> None:
@@ -723,6 +728,7 @@ class InspectView(QWidget):
         if self.project is None:
             return
         self._load_token += 1
+        self._showing = False  # a newer load: the steps of the last one stop
         token = self._load_token
         self.count_label.setText(f"Loading run #{run_id}…")
         task = ProjectTask(
@@ -751,6 +757,7 @@ class InspectView(QWidget):
         if token != self._load_token or self.project is None:
             return  # a newer load was asked for
         df = out["frame"]
+        self._showing = True
         self.has_suspects = bool((df["category"] != "").any()) if len(df) else False
         self.suspects_note.setText(out["note"])
         for plot in (self.cartography, self.error_map):
@@ -782,23 +789,36 @@ class InspectView(QWidget):
         self.model.set_frame(df, sort_col, order)
         self.table.horizontalHeader().setSortIndicator(sort_col, order)
         self.apply_filters()
+        # The rest in later turns of the event loop, one step each: the selection (it fills the detail
+        # pane), then each plot (pyqtgraph's setData styles every point in Python). Done in one call they
+        # held the GUI thread 60-120 ms at 3,000-10,000 pairs. ``loaded`` comes when all are done.
+        self._next_turn(token, lambda: self._select_loaded(token, keep, out))
+
+    def _next_turn(self, token: int, step: Callable[[], None]) -> None:
+        """Run ``step`` in a later turn of the event loop, unless a newer load was asked for meanwhile.
+
+        A timer of ``TURN_MS``, not ``singleShot(0)``: Qt 6 posts a zero-delay call as an event, and a
+        chain of them (with the repaint they cause) ran in one pass without the due timers between, so
+        three short steps made one long stall (``benchmarks/bench_gui_responsiveness.py``)."""
+        QTimer.singleShot(
+            TURN_MS, self, lambda: step() if token == self._load_token and self.project is not None else None
+        )
+
+    def _select_loaded(self, token: int, keep: int | None, out: dict) -> None:
         if keep is not None:
             self.select_pair(keep)
         elif self.model.rowCount():
             self.table.selectRow(0)
-        # The plots are filled in later turns of the event loop, one each: filling the table and both
-        # scatters (pyqtgraph's setData styles every point in Python) in one call held the GUI thread
-        # 60-120 ms at 3,000-10,000 pairs. ``loaded`` comes when all three are done.
-        QTimer.singleShot(0, lambda: self._fill_plot(token, self.cartography, out["cartography"], out))
+        self._next_turn(token, lambda: self._fill_plot(token, self.cartography, out["cartography"], out))
 
     def _fill_plot(self, token: int, plot: CartographyPlot | ErrorMap, data: object, out: dict) -> None:
-        if token != self._load_token or self.project is None:
-            return  # a newer load was asked for
         plot.set_data(data)
         if plot is self.cartography:
-            QTimer.singleShot(0, lambda: self._fill_plot(token, self.error_map, out["error_map"], out))
-        elif self.run_id is not None:
-            self.loaded.emit(self.run_id)
+            self._next_turn(token, lambda: self._fill_plot(token, self.error_map, out["error_map"], out))
+        else:
+            self._showing = False
+            if self.run_id is not None:
+                self.loaded.emit(self.run_id)
 
     # ------------------------------------------------------------------ filters
     def filter_mask(self) -> np.ndarray:

@@ -3,16 +3,59 @@
 A ``ProjectTask`` runs one function in a QThread with its OWN ``Project`` (sqlite connections belong
 to the thread that made them). The function gets ``progress(done, total)`` and ``cancel()`` callables;
 results and errors come back as signals carrying plain data.
+
+Numeric libraries in a task (numpy's and SciPy's OpenBLAS, scikit-learn's OpenMP) run at most
+``background_threads()`` threads: all cores but one, which stays free for the GUI thread. With OpenBLAS's
+default of one thread a core, the Inspect view's load (cleanlab, the error map's PCA) left a worker
+spinning after its last BLAS call (OpenBLAS threads busy-wait before they sleep), and on a machine with
+about one core of real throughput the runnable GUI thread waited for the CPU: one 54-83 ms stall per
+load in ``benchmarks/bench_gui_responsiveness.py``, measured with the kernel's per-thread run-queue
+times (``/proc/<pid>/task/<tid>/schedstat``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal
+
+
+def background_threads() -> int:
+    """Threads a background task's numeric libraries may use: the cores this process may run on, less one
+    for the GUI thread (at least one). Measured when asked, never assumed."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+@contextlib.contextmanager
+def limit_numeric_threads() -> Iterator[int]:
+    """Cap the BLAS and OpenMP thread pools at ``background_threads()`` for the calling (task) thread's work;
+    yields the cap. threadpoolctl (scikit-learn's own dependency) is the maintained way to reach every
+    loaded runtime (numpy and SciPy each ship their own OpenBLAS). OpenMP's cap is per thread. OpenBLAS's
+    pool is process-wide, and threadpoolctl lets one thread at a time set it: the task takes that role,
+    sets the cap and gives the role up at the end without restoring the old size, so that the next task's
+    thread (or one running beside it) can set it, and no task undoes another's cap halfway through."""
+    from threadpoolctl import threadpool_limits
+
+    n = background_threads()
+    threadpool_limits(limits=n)
+    try:
+        yield n
+    finally:
+        import threadpoolctl
+
+        # Before threadpoolctl 3.8 any thread could size the pool: there is no role to give up.
+        release = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+        if release is not None:
+            release()
 
 
 class ProjectTask(QThread):
@@ -42,8 +85,9 @@ class ProjectTask(QThread):
 
         project = None
         try:
-            project = Project.open(self.project_path)
-            result = self.fn(project, progress=self._progress, cancel=self._cancel.is_set)
+            with limit_numeric_threads():
+                project = Project.open(self.project_path)
+                result = self.fn(project, progress=self._progress, cancel=self._cancel.is_set)
         except ImportCancelled:
             self.cancelled.emit()
             return
