@@ -88,7 +88,8 @@ def test_the_reliability_panel_ranks_annotators(qtbot, main_window, make_project
                 p.record_judgment(int(cid), name, truth if right else ("b" if truth == "a" else "a"), left="a")
     assert main_window.open_project(path)
     data = show_data(main_window)
-    settle(qtbot, data, timeout=60000)
+    settle(qtbot, data)
+    qtbot.waitUntil(lambda: data.reliability is not None and data.reliability_task is None, timeout=60000)
     panel = data.reliability_panel
     assert panel.table.rowCount() == 4 and panel.report["fitted"]
     assert panel.skill("ana") > panel.skill("dan") and panel.skill("ben") > panel.skill("dan")

@@ -28,6 +28,8 @@ bootstrap). ``tests/core/test_reliability.py`` checks that the transcription rea
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -252,10 +254,36 @@ def bootstrap_skills(data: LabelData, resamples: int = RESAMPLES, seed: int = BO
     return out
 
 
+#: the last reports by (labels' digest, resamples, seed): the Data view asks again after every change, and an
+#: adjudication, a flag or an import of unlabelled pairs leaves the labels (and so the report) as they were
+_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+_CACHE_SIZE = 8
+
+
+def _digest(data: LabelData) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for array in (data.comparison_ids, data.first_is_a, data.task, data.worker, data.label):
+        h.update(np.ascontiguousarray(array).tobytes())
+    h.update("\x1f".join(data.annotators).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
 def reliability_report(project: Project, resamples: int = RESAMPLES, seed: int = BOOT_SEED) -> dict[str, Any]:
     """Per annotator: skill (reliability: the estimated share of their a/b labels that are the true
     preference), its 95% bootstrap interval, their a/b labels and how many of them are on comparisons someone
-    else labelled too. JSON-serialisable; undefined numbers are None."""
+    else labelled too. JSON-serialisable; undefined numbers are None. The same labels give the report
+    remembered from last time."""
+    key = (_digest(label_data(project)), resamples, seed)
+    if key in _CACHE:
+        return copy.deepcopy(_CACHE[key])
+    report = _report(project, resamples, seed)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = copy.deepcopy(report)
+    return report
+
+
+def _report(project: Project, resamples: int, seed: int) -> dict[str, Any]:
     result = fit(project)
     data = result.data
     boots = bootstrap_skills(data, resamples, seed) if result.fitted else np.full((0, len(data.annotators)), np.nan)

@@ -120,6 +120,11 @@ class DataView(QWidget):
         self.annotator = ""
         self.task: ProjectTask | None = None  # import, export or merge: one at a time
         self.stats_task: ProjectTask | None = None  # agreement, bias and disagreements
+        # annotator reliability: its own task (crowd-kit's import and the bootstrap take seconds), so that the
+        # agreement figures never wait for it
+        self.reliability_task: ProjectTask | None = None
+        self.reliability: dict | None = None
+        self._reliability_stale = False
         self.team_stats: dict | None = None  # the latest figures for the open project
         self._stats_stale = False  # data changed while the figures were being computed
         self.error_box: QMessageBox | None = None
@@ -281,10 +286,12 @@ class DataView(QWidget):
         if self.adjudication_dialog is not None:
             self.adjudication_dialog.close()
             self.adjudication_dialog = None
-        if self.stats_task is not None:  # a read of the old project: let it end, drop its result
-            self.stats_task.wait()
+        for task in (self.stats_task, self.reliability_task):
+            if task is not None:  # a read of the old project: let it end, drop its result
+                task.wait()
         self.project = project
         self.team_stats = None
+        self.reliability = None
         enabled = project is not None
         for w in (
             self.import_button,
@@ -366,9 +373,7 @@ class DataView(QWidget):
         from workbench.core import team
 
         def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
-            # crowd-kit (reliability) brings no torch: it may run in this process, off the GUI thread
             from workbench.core.assign import assignment_progress
-            from workbench.core.reliability import reliability_report
 
             frame = team.disagreements(project)
             return {
@@ -376,7 +381,6 @@ class DataView(QWidget):
                 "bias": team.bias_report(project),
                 "disagreements": len(frame),
                 "assignment": assignment_progress(project),
-                "reliability": reliability_report(project),
             }
 
         path = self.project.path
@@ -388,16 +392,59 @@ class DataView(QWidget):
         self.stats_task = task
         if self.team_stats is None:
             self.agreement_panel.set_report(None, busy=True)
+        task.start()
+        self.refresh_reliability()
+        return task
+
+    def refresh_reliability(self) -> ProjectTask | None:
+        """Annotator reliability in a worker thread of its own (crowd-kit brings no torch, so it may run in this
+        process); the panel and the Reliability column update when it arrives."""
+        if self.project is None:
+            return None
+        if self.reliability_task is not None:
+            self._reliability_stale = True
+            return self.reliability_task
+
+        def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
+            from workbench.core.reliability import reliability_report
+
+            return reliability_report(project)
+
+        path = self.project.path
+        task = ProjectTask(path, work, description="Estimating annotator reliability", parent=self)
+        task.succeeded.connect(lambda report: self._on_reliability(path, report))
+        task.failed.connect(lambda msg: self._on_reliability_failed(path, msg))
+        task.finished.connect(self._on_reliability_finished)
+        self._reliability_stale = False
+        self.reliability_task = task
+        if self.reliability is None:
             self.reliability_panel.set_report(None, busy=True)
         task.start()
         return task
+
+    def _on_reliability(self, path: Path, report: dict) -> None:
+        if self.project is None or self.project.path != path:
+            return
+        self.reliability = report
+        self.reliability_panel.set_report(report)
+        self._fill_team_columns()
+
+    def _on_reliability_failed(self, path: Path, message: str) -> None:
+        if self.project is not None and self.project.path == path:
+            self.reliability_panel.note.setText(f"Could not estimate reliability: {message}")
+
+    def _on_reliability_finished(self) -> None:
+        task, self.reliability_task = self.reliability_task, None
+        if task is not None:
+            task.deleteLater()
+        if self._reliability_stale and self.project is not None:
+            self.refresh_reliability()
 
     def _on_team_stats(self, path: Path, stats: dict) -> None:
         if self.project is None or self.project.path != path:
             return
         self.team_stats = stats
         self.agreement_panel.set_report(stats["agreement"])
-        self.reliability_panel.set_report(stats["reliability"])
         self._fill_team_columns()
         self._update_adjudicate_button()
 
@@ -424,7 +471,7 @@ class DataView(QWidget):
                 self.table.removeRow(r)
         if stats is None:
             return
-        self._fill_assignment(stats.get("assignment"), stats.get("reliability"))
+        self._fill_assignment(stats.get("assignment"), self.reliability)
         majority = stats["agreement"]["majority_agreement"]
         bias = stats["bias"]["annotators"]
         for r in range(self.table.rowCount()):

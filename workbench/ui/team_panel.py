@@ -274,8 +274,8 @@ class ReliabilityPanel(QGroupBox):
         self.table.setShowGrid(False)
         self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # names keep their width
+        header.setStretchLastSection(True)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         header.model().setHeaderData(
             1,
@@ -285,7 +285,7 @@ class ReliabilityPanel(QGroupBox):
             Qt.ItemDataRole.ToolTipRole,
         )
         self.table.setMinimumHeight(90)
-        self.table.setMaximumHeight(170)
+        self.table.setMaximumHeight(200)
         box.addWidget(self.table, 1)
         self.note = QLabel("")
         self.note.setObjectName("Muted")
