@@ -276,7 +276,7 @@ class DataView(QWidget):
         panels = QHBoxLayout()
         panels.addWidget(self.agreement_panel, 3)
         panels.addWidget(self.reliability_panel, 2)
-        root.addLayout(panels, 1)
+        root.addLayout(panels, 2)
         self.assign_dialog: AssignDialog | None = None
         self.last_assignment: dict | None = None
         self._set_idle()

@@ -258,7 +258,7 @@ class ReliabilityPanel(QGroupBox):
     """Each annotator's reliability (skill) from the latent-truth model, with its bootstrap interval
     (``workbench.core.reliability.reliability_report``)."""
 
-    COLUMNS = ("Annotator", "Reliability", "95% interval", "Shared labels", "A/B labels")
+    COLUMNS = ("Annotator", "Reliability", "95% interval", "Shared", "A/B labels")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Annotator reliability", parent)
@@ -284,8 +284,9 @@ class ReliabilityPanel(QGroupBox):
             "(one-coin Dawid-Skene): 1 is always right, 0.5 is a coin",
             Qt.ItemDataRole.ToolTipRole,
         )
-        self.table.setMinimumHeight(90)
-        self.table.setMaximumHeight(200)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setMinimumHeight(185)
+        self.table.setMaximumHeight(230)
         box.addWidget(self.table, 1)
         self.note = QLabel("")
         self.note.setObjectName("Muted")
