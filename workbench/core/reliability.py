@@ -102,8 +102,8 @@ def em_one_coin(
     (majority-vote start, skills as the mean posterior of each annotator's labels, the same floor on
     probabilities and stopping rule). Returns (skills per worker, priors of the two classes)."""
     rows_per_task = np.bincount(task, minlength=n_tasks).astype(float)
-    probas = np.stack([np.bincount(task, weights=(label == k).astype(float), minlength=n_tasks) for k in (0, 1)], 1)
-    probas /= np.maximum(rows_per_task, 1.0)[:, None]
+    votes = np.stack([np.bincount(task, weights=(label == k).astype(float), minlength=n_tasks) for k in (0, 1)], 1)
+    probas: np.ndarray = votes.astype(float) / np.maximum(rows_per_task, 1.0)[:, None]
     priors = probas.mean(axis=0)
     skills = _skills(probas, task, worker, label, n_workers)
     loss = -np.inf
