@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox
 from ui_helpers import ANNOTATOR, activate, press
+from wb_testing import make_labelled_project
 
 from workbench.core.store import Project
 from workbench.core.team import merge_projects
+from workbench.training.config import TrainConfig
 from workbench.ui.data_view import BATCH_COL, RELIABILITY_COL
 
 K = Qt.Key
@@ -96,3 +100,32 @@ def test_the_reliability_panel_ranks_annotators(qtbot, main_window, make_project
     assert "bootstrap" in panel.note.text()
     cell = data.table.item(row_of(data.table, "ana"), RELIABILITY_COL)
     assert cell.text().startswith(f"{panel.skill('ana'):.2f} [")
+
+
+@pytest.mark.slow
+def test_train_on_posterior_labels_from_the_train_view(qtbot, main_window, tmp_path, tiny_bert):
+    """Three annotators' labels (as after a merge); the Labels setting of the Train view's form picks the posterior."""
+    path = make_labelled_project(tmp_path / "p.wbp", n_prompts=16, annotator="ana")
+    with Project.open(path) as p, p.transaction():  # two more annotators, one of them often wrong
+        rng = random.Random(0)
+        for cid in p.comparisons_frame()["comparison_id"]:
+            right = p.current_judgment(int(cid), "ana").choice
+            for name, accuracy in (("ben", 0.9), ("cat", 0.6)):
+                p.record_judgment(int(cid), name, right if rng.random() < accuracy else ("b" if right == "a" else "a"))
+    main_window.install_training_views()
+    assert main_window.open_project(path)
+    view = main_window.train_view
+    main_window.show_view(main_window.stack.indexOf(view))
+    view.form.set_config(TrainConfig(backbone=tiny_bert, mode="head", epochs=3, max_length=64))
+    combo = view.form.editors["labels"]
+    assert isinstance(combo, QComboBox) and combo.itemText(combo.findData("posterior")).startswith("Posterior")
+    combo.setCurrentIndex(combo.findData("posterior"))
+    assert view.form.config().labels == "posterior"
+    qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not view.busy(), timeout=120_000)
+    with Project.open(path) as p:
+        run = p.runs().iloc[-1]
+        stored = p.run(int(run["id"]))
+    assert stored["status"] == "finished", stored["message"]
+    assert stored["config"]["labels"] == "posterior" and stored["data_snapshot"]["labels"] == "posterior"
+    assert min(stored["data_snapshot"]["targets"]) < 1.0
