@@ -205,6 +205,7 @@ def test_posterior_labels_are_soft(voted):
     frame = voted.training_pairs(labels="posterior", ties="half")
     got = _choices(frame)
     assert got[2] == ("a", 0.5)  # only ties
+    assert got[1] == ("b", 1.0)  # adjudicated: the decision, whatever the votes say
     assert set(got) == {1, 2, 3, 4} and all(0.5 <= t <= 1.0 for _, t in got.values())
-    assert set(frame["annotator"]) == {"posterior"}
+    assert set(frame["annotator"]) == {"posterior", "adjudication"}
     assert 2 not in _choices(voted.training_pairs(labels="posterior"))

@@ -1105,7 +1105,7 @@ class Project(LabelQueue, RunStore):
         adjudication, else the majority: ``resolved_labels``), ``majority`` (the annotators' majority,
         adjudications ignored), ``latest`` (the most recent current label of anyone, adjudications included),
         ``posterior`` (P(a ≻ b) of the annotator-reliability model, ``core/reliability.py``: chosen is the
-        more likely side, target its probability). ``ties``: ``skip`` leaves ties out; ``half`` trains a
+        more likely side, target its probability; an adjudicated comparison keeps its decision as a hard label). ``ties``: ``skip`` leaves ties out; ``half`` trains a
         comparison whose label is a tie (or, for ``posterior``, that has only tie labels) with target ½."""
         if labels not in LABEL_SOURCES:
             raise ValueError(f"labels must be one of {', '.join(LABEL_SOURCES)}, got {labels!r}")
@@ -1199,7 +1199,30 @@ class Project(LabelQueue, RunStore):
                 "target": np.where(a_wins, post["p_a"], 1.0 - post["p_a"]),
             }
         )
-        with_ab = set(post["comparison_id"].tolist())
+        # An adjudication settles its comparison: its decision, as a hard label, instead of the posterior.
+        settled = {
+            cid: (jid, choice)
+            for cid, jid, choice in self._conn.execute(
+                "SELECT cl.comparison_id, j.id, j.choice FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
+                " WHERE j.kind = 'adjudication' AND cl.choice IS NOT NULL AND cl.choice != 'skip' ORDER BY j.id"
+            )
+        }
+        if settled:
+            df = df[~df["comparison_id"].isin(list(settled))]
+            decided = pd.DataFrame(
+                {
+                    "comparison_id": list(settled),
+                    "choice": [c for _, c in settled.values()],
+                    "strength": pd.array([pd.NA] * len(settled), dtype="Int64"),
+                    "judgment_id": [j for j, _ in settled.values()],
+                    "annotator": "adjudication",
+                    "n_labels": 0,
+                    "disagreement": False,
+                    "target": 1.0,
+                }
+            )
+            df = pd.concat([df, decided], ignore_index=True)
+        with_ab = set(post["comparison_id"].tolist()) | set(settled)
         tie_only = [(c, j) for c, j in latest.items() if c not in with_ab]
         if tie_only:
             ties = pd.DataFrame(
