@@ -206,3 +206,21 @@ def test_pairs_of_annotators_in_a_design_share_comparisons():
     packages = design_packages(range(500), names, per_item=2, seed=0)
     shared = {tuple(r["annotators"]): r["comparisons"] for r in shared_counts(packages)}
     assert set(shared) == set(combinations(names, 2)) and set(shared.values()) == {50}
+
+
+def test_scores_go_along_only_when_asked_and_show_no_label(tmp_path):
+    project = make_project(tmp_path / "p.wbp", n=20)
+    with Project.open(project) as p:
+        run = p.create_run("head", "minilm", {})
+        # the run's scores name the labelled side "chosen" (imported: a); comparison 1 is labelled b by dave
+        p.add_pair_scores(run, 5, [(c, "train", "b" if c == 1 else "a", 2.0, -1.0) for c in range(1, 21)])
+    assign_work(project, ["alice", "bob"], tmp_path / "blind", per_item=2)
+    assign_work(project, ["alice", "bob"], tmp_path / "hint", per_item=2, with_scores=True)
+    assert sql(tmp_path / "blind" / "alice.wbp", "SELECT COUNT(*) FROM pair_scores")[0][0] == 0
+    with Project.open(tmp_path / "hint" / "alice.wbp") as p:
+        assert p.has_pair_scores() and len(p.pair_scores(run)) == p.comparison_count()
+        assert set(p.pair_scores(run)["chosen"]) == {"a"}  # stored orientation: no label shows through
+        one = p.latest_pair_scores(1)
+        two = p.latest_pair_scores(3)  # (2 is excluded: not assigned)
+    assert (one["r_a"], one["r_b"]) == (-1.0, 2.0) and (two["r_a"], two["r_b"]) == (2.0, -1.0)
+    assert sql(tmp_path / "hint" / "alice.wbp", "SELECT data_snapshot FROM runs")[0][0] == "{}"

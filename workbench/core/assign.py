@@ -192,10 +192,15 @@ def assign_work(
     overlap: float | None = None,
     per_item: int | None = None,
     seed: int = 0,
+    with_scores: bool = False,
 ) -> AssignmentSummary:
     """Split the comparisons of ``project_path`` (excluded pairs left out) into one project file per
     annotator in ``out_dir`` plus ``manifest.json``, and record the assignment in the project. Refuses (and
-    writes nothing) when a file it would write exists already or the design is invalid."""
+    writes nothing) when a file it would write exists already or the design is invalid.
+
+    ``with_scores`` also copies the latest scored run's rewards of each file's comparisons (as r_a and r_b,
+    so that no label shows through which side a score calls "chosen"), for the Label view's score hint and
+    the model-driven queue orders; without it an annotator sees no model at all."""
     names = check_design(annotators, overlap, per_item)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -212,7 +217,13 @@ def assign_work(
         hashes = {cid: h for cid, h in rows if cid not in excluded}
         if not hashes:
             raise ValueError(f"{project.path.name} has no comparisons to assign (import some first)")
-        design = {"overlap": overlap, "per_item": per_item, "seed": seed, "annotators": names}
+        design = {
+            "overlap": overlap,
+            "per_item": per_item,
+            "seed": seed,
+            "annotators": names,
+            "with_scores": with_scores,
+        }
         packages = design_packages(list(hashes), names, overlap=overlap, per_item=per_item, seed=seed)
         by_hash = {n: sorted(hashes[c] for c in v) for n, v in packages.items()}
         assignment_id = content_hash("assignment", json.dumps({"design": design, "items": by_hash}, sort_keys=True))[
@@ -236,7 +247,7 @@ def assign_work(
         try:
             for name, path in files.items():
                 written.append(path)  # before the write, so that a half-written file is removed too
-                _write_package(project, path, name, packages[name], assignment_id, design, now)
+                _write_package(project, path, name, packages[name], assignment_id, design, now, with_scores)
             manifest = {
                 **summary.as_dict(),
                 "created_at": now,
@@ -273,9 +284,10 @@ def _write_package(
     assignment_id: str,
     design: dict[str, Any],
     now: float,
+    with_scores: bool = False,
 ) -> None:
     """One annotator's project: their comparisons with prompts and responses, the guidelines, the
-    assignment; nothing anyone labelled."""
+    assignment (and, ``with_scores``, a model's rewards); nothing anyone labelled."""
     seed = _hash_int(str(source.seed), "assign", annotator) % (2**31)
     src = source._conn
     ids = json.dumps(comparison_ids)
@@ -315,8 +327,37 @@ def _write_package(
                 target._set_meta("guidelines", source.guidelines)
             target._set_meta(ASSIGNED_TO, annotator)
             _record(conn, assignment_id, design, now, {annotator: comparison_ids})
+            if with_scores:
+                _copy_scores(src, conn, ids)
     finally:
         target.close()
+
+
+def _copy_scores(src: Any, conn: Any, ids_json: str) -> None:
+    """The latest scored run (its row, without its data snapshot) and its rewards of these comparisons at its
+    latest step, oriented as stored (chosen = a) so that they tell nothing about anyone's label."""
+    run = src.execute("SELECT MAX(run_id) FROM pair_scores").fetchone()[0]
+    if run is None:
+        return
+    conn.execute(
+        "INSERT INTO runs(id, created_at, mode, backbone, config, status, message, finished_at) VALUES (?,?,?,?,?,?,?,?)",
+        src.execute(
+            "SELECT id, created_at, mode, backbone, config, status, message, finished_at FROM runs WHERE id = ?", (run,)
+        ).fetchone(),
+    )
+    conn.executemany(
+        "INSERT INTO pair_scores(run_id, step, comparison_id, split, chosen, r_chosen, r_rejected)"
+        " VALUES (?, ?, ?, 'unlabelled', 'a', ?, ?)",
+        [
+            (run_id, step, cid, r_c if chosen == "a" else r_r, r_r if chosen == "a" else r_c)
+            for run_id, step, cid, chosen, r_c, r_r in src.execute(
+                "SELECT run_id, step, comparison_id, chosen, r_chosen, r_rejected FROM pair_scores"
+                " WHERE run_id = ? AND step = (SELECT MAX(step) FROM pair_scores WHERE run_id = ?)"
+                " AND comparison_id IN (SELECT value FROM json_each(?))",
+                (run, run, ids_json),
+            )
+        ],
+    )
 
 
 # ------------------------------------------------------------------------------------ progress

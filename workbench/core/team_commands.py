@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     design.add_argument("--overlap", type=float, metavar="F", help="fraction of comparisons given to two annotators")
     design.add_argument("--per-item", type=int, metavar="N", help="annotators per comparison (balanced)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffle (default: 0)")
+    p.add_argument(
+        "--with-scores",
+        action="store_true",
+        help="copy the latest run's rewards into each file (the Label view's score hint); off: no model hint",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_output_argument(p, "--out", kind="dir", required=True, metavar="DIR", help="folder for the files")
     p.set_defaults(handler=cmd_assign)
@@ -65,6 +70,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         per_item=args.per_item,
         seed=args.seed,
+        with_scores=args.with_scores,
     )
     if args.json:
         print(dumps_safe(summary.as_dict(), indent=2))

@@ -587,13 +587,22 @@ class DataView(QWidget):
         overlap: float | None = None,
         per_item: int | None = None,
         seed: int = 0,
+        with_scores: bool = False,
     ) -> ProjectTask | None:
         if self.project is None or self.busy() or self._refuse_read_only():
             return None
         from workbench.core.assign import assign_work
 
         def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
-            return assign_work(project.path, annotators, out_dir, overlap=overlap, per_item=per_item, seed=seed)
+            return assign_work(
+                project.path,
+                annotators,
+                out_dir,
+                overlap=overlap,
+                per_item=per_item,
+                seed=seed,
+                with_scores=with_scores,
+            )
 
         self.task = ProjectTask(self.project.path, work, description="Writing work packages", parent=self)
         self.task.succeeded.connect(self._on_assigned)

@@ -384,6 +384,11 @@ class AssignDialog(QDialog):
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2_147_483_647)
         form.addRow("Seed", self.seed_spin)
+        from PySide6.QtWidgets import QCheckBox
+
+        self.scores_check = QCheckBox("Include the latest model's scores (the Label view's score hint)")
+        self.scores_check.setToolTip("Off: the annotators see no model at all (blind)")
+        form.addRow("", self.scores_check)
         folder_row = QHBoxLayout()
         self.folder_edit = QLineEdit(default_folder)
         browse = QPushButton("Browse…")
@@ -433,6 +438,7 @@ class AssignDialog(QDialog):
             "overlap": overlap,
             "per_item": per_item,
             "seed": self.seed_spin.value(),
+            "with_scores": self.scores_check.isChecked(),
         }
 
     def _update_preview(self) -> None:
