@@ -358,8 +358,8 @@ class AssignDialog(QDialog):
         root = QVBoxLayout(self)
         intro = QLabel(
             f"Split the {n_comparisons:,} comparisons (excluded pairs left out) into one project file per "
-            "annotator. Each file holds only that person's comparisons: no one else's labels, no model scores. "
-            "Merge the files back when they are done."
+            "annotator. Each file holds only that person's comparisons: no one else's labels, and no model scores "
+            "unless included below. Merge the files back when they are done."
         )
         intro.setWordWrap(True)
         intro.setObjectName("Muted")
