@@ -733,7 +733,7 @@ def test_bias_report_by_hand(tmp_path):
 
 def test_team_statistics_is_json(team_project):
     stats = team.team_statistics(team_project)
-    assert set(stats) == {"agreement", "bias"}
+    assert set(stats) == {"agreement", "bias", "reliability", "assignment"}
     json.dumps(stats, allow_nan=False)
     text = team.format_team_statistics(stats)
     assert "Krippendorff's alpha 0.385" in text and "bias alice" in text

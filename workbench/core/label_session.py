@@ -122,6 +122,16 @@ class LabelSession:
         assert self.project is not None  # callers ask only while a project is open
         return self.project.queue_position(self.annotator)
 
+    def batch(self) -> tuple[int, int] | None:
+        """(done, assigned) of this annotator's work package (``workbench assign``), or None when the project
+        assigns them nothing: the Label view's "your batch: 120 of 300"."""
+        if not self.ready:
+            return None
+        from workbench.core.assign import my_batch
+
+        assert self.project is not None  # ready
+        return my_batch(self.project, self.annotator)
+
     # ------------------------------------------------------------------ sides
     def sides(self) -> tuple[Text, Text]:
         """The (left, right) texts of the current comparison as shown."""

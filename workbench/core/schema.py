@@ -185,6 +185,24 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 6 -> 7: work packages (``workbench assign``): an assignment (its id is a content hash, so that the same
+    # assignment merged from several annotators' files is one) with its design, and which annotator has which
+    # comparison. The project assigned from holds all of it; each annotator's file holds its own rows; merge
+    # brings them together.
+    """
+    CREATE TABLE assignments (
+        id TEXT PRIMARY KEY,
+        design TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE assignment_items (
+        assignment_id TEXT NOT NULL REFERENCES assignments(id),
+        annotator TEXT NOT NULL,
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+        PRIMARY KEY (assignment_id, annotator, comparison_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX assignment_items_annotator ON assignment_items(annotator, comparison_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,6 +15,7 @@ inherits the label queue (core/queue.py) and runs, metrics, scores and embedding
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import sqlite3
@@ -57,6 +58,11 @@ SYNCHRONOUS = "FULL"
 #: the splits a comparison can be put in (``comparison_splits``); no row: the ordinary pool
 SPLITS = ("test",)
 
+
+#: which label each comparison trains on (``Project.training_pairs``; the training config's ``labels``)
+LABEL_SOURCES = ("adjudicated", "majority", "latest", "posterior")
+#: how ties are trained (``ties``): left out, or as P(chosen better) = 1/2
+TIE_RULES = ("skip", "half")
 
 #: what every refused write says on a project opened read-only (the label session, the views)
 READ_ONLY_MESSAGE = "Read only ({reason}): nothing was changed. Copy the project somewhere writable to change it."
@@ -1171,22 +1177,45 @@ class Project(LabelQueue, RunStore):
         df["chosen_side"] = df["choice"]
         return df
 
-    def training_pairs(self) -> pd.DataFrame:
-        """Pairs to train on: resolved labels of a or b, excluded pairs left out, test-split pairs and every
-        comparison of a prompt with a test pair left out (``held_out_comparisons``), texts as chosen/rejected."""
-        return self.labelled_pairs(held_out=False)
+    def training_pairs(self, labels: str = "adjudicated", ties: str = "skip") -> pd.DataFrame:
+        """Pairs to train on, excluded pairs left out, texts as chosen/rejected, and ``target``: the
+        probability that chosen is better (the soft target of the loss; 1 for a hard label).
 
-    def labelled_pairs(self, held_out: bool = True) -> pd.DataFrame:
-        """Resolved labels of a or b with their texts, excluded pairs left out; with ``held_out``, the test
-        split and its prompts' other pairs too (what an export of the whole project holds)."""
-        resolved = self.resolved_labels()
-        resolved = resolved[resolved["choice"].isin(["a", "b"])]
+        ``labels`` (``LABEL_SOURCES``) says which label each comparison trains on: ``adjudicated`` (an
+        adjudication, else the majority: ``resolved_labels``), ``majority`` (the annotators' majority,
+        adjudications ignored), ``latest`` (the most recent current label of anyone, adjudications included),
+        ``posterior`` (P(a ≻ b) of the annotator-reliability model, ``core/reliability.py``: chosen is the
+        more likely side, target its probability; an adjudicated comparison keeps its decision as a hard
+        label). ``ties``: ``skip`` leaves ties out; ``half`` trains a comparison whose label is a tie (or, for ``posterior``, that has only tie labels) with target ½.
+        Test-split pairs and every comparison of a prompt with a test pair are left out
+        (``held_out_comparisons``)."""
+        return self.labelled_pairs(labels, ties, held_out=False)
+
+    def labelled_pairs(self, labels: str = "adjudicated", ties: str = "skip", held_out: bool = True) -> pd.DataFrame:
+        """``training_pairs`` with, when ``held_out``, the test split and its prompts' other pairs kept (what an
+        export of the whole project holds)."""
+        if labels not in LABEL_SOURCES:
+            raise ValueError(f"labels must be one of {', '.join(LABEL_SOURCES)}, got {labels!r}")
+        if ties not in TIE_RULES:
+            raise ValueError(f"ties must be one of {', '.join(TIE_RULES)}, got {ties!r}")
+        resolved = self.resolved_labels() if labels != "posterior" else self._posterior_labels()
+        if labels in ("majority", "latest"):
+            resolved = self._labels_by(labels)
+        keep = ["a", "b", "tie"] if ties == "half" else ["a", "b"]
+        resolved = resolved[resolved["choice"].isin(keep)].copy()
         drop = self.marked("exclude") | (set() if held_out else self.held_out_comparisons())
         resolved = resolved[~resolved["comparison_id"].isin(drop)]
+        if "target" not in resolved:
+            resolved["target"] = 1.0
+        resolved.loc[resolved["choice"] == "tie", "target"] = 0.5
+        resolved.loc[resolved["choice"] == "tie", "strength"] = pd.NA
+        resolved["choice"] = resolved["choice"].replace("tie", "a")  # a tie trains both ways: either side chosen
         return self._pairs_frame(resolved)
 
     def _pairs_frame(self, resolved: pd.DataFrame) -> pd.DataFrame:
-        """Resolved a/b labels joined with their texts, as chosen and rejected."""
+        """Resolved a/b labels joined with their texts, as chosen and rejected (``target`` 1 unless given)."""
+        if "target" not in resolved:
+            resolved = resolved.assign(target=1.0)
         texts = self._comparison_texts(resolved["comparison_id"].tolist())
         df = resolved.merge(texts, on="comparison_id", how="left")
         a_wins = df["choice"] == "a"
@@ -1210,8 +1239,100 @@ class Project(LabelQueue, RunStore):
                 "strength",
                 "annotator",
                 "judgment_id",
+                "target",
             ]
         ].reset_index(drop=True)
+
+    def _labels_by(self, rule: str) -> pd.DataFrame:
+        """``resolved_labels``' columns under the rule ``majority`` (annotators' votes, adjudications and
+        adjudicators left out; an even split stays unresolved) or ``latest`` (the current label written last)."""
+        rows = self._conn.execute(
+            "SELECT cl.comparison_id, j.id, j.choice, j.strength, j.kind, a.name, a.kind, j.created_at"
+            " FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
+            " JOIN annotators a ON a.id = cl.annotator_id WHERE cl.choice IS NOT NULL AND cl.choice != 'skip'"
+            " ORDER BY cl.comparison_id, j.created_at, j.id"
+        ).fetchall()
+        out = []
+        for _, group in itertools.groupby(rows, key=lambda r: r[0]):
+            votes = list(group)
+            if rule == "latest":
+                last = votes[-1]
+                out.append((last[0], last[2], last[3], last[1], last[5], len(votes), len({v[2] for v in votes}) > 1))
+                continue
+            votes = [v for v in votes if v[4] != "adjudication" and v[6] != "adjudicator"]
+            if votes:
+                out.append(_resolve([v[:6] for v in votes]))
+        df = pd.DataFrame(
+            out, columns=["comparison_id", "choice", "strength", "judgment_id", "annotator", "n_labels", "disagreement"]
+        )
+        df["strength"] = df["strength"].astype("Int64")
+        return df
+
+    def _posterior_labels(self) -> pd.DataFrame:
+        """``resolved_labels``' columns plus ``target`` from the reliability model's P(a ≻ b); comparisons with
+        only tie labels get choice "tie" (trained with ``ties="half"``)."""
+        from workbench.core.reliability import posteriors  # crowd-kit: imported only when asked for
+
+        post = posteriors(self)
+        latest = dict(
+            self._conn.execute(
+                "SELECT cl.comparison_id, MAX(cl.judgment_id) FROM current_labels cl"
+                " WHERE cl.choice IN ('a', 'b', 'tie') GROUP BY cl.comparison_id"
+            ).fetchall()
+        )
+        a_wins = post["p_a"].to_numpy() >= 0.5
+        df = pd.DataFrame(
+            {
+                "comparison_id": post["comparison_id"].to_numpy(),
+                "choice": np.where(a_wins, "a", "b"),
+                "strength": pd.array([pd.NA] * len(post), dtype="Int64"),
+                "judgment_id": [latest[c] for c in post["comparison_id"]],
+                "annotator": "posterior",
+                "n_labels": post["n_labels"].to_numpy(),
+                "disagreement": False,
+                "target": np.where(a_wins, post["p_a"], 1.0 - post["p_a"]),
+            }
+        )
+        # An adjudication settles its comparison: its decision, as a hard label, instead of the posterior.
+        settled = {
+            cid: (jid, choice)
+            for cid, jid, choice in self._conn.execute(
+                "SELECT cl.comparison_id, j.id, j.choice FROM current_labels cl JOIN judgments j ON j.id = cl.judgment_id"
+                " WHERE j.kind = 'adjudication' AND cl.choice IS NOT NULL AND cl.choice != 'skip' ORDER BY j.id"
+            )
+        }
+        if settled:
+            df = df[~df["comparison_id"].isin(list(settled))]
+            decided = pd.DataFrame(
+                {
+                    "comparison_id": list(settled),
+                    "choice": [c for _, c in settled.values()],
+                    "strength": pd.array([pd.NA] * len(settled), dtype="Int64"),
+                    "judgment_id": [j for j, _ in settled.values()],
+                    "annotator": "adjudication",
+                    "n_labels": 0,
+                    "disagreement": False,
+                    "target": 1.0,
+                }
+            )
+            df = pd.concat([df, decided], ignore_index=True)
+        with_ab = set(post["comparison_id"].tolist()) | set(settled)
+        tie_only = [(c, j) for c, j in latest.items() if c not in with_ab]
+        if tie_only:
+            ties = pd.DataFrame(
+                {
+                    "comparison_id": [c for c, _ in tie_only],
+                    "choice": "tie",
+                    "strength": pd.array([pd.NA] * len(tie_only), dtype="Int64"),
+                    "judgment_id": [j for _, j in tie_only],
+                    "annotator": "posterior",
+                    "n_labels": 0,
+                    "disagreement": False,
+                    "target": 0.5,
+                }
+            )
+            df = pd.concat([df, ties], ignore_index=True)
+        return df.sort_values("comparison_id", ignore_index=True)
 
     def _comparison_texts(self, comparison_ids: list[int] | None = None) -> pd.DataFrame:
         sql = (

@@ -83,6 +83,8 @@ class MergeSummary:
     marks_added: int = 0
     #: Comparisons newly put in the target's test split (they were in a source's).
     split_added: int = 0
+    #: rows of work packages (who was assigned which comparison) new to the target
+    assignment_items_added: int = 0
     current_labels_changed: int = 0
     #: The source whose guidelines the target took (the target had none), else None.
     guidelines_from: str | None = None
@@ -417,6 +419,20 @@ def _merge_one(target: Project, index: _TargetIndex, name: str, source: Project,
         ],
     )
     summary.split_added += conn.total_changes - before
+    # Work packages (core/assign.py): who was given which comparison, by assignment id (a content hash).
+    conn.executemany(
+        "INSERT OR IGNORE INTO assignments(id, design, created_at) VALUES (?,?,?)",
+        src.execute("SELECT id, design, created_at FROM assignments ORDER BY id").fetchall(),
+    )
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT OR IGNORE INTO assignment_items(assignment_id, annotator, comparison_id) VALUES (?,?,?)",
+        [
+            (aid, name_, comparison_map[cid][0])
+            for aid, name_, cid in src.execute("SELECT assignment_id, annotator, comparison_id FROM assignment_items")
+        ],
+    )
+    summary.assignment_items_added += conn.total_changes - before
 
 
 def _reassert_latest_marks(target: Project, touched: Iterable[tuple[int, str]]) -> None:
@@ -830,8 +846,18 @@ def _model_bias(project: Project, run_id: int | None) -> dict[str, Any] | None:
 
 # ================================================================================ statistics
 def team_statistics(project: Project) -> dict[str, Any]:
-    """{"agreement": agreement_report, "bias": bias_report} for ``workbench stats --json``."""
-    return {"agreement": agreement_report(project), "bias": bias_report(project)}
+    """{"agreement": agreement_report, "bias": bias_report, "reliability": reliability_report (annotator
+    skills with bootstrap intervals), "assignment": assignment_progress (None when nothing was assigned)}
+    for ``workbench stats --json``."""
+    from workbench.core.assign import assignment_progress
+    from workbench.core.reliability import reliability_report
+
+    return {
+        "agreement": agreement_report(project),
+        "bias": bias_report(project),
+        "reliability": reliability_report(project),
+        "assignment": assignment_progress(project),
+    }
 
 
 def format_team_statistics(stats: Mapping[str, Any]) -> str:
@@ -868,4 +894,17 @@ def format_team_statistics(stats: Mapping[str, Any]) -> str:
     model = bias.get("model")
     if model:
         lines.append(f"bias run {model['run_id']}: prefers longer {pct(model['longer'])}")
+    reliability = stats.get("reliability")
+    if reliability and reliability["fitted"]:
+        lines.append(
+            f"reliability  {reliability['model']}; {reliability['comparisons_multiply_labelled']:,} comparisons "
+            f"with 2+ labels, 95% intervals from {reliability['resamples']} bootstrap resamples"
+        )
+        for name, row in reliability["annotators"].items():
+            interval = f" [{row['ci95'][0]:.2f}-{row['ci95'][1]:.2f}]" if row["ci95"] else ""
+            lines.append(f"  {name}: {num(row['skill'], 2)}{interval} on {row['shared_labels']:,} shared labels")
+    assignment = stats.get("assignment")
+    if assignment:
+        for name, row in assignment["annotators"].items():
+            lines.append(f"assigned {name}: {row['done']:,} of {row['assigned']:,} done")
     return "\n".join(lines)

@@ -21,6 +21,9 @@ Mode = Literal["head", "finetune"]
 HeadKind = Literal["linear", "mlp"]
 MarginScale = Literal["small", "large"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+#: ``core.store.LABEL_SOURCES`` and ``TIE_RULES`` (a test keeps them equal)
+LabelSource = Literal["adjudicated", "majority", "latest", "posterior"]
+TieRule = Literal["skip", "half"]
 
 #: Llama 2's margins per strength level (Touvron et al. 2023, table 28): 4 = significantly better,
 #: 3 = better, 2 = slightly better, 1 = negligibly better / unsure.
@@ -97,6 +100,18 @@ class TrainConfig:
             "most padded tokens (texts x width) in one forward and backward pass; a batch that needs more is "
             "split into micro-batches: the same gradient, less memory; 0 never splits"
         ),
+    )
+    labels: LabelSource = field(
+        default="adjudicated",
+        metadata=_help(
+            "which label each comparison trains on: adjudicated (an adjudication, else the majority), majority "
+            "(annotators' votes only), latest (the most recent label), posterior (P(a better) from the "
+            "annotator-reliability model, trained as a soft target)"
+        ),
+    )
+    ties: TieRule = field(
+        default="skip",
+        metadata=_help("skip: ties are not trained on; half: a tie trains as P(either better) = 1/2"),
     )
     margin_from_strength: bool = field(
         default=False,

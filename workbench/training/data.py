@@ -48,20 +48,29 @@ class Pairs:
     prompts: list[Text]
     chosen: list[Text]
     rejected: list[Text]
+    #: P(chosen is better) per pair, the loss's soft target: 1.0 for a hard label (``labels`` posterior and
+    #: ``ties`` half make others); None means 1.0 for every pair
+    targets: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.comparison_ids)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> Pairs:
         index = [int(i) for i in index]
+        lists = {
+            f: [getattr(self, f)[i] for i in index]
+            for f in ("choices", "strengths", "prompt_keys", "prompts", "chosen", "rejected")
+        }
         return Pairs(
             self.comparison_ids[index],
             self.judgment_ids[index],
-            *(
-                [getattr(self, f)[i] for i in index]
-                for f in ("choices", "strengths", "prompt_keys", "prompts", "chosen", "rejected")
-            ),
+            **lists,
+            targets=None if self.targets is None else [self.targets[i] for i in index],
         )
+
+    def target_values(self) -> list[float]:
+        """P(chosen is better) of every pair (1.0 where no soft target was given)."""
+        return [1.0] * len(self) if self.targets is None else list(self.targets)
 
 
 def _messages(value: Any) -> list[dict] | None:
@@ -93,6 +102,7 @@ def pairs_from_frame(df: pd.DataFrame) -> Pairs:
         prompts=side("prompt", "prompt_messages"),
         chosen=side("chosen", "chosen_messages"),
         rejected=side("rejected", "rejected_messages"),
+        targets=[float(t) for t in df["target"]] if "target" in df and (df["target"] != 1.0).any() else None,
     )
 
 
@@ -149,6 +159,8 @@ def make_snapshot(pairs: Pairs, is_val: np.ndarray, *, excluded: int = 0) -> dic
         "n_pairs": len(pairs),
         "n_val": int(np.count_nonzero(is_val)),
         "n_excluded": int(excluded),
+        # soft targets (P(chosen is better)) when any pair has one, so a resumed run trains on the same
+        **({"targets": [float(t) for t in pairs.targets]} if pairs.targets is not None else {}),
     }
 
 
@@ -182,6 +194,7 @@ def pairs_from_snapshot(comparisons: pd.DataFrame, snapshot: dict[str, Any]) -> 
         prompts=prompts,
         chosen=chosen,
         rejected=rejected,
+        targets=[float(t) for t in snapshot["targets"]] if snapshot.get("targets") is not None else None,
     )
     val = set(snapshot["val_comparison_ids"])
     return pairs, np.array([int(c) in val for c in ids], dtype=bool)

@@ -82,7 +82,7 @@ def evaluate(
         r_c, r_r = scores
         check_finite(r_c, r_r, p.step, state.lr)
         train, val = (
-            split_metrics(r_c, r_r, idx, state.margins, cfg.center_rewards_coefficient)
+            split_metrics(r_c, r_r, idx, state.margins, cfg.center_rewards_coefficient, state.targets)
             for idx in (run.train_idx, run.val_idx)
         )
         split = np.where(run.is_val, "val", "train")
@@ -272,14 +272,21 @@ def score_features(
 
 
 def split_metrics(
-    r_c: np.ndarray, r_r: np.ndarray, idx: np.ndarray, margins: torch.Tensor, center_rewards_coefficient: float
+    r_c: np.ndarray,
+    r_r: np.ndarray,
+    idx: np.ndarray,
+    margins: torch.Tensor,
+    center_rewards_coefficient: float,
+    targets: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Loss, accuracy, margin and reward statistics of the pairs ``idx`` (the loss is the training loss)."""
+    """Loss, accuracy, margin and reward statistics of the pairs ``idx`` (the loss is the training loss, soft
+    targets included; accuracy counts the more likely side as the label)."""
     _, metrics = pairwise_loss(
         torch.from_numpy(r_c[idx]),
         torch.from_numpy(r_r[idx]),
         margins[torch.as_tensor(idx)].cpu().double(),
         center_rewards_coefficient,
+        None if targets is None else targets[torch.as_tensor(idx)].cpu().double(),
     )
     return metrics
 

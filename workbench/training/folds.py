@@ -242,7 +242,7 @@ def finetune_folds(
                     )
                     r = state.net(b["input_ids"].to(device), b["attention_mask"].to(device)).float()
                     rc, rr = r.chunk(2)
-                    terms = pair_terms(rc, rr, state.margins[part], cfg.center_rewards_coefficient)
+                    terms = pair_terms(rc, rr, state.margins[part], cfg.center_rewards_coefficient, state.target(part))
                     (terms.sum() / len(index)).backward()
                 torch.nn.utils.clip_grad_norm_(state.params, MAX_GRAD_NORM)
                 state.optimizer.step()
@@ -350,6 +350,7 @@ def train_head(
     total = steps_per_epoch * epochs
     warmup = round(WARMUP_FRACTION * total)
     margins = torch.tensor([cfg.margin(s) for s in pairs.strengths], dtype=torch.float32, device=device)
+    targets = torch.tensor(pairs.target_values(), dtype=torch.float32, device=device)
     X, rows_c, rows_r = features.X, features.rows_c, features.rows_r
     step = 0
     scorer.train()
@@ -360,7 +361,7 @@ def train_head(
                 group["lr"] = lr_at(step, lr, warmup, total)
             r = scorer(torch.cat([X[rows_c[idx]], X[rows_r[idx]]])).float()
             r_c, r_r = r.chunk(2)
-            pair_terms(r_c, r_r, margins[idx], cfg.center_rewards_coefficient).mean().backward()
+            pair_terms(r_c, r_r, margins[idx], cfg.center_rewards_coefficient, targets[idx]).mean().backward()
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

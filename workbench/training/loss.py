@@ -1,7 +1,8 @@
 """The pairwise (Bradley-Terry) reward loss and its batch metrics.
 
 The same formula as TRL's RewardTrainer, so a run here and a run on the exported TRL dataset are
-comparable: -log σ(r_c - r_r - m), plus the optional centring penalty η · mean((r_c + r_r)²) from
+comparable: -log σ(r_c - r_r - m) (with a soft target p, the cross-entropy -[p log σ(Δ) + (1 - p) log σ(-Δ)],
+which is the same at p = 1), plus the optional centring penalty η · mean((r_c + r_r)²) from
 Eisenstein et al. 2023 that keeps rewards near zero without changing their order.
 """
 
@@ -16,14 +17,20 @@ def pair_terms(
     r_rejected: torch.Tensor,
     margin: torch.Tensor | float | None = None,
     center_coef: float = 0.0,
+    target: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
-    """The loss of each pair, -log σ(r_c - r_r - m) + η (r_c + r_r)²; their mean is the batch's loss.
+    """The loss of each pair, -[p log σ(Δ) + (1 - p) log σ(-Δ)] + η (r_c + r_r)² with Δ = r_c - r_r - m;
+    their mean is the batch's loss. ``target`` p is P(chosen is better) (per pair or one number): None or 1
+    is the hard label, -log σ(Δ); a posterior label or a tie (½) gives a soft target.
 
     Per pair, so that a batch split into micro-batches sums to the same loss (the trainer's steps), and
     without metrics, so that nothing synchronises with the device."""
     diff = r_chosen - r_rejected
     logits = diff if margin is None else diff - torch.as_tensor(margin, dtype=diff.dtype, device=diff.device)
     terms = -F.logsigmoid(logits)
+    if target is not None:
+        p = torch.as_tensor(target, dtype=logits.dtype, device=logits.device)
+        terms = p * terms - (1 - p) * F.logsigmoid(-logits)
     if center_coef:
         terms = terms + center_coef * (r_chosen + r_rejected) ** 2
     return terms
@@ -34,6 +41,7 @@ def pairwise_loss(
     r_rejected: torch.Tensor,
     margin: torch.Tensor | float | None = None,
     center_coef: float = 0.0,
+    target: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Return the loss to backpropagate and plain-float metrics for this batch.
 
@@ -48,7 +56,7 @@ def pairwise_loss(
             f"and {tuple(r_rejected.shape)}"
         )
     diff = r_chosen - r_rejected
-    loss = pair_terms(r_chosen, r_rejected, margin, center_coef).mean()
+    loss = pair_terms(r_chosen, r_rejected, margin, center_coef, target).mean()
 
     with torch.no_grad():
         d = diff.detach().float()

@@ -103,11 +103,13 @@ class RunData:
 
 
 def labelled_data(project: Project, config: TrainConfig) -> RunData:
-    """A new run's data: ``Project.training_pairs()`` (ties, both-bad, skips and excluded pairs are already
-    out), split by prompt with the seed, checked."""
-    pairs = data.pairs_from_frame(project.training_pairs())
+    """A new run's data: ``Project.training_pairs()`` with the config's ``labels`` and ``ties`` (both-bad,
+    skips and excluded pairs are already out; ties too unless ``ties`` is half), split by prompt with the
+    seed, checked. The snapshot records the label source and the soft targets."""
+    pairs = data.pairs_from_frame(project.training_pairs(labels=config.labels, ties=config.ties))
     is_val = data.split_by_prompt(pairs.prompt_keys, config.val_fraction, config.seed)
     snapshot = data.make_snapshot(pairs, is_val, excluded=len(project.marked("exclude")))
+    snapshot["labels"], snapshot["ties"] = config.labels, config.ties
     check_pairs(pairs, is_val, config)
     return RunData(config, pairs, is_val, snapshot)
 
@@ -207,6 +209,12 @@ class RunState:
     net: nn.Module  # ``scorer``, wrapped for DDP when distributed
     optimizer: torch.optim.Optimizer
     params: list[torch.nn.Parameter]
+    #: P(chosen is better) per pair (soft targets of the loss), or None: every label is hard
+    targets: torch.Tensor | None = None
+
+    def target(self, index: Any) -> torch.Tensor | None:
+        """The soft targets of the pairs ``index``, or None when every label is hard."""
+        return None if self.targets is None else self.targets[index]
 
     def release(self) -> None:
         """Drop the model, its optimizer and the tensors of a step (a finished run whose checkpoint is saved),
@@ -301,6 +309,7 @@ def build_run(run: RunData, backbone_path: str, device: torch.device, dist: dist
         net=net,
         optimizer=optimizer,
         params=[p for _, p in named],
+        targets=None if pairs.targets is None else torch.tensor(pairs.targets, dtype=torch.float32, device=device),
     )
 
 

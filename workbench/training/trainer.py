@@ -454,7 +454,9 @@ class Trainer:
             ddp = self.state.net if isinstance(self.state.net, DistributedDataParallel) else None
             with contextlib.nullcontext() if k == len(parts) - 1 or ddp is None else ddp.no_sync():
                 r_c, r_r = self._rewards(part, self.state.net, width)
-                terms = pair_terms(r_c, r_r, self.state.margins[part], self.cfg.center_rewards_coefficient)
+                terms = pair_terms(
+                    r_c, r_r, self.state.margins[part], self.cfg.center_rewards_coefficient, self.state.target(part)
+                )
                 (terms.sum() * weight).backward()  # per-pair terms: the passes sum to the batch's loss
             with torch.no_grad():  # accumulated on the device; read at the next log point only
                 d = (r_c - r_r).detach()

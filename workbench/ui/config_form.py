@@ -37,7 +37,7 @@ from workbench.training.config import TrainConfig, base_type
 from workbench.ui import settings
 
 MINILM = "minilm"
-BASIC_FIELDS = ("mode", "backbone", "head", "lora", "learning_rate", "epochs", "batch_size", "max_length")
+BASIC_FIELDS = ("mode", "backbone", "head", "lora", "learning_rate", "epochs", "batch_size", "max_length", "labels")
 LABELS = {
     "mode": "Mode",
     "backbone": "Backbone",
@@ -48,6 +48,8 @@ LABELS = {
     "batch_size": "Batch size",
     "max_length": "Max. tokens",
     "pass_tokens": "Tokens per pass",
+    "labels": "Labels",
+    "ties": "Ties",
     "margin_from_strength": "Margin from strength",
     "margin_scale": "Margin scale",
     "center_rewards_coefficient": "Reward centring",
@@ -63,6 +65,13 @@ CHOICE_LABELS = {
     "mode": {"head": "Head on frozen embeddings (fast)", "finetune": "Fine-tune the backbone (slow)"},
     "head": {"linear": "Linear", "mlp": "MLP (one hidden layer)"},
     "margin_scale": {"small": "Small (0 to 1)", "large": "Large (0 to 3)"},
+    "labels": {
+        "adjudicated": "Adjudicated, else majority",
+        "majority": "Majority of annotators",
+        "latest": "Latest label",
+        "posterior": "Posterior (annotator reliability)",
+    },
+    "ties": {"skip": "Not trained on", "half": "Trained as 1/2"},
     "device": {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple MPS"},
 }
 #: (minimum, maximum, text shown at the minimum meaning "unset / automatic")

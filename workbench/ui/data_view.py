@@ -39,7 +39,14 @@ from workbench.core.store import read_only_message
 from workbench.ui import settings
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.tasks import ProjectTask
-from workbench.ui.team_panel import VALUE_ROLE, AdjudicationDialog, AgreementPanel, bias_item
+from workbench.ui.team_panel import (
+    VALUE_ROLE,
+    AdjudicationDialog,
+    AgreementPanel,
+    AssignDialog,
+    ReliabilityPanel,
+    bias_item,
+)
 
 if TYPE_CHECKING:
     from workbench.core.store import ImportSummary, Project
@@ -76,9 +83,15 @@ COLUMNS = [
     "With majority",
     "Picks left",
     "Picks longer",
+    "Batch",
+    "Reliability",
 ]
 #: the team columns, filled when the agreement and bias figures arrive
 MAJORITY_COL, LEFT_COL, LONGER_COL = 10, 11, 12
+#: progress against the latest assignment (workbench assign), and the reliability model's skill
+BATCH_COL, RELIABILITY_COL = 13, 14
+#: the Kind of a row for an annotator who was assigned work and has not labelled yet
+ASSIGNED_KIND = "assigned"
 COLUMN_TIPS = {
     MAJORITY_COL: "How often the annotator's label matches the majority of the OTHER annotators' labels "
     "(comparisons where the others tie are left out)",
@@ -86,6 +99,9 @@ COLUMN_TIPS = {
     "unbiased. ⚠ marks an interval that leaves out 50%. A model scores each response alone: no side",
     LONGER_COL: "Share of A/B labels that picked the LONGER response (in characters), with its 95% interval. "
     "⚠ marks an interval that leaves out 50%",
+    BATCH_COL: "Comparisons labelled of those assigned to the annotator (Assign work…), after merging their file",
+    RELIABILITY_COL: "Estimated share of the annotator's A/B labels that name the truly better response, with its "
+    "95% bootstrap interval (one-coin Dawid-Skene; see the reliability panel)",
 }
 MODEL_KIND = "model"
 
@@ -110,6 +126,11 @@ class DataView(QWidget):
         self.annotator = ""
         self.task: ProjectTask | None = None  # import, export or merge: one at a time
         self.stats_task: ProjectTask | None = None  # agreement, bias and disagreements
+        # annotator reliability: its own task (crowd-kit's import and the bootstrap take seconds), so that the
+        # agreement figures never wait for it
+        self.reliability_task: ProjectTask | None = None
+        self.reliability: dict | None = None
+        self._reliability_stale = False
         self.team_stats: dict | None = None  # the latest figures for the open project
         self._stats_stale = False  # data changed while the figures were being computed
         self.error_box: QMessageBox | None = None
@@ -218,6 +239,12 @@ class DataView(QWidget):
         grid = QGridLayout(box)
         grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(8)
+        self.assign_button = QPushButton("Assign work…")
+        self.assign_button.setToolTip(
+            "Split this project's comparisons into one blind project file per annotator, with overlap so that "
+            "agreement and reliability can be measured"
+        )
+        self.assign_button.clicked.connect(self.open_assign)
         self.merge_button = QPushButton("Merge projects…")
         self.merge_button.setToolTip(
             "Bring other annotators' project files (.wbp) into this one: their "
@@ -229,12 +256,13 @@ class DataView(QWidget):
             "Settle the comparisons whose annotators disagree; the decision is what training uses"
         )
         self.adjudicate_button.clicked.connect(self.open_adjudication)
-        grid.addWidget(self.merge_button, 0, 0)
-        grid.addWidget(self.adjudicate_button, 1, 0)
+        grid.addWidget(self.assign_button, 0, 0)
+        grid.addWidget(self.merge_button, 0, 1)
+        grid.addWidget(self.adjudicate_button, 1, 0, 1, 2)
         self.team_status = plain(QLabel("Merge the annotators' projects into this one to compare their labels."))
         self.team_status.setObjectName("Muted")
         self.team_status.setWordWrap(True)
-        grid.addWidget(self.team_status, 2, 0)
+        grid.addWidget(self.team_status, 2, 0, 1, 2)
         grid.setRowStretch(3, 1)
         top.addWidget(box, 3)
         root.addLayout(top)
@@ -278,7 +306,13 @@ class DataView(QWidget):
         self.bias_legend.setWordWrap(True)
         root.addWidget(self.bias_legend)
         self.agreement_panel = AgreementPanel()
-        root.addWidget(self.agreement_panel, 1)
+        self.reliability_panel = ReliabilityPanel()
+        panels = QHBoxLayout()
+        panels.addWidget(self.agreement_panel, 3)
+        panels.addWidget(self.reliability_panel, 2)
+        root.addLayout(panels, 2)
+        self.assign_dialog: AssignDialog | None = None
+        self.last_assignment: dict | None = None
         self._set_idle()
 
     # ------------------------------------------------------------------ project
@@ -286,10 +320,12 @@ class DataView(QWidget):
         if self.adjudication_dialog is not None:
             self.adjudication_dialog.close()
             self.adjudication_dialog = None
-        if self.stats_task is not None:  # a read of the old project: let it end, drop its result
-            self.stats_task.wait()
+        for task in (self.stats_task, self.reliability_task):
+            if task is not None:  # a read of the old project: let it end, drop its result
+                task.wait()
         self.project = project
         self.team_stats = None
+        self.reliability = None
         enabled = project is not None
         for w in (
             self.import_button,
@@ -301,6 +337,7 @@ class DataView(QWidget):
             self.format_combo,
             self.split_combo,
             self.merge_button,
+            self.assign_button,
         ):
             w.setEnabled(enabled)
         self.refresh_counts()
@@ -319,6 +356,7 @@ class DataView(QWidget):
             self.summary_label.setText("")
             self.split_label.setText("")
             self.agreement_panel.set_report(None)
+            self.reliability_panel.set_report(None)
             self._update_adjudicate_button()
             return
         stats = self.project.statistics()
@@ -357,6 +395,8 @@ class DataView(QWidget):
                 "…",
                 "…",
                 "…",  # agreement and bias: filled when they have been computed
+                "",
+                "…",  # batch and reliability: likewise
             ]
             for c, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
@@ -379,11 +419,14 @@ class DataView(QWidget):
         from workbench.core import team
 
         def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
+            from workbench.core.assign import assignment_progress
+
             frame = team.disagreements(project)
             return {
                 "agreement": team.agreement_report(project),
                 "bias": team.bias_report(project),
                 "disagreements": len(frame),
+                "assignment": assignment_progress(project),
             }
 
         path = self.project.path
@@ -396,7 +439,52 @@ class DataView(QWidget):
         if self.team_stats is None:
             self.agreement_panel.set_report(None, busy=True)
         task.start()
+        self.refresh_reliability()
         return task
+
+    def refresh_reliability(self) -> ProjectTask | None:
+        """Annotator reliability in a worker thread of its own (crowd-kit brings no torch, so it may run in this
+        process); the panel and the Reliability column update when it arrives."""
+        if self.project is None:
+            return None
+        if self.reliability_task is not None:
+            self._reliability_stale = True
+            return self.reliability_task
+
+        def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
+            from workbench.core.reliability import reliability_report
+
+            return reliability_report(project)
+
+        path = self.project.path
+        task = ProjectTask(path, work, description="Estimating annotator reliability", parent=self)
+        task.succeeded.connect(lambda report: self._on_reliability(path, report))
+        task.failed.connect(lambda msg: self._on_reliability_failed(path, msg))
+        task.finished.connect(self._on_reliability_finished)
+        self._reliability_stale = False
+        self.reliability_task = task
+        if self.reliability is None:
+            self.reliability_panel.set_report(None, busy=True)
+        task.start()
+        return task
+
+    def _on_reliability(self, path: Path, report: dict) -> None:
+        if self.project is None or self.project.path != path:
+            return
+        self.reliability = report
+        self.reliability_panel.set_report(report)
+        self._fill_team_columns()
+
+    def _on_reliability_failed(self, path: Path, message: str) -> None:
+        if self.project is not None and self.project.path == path:
+            self.reliability_panel.note.setText(f"Could not estimate reliability: {message}")
+
+    def _on_reliability_finished(self) -> None:
+        task, self.reliability_task = self.reliability_task, None
+        if task is not None:
+            task.deleteLater()
+        if self._reliability_stale and self.project is not None:
+            self.refresh_reliability()
 
     def _on_team_stats(self, path: Path, stats: dict) -> None:
         if self.project is None or self.project.path != path:
@@ -423,12 +511,13 @@ class DataView(QWidget):
     def _fill_team_columns(self) -> None:
         """Majority agreement and bias per annotator row, and a row for the latest model run."""
         stats = self.team_stats
-        for r in range(self.table.rowCount() - 1, -1, -1):  # an old model row
+        for r in range(self.table.rowCount() - 1, -1, -1):  # an old model row, old rows of assigned annotators
             kind = self.table.item(r, 1)
-            if kind is not None and kind.text() == MODEL_KIND:
+            if kind is not None and kind.text() in (MODEL_KIND, ASSIGNED_KIND):
                 self.table.removeRow(r)
         if stats is None:
             return
+        self._fill_assignment(stats.get("assignment"), self.reliability)
         majority = stats["agreement"]["majority_agreement"]
         bias = stats["bias"]["annotators"]
         for r in range(self.table.rowCount()):
@@ -482,6 +571,107 @@ class DataView(QWidget):
             )
             self.table.setItem(r, LEFT_COL, item)
             self.table.setItem(r, LONGER_COL, bias_item(model.get("longer"), "preferred the longer response", who))
+
+    def _fill_assignment(self, assignment: dict | None, reliability: dict | None) -> None:
+        """The Batch column (labelled of assigned), with a row for each assigned annotator who has not
+        labelled yet, and the Reliability column."""
+        assigned = (assignment or {}).get("annotators", {})
+        present = {item.text() for r in range(self.table.rowCount()) if (item := self.table.item(r, 0)) is not None}
+        for name in assigned:
+            if name not in present:
+                r = self.table.rowCount()
+                self.table.insertRow(r)
+                for c, text in enumerate([name, ASSIGNED_KIND, *["—"] * (len(COLUMNS) - 2)]):
+                    item = QTableWidgetItem(text)
+                    if c >= 2:
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    self.table.setItem(r, c, item)
+        skills = (reliability or {}).get("annotators", {})
+        for r in range(self.table.rowCount()):
+            name_item = self.table.item(r, 0)
+            assert name_item is not None
+            name = name_item.text()
+            entry = assigned.get(name)
+            item = QTableWidgetItem("" if entry is None else f"{entry['done']:,} of {entry['assigned']:,}")
+            if entry is not None:
+                item.setData(VALUE_ROLE, float(entry["done"]))
+                item.setToolTip(
+                    tooltip(f"{name} has labelled {entry['done']:,} of the {entry['assigned']:,} comparisons assigned")
+                )
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.table.setItem(r, BATCH_COL, item)
+            skill = skills.get(name)
+            text = "—"
+            if skill and skill["skill"] is not None:
+                ci = skill["ci95"]
+                text = f"{skill['skill']:.2f}" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else "")
+            item = QTableWidgetItem(text)
+            if skill and skill["skill"] is not None:
+                item.setData(VALUE_ROLE, float(skill["skill"]))
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.table.setItem(r, RELIABILITY_COL, item)
+
+    # ------------------------------------------------------------------ assignment
+    def open_assign(self) -> AssignDialog | None:
+        """The Assign work dialog; on OK the packages are written in a worker thread."""
+        if self.project is None or self.busy() or self._refuse_read_only():
+            return None
+        stats = self.project.statistics()
+        n = int(stats.get("comparisons", 0)) - int(stats.get("excluded", 0))
+        folder = str(self.project.path.with_name(self.project.path.stem + "-packages"))
+        dialog = AssignDialog(n, folder, parent=self)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.accepted.connect(lambda: self.start_assign(**dialog.values()))
+        self.assign_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def start_assign(
+        self,
+        annotators: list[str],
+        out_dir: str,
+        overlap: float | None = None,
+        per_item: int | None = None,
+        seed: int = 0,
+        with_scores: bool = False,
+    ) -> ProjectTask | None:
+        if self.project is None or self.busy() or self._refuse_read_only():
+            return None
+        from workbench.core.assign import assign_work
+
+        def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
+            return assign_work(
+                project.path,
+                annotators,
+                out_dir,
+                overlap=overlap,
+                per_item=per_item,
+                seed=seed,
+                with_scores=with_scores,
+            )
+
+        self.task = ProjectTask(self.project.path, work, description="Writing work packages", parent=self)
+        self.task.succeeded.connect(self._on_assigned)
+        self.task.failed.connect(lambda msg: self._on_failed("Could not assign the work", msg, assigned=True))
+        self.task.finished.connect(self._on_task_finished)
+        self._set_busy("Writing work packages…", self.team_status)
+        self.task.start()
+        return self.task
+
+    def _on_assigned(self, summary: object) -> None:  # assign_work's AssignmentSummary
+        from workbench.core.assign import AssignmentSummary
+
+        assert isinstance(summary, AssignmentSummary)
+        self.last_assignment = summary.as_dict()
+        text = f"Wrote {len(summary.files)} work packages to {summary.out_dir}."
+        shared = [row["comparisons"] for row in summary.shared]
+        if shared:
+            text += f" Every pair of annotators shares {min(shared):,} to {max(shared):,} comparisons."
+        if summary.warnings:
+            text += " ⚠ " + summary.warnings[0]
+        self._set_status(self.team_status, text, error=bool(summary.warnings))
+        self.message.emit(text)
+        self.refresh_counts()
 
     def _update_adjudicate_button(self) -> None:
         stats = self.team_stats
@@ -627,8 +817,10 @@ class DataView(QWidget):
         label.style().unpolish(label)
         label.style().polish(label)
 
-    def _on_failed(self, title: str, message: str, imported: bool = False, merged: bool = False) -> None:
-        label = self.import_status if imported else self.team_status if merged else self.export_status
+    def _on_failed(
+        self, title: str, message: str, imported: bool = False, merged: bool = False, assigned: bool = False
+    ) -> None:
+        label = self.import_status if imported else self.team_status if merged or assigned else self.export_status
         self._set_status(label, message, error=True)
         box = message_box(QMessageBox.Icon.Warning, title, message, parent=self)  # the message quotes the file
         if imported:
@@ -641,6 +833,8 @@ class DataView(QWidget):
                 "Nothing was merged; the project is unchanged. Choose project files (.wbp) made by "
                 "Preference Workbench, and merge again."
             )
+        elif assigned:
+            informative = "No work package was written and nothing was recorded. Correct the names or the folder."
         else:
             informative = "Nothing was written. Choose another file name or type."
         box.setInformativeText(informative)
@@ -668,6 +862,7 @@ class DataView(QWidget):
             self.export_log_button,
             self.format_combo,
             self.merge_button,
+            self.assign_button,
             self.adjudicate_button,
         ):
             w.setEnabled(False)
@@ -686,6 +881,7 @@ class DataView(QWidget):
             self.export_log_button,
             self.format_combo,
             self.merge_button,
+            self.assign_button,
         ):
             w.setEnabled(enabled)
         self._update_adjudicate_button()

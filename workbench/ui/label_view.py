@@ -266,6 +266,7 @@ class LabelView(QWidget):
         self.hint_scores: dict | None = None  # the scores shown by the hint (for tests and tooltips)
         self._done = 0
         self._total = 0
+        self._batch: tuple[int, int] | None = None  # (done, assigned) of an assigned work package
         self._active = False
         self._response_count = 0
         self._build()
@@ -995,6 +996,7 @@ class LabelView(QWidget):
             return
         done, total = self.session.position()
         self._done, self._total = done, total
+        self._batch = self.session.batch()
         self.progress_bar.setMaximum(max(1, total))
         self.progress_bar.setValue(min(done, total))
         if self.current is not None:
@@ -1008,6 +1010,9 @@ class LabelView(QWidget):
         elapsed = max(1.0, time.time() - self.session.started)
         rate = self.session.judgments * 3600.0 / max(elapsed, 60.0)
         parts = [f"{self._done:,} / {self._total:,} done", f"{rate:.0f} per hour this session"]
+        batch = self._batch
+        if batch is not None:  # an assigned work package (workbench assign)
+            parts.insert(0, f"your batch: {batch[0]:,} of {batch[1]:,}")
         if self.current is not None and self.shown_at is not None:
             parts.append(f"{_format_duration(time.time() - self.shown_at)} on this item")
         self.progress_label.setText("  ·  ".join(parts))

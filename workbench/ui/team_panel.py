@@ -1,5 +1,6 @@
-"""Team work in the Data view: the agreement panel, the bias cells of the
-annotator table, and the adjudication dialog that settles the comparisons annotators disagree on.
+"""Team work in the Data view: the agreement and reliability panels, the bias cells of the
+annotator table, the Assign work dialog, and the adjudication dialog that settles the comparisons annotators
+disagree on.
 
 The numbers come from ``workbench.core.team`` (plain data, computed off the GUI thread by the Data view);
 this module only shows them. Names and texts from the project are shown as plain text, never as HTML.
@@ -250,6 +251,223 @@ class AgreementPanel(QGroupBox):
                 assert value is not None
                 return value.data(VALUE_ROLE)
         raise KeyError(f"no κ row for {first} and {second}")
+
+
+# ================================================================================ reliability
+class ReliabilityPanel(QGroupBox):
+    """Each annotator's reliability (skill) from the latent-truth model, with its bootstrap interval
+    (``workbench.core.reliability.reliability_report``)."""
+
+    COLUMNS = ("Annotator", "Reliability", "95% interval", "Shared", "A/B labels")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Annotator reliability", parent)
+        self.setObjectName("ReliabilityPanel")
+        box = QVBoxLayout(self)
+        box.setSpacing(6)
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setObjectName("ReliabilityTable")
+        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setShowGrid(False)
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # names keep their width
+        header.setStretchLastSection(True)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        header.model().setHeaderData(
+            1,
+            Qt.Orientation.Horizontal,
+            "The estimated share of the annotator's A/B labels that name the truly better response "
+            "(one-coin Dawid-Skene): 1 is always right, 0.5 is a coin",
+            Qt.ItemDataRole.ToolTipRole,
+        )
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setMinimumHeight(185)
+        self.table.setMaximumHeight(230)
+        box.addWidget(self.table, 1)
+        self.note = QLabel("")
+        self.note.setObjectName("Muted")
+        self.note.setWordWrap(True)
+        box.addWidget(self.note)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self.report: dict | None = None
+        self.set_report(None)
+
+    def set_report(self, report: Mapping[str, Any] | None, busy: bool = False) -> None:
+        self.report = dict(report) if report is not None else None
+        self.table.setRowCount(0)
+        if report is None:
+            self.note.setText("Computing…" if busy else "")
+            return
+        rows = sorted(report["annotators"].items(), key=lambda kv: -(kv[1]["skill"] or -1.0))
+        self.table.setRowCount(len(rows))
+        for r, (name, row) in enumerate(rows):
+            ci = row["ci95"]
+            cells = [
+                (name, None),
+                (_number(row["skill"], 2), row["skill"]),
+                ("—" if not ci else f"{ci[0]:.2f} – {ci[1]:.2f}", None),
+                (f"{row['shared_labels']:,}", row["shared_labels"]),
+                (f"{row['labels']:,}", row["labels"]),
+            ]
+            for c, (text, value) in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if value is not None:
+                    item.setData(VALUE_ROLE, float(value))
+                if c >= 1:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)
+        if not report["fitted"]:
+            self.note.setText(
+                "No comparison has A/B labels from two annotators: reliability cannot be estimated. Assign work "
+                "with overlap (Assign work…) and merge the annotators' files."
+            )
+        else:
+            self.note.setText(
+                f"One-coin Dawid-Skene (crowd-kit) on {report['comparisons_multiply_labelled']:,} comparisons with "
+                f"two or more A/B labels; intervals from {report['resamples']} bootstrap resamples. Training can use "
+                "its posterior P(A better) per comparison (Train: Labels → Posterior). " + report["note"]
+            )
+
+    def skill(self, name: str) -> float | None:
+        """The reliability shown for ``name``, for tests."""
+        for r in range(self.table.rowCount()):
+            item = self.table.item(r, 0)
+            if item is not None and item.text() == name:
+                value = self.table.item(r, 1)
+                assert value is not None
+                return value.data(VALUE_ROLE)
+        raise KeyError(name)
+
+
+# ================================================================================ assignment
+class AssignDialog(QDialog):
+    """Assign work…: split the project's comparisons among annotators (``workbench.core.assign``), with a
+    preview of each one's load and what pairs of annotators share. ``values()`` is what to run."""
+
+    def __init__(self, n_comparisons: int, default_folder: str, parent: QWidget | None = None):
+        from PySide6.QtWidgets import QDialogButtonBox, QDoubleSpinBox, QFormLayout, QRadioButton, QSpinBox
+
+        super().__init__(parent)
+        self.setWindowTitle("Assign work")
+        self.setObjectName("AssignDialog")
+        self.n_comparisons = n_comparisons
+        root = QVBoxLayout(self)
+        intro = QLabel(
+            f"Split the {n_comparisons:,} comparisons (excluded pairs left out) into one project file per "
+            "annotator. Each file holds only that person's comparisons: no one else's labels, and no model scores "
+            "unless included below. Merge the files back when they are done."
+        )
+        intro.setWordWrap(True)
+        intro.setObjectName("Muted")
+        root.addWidget(intro)
+        form = QFormLayout()
+        self.names_edit = QLineEdit("alice, bob, carol")
+        self.names_edit.setPlaceholderText("names separated by commas")
+        form.addRow("Annotators", self.names_edit)
+        self.overlap_radio = QRadioButton("Overlap: share given to two annotators")
+        self.overlap_spin = QDoubleSpinBox()
+        self.overlap_spin.setRange(1.0, 100.0)
+        self.overlap_spin.setSuffix(" %")
+        self.overlap_spin.setValue(20.0)
+        self.per_item_radio = QRadioButton("Every comparison to")
+        self.per_item_spin = QSpinBox()
+        self.per_item_spin.setRange(1, 50)
+        self.per_item_spin.setValue(2)
+        self.per_item_spin.setSuffix(" annotators")
+        self.overlap_radio.setChecked(True)
+        form.addRow(self.overlap_radio, self.overlap_spin)
+        form.addRow(self.per_item_radio, self.per_item_spin)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2_147_483_647)
+        form.addRow("Seed", self.seed_spin)
+        from PySide6.QtWidgets import QCheckBox
+
+        self.scores_check = QCheckBox("Include the latest model's scores (the Label view's score hint)")
+        self.scores_check.setToolTip("Off: the annotators see no model at all (blind)")
+        form.addRow("", self.scores_check)
+        folder_row = QHBoxLayout()
+        self.folder_edit = QLineEdit(default_folder)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(browse)
+        form.addRow("Folder", folder_row)
+        root.addLayout(form)
+        self.preview = QLabel("")
+        self.preview.setObjectName("AssignPreview")
+        self.preview.setWordWrap(True)
+        self.preview.setTextFormat(Qt.TextFormat.PlainText)
+        root.addWidget(self.preview)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        ok.setText("Write work packages")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        root.addWidget(self.buttons)
+        for signal in (
+            self.names_edit.textChanged,
+            self.overlap_spin.valueChanged,
+            self.per_item_spin.valueChanged,
+            self.seed_spin.valueChanged,
+            self.overlap_radio.toggled,
+            self.folder_edit.textChanged,
+        ):
+            signal.connect(self._update_preview)
+        self.resize(560, 380)
+        self._update_preview()
+
+    def _browse(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the work packages", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def values(self) -> dict[str, Any]:
+        """Keyword arguments of ``assign_work`` (besides the project)."""
+        names = [n.strip() for n in self.names_edit.text().split(",")]
+        overlap = self.overlap_spin.value() / 100.0 if self.overlap_radio.isChecked() else None
+        per_item = self.per_item_spin.value() if self.per_item_radio.isChecked() else None
+        return {
+            "annotators": names,
+            "out_dir": self.folder_edit.text().strip(),
+            "overlap": overlap,
+            "per_item": per_item,
+            "seed": self.seed_spin.value(),
+            "with_scores": self.scores_check.isChecked(),
+        }
+
+    def _update_preview(self) -> None:
+        from workbench.core.assign import design_packages, design_warnings, shared_counts
+
+        ok = self.buttons.button(self.buttons.StandardButton.Ok)
+        values = self.values()
+        try:
+            packages = design_packages(
+                range(self.n_comparisons),
+                values["annotators"],
+                overlap=values["overlap"],
+                per_item=values["per_item"],
+                seed=values["seed"],
+            )
+        except ValueError as exc:
+            self.preview.setText(str(exc))
+            ok.setEnabled(False)
+            return
+        shared = [row["comparisons"] for row in shared_counts(packages)]
+        loads = ", ".join(f"{name} {len(ids):,}" for name, ids in packages.items())
+        lines = [f"Comparisons each: {loads}."]
+        if shared:
+            lines.append(f"Every pair of annotators shares {min(shared):,} to {max(shared):,} comparisons.")
+        lines += [f"⚠ {w}" for w in design_warnings(packages, shared_counts(packages))]
+        if not values["out_dir"]:
+            lines.append("Choose a folder for the files.")
+        self.preview.setText("\n".join(lines))
+        ok.setEnabled(bool(values["out_dir"]) and self.n_comparisons > 0)
 
 
 # ================================================================================ adjudication
