@@ -133,7 +133,11 @@ class TrainConfig:
         default=0, metadata=_help("evaluate every this many steps; 0 evaluates at the end of each epoch")
     )
     threads: int = field(
-        default=0, metadata=_help("torch CPU threads; 0 picks 1, the fastest measured on small machines")
+        default=0,
+        metadata=_help(
+            "torch CPU threads; 0 (auto): the fastest of 1, half and all physical cores, measured on a few steps "
+            "on the first run on a machine and remembered"
+        ),
     )
     device: Device = field(default="auto", metadata=_help("auto picks cuda, then mps, then cpu"))
 
@@ -184,10 +188,6 @@ class TrainConfig:
     def resolved_folds(self) -> int:
         """K of the out-of-fold scores: the setting, or 5 in head mode and 0 (none) in fine-tune mode."""
         return self.folds if self.folds is not None else DEFAULT_FOLDS[self.mode]
-
-    def resolved_threads(self) -> int:
-        """Threads for ``torch.set_num_threads``; auto is 1 (2 threads ran 4x slower on the 2-core development VM)."""
-        return self.threads if self.threads > 0 else 1
 
     def margin(self, strength: int | None) -> float:
         """The margin for one judgment under this config (0 unless margin_from_strength)."""

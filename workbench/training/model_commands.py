@@ -36,9 +36,13 @@ def _quiet_libraries() -> None:
 
 
 def _threads(n: int) -> None:
+    """The setting, or (0) this machine's measured choice for scoring (``threads.py``; its cores until a run
+    has measured it)."""
     import torch
 
-    torch.set_num_threads(n if n > 0 else 1)  # one thread was the fastest on the 2-core development VM (config.py)
+    from workbench.training.threads import choose_threads
+
+    torch.set_num_threads(choose_threads(n, "score", None).threads)
 
 
 def _note(text: str, quiet: bool = False) -> None:
@@ -148,7 +152,9 @@ def _register_score(subparsers: argparse._SubParsersAction) -> None:
         help="tokens per text (default: the length the model was trained with)",
     )
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"), help="where to run the model")
-    p.add_argument("--threads", type=int, default=0, metavar="T", help="torch CPU threads (0: 1)")
+    p.add_argument(
+        "--threads", type=int, default=0, metavar="T", help="torch CPU threads (0: as measured on this machine)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=score_command)
 

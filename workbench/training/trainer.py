@@ -37,7 +37,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from workbench.core.store import Project, ProjectError
-from workbench.training import checkpoint, distributed, embed, evaluate, prepare
+from workbench.training import checkpoint, distributed, embed, evaluate, prepare, threads
 from workbench.training.config import TrainConfig
 from workbench.training.evaluate import batches_by_rank  # noqa: F401 - used by tests/training/test_distributed.py
 from workbench.training.events import (
@@ -201,7 +201,8 @@ class Trainer:
         if self._started:
             raise RuntimeError("Trainer.events() runs once; make a new Trainer for another run")
         self._started = True
-        torch.set_num_threads(self.config.resolved_threads())  # per thread: this one runs the steps
+        if self.config.threads > 0:  # auto: measured once the model is built (``_choose_threads``)
+            torch.set_num_threads(self.config.threads)  # per thread: this one runs the steps
         try:
             self._project = Project.open(self.project_path)
         except ProjectError as exc:
@@ -276,6 +277,7 @@ class Trainer:
         self.state = prepare.build_run(self.data, backbone_path, self._device, self._dist)
         self._p = prepare.restore(self.data, self.state, self.run_id, self._dist)
         self.resumed_from = self._p.step
+        self._threads = self._choose_threads()
         # float64 sums (MPS has no float64: float32 there)
         self._acc = torch.zeros(
             len(_ACC), dtype=torch.float32 if self._device.type == "mps" else torch.float64, device=self._device
@@ -349,7 +351,56 @@ class Trainer:
             "world_size": self._dist.world_size,
             "backbone_path": self.state.backbone_path,
             "log_every": self._log_every,
+            "threads": self._threads.as_dict(),
+            "threads_note": self._threads.describe(),
         }
+
+    def _choose_threads(self) -> threads.ThreadChoice:
+        """The CPU threads of this run: the setting, or (auto) the fastest of a short probe of this run's own
+        step on this machine, cached for later runs (``threads.py``). The probe changes no weight and no
+        random state: gradients are dropped and the generators restored."""
+        cfg = self.config  # a resumed run may change threads: the setting given now
+        kind = "finetune" if self.cfg.mode == "finetune" else "score"
+        if cfg.threads == 0 and self._dist.enabled:  # ranks share the machine's cores; no rank probes alone
+            choice = threads.ThreadChoice(max(1, threads.physical_cores() // self._dist.world_size), "default")
+            torch.set_num_threads(choice.threads)
+            return choice
+        step = self._probe_step(kind) if cfg.threads == 0 else None
+        choice = threads.choose_threads(cfg.threads, kind, step)
+        torch.set_num_threads(choice.threads)
+        return choice
+
+    def _probe_step(self, kind: str) -> Callable[[], None] | None:
+        """One representative unit of this run's work for the thread probe: a training step's forward and
+        backward passes on a batch of median length ("finetune"), or a forward pass over such a batch's texts
+        (head mode, whose time goes to embedding). None when there is nothing to measure."""
+        if self._device.type != "cpu" or not self.data.n_train or self.state.model is None:
+            return None
+        train = sorted((int(i) for i in self.data.train_idx), key=lambda i: self.state.pair_lengths[i])
+        mid = max(0, len(train) // 2 - self.cfg.batch_size // 2)
+        batch = train[mid : mid + self.cfg.batch_size]
+        width = evaluate.pair_width(self.state.enc_c.input_ids, self.state.enc_r.input_ids, batch, self.cfg.max_length)
+        if width <= 0:
+            return None
+
+        def finetune_step() -> None:
+            with torch.random.fork_rng(devices=[]):
+                for part in micro_batches(batch, width, self.cfg.pass_tokens):
+                    r_c, r_r = self._rewards(part, self.state.scorer, width)
+                    pair_terms(r_c, r_r, self.state.margins[part], self.cfg.center_rewards_coefficient).sum().backward()
+            self.state.optimizer.zero_grad(set_to_none=True)
+
+        def score_step() -> None:
+            b = collate_pairs(
+                [self.state.enc_c.input_ids[i] for i in batch],
+                [self.state.enc_r.input_ids[i] for i in batch],
+                self.state.tokenizer.pad_token_id,
+                width=width,
+            )
+            with torch.no_grad():
+                self.state.model(b["input_ids"].to(self._device), b["attention_mask"].to(self._device))
+
+        return finetune_step if kind == "finetune" else score_step
 
     # ----------------------------------------------------------------- 4. steps
     def _train(self) -> Generator[Event, None, str]:
@@ -721,6 +772,8 @@ class Trainer:
             "device": str(self._device),
             "world_size": self._dist.world_size,
             "folds": getattr(self, "_folds_summary", None),
+            "threads": self._threads.threads if hasattr(self, "_threads") else None,
+            "threads_note": self._threads.describe() if hasattr(self, "_threads") else None,
         }
 
 

@@ -72,7 +72,7 @@ INT_RANGES: dict[str, tuple[int, int, str]] = {
     "max_length": (8, 32_768, ""),
     "seed": (0, 2_147_483_647, ""),
     "eval_every": (0, 1_000_000, "each epoch"),
-    "threads": (0, 256, "auto (1)"),
+    "threads": (0, 256, "auto (measured)"),
     # 0 is a real choice here (no folds), so "auto" sits below it
     "folds": (-1, 50, "auto"),
 }
