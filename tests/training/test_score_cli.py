@@ -205,7 +205,15 @@ def test_conversations_are_scored_through_the_chat_template(tmp_path, tiny_llama
         project.add_records(records, source="chat.jsonl")
     done = collect(
         Trainer(
-            path, TrainConfig(backbone=tiny_llama_dir, mode="finetune", learning_rate=5e-3, epochs=1, max_length=48)
+            path,
+            TrainConfig(
+                backbone=tiny_llama_dir,
+                mode="finetune",
+                learning_rate=5e-3,
+                epochs=1,
+                max_length=48,
+                rescore_train=True,  # every stored score is the final model's (not the epoch's passes)
+            ),
         )
     )[-1]
     folder = export_run(path, done.run_id, tmp_path / "rm").out_dir

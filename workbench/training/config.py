@@ -21,6 +21,7 @@ Mode = Literal["head", "finetune"]
 HeadKind = Literal["linear", "mlp"]
 MarginScale = Literal["small", "large"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 #: Llama 2's margins per strength level (Touvron et al. 2023, table 28): 4 = significantly better,
 #: 3 = better, 2 = slightly better, 1 = negligibly better / unsure.
@@ -128,6 +129,14 @@ class TrainConfig:
             "cached embeddings instead (source 'head-folds', seconds plus embedding the texts once)"
         ),
     )
+    rescore_train: bool = field(
+        default=False,
+        metadata=_help(
+            "fine-tune: at an epoch's end score the training pairs in a pass of their own (the final model's "
+            "scores; costs about a third of an epoch) instead of keeping the in-sample margins of that epoch's "
+            "training passes (validation and unlabelled pairs are always scored afresh)"
+        ),
+    )
     seed: int = field(default=0, metadata=_help("seed for the split, the batch order and the head's initialisation"))
     eval_every: int = field(
         default=0, metadata=_help("evaluate every this many steps; 0 evaluates at the end of each epoch")
@@ -140,6 +149,20 @@ class TrainConfig:
         ),
     )
     device: Device = field(default="auto", metadata=_help("auto picks cuda, then mps, then cpu"))
+    precision: Precision = field(
+        default="auto",
+        metadata=_help(
+            "fine-tune arithmetic: auto is bf16 autocast on a CUDA GPU that has it (fp16 with a gradient scaler "
+            "otherwise) and fp32 elsewhere; fp32, bf16 (CUDA or CPU) and fp16 (CUDA) force one; weights stay fp32"
+        ),
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_help(
+            "fine-tune: recompute the backbone's activations in the backward pass instead of keeping them: much "
+            "less memory for large models, about a third more time"
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.validate()

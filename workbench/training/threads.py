@@ -46,11 +46,14 @@ class ThreadChoice:
 
     def describe(self) -> str:
         """One line for logs and tooltips, e.g. '4 CPU threads (measured: 1: 0.80 s, 2: 0.45 s, 4: 0.30 s)'."""
-        if self.source == "setting" or not self.seconds:
-            return f"{self.threads} CPU thread{'s' if self.threads != 1 else ''} (set)"
+        plural = "s" if self.threads != 1 else ""
+        if self.source == "setting":
+            return f"{self.threads} CPU thread{plural} (set)"
+        if not self.seconds:
+            return f"{self.threads} CPU thread{plural} ({self.source})"
         figures = ", ".join(f"{n}: {s:.3g} s" for n, s in sorted(self.seconds.items()))
         how = "measured now" if self.source == "probe" else "measured on an earlier run"
-        return f"{self.threads} CPU thread{'s' if self.threads != 1 else ''} ({how}, s/step: {figures})"
+        return f"{self.threads} CPU thread{plural} ({how}, s/step: {figures})"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -19,7 +19,11 @@ goes (nanoGPT's directness, TRL's loss and metrics):
    seed + epoch; metrics accumulate on the device and are read (``.tolist()``) only at log points;
 5. evaluation (``evaluate.evaluate`` scores, records and emits it) every ``eval_every`` steps (0: each
    epoch) and at the end: train and validation metrics and per-pair scores; at the end also every comparison
-   that is not a training pair ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue;
+   that is not a training pair ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue. At an
+   epoch's end a fine-tune (dropout off) keeps the training pairs' rewards from that epoch's own passes
+   (``EpochRewards``, in-sample margins as TRL logs them) and scores only the rest: the evaluation after the
+   steps then costs a validation pass, not a second pass over the training split (``rescore_train`` asks for
+   it); each distinct text is scored once;
 6. checkpoints (``checkpoint.py``) at each epoch's end, on pause and on cancel; ``resume_run`` continues
    a run from its last one on the same curve;
 7. at the end of a finished run: the training dynamics of every training pair (``PairDynamics``: p(label)
@@ -136,6 +140,37 @@ class PairDynamics:
             mean.double().cpu().numpy(),
             var.clamp(min=0).sqrt().double().cpu().numpy(),
         )
+
+
+class EpochRewards:
+    """Per training pair, (r_chosen, r_rejected) from the last training pass that saw it and that pass's epoch,
+    kept on the device without a sync. At an epoch's end they are the training split's in-sample rewards, so
+    the evaluation scores only the other pairs (``evaluate.evaluate``'s ``in_sample``)."""
+
+    def __init__(self, n_pairs: int, device: torch.device, dtype: torch.dtype):
+        self.r = torch.zeros(2, n_pairs, dtype=dtype, device=device)
+        self.epoch = torch.full((n_pairs,), -1, dtype=torch.long, device=device)
+
+    def add(self, index: list[int], epoch: int, r_c: torch.Tensor, r_r: torch.Tensor) -> None:
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.epoch.device)
+        self.r[:, idx] = torch.stack([r_c.detach(), r_r.detach()]).to(self.r.dtype)
+        self.epoch[idx] = epoch
+
+    def state(self) -> dict[str, list]:
+        """For a checkpoint (JSON), so that a resumed run keeps the in-sample rewards of its epoch so far."""
+        return {"r": self.r.double().cpu().tolist(), "epoch": self.epoch.cpu().tolist()}
+
+    def load(self, state: dict[str, list]) -> None:
+        if len(state.get("epoch", [])) == self.epoch.numel():
+            self.r.copy_(torch.tensor(state["r"], dtype=self.r.dtype))
+            self.epoch.copy_(torch.tensor(state["epoch"], dtype=torch.long))
+
+    def of_epoch(self, epoch: int, dist: distributed.DistInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pair indices, r_chosen, r_rejected) of the pairs passed in ``epoch`` on any rank (a collective)."""
+        seen = (self.epoch == epoch).to(self.r.dtype)
+        merged = distributed.all_reduce_sum(torch.cat([seen[None], self.r * seen]), dist).double().cpu().numpy()
+        idx = np.flatnonzero(merged[0] > 0.5)
+        return idx, merged[1, idx], merged[2, idx]
 
 
 class Trainer:
@@ -286,6 +321,16 @@ class Trainer:
         self._dynamics = PairDynamics(len(self.data.pairs), self._device, self._acc.dtype)
         if self.data.checkpoint is not None and self._main:  # rank 0's checkpoint holds the points so far
             self._dynamics.load(self.data.checkpoint.state.get("dynamics", {}))
+        # Fine-tuning without dropout: a training pass computes the rewards an evaluation pass would (of the
+        # model at that step), so an epoch's end reuses them for the training split instead of a second pass.
+        self._epoch_rewards = (
+            EpochRewards(len(self.data.pairs), self._device, self._acc.dtype)
+            if self.cfg.mode == "finetune" and not self.cfg.dropout and not self.cfg.rescore_train
+            else None
+        )
+        if self._epoch_rewards is not None and self.data.checkpoint is not None and self._main:
+            self._epoch_rewards.load(self.data.checkpoint.state.get("epoch_rewards", {}))
+        self._in_sample_pairs = 0  # training pairs whose final scores came from the last epoch's passes
         # Head mode: the head as the run starts it, for the out-of-fold heads (a resumed run rebuilds it).
         self._initial_head = (
             copy.deepcopy(self.state.model.head).cpu() if self.resume_run is None and self.cfg.mode == "head" else None
@@ -353,6 +398,10 @@ class Trainer:
             "log_every": self._log_every,
             "threads": self._threads.as_dict(),
             "threads_note": self._threads.describe(),
+            "autocast": str(self.state.autocast).removeprefix("torch.") if self.state.autocast else None,
+            "gradient_checkpointing": bool(self.cfg.gradient_checkpointing and self.cfg.mode == "finetune"),
+            "tf32": self._device.type == "cuda",
+            "lora_target_modules": self.state.model.lora_targets if self.cfg.lora else [],
         }
 
     def _choose_threads(self) -> threads.ThreadChoice:
@@ -479,8 +528,17 @@ class Trainer:
                 self.state.tokenizer.pad_token_id,
                 width=width,
             )
-            r = net(batch["input_ids"].to(self._device), batch["attention_mask"].to(self._device))
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            if self._device.type == "cuda":  # page-locked: the copy runs asynchronously, overlapping the GPU
+                ids, mask = ids.pin_memory(), mask.pin_memory()
+            with self._autocast():
+                r = net(ids.to(self._device, non_blocking=True), mask.to(self._device, non_blocking=True))
         return r.float().chunk(2)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16/fp16 autocast of a fine-tune's forward passes where the run's precision asks for it."""
+        dtype = self.state.autocast
+        return torch.autocast(self._device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     def _step(self, batch: list[int]) -> None:
         """One optimizer step on a global batch; this rank computes its share of it."""
@@ -506,11 +564,14 @@ class Trainer:
             with contextlib.nullcontext() if k == len(parts) - 1 or ddp is None else ddp.no_sync():
                 r_c, r_r = self._rewards(part, self.state.net, width)
                 terms = pair_terms(r_c, r_r, self.state.margins[part], self.cfg.center_rewards_coefficient)
-                (terms.sum() * weight).backward()  # per-pair terms: the passes sum to the batch's loss
+                loss = terms.sum() * weight  # per-pair terms: the passes sum to the batch's loss
+                (self.state.scaler.scale(loss) if self.state.scaler is not None else loss).backward()
             with torch.no_grad():  # accumulated on the device; read at the next log point only
                 d = (r_c - r_r).detach()
                 if weight:
                     self._dynamics.add(part, d)  # chosen is the label's side: p(label) = σ(d)
+                    if self._epoch_rewards is not None:
+                        self._epoch_rewards.add(part, self._p.step // self.state.steps_per_epoch, r_c, r_r)
                 self._acc += (
                     torch.stack(
                         [
@@ -529,8 +590,15 @@ class Trainer:
                     )
                     * w
                 )
+        scaler = self.state.scaler
+        if scaler is not None:
+            scaler.unscale_(self.state.optimizer)  # clip the true gradients
         grad_norm = torch.nn.utils.clip_grad_norm_(self.state.params, MAX_GRAD_NORM)
-        self.state.optimizer.step()
+        if scaler is not None:
+            scaler.step(self.state.optimizer)  # skips the step when fp16 overflowed, and lowers the scale
+            scaler.update()
+        else:
+            self.state.optimizer.step()
         self.state.optimizer.zero_grad(set_to_none=True)
         self._acc[_ACC.index("grad_norm")] += grad_norm.detach().to(self._acc.dtype) / self._dist.world_size * w
         self._acc_steps += 1
@@ -583,6 +651,11 @@ class Trainer:
     def _evaluate(self, final: bool) -> Generator[Event, None, bool]:
         """Score every labelled pair (and at the end the other comparisons), store and emit them
         (``evaluate.evaluate``). Returns False when cancelled before the scores were complete."""
+        p, spe = self._p, self.state.steps_per_epoch
+        in_sample = None
+        if self._epoch_rewards is not None and p.step % spe == 0 and p.step > 0 and p.last_eval_step != p.step:
+            in_sample = self._epoch_rewards.of_epoch(p.step // spe - 1, self._dist)
+            self._in_sample_pairs = len(in_sample[0])
         scores = yield from evaluate.evaluate(
             self._project,
             self.data,
@@ -597,6 +670,7 @@ class Trainer:
             device=self._device,
             dist=self._dist,
             control=self.control,
+            in_sample=in_sample,
         )
         if scores is None:
             return False
@@ -626,6 +700,8 @@ class Trainer:
             "val_metrics": p.val_metrics,
             "n_unlabelled": p.n_unlabelled,
             "dynamics": self._dynamics.state(),
+            # rank 0's passes only: under torchrun a resumed run scores the other ranks' pairs afresh
+            "epoch_rewards": self._epoch_rewards.state() if self._epoch_rewards is not None else {},
         }
         path = checkpoint.save(
             self._project.checkpoint_dir(self._id),
@@ -772,6 +848,8 @@ class Trainer:
             "device": str(self._device),
             "world_size": self._dist.world_size,
             "folds": getattr(self, "_folds_summary", None),
+            # training pairs whose last scores are the last epoch's in-sample rewards (no second pass)
+            "train_scores_from_passes": getattr(self, "_in_sample_pairs", 0),
             "threads": self._threads.threads if hasattr(self, "_threads") else None,
             "threads_note": self._threads.describe() if hasattr(self, "_threads") else None,
         }

@@ -57,13 +57,17 @@ LABELS = {
     "seed": "Seed",
     "eval_every": "Evaluate every",
     "threads": "CPU threads",
+    "rescore_train": "Re-score training pairs",
     "device": "Device",
+    "precision": "Precision",
+    "gradient_checkpointing": "Gradient checkpointing",
 }
 CHOICE_LABELS = {
     "mode": {"head": "Head on frozen embeddings (fast)", "finetune": "Fine-tune the backbone (slow)"},
     "head": {"linear": "Linear", "mlp": "MLP (one hidden layer)"},
     "margin_scale": {"small": "Small (0 to 1)", "large": "Large (0 to 3)"},
     "device": {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple MPS"},
+    "precision": {"auto": "Automatic", "fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"},
 }
 #: (minimum, maximum, text shown at the minimum meaning "unset / automatic")
 INT_RANGES: dict[str, tuple[int, int, str]] = {
