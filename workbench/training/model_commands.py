@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from workbench.core.outputs import add_output_argument
@@ -176,6 +177,14 @@ def score_command(args: argparse.Namespace) -> int:
     output_kind(args.out)  # a bad output name fails before anything is read
     table = read_scoring_input(args.input, args.format)  # ... and a bad input before the model loads
     scorer = Scorer.load(args.model, device=_device(args.device), max_length=args.max_length)
+    if args.threads == 0 and scorer.device == "cpu":  # auto: measured on this model if this machine has no figure
+        from workbench.training.threads import choose_threads
+
+        choice = choose_threads(0, "score", _score_probe(scorer, args.batch_size))
+        import torch
+
+        torch.set_num_threads(choice.threads)
+        _note(f"score: {choice.describe()}", args.quiet)
     bar = _Bar(enabled=not args.quiet)
     try:
         report = score_file(
@@ -198,6 +207,21 @@ def score_command(args: argparse.Namespace) -> int:
         line += f"; pairwise accuracy {report.accuracy:.3f} (score_chosen > score_rejected)"
     print(terminal_safe(line), flush=True)
     return 0
+
+
+def _score_probe(scorer: Any, batch_size: int) -> Callable[[], None]:
+    """One forward pass over ``batch_size`` texts of half the model's length, for the thread probe."""
+    import torch
+
+    width = max(8, scorer.max_length // 2)
+    vocab = int(getattr(scorer.model.config, "vocab_size", 1000))
+    ids = torch.randint(min(1000, vocab - 1), vocab, (batch_size, width), generator=torch.Generator().manual_seed(0))
+
+    def step() -> None:
+        with torch.no_grad():
+            scorer.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+    return step
 
 
 def _device(name: str) -> str:
