@@ -83,6 +83,7 @@ def run_trl(
     weight_decay: float = 0.0,
     disable_dropout: bool = True,
     eval_batch_size: int = 32,
+    bf16: bool = False,
 ) -> dict[str, Any]:
     """Train TRL's RewardTrainer on ``train_pairs`` ({prompt, chosen, rejected}) and score ``val_pairs``.
 
@@ -126,7 +127,7 @@ def run_trl(
             args = RewardConfig(
                 output_dir=out_dir,
                 # TRL defaults that must not leak into a fair comparison
-                bf16=False,
+                bf16=bf16,  # off unless asked for (bench_gpu.sh's bf16 rows)
                 fp16=False,
                 gradient_checkpointing=False,
                 learning_rate=lr,

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 # Qt tests run without a screen; set before any test imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Nothing a test runs writes to the user's real data folder (e.g. the measured thread count of training/threads.py);
+# child processes (training servers, CLIs) inherit it. One folder per session: "auto" threads are probed once.
+os.environ.setdefault("WORKBENCH_DATA_DIR", tempfile.mkdtemp(prefix="wb-tests-data-"))
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # a source checkout that is not installed

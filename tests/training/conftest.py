@@ -15,7 +15,25 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(1)  # one thread was the fastest on the 2-core development VM (config.py)
+torch.set_num_threads(1)
+
+
+def _one_thread_for_auto() -> None:
+    """Runs with threads=0 ("auto") use one thread in these tests, as they did before the probe existed: the
+    session's data folder (tests/conftest.py) gets a cached choice of 1, so curves compared to 1e-6 never
+    depend on a probe run under a neighbour's load. test_threads.py probes in folders of its own."""
+    import json
+
+    from workbench.training import threads
+
+    path = threads.default_cache_path()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        one = {"threads": 1, "seconds": {}}
+        path.write_text(json.dumps({threads.machine_key(k): one for k in ("finetune", "score")}), encoding="utf-8")
+
+
+_one_thread_for_auto()
 
 _SENTENCES = [
     "\n\nHuman: How do I bake bread at home?\n\nAssistant: Mix flour, water, salt and yeast, then knead.",

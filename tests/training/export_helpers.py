@@ -65,7 +65,9 @@ def train_project(path: Path, bert_dir: str, gpt2_dir: str) -> TrainedProject:
     runs = {}
     for name, settings in [*RUNS.items(), ("gpt2", dict(mode="finetune", learning_rate=5e-3, epochs=1))]:
         backbone = gpt2_dir if name == "gpt2" else bert_dir
-        events = collect(Trainer(path, TrainConfig(backbone=backbone, max_length=MAX_LENGTH, **settings)))
+        # rescore_train: every stored score is the final model's, so all of them must match the export
+        exact = {"rescore_train": True} if settings.get("mode") == "finetune" else {}
+        events = collect(Trainer(path, TrainConfig(backbone=backbone, max_length=MAX_LENGTH, **settings, **exact)))
         assert isinstance(events[-1], Finished), events[-1]
         runs[name] = events[-1].run_id
     return TrainedProject(path, runs)

@@ -214,7 +214,7 @@ def test_load_trained_model_rebuilds_the_run(tmp_path, tiny_bert_dir):
     from workbench.training.model import PairEncoder, collate_pairs
 
     encoder = PairEncoder(tokenizer, config.max_length)
-    cid = int(scores.index[0])
+    cid = int(scores.index[scores["split"] == "val"][0])  # freshly scored (training pairs: the last epoch's passes)
     c, r = (encoder.encode(pairs.loc[cid, "prompt"], pairs.loc[cid, side]).input_ids for side in ("chosen", "rejected"))
     batch = collate_pairs([c], [r], tokenizer.pad_token_id)
     with torch.no_grad():

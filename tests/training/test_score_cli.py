@@ -205,7 +205,15 @@ def test_conversations_are_scored_through_the_chat_template(tmp_path, tiny_llama
         project.add_records(records, source="chat.jsonl")
     done = collect(
         Trainer(
-            path, TrainConfig(backbone=tiny_llama_dir, mode="finetune", learning_rate=5e-3, epochs=1, max_length=48)
+            path,
+            TrainConfig(
+                backbone=tiny_llama_dir,
+                mode="finetune",
+                learning_rate=5e-3,
+                epochs=1,
+                max_length=48,
+                rescore_train=True,  # every stored score is the final model's (not the epoch's passes)
+            ),
         )
     )[-1]
     folder = export_run(path, done.run_id, tmp_path / "rm").out_dir
@@ -238,3 +246,23 @@ def test_conversations_are_scored_through_the_chat_template(tmp_path, tiny_llama
     assert max(abs(a) for a in want_c) > 1e-4
     assert max(abs(a - b) for a, b in zip(df["score_chosen"], want_c)) <= TOL
     assert max(abs(a - b) for a, b in zip(df["score_rejected"], want_r)) <= TOL
+
+
+def test_scoring_with_auto_threads_probes_once_per_machine(setup, tmp_path, capsys, monkeypatch):
+    """--threads 0 on a machine with no measured choice: the probe runs on the model, says what it chose, and
+    the next call reads it back; the scores are those of any other thread count."""
+    from workbench.training import threads
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    folders, pairs, scores = setup
+    _write_jsonl(tmp_path / "rows.jsonl", [{"prompt": p["prompt"], "response": p["chosen"]} for p in pairs])
+    for k, how in enumerate(("measured now", "measured on an earlier run")):
+        out = tmp_path / f"s{k}.jsonl"
+        args = ["--model", str(folders["finetune"]), "--input", str(tmp_path / "rows.jsonl"), "--out", str(out)]
+        code, _, err = _score(capsys, *args, "--threads", "0")
+        assert code == 0, err
+        assert "CPU thread" in err and how in err
+        want = [scores["finetune"][p["comparison_id"]][0] for p in pairs]
+        assert max(abs(a - b) for a, b in zip(_read(out)["score"], want)) <= TOL
+    if len(threads.candidates()) > 1:
+        assert (tmp_path / "data" / threads.CACHE_FILE).is_file()

@@ -430,3 +430,15 @@ def test_the_plots_take_their_colours_from_the_palette(qtbot):
     for plot in plots.plots():
         assert plot.getAxis("left").textPen().color().name() == "#e3e3e3"
         assert plot.getAxis("bottom").labelText  # every axis is labelled
+
+
+def test_the_runs_table_says_which_threads_a_run_used_and_why(qtbot, window, trainable):
+    """The thread probe's choice (training/threads.py) reaches the Train view as the run row's tooltip."""
+    note = "2 CPU threads (measured now, s/step: 1: 0.9 s, 2: 0.5 s)"
+    with Project.open(trainable) as p:
+        run_id = p.create_run("finetune", "minilm", TrainConfig(mode="finetune").to_dict())
+        p.update_run(run_id, status="finished", summary={"val_accuracy": 0.6, "threads": 2, "threads_note": note})
+    view = open_train(qtbot, window, trainable)
+    view.refresh_runs()
+    row = next(r for r in range(view.runs_table.rowCount()) if view.runs_table.item(r, 0).text() == f"#{run_id}")
+    assert note in view.runs_table.item(row, 0).toolTip()

@@ -148,6 +148,7 @@ class _TrainView:
                 f", {event.n_train} train / {event.n_val} validation pairs, {event.n_overlong} over-length, "
                 f"{event.total_steps} steps of {d.get('batch_size')} pairs, lr {d.get('learning_rate'):g}"
                 + (f", resumed at step {event.resumed_from_step}" if event.resumed_from_step else "")
+                + (f"; {d['threads_note']}" if d.get("threads_note") else "")
             )
             self.bar = tqdm(
                 total=event.total_steps,

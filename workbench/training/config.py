@@ -24,6 +24,7 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 #: ``core.store.LABEL_SOURCES`` and ``TIE_RULES`` (a test keeps them equal)
 LabelSource = Literal["adjudicated", "majority", "latest", "posterior"]
 TieRule = Literal["skip", "half"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 #: Llama 2's margins per strength level (Touvron et al. 2023, table 28): 4 = significantly better,
 #: 3 = better, 2 = slightly better, 1 = negligibly better / unsure.
@@ -143,14 +144,40 @@ class TrainConfig:
             "cached embeddings instead (source 'head-folds', seconds plus embedding the texts once)"
         ),
     )
+    rescore_train: bool = field(
+        default=False,
+        metadata=_help(
+            "fine-tune: at an epoch's end score the training pairs in a pass of their own (the final model's "
+            "scores; costs about a third of an epoch) instead of keeping the in-sample margins of that epoch's "
+            "training passes (validation and unlabelled pairs are always scored afresh)"
+        ),
+    )
     seed: int = field(default=0, metadata=_help("seed for the split, the batch order and the head's initialisation"))
     eval_every: int = field(
         default=0, metadata=_help("evaluate every this many steps; 0 evaluates at the end of each epoch")
     )
     threads: int = field(
-        default=0, metadata=_help("torch CPU threads; 0 picks 1, the fastest measured on small machines")
+        default=0,
+        metadata=_help(
+            "torch CPU threads; 0 (auto): the fastest of 1, half and all physical cores, measured on a few steps "
+            "on the first run on a machine and remembered"
+        ),
     )
     device: Device = field(default="auto", metadata=_help("auto picks cuda, then mps, then cpu"))
+    precision: Precision = field(
+        default="auto",
+        metadata=_help(
+            "fine-tune arithmetic: auto is bf16 autocast on a CUDA GPU that has it (fp16 with a gradient scaler "
+            "otherwise) and fp32 elsewhere; fp32, bf16 (CUDA or CPU) and fp16 (CUDA) force one; weights stay fp32"
+        ),
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_help(
+            "fine-tune: recompute the backbone's activations in the backward pass instead of keeping them: much "
+            "less memory for large models, about a third more time"
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -199,10 +226,6 @@ class TrainConfig:
     def resolved_folds(self) -> int:
         """K of the out-of-fold scores: the setting, or 5 in head mode and 0 (none) in fine-tune mode."""
         return self.folds if self.folds is not None else DEFAULT_FOLDS[self.mode]
-
-    def resolved_threads(self) -> int:
-        """Threads for ``torch.set_num_threads``; auto is 1 (2 threads ran 4x slower on the 2-core development VM)."""
-        return self.threads if self.threads > 0 else 1
 
     def margin(self, strength: int | None) -> float:
         """The margin for one judgment under this config (0 unless margin_from_strength)."""

@@ -25,7 +25,7 @@ from workbench.training.config import TrainConfig
 from workbench.training.embed import Embedding, Features, embed_sides
 from workbench.training.events import Evaluation, Event, PhaseProgress
 from workbench.training.loss import pairwise_loss
-from workbench.training.model import batch_width, collate_pairs, make_batches
+from workbench.training.model import batch_width, make_batches, pad_batch
 from workbench.training.prepare import Progress, RunData, RunFailure, RunState
 from workbench.training.run_control import RunControl
 
@@ -64,8 +64,15 @@ def evaluate(
     device: torch.device,
     dist: distributed.DistInfo,
     control: RunControl,
+    in_sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Generator[Event, None, PairScores | None]:
     """One evaluation at step ``p.step``: score, record (once per step: ``p.last_eval_step``) and emit it.
+
+    ``in_sample`` is (pair indices, r_chosen, r_rejected) of training pairs whose rewards are taken from the
+    epoch's own training passes instead of a new pass (the trainer gives them at an epoch's end, dropout off):
+    in-sample margins, each from the model as it was at that pair's step, as TRL's logged training metrics
+    are. Every other pair (validation, and training pairs that epoch did not pass, e.g. before a resume)
+    is scored afresh.
 
     ``labelled`` is the previous evaluation's scores, reused when it was at this step; ``final`` adds the
     unlabelled comparisons (once per step: ``p.unlabelled_step``). ``flush`` writes the buffered step
@@ -74,12 +81,18 @@ def evaluate(
     cancelled before all the scores asked for were complete."""
     cfg, pairs = run.config, run.pairs
     if p.last_eval_step != p.step or labelled is None:
+        r_c, r_r = np.zeros(len(pairs)), np.zeros(len(pairs))
+        fresh = np.ones(len(pairs), dtype=bool)
+        if in_sample is not None:
+            idx, in_c, in_r = in_sample
+            r_c[idx], r_r[idx], fresh[idx] = in_c, in_r, False
+        todo = np.flatnonzero(fresh).tolist()
         scores = yield from score_pairs(
-            state, cfg, features, list(range(len(pairs))), run_id=run_id, device=device, dist=dist, control=control
+            state, cfg, features, todo, run_id=run_id, device=device, dist=dist, control=control
         )
         if scores is None:
             return None
-        r_c, r_r = scores
+        r_c[todo], r_r[todo] = scores
         check_finite(r_c, r_r, p.step, state.lr)
         train, val = (
             split_metrics(r_c, r_r, idx, state.margins, cfg.center_rewards_coefficient, state.targets)
@@ -229,38 +242,38 @@ def score_tokens(
     control: RunControl,
     run_id: int,
 ) -> Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]:
-    """Fine-tune mode: (r_a, r_b) as float64 numpy arrays for token sequences, in length-sorted batches split
-    across ranks, with "evaluating" progress; None when cancelled (one process only)."""
-    lengths = [max(len(a), len(b)) for a, b in zip(a_ids, b_ids)]
-    batches = make_batches(lengths, max(2 * batch_size, 16), shuffle=False)
+    """Fine-tune mode: (r_a, r_b) as float64 numpy arrays for token sequences, each distinct sequence scored
+    once, in length-sorted batches of texts split across ranks, with "evaluating" progress; None when
+    cancelled (one process only)."""
+    # Each distinct token sequence is scored once (a response shared by two comparisons, a pair listed twice),
+    # and texts, not pairs, are batched by length: a batch pads to its own longest text, not to the longer
+    # side of each pair. The reward of a text does not depend on what it is batched with (to float noise).
+    index: dict[tuple[int, ...], int] = {}
+    rows_a = np.array([index.setdefault(tuple(s), len(index)) for s in a_ids], dtype=np.int64)
+    rows_b = np.array([index.setdefault(tuple(s), len(index)) for s in b_ids], dtype=np.int64)
+    texts = list(index)
+    batches = make_batches([len(t) for t in texts], 2 * max(2 * batch_size, 16), shuffle=False)
     mine = batches[dist.rank :: dist.world_size]
-    out_a, out_b = np.zeros(len(a_ids)), np.zeros(len(a_ids))
+    out = np.zeros(len(texts))
     model.eval()
     try:
         yield PhaseProgress(run_id, "evaluating", 0, len(batches))
         for k, batch in enumerate(mine):
             if not dist.enabled and control.cancel_requested:
                 return None
-            b = collate_pairs(
-                [a_ids[i] for i in batch],
-                [b_ids[i] for i in batch],
-                pad_id,
-                width=pair_width(a_ids, b_ids, batch, max_length),
-            )
+            longest = max(len(texts[i]) for i in batch)
+            ids, mask = pad_batch([texts[i] for i in batch], pad_id, width=batch_width(longest, max_length))
             with torch.no_grad():
-                r = model(b["input_ids"].to(device), b["attention_mask"].to(device))
-            ra, rb = numpy_rewards(r).reshape(2, -1)
-            out_a[batch], out_b[batch] = ra, rb
+                r = model(ids.to(device), mask.to(device))
+            out[batch] = numpy_rewards(r)
             yield PhaseProgress(run_id, "evaluating", min(len(batches), (k + 1) * dist.world_size), len(batches))
     finally:
         model.train()
     if dist.enabled:
-        for part, (pa, pb) in zip(
-            batches_by_rank(batches, dist.world_size), distributed.all_gather_objects((out_a, out_b), dist)
-        ):
-            out_a[part], out_b[part] = pa[part], pb[part]
+        for part, theirs in zip(batches_by_rank(batches, dist.world_size), distributed.all_gather_objects(out, dist)):
+            out[part] = theirs[part]
         yield PhaseProgress(run_id, "evaluating", len(batches), len(batches))
-    return out_a, out_b
+    return out[rows_a], out[rows_b]
 
 
 def score_features(

@@ -224,7 +224,10 @@ def _verify_against_app(
 
     with Project.open(project_path) as project:
         stored = project.pair_scores(run_id, step)
-        stored = stored[stored["split"].isin(["train", "val"])]
+        # A fine-tune's training-split scores at an epoch's end come from that epoch's passes (each pair under
+        # the model of its own step, ``evaluate.evaluate``): only freshly scored pairs can match the final model.
+        passes = bool((run.get("summary") or {}).get("train_scores_from_passes"))
+        stored = stored[stored["split"].isin(["val"] if passes else ["train", "val"])]
         if stored.empty:
             return 0, None
         try:

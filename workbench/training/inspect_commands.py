@@ -77,6 +77,7 @@ def _compute_folds(project: Project, run_id: int, stored: dict) -> None:
     offline_environment()
     import torch
 
+    from workbench.training import threads
     from workbench.training.config import TrainConfig
     from workbench.training.folds import SOURCE, out_of_fold_margins
 
@@ -89,7 +90,7 @@ def _compute_folds(project: Project, run_id: int, stored: dict) -> None:
         ),
         flush=True,
     )
-    torch.set_num_threads(config.resolved_threads())
+    torch.set_num_threads(threads.choose_threads(config.threads, "score", None).threads)
     oof = out_of_fold_margins(project, run_id, config, k)
     project.add_oof_scores(
         run_id, zip(oof["comparison_id"], oof["chosen"], oof["fold"], oof["r_chosen"], oof["r_rejected"]), SOURCE

@@ -381,8 +381,14 @@ class RewardModel(nn.Module):
     def apply_lora(
         self, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_modules: Sequence[str] | None = None
     ) -> None:
-        """Wrap the backbone with LoRA adapters (peft picks the usual attention projections per type)."""
+        """Wrap the backbone with LoRA adapters. Encoders: peft's usual attention projections for the type.
+        Decoders: every linear layer of the blocks, found by name (:func:`lora_target_modules`), so that a
+        new architecture needs no table entry (QLoRA's finding: adapting all linear layers matches full
+        fine-tuning where attention-only adapters fall short)."""
         from peft import LoraConfig, get_peft_model
+
+        if target_modules is None and self.is_decoder:
+            target_modules = lora_target_modules(self.backbone)
 
         config = LoraConfig(
             r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules) if target_modules else None
@@ -394,6 +400,22 @@ class RewardModel(nn.Module):
                 f"LoRA cannot find the layers to adapt in a {self.model_type!r} model ({exc}); fine-tune without LoRA"
             ) from exc
 
+    @property
+    def lora_targets(self) -> list[str]:
+        """The module names LoRA adapts ([] without LoRA)."""
+        config = getattr(self.backbone, "peft_config", {}).get("default")
+        return sorted(getattr(config, "target_modules", None) or [])
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the backbone's activations in backward (non-reentrant: frozen inputs and LoRA need no
+        input gradients)."""
+        base: Any = self.backbone
+        if self.has_lora:
+            base = base.get_base_model()
+        if not getattr(base, "supports_gradient_checkpointing", False):
+            raise BackboneError(f"a {self.model_type!r} backbone does not support gradient checkpointing; turn it off")
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
     def merged_backbone(self) -> nn.Module:
         """The backbone with LoRA adapters merged in (a copy); the backbone itself when there are none."""
         if not self.has_lora:
@@ -403,6 +425,19 @@ class RewardModel(nn.Module):
         if not isinstance(self.backbone, PeftModel):
             raise TypeError(f"a backbone with LoRA adapters is a PeftModel, not {type(self.backbone).__name__}")
         return copy.deepcopy(self.backbone).merge_and_unload()
+
+
+def lora_target_modules(backbone: nn.Module) -> list[str]:
+    """The distinct names of the backbone's linear layers inside its blocks (e.g. q_proj ... down_proj for
+    Llama and Qwen2, c_attn, c_proj, c_fc for GPT-2), never an output layer (lm_head, score)."""
+    from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers
+
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in backbone.named_modules()
+        if isinstance(module, (nn.Linear, Conv1D)) and "." in name
+    }
+    return sorted(names - {"lm_head", "score", "classifier"})
 
 
 # --------------------------------------------------------------------- input encoding

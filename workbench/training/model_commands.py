@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from workbench.core.outputs import add_output_argument
@@ -36,9 +37,13 @@ def _quiet_libraries() -> None:
 
 
 def _threads(n: int) -> None:
+    """The setting, or (0) this machine's measured choice for scoring (``threads.py``; its cores until a run
+    has measured it)."""
     import torch
 
-    torch.set_num_threads(n if n > 0 else 1)  # one thread was the fastest on the 2-core development VM (config.py)
+    from workbench.training.threads import choose_threads
+
+    torch.set_num_threads(choose_threads(n, "score", None).threads)
 
 
 def _note(text: str, quiet: bool = False) -> None:
@@ -148,7 +153,9 @@ def _register_score(subparsers: argparse._SubParsersAction) -> None:
         help="tokens per text (default: the length the model was trained with)",
     )
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"), help="where to run the model")
-    p.add_argument("--threads", type=int, default=0, metavar="T", help="torch CPU threads (0: 1)")
+    p.add_argument(
+        "--threads", type=int, default=0, metavar="T", help="torch CPU threads (0: as measured on this machine)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=score_command)
 
@@ -170,6 +177,14 @@ def score_command(args: argparse.Namespace) -> int:
     output_kind(args.out)  # a bad output name fails before anything is read
     table = read_scoring_input(args.input, args.format)  # ... and a bad input before the model loads
     scorer = Scorer.load(args.model, device=_device(args.device), max_length=args.max_length)
+    if args.threads == 0 and scorer.device == "cpu":  # auto: measured on this model if this machine has no figure
+        from workbench.training.threads import choose_threads
+
+        choice = choose_threads(0, "score", _score_probe(scorer, args.batch_size))
+        import torch
+
+        torch.set_num_threads(choice.threads)
+        _note(f"score: {choice.describe()}", args.quiet)
     bar = _Bar(enabled=not args.quiet)
     try:
         report = score_file(
@@ -192,6 +207,21 @@ def score_command(args: argparse.Namespace) -> int:
         line += f"; pairwise accuracy {report.accuracy:.3f} (score_chosen > score_rejected)"
     print(terminal_safe(line), flush=True)
     return 0
+
+
+def _score_probe(scorer: Any, batch_size: int) -> Callable[[], None]:
+    """One forward pass over ``batch_size`` texts of half the model's length, for the thread probe."""
+    import torch
+
+    width = max(8, scorer.max_length // 2)
+    vocab = int(getattr(scorer.model.config, "vocab_size", 1000))
+    ids = torch.randint(min(1000, vocab - 1), vocab, (batch_size, width), generator=torch.Generator().manual_seed(0))
+
+    def step() -> None:
+        with torch.no_grad():
+            scorer.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+    return step
 
 
 def _device(name: str) -> str:

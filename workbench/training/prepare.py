@@ -58,7 +58,7 @@ class StartCheck:
 def check_start(config: TrainConfig, backbone: bool = True) -> StartCheck:
     """Validate ``config`` and find its device and (``backbone``) its backbone folder, or raise RunFailure.
     A resumed run checks its backbone later, with its stored config ("" here)."""
-    from workbench.training.device import resolve_device
+    from workbench.training.device import autocast_dtype, resolve_device
     from workbench.training.model import BackboneError, resolve_backbone_path
 
     try:
@@ -69,6 +69,10 @@ def check_start(config: TrainConfig, backbone: bool = True) -> StartCheck:
         device_type = resolve_device(config)
     except ValueError as exc:
         raise RunFailure(str(exc), "set device to 'auto' or 'cpu'") from None
+    try:
+        autocast_dtype(config.precision, device_type)
+    except ValueError as exc:
+        raise RunFailure(str(exc), "set precision to 'auto'") from None
     if not backbone:
         return StartCheck(device_type, "")
     try:
@@ -209,6 +213,9 @@ class RunState:
     net: nn.Module  # ``scorer``, wrapped for DDP when distributed
     optimizer: torch.optim.Optimizer
     params: list[torch.nn.Parameter]
+    #: the forward passes' autocast dtype (None: fp32), and fp16's gradient scaler
+    autocast: torch.dtype | None = None
+    scaler: Any = None
     #: P(chosen is better) per pair (soft targets of the loss), or None: every label is hard
     targets: torch.Tensor | None = None
 
@@ -234,6 +241,8 @@ def build_run(run: RunData, backbone_path: str, device: torch.device, dist: dist
     except BackboneError as exc:
         raise RunFailure(str(exc), "choose another backbone (a local Hugging Face model folder) or 'minilm'") from None
     model.to(device)
+    if cfg.gradient_checkpointing and cfg.mode == "finetune":
+        model.enable_gradient_checkpointing()
     try:
         encoder = PairEncoder.for_model(model, tokenizer, cfg.max_length)
     except ValueError as exc:
@@ -286,7 +295,16 @@ def build_run(run: RunData, backbone_path: str, device: torch.device, dist: dist
             "lr_scale": head_scale,
         },
     ]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    # The fused kernel (one pass over each tensor for all of Adam's updates) instead of the foreach default:
+    # measured on MiniLM's 22.7M parameters on one CPU thread, its step took 0.09-0.12 s against 0.28-0.6 s.
+    fused = device.type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, fused=fused)
+    from workbench.training.device import autocast_dtype, configure
+
+    configure(device.type)
+    autocast = autocast_dtype(cfg.precision, device.type) if cfg.mode == "finetune" else None
+    # fp16 overflows where bf16 does not: its loss is scaled up and its gradients unscaled before clipping
+    scaler = torch.amp.GradScaler(device.type) if autocast is torch.float16 else None
     return RunState(
         backbone_path=backbone_path,
         model=model,
@@ -310,6 +328,8 @@ def build_run(run: RunData, backbone_path: str, device: torch.device, dist: dist
         optimizer=optimizer,
         params=[p for _, p in named],
         targets=None if pairs.targets is None else torch.tensor(pairs.targets, dtype=torch.float32, device=device),
+        autocast=autocast,
+        scaler=scaler,
     )
 
 

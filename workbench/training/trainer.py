@@ -19,7 +19,11 @@ goes (nanoGPT's directness, TRL's loss and metrics):
    seed + epoch; metrics accumulate on the device and are read (``.tolist()``) only at log points;
 5. evaluation (``evaluate.evaluate`` scores, records and emits it) every ``eval_every`` steps (0: each
    epoch) and at the end: train and validation metrics and per-pair scores; at the end also every comparison
-   that is not a training pair ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue;
+   that is not a training pair ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue. At an
+   epoch's end a fine-tune (dropout off) keeps the training pairs' rewards from that epoch's own passes
+   (``EpochRewards``, in-sample margins as TRL logs them) and scores only the rest: the evaluation after the
+   steps then costs a validation pass, not a second pass over the training split (``rescore_train`` asks for
+   it); each distinct text is scored once;
 6. checkpoints (``checkpoint.py``) at each epoch's end, on pause and on cancel; ``resume_run`` continues
    a run from its last one on the same curve;
 7. at the end of a finished run: the training dynamics of every training pair (``PairDynamics``: p(label)
@@ -37,7 +41,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +51,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from workbench.core.store import Project, ProjectError
-from workbench.training import checkpoint, distributed, embed, evaluate, prepare
+from workbench.training import checkpoint, distributed, embed, evaluate, prepare, threads
 from workbench.training.config import TrainConfig
 from workbench.training.evaluate import batches_by_rank  # noqa: F401 - used by tests/training/test_distributed.py
 from workbench.training.events import (
@@ -138,6 +142,37 @@ class PairDynamics:
         )
 
 
+class EpochRewards:
+    """Per training pair, (r_chosen, r_rejected) from the last training pass that saw it and that pass's epoch,
+    kept on the device without a sync. At an epoch's end they are the training split's in-sample rewards, so
+    the evaluation scores only the other pairs (``evaluate.evaluate``'s ``in_sample``)."""
+
+    def __init__(self, n_pairs: int, device: torch.device, dtype: torch.dtype):
+        self.r = torch.zeros(2, n_pairs, dtype=dtype, device=device)
+        self.epoch = torch.full((n_pairs,), -1, dtype=torch.long, device=device)
+
+    def add(self, index: list[int], epoch: int, r_c: torch.Tensor, r_r: torch.Tensor) -> None:
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.epoch.device)
+        self.r[:, idx] = torch.stack([r_c.detach(), r_r.detach()]).to(self.r.dtype)
+        self.epoch[idx] = epoch
+
+    def state(self) -> dict[str, list]:
+        """For a checkpoint (JSON), so that a resumed run keeps the in-sample rewards of its epoch so far."""
+        return {"r": self.r.double().cpu().tolist(), "epoch": self.epoch.cpu().tolist()}
+
+    def load(self, state: dict[str, list]) -> None:
+        if len(state.get("epoch", [])) == self.epoch.numel():
+            self.r.copy_(torch.tensor(state["r"], dtype=self.r.dtype))
+            self.epoch.copy_(torch.tensor(state["epoch"], dtype=torch.long))
+
+    def of_epoch(self, epoch: int, dist: distributed.DistInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pair indices, r_chosen, r_rejected) of the pairs passed in ``epoch`` on any rank (a collective)."""
+        seen = (self.epoch == epoch).to(self.r.dtype)
+        merged = distributed.all_reduce_sum(torch.cat([seen[None], self.r * seen]), dist).double().cpu().numpy()
+        idx = np.flatnonzero(merged[0] > 0.5)
+        return idx, merged[1, idx], merged[2, idx]
+
+
 class Trainer:
     """Trains a reward model on a project's labels; ``events()`` runs it. Thread-safe controls."""
 
@@ -201,7 +236,8 @@ class Trainer:
         if self._started:
             raise RuntimeError("Trainer.events() runs once; make a new Trainer for another run")
         self._started = True
-        torch.set_num_threads(self.config.resolved_threads())  # per thread: this one runs the steps
+        if self.config.threads > 0:  # auto: measured once the model is built (``_choose_threads``)
+            torch.set_num_threads(self.config.threads)  # per thread: this one runs the steps
         try:
             self._project = Project.open(self.project_path)
         except ProjectError as exc:
@@ -276,6 +312,7 @@ class Trainer:
         self.state = prepare.build_run(self.data, backbone_path, self._device, self._dist)
         self._p = prepare.restore(self.data, self.state, self.run_id, self._dist)
         self.resumed_from = self._p.step
+        self._threads = self._choose_threads()
         # float64 sums (MPS has no float64: float32 there)
         self._acc = torch.zeros(
             len(_ACC), dtype=torch.float32 if self._device.type == "mps" else torch.float64, device=self._device
@@ -284,6 +321,16 @@ class Trainer:
         self._dynamics = PairDynamics(len(self.data.pairs), self._device, self._acc.dtype)
         if self.data.checkpoint is not None and self._main:  # rank 0's checkpoint holds the points so far
             self._dynamics.load(self.data.checkpoint.state.get("dynamics", {}))
+        # Fine-tuning without dropout: a training pass computes the rewards an evaluation pass would (of the
+        # model at that step), so an epoch's end reuses them for the training split instead of a second pass.
+        self._epoch_rewards = (
+            EpochRewards(len(self.data.pairs), self._device, self._acc.dtype)
+            if self.cfg.mode == "finetune" and not self.cfg.dropout and not self.cfg.rescore_train
+            else None
+        )
+        if self._epoch_rewards is not None and self.data.checkpoint is not None and self._main:
+            self._epoch_rewards.load(self.data.checkpoint.state.get("epoch_rewards", {}))
+        self._in_sample_pairs = 0  # training pairs whose final scores came from the last epoch's passes
         # Head mode: the head as the run starts it, for the out-of-fold heads (a resumed run rebuilds it).
         self._initial_head = (
             copy.deepcopy(self.state.model.head).cpu() if self.resume_run is None and self.cfg.mode == "head" else None
@@ -349,7 +396,60 @@ class Trainer:
             "world_size": self._dist.world_size,
             "backbone_path": self.state.backbone_path,
             "log_every": self._log_every,
+            "threads": self._threads.as_dict(),
+            "threads_note": self._threads.describe(),
+            "autocast": str(self.state.autocast).removeprefix("torch.") if self.state.autocast else None,
+            "gradient_checkpointing": bool(self.cfg.gradient_checkpointing and self.cfg.mode == "finetune"),
+            "tf32": self._device.type == "cuda",
+            "lora_target_modules": self.state.model.lora_targets if self.cfg.lora else [],
         }
+
+    def _choose_threads(self) -> threads.ThreadChoice:
+        """The CPU threads of this run: the setting, or (auto) the fastest of a short probe of this run's own
+        step on this machine, cached for later runs (``threads.py``). The probe changes no weight and no
+        random state: gradients are dropped and the generators restored."""
+        cfg = self.config  # a resumed run may change threads: the setting given now
+        kind = "finetune" if self.cfg.mode == "finetune" else "score"
+        if cfg.threads == 0 and self._dist.enabled:  # ranks share the machine's cores; no rank probes alone
+            choice = threads.ThreadChoice(max(1, threads.physical_cores() // self._dist.world_size), "default")
+            torch.set_num_threads(choice.threads)
+            return choice
+        step = self._probe_step(kind) if cfg.threads == 0 else None
+        choice = threads.choose_threads(cfg.threads, kind, step)
+        torch.set_num_threads(choice.threads)
+        return choice
+
+    def _probe_step(self, kind: str) -> Callable[[], None] | None:
+        """One representative unit of this run's work for the thread probe: a training step's forward and
+        backward passes on a batch of median length ("finetune"), or a forward pass over such a batch's texts
+        (head mode, whose time goes to embedding). None when there is nothing to measure."""
+        if self._device.type != "cpu" or not self.data.n_train or self.state.model is None:
+            return None
+        train = sorted((int(i) for i in self.data.train_idx), key=lambda i: self.state.pair_lengths[i])
+        mid = max(0, len(train) // 2 - self.cfg.batch_size // 2)
+        batch = train[mid : mid + self.cfg.batch_size]
+        width = evaluate.pair_width(self.state.enc_c.input_ids, self.state.enc_r.input_ids, batch, self.cfg.max_length)
+        if width <= 0:
+            return None
+
+        def finetune_step() -> None:
+            with torch.random.fork_rng(devices=[]):
+                for part in micro_batches(batch, width, self.cfg.pass_tokens):
+                    r_c, r_r = self._rewards(part, self.state.scorer, width)
+                    pair_terms(r_c, r_r, self.state.margins[part], self.cfg.center_rewards_coefficient).sum().backward()
+            self.state.optimizer.zero_grad(set_to_none=True)
+
+        def score_step() -> None:
+            b = collate_pairs(
+                [self.state.enc_c.input_ids[i] for i in batch],
+                [self.state.enc_r.input_ids[i] for i in batch],
+                self.state.tokenizer.pad_token_id,
+                width=width,
+            )
+            with torch.no_grad():
+                self.state.model(b["input_ids"].to(self._device), b["attention_mask"].to(self._device))
+
+        return finetune_step if kind == "finetune" else score_step
 
     # ----------------------------------------------------------------- 4. steps
     def _train(self) -> Generator[Event, None, str]:
@@ -428,8 +528,17 @@ class Trainer:
                 self.state.tokenizer.pad_token_id,
                 width=width,
             )
-            r = net(batch["input_ids"].to(self._device), batch["attention_mask"].to(self._device))
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            if self._device.type == "cuda":  # page-locked: the copy runs asynchronously, overlapping the GPU
+                ids, mask = ids.pin_memory(), mask.pin_memory()
+            with self._autocast():
+                r = net(ids.to(self._device, non_blocking=True), mask.to(self._device, non_blocking=True))
         return r.float().chunk(2)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16/fp16 autocast of a fine-tune's forward passes where the run's precision asks for it."""
+        dtype = self.state.autocast
+        return torch.autocast(self._device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     def _step(self, batch: list[int]) -> None:
         """One optimizer step on a global batch; this rank computes its share of it."""
@@ -457,11 +566,14 @@ class Trainer:
                 terms = pair_terms(
                     r_c, r_r, self.state.margins[part], self.cfg.center_rewards_coefficient, self.state.target(part)
                 )
-                (terms.sum() * weight).backward()  # per-pair terms: the passes sum to the batch's loss
+                loss = terms.sum() * weight  # per-pair terms: the passes sum to the batch's loss
+                (self.state.scaler.scale(loss) if self.state.scaler is not None else loss).backward()
             with torch.no_grad():  # accumulated on the device; read at the next log point only
                 d = (r_c - r_r).detach()
                 if weight:
                     self._dynamics.add(part, d)  # chosen is the label's side: p(label) = σ(d)
+                    if self._epoch_rewards is not None:
+                        self._epoch_rewards.add(part, self._p.step // self.state.steps_per_epoch, r_c, r_r)
                 self._acc += (
                     torch.stack(
                         [
@@ -480,8 +592,15 @@ class Trainer:
                     )
                     * w
                 )
+        scaler = self.state.scaler
+        if scaler is not None:
+            scaler.unscale_(self.state.optimizer)  # clip the true gradients
         grad_norm = torch.nn.utils.clip_grad_norm_(self.state.params, MAX_GRAD_NORM)
-        self.state.optimizer.step()
+        if scaler is not None:
+            scaler.step(self.state.optimizer)  # skips the step when fp16 overflowed, and lowers the scale
+            scaler.update()
+        else:
+            self.state.optimizer.step()
         self.state.optimizer.zero_grad(set_to_none=True)
         self._acc[_ACC.index("grad_norm")] += grad_norm.detach().to(self._acc.dtype) / self._dist.world_size * w
         self._acc_steps += 1
@@ -534,6 +653,11 @@ class Trainer:
     def _evaluate(self, final: bool) -> Generator[Event, None, bool]:
         """Score every labelled pair (and at the end the other comparisons), store and emit them
         (``evaluate.evaluate``). Returns False when cancelled before the scores were complete."""
+        p, spe = self._p, self.state.steps_per_epoch
+        in_sample = None
+        if self._epoch_rewards is not None and p.step % spe == 0 and p.step > 0 and p.last_eval_step != p.step:
+            in_sample = self._epoch_rewards.of_epoch(p.step // spe - 1, self._dist)
+            self._in_sample_pairs = len(in_sample[0])
         scores = yield from evaluate.evaluate(
             self._project,
             self.data,
@@ -548,6 +672,7 @@ class Trainer:
             device=self._device,
             dist=self._dist,
             control=self.control,
+            in_sample=in_sample,
         )
         if scores is None:
             return False
@@ -577,6 +702,8 @@ class Trainer:
             "val_metrics": p.val_metrics,
             "n_unlabelled": p.n_unlabelled,
             "dynamics": self._dynamics.state(),
+            # rank 0's passes only: under torchrun a resumed run scores the other ranks' pairs afresh
+            "epoch_rewards": self._epoch_rewards.state() if self._epoch_rewards is not None else {},
         }
         path = checkpoint.save(
             self._project.checkpoint_dir(self._id),
@@ -737,6 +864,10 @@ class Trainer:
             "world_size": self._dist.world_size,
             "folds": getattr(self, "_folds_summary", None),
             "calibration": getattr(self, "_calibration", None),
+            # training pairs whose last scores are the last epoch's in-sample rewards (no second pass)
+            "train_scores_from_passes": getattr(self, "_in_sample_pairs", 0),
+            "threads": self._threads.threads if hasattr(self, "_threads") else None,
+            "threads_note": self._threads.describe() if hasattr(self, "_threads") else None,
         }
 
 

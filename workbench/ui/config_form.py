@@ -59,7 +59,10 @@ LABELS = {
     "seed": "Seed",
     "eval_every": "Evaluate every",
     "threads": "CPU threads",
+    "rescore_train": "Re-score training pairs",
     "device": "Device",
+    "precision": "Precision",
+    "gradient_checkpointing": "Gradient checkpointing",
 }
 CHOICE_LABELS = {
     "mode": {"head": "Head on frozen embeddings (fast)", "finetune": "Fine-tune the backbone (slow)"},
@@ -73,6 +76,7 @@ CHOICE_LABELS = {
     },
     "ties": {"skip": "Not trained on", "half": "Trained as 1/2"},
     "device": {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple MPS"},
+    "precision": {"auto": "Automatic", "fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"},
 }
 #: (minimum, maximum, text shown at the minimum meaning "unset / automatic")
 INT_RANGES: dict[str, tuple[int, int, str]] = {
@@ -81,7 +85,7 @@ INT_RANGES: dict[str, tuple[int, int, str]] = {
     "max_length": (8, 32_768, ""),
     "seed": (0, 2_147_483_647, ""),
     "eval_every": (0, 1_000_000, "each epoch"),
-    "threads": (0, 256, "auto (1)"),
+    "threads": (0, 256, "auto (measured)"),
     # 0 is a real choice here (no folds), so "auto" sits below it
     "folds": (-1, 50, "auto"),
 }

@@ -613,11 +613,13 @@ class TrainView(QWidget):
                     _fmt_duration(took),
                     started,
                 ]
+                # the CPU threads the run used and why ("auto": the probe's figures, training/threads.py)
+                tip = "\n".join(t for t in (row.message, summary.get("threads_note")) if t)
                 for c, value in enumerate(values):
                     item = QTableWidgetItem(str(value))
                     item.setData(Qt.ItemDataRole.UserRole, int(row.id))
-                    if row.message:
-                        item.setToolTip(tooltip(row.message))
+                    if tip:
+                        item.setToolTip(tooltip(tip))
                     if c == 1 and row.status == "failed":
                         item.setForeground(Qt.GlobalColor.darkRed)
                     table.setItem(r, c, item)
