@@ -7,7 +7,10 @@ responses through ``safe_text`` (dataset text is data: no HTML, no resources), w
 
 Actions write to the project at once: relabel (a judgment of kind "relabel" by the current annotator,
 superseding their own earlier label if they had one), flag for review, and exclude from training (the
-next run leaves the pair out). "Compare with run N" adds a column and a filter for the pairs whose
+next run leaves the pair out). The run's test-split pairs (issue 13) are listed too, split "test", with the
+margins its final evaluation stored for them (what ``workbench eval`` reads) oriented to their label; every
+pair shows p(chosen) = σ(margin / T) at the run's fitted temperature, and a Split filter picks train,
+validation or test. "Compare with run N" adds a column and a filter for the pairs whose
 margin changed sign between the two runs, and says which of the other run's suspects flipped.
 
 Suspects (issue 12): where the run has out-of-fold scores, each pair gets p(label wrong), a category and a
@@ -124,9 +127,10 @@ def build_pairs_frame(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> pd.DataFrame:
-    """One row per labelled pair the run scored at its latest evaluation, with texts, labels and marks."""
-    scores = project.pair_scores(run_id)
-    scores = scores[scores["split"] != "unlabelled"].reset_index(drop=True)
+    """One row per labelled pair the run scored at its latest evaluation, with texts, labels and marks: its
+    training and validation pairs, and its test-split pairs (split "test")."""
+    all_scores = project.pair_scores(run_id)
+    scores = all_scores[all_scores["split"] != "unlabelled"].reset_index(drop=True)
     run = project.run(run_id)
     snap = run.get("data_snapshot") or {}
     df = scores.rename(columns={"chosen": "chosen_side"})
@@ -147,6 +151,9 @@ def build_pairs_frame(
         df["strength"] = pd.array([None] * len(df), dtype="Int64")
         df["annotator"] = ""
     df["choice"] = df["chosen_side"]
+    test = test_split_scores(project, all_scores, set(df["comparison_id"].tolist()))
+    if len(test):
+        df = pd.concat([df, test], ignore_index=True)
     # The label now (after relabels since the run).
     resolved = project.resolved_labels().set_index("comparison_id")
     df["current_choice"] = df["comparison_id"].map(resolved["choice"]).astype(object)
@@ -167,6 +174,8 @@ def build_pairs_frame(
     df["flagged"] = df["flag_mark"] | df["comparison_id"].isin(project.flagged_in_labels())
     df["excluded"] = df["comparison_id"].isin(project.marked("exclude"))
     df["wrong"] = df["margin"] <= 0
+    temperature = float(((run.get("summary") or {}).get("calibration") or {}).get("temperature") or 1.0)
+    df["p_chosen"] = 1.0 / (1.0 + np.exp(-df["margin"].to_numpy(dtype=float) / temperature))
     # Compare with another run: a sign change of the margin.
     if compare_run is not None:
         other = project.pair_scores(compare_run)
@@ -181,7 +190,8 @@ def build_pairs_frame(
     # Display strings, once, here (the GUI thread only indexes them).
     df["id_s"] = "#" + df["comparison_id"].astype(str)
     df["label_s"] = label_strings(df["choice"], df["strength"])
-    df["split_s"] = df["split"].map({"val": "validation", "train": "train"}).fillna(df["split"])
+    df["split_s"] = df["split"].map({"val": "validation", "train": "train", "test": "test"}).fillna(df["split"])
+    df["p_chosen_s"] = fixed(2)(df["p_chosen"])
     for col in ("r_chosen", "r_rejected"):
         df[col + "_s"] = fixed(3, signed=True)(df[col])
     df["margin_s"] = fixed(3, signed=True)(df["margin"])
@@ -192,6 +202,45 @@ def build_pairs_frame(
     df["reviewed"] = False
     df["p_wrong_s"] = df["oof_s"] = ""
     return df
+
+
+def test_split_scores(project: Project, scores: pd.DataFrame, known: set[int]) -> pd.DataFrame:
+    """The run's test-split pairs (labelled a or b, not among ``known``) with the rewards its final evaluation
+    stored for them (split "unlabelled": the run did not train on them), oriented to their current label, in
+    the columns ``build_pairs_frame`` has before its label step. Test pairs it never scored (imported after
+    it) are not here: ``test_pairs_unscored`` counts them."""
+    test = project.test_pairs()
+    test = test[~test["comparison_id"].isin(known)]
+    stored = scores[scores["split"] == "unlabelled"].set_index("comparison_id")
+    test = test[test["comparison_id"].isin(stored.index)]
+    if test.empty:
+        return pd.DataFrame()
+    rows = stored.loc[test["comparison_id"]]
+    is_a = (rows["chosen"] == "a").to_numpy()
+    r_a = np.where(is_a, rows["r_chosen"], rows["r_rejected"])
+    r_b = np.where(is_a, rows["r_rejected"], rows["r_chosen"])
+    a_wins = (test["choice"] == "a").to_numpy()
+    r_chosen, r_rejected = np.where(a_wins, r_a, r_b), np.where(a_wins, r_b, r_a)
+    return pd.DataFrame(
+        {
+            "comparison_id": test["comparison_id"].to_numpy(dtype=np.int64),
+            "split": "test",
+            "chosen_side": test["choice"].to_numpy(),
+            "r_chosen": r_chosen,
+            "r_rejected": r_rejected,
+            "margin": r_chosen - r_rejected,
+            "judgment_id": pd.NA,
+            "strength": pd.array(test["strength"].tolist(), dtype="Int64"),
+            "annotator": test["annotator"].fillna("").to_numpy(),
+            "choice": test["choice"].to_numpy(),
+        }
+    )
+
+
+def test_pairs_unscored(project: Project, run_id: int, frame: pd.DataFrame) -> int:
+    """Labelled test pairs the run has no stored score for (imported after it), which the frame lacks."""
+    test = set(project.test_pairs()["comparison_id"].tolist())
+    return len(test - set(frame["comparison_id"].tolist()))
 
 
 def add_suspects(project: Project, run_id: int, df: pd.DataFrame, compare_run: int | None) -> pd.DataFrame | None:
@@ -240,17 +289,24 @@ def build_inspect_data(project: Project, run_id: int, compare_run: int | None = 
     the two plots' data (or their messages)."""
     df = build_pairs_frame(project, run_id, compare_run)
     table = add_suspects(project, run_id, df, compare_run)
+    unscored = test_pairs_unscored(project, run_id, df)
+    test_note = (
+        f" · {unscored:,} test pairs imported after this run have no stored score (workbench eval --run {run_id}"
+        " --out FILE scores them)"
+        if unscored
+        else ""
+    )
     if table is None:
         note = (
             f"Run #{run_id} has no out-of-fold scores, so no suspects: compute them with"
             f" python3 -m workbench suspects --project {project.path} --run {run_id} --out suspects.csv"
         )
-        return {"frame": df, "note": note, "cartography": note, "error_map": note}
+        return {"frame": df, "note": note + test_note, "cartography": note, "error_map": note}
     counts = table["category"].value_counts()
     note = "Suspects: " + ", ".join(f"{int(counts.get(c, 0))} {c}" for c in suspects_rule.CATEGORIES)
     return {
         "frame": df,
-        "note": note,
+        "note": note + test_note,
         "cartography": cartography_data(table, dynamics_counts(project, run_id)),
         "error_map": error_map_data(project, run_id, table),
     }
@@ -309,6 +365,15 @@ COLUMNS = [
         align=RIGHT,
         width=76,
         tooltip="The model's reward for the rejected response",
+    ),
+    Column(
+        "p_chosen_s",
+        "p(chosen)",
+        sort_key="p_chosen",
+        align=RIGHT,
+        width=78,
+        tooltip="σ(margin / T): the model's probability that the chosen response wins, at the temperature fitted "
+        "on the run's validation pairs (T = 1 when it has none)",
     ),
     Column(
         "status_s",
@@ -405,12 +470,19 @@ class InspectView(QWidget):
             edit.setValidator(QDoubleValidator(edit))
             edit.setFixedWidth(64)
             edit.setToolTip("Margin range (empty: no limit)")
+        self.split_combo = QComboBox()
+        self.split_combo.setToolTip(
+            "The run's training or validation pairs, or the test split's (never trained on; scored at the run's end)"
+        )
+        self._fill_splits(pd.DataFrame({"split": []}))
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search prompt and responses")
         self.search_edit.setClearButtonEnabled(True)
         filters.addWidget(self.wrong_check)
         filters.addWidget(self.flagged_check)
         filters.addWidget(self.flipped_check)
+        filters.addWidget(QLabel("Split"))
+        filters.addWidget(self.split_combo)
         filters.addWidget(QLabel("Annotator"))
         filters.addWidget(self.annotator_combo)
         filters.addWidget(QLabel("Margin"))
@@ -456,6 +528,7 @@ class InspectView(QWidget):
         for box in (self.wrong_check, self.flagged_check, self.flipped_check):
             box.toggled.connect(self.apply_filters)
         self.annotator_combo.currentIndexChanged.connect(self.apply_filters)
+        self.split_combo.currentIndexChanged.connect(self.apply_filters)
         for edit in (self.margin_min, self.margin_max, self.search_edit):
             edit.textChanged.connect(lambda _=None: self._search_timer.start())
 
@@ -777,6 +850,7 @@ class InspectView(QWidget):
                 if name:
                     self.annotator_combo.addItem(name, name)
             self.annotator_combo.setCurrentIndex(max(0, self.annotator_combo.findData(current)))
+        self._fill_splits(df)
         sort_col = self.model.sort_column if self.model.sort_column >= 0 else MARGIN_COLUMN
         order = self.model.sort_order if self.model.sort_column >= 0 else Qt.SortOrder.AscendingOrder
         self.model.set_frame(df, sort_col, order)
@@ -800,6 +874,19 @@ class InspectView(QWidget):
         elif self.run_id is not None:
             self.loaded.emit(self.run_id)
 
+    def _fill_splits(self, frame: pd.DataFrame) -> None:
+        """All, train, validation, and test when the run has test pairs, each with its count; keeps the pick."""
+        counts = frame["split"].value_counts() if len(frame) else pd.Series(dtype=int)
+        with QSignalBlocker(self.split_combo):
+            current = self.split_combo.currentData()
+            self.split_combo.clear()
+            self.split_combo.addItem("All", None)
+            for key, text in (("train", "train"), ("val", "validation"), ("test", "test")):
+                n = int(counts.get(key, 0))
+                if n or key != "test":
+                    self.split_combo.addItem(f"{text} ({n:,})", key)
+            self.split_combo.setCurrentIndex(max(0, self.split_combo.findData(current)))
+
     # ------------------------------------------------------------------ filters
     def filter_mask(self) -> np.ndarray:
         f = self.model.frame
@@ -816,6 +903,9 @@ class InspectView(QWidget):
         name = self.annotator_combo.currentData()
         if name:
             mask &= (f["annotator"] == name).to_numpy()
+        split = self.split_combo.currentData()
+        if split:
+            mask &= (f["split"] == split).to_numpy()
         if self.has_suspects:
             category = self.category_combo.currentData()
             if category:
@@ -853,6 +943,7 @@ class InspectView(QWidget):
                 self.flagged_check,
                 self.flipped_check,
                 self.annotator_combo,
+                self.split_combo,
                 self.margin_min,
                 self.margin_max,
                 self.search_edit,
@@ -862,6 +953,7 @@ class InspectView(QWidget):
         self.flagged_check.setChecked(False)
         self.flipped_check.setChecked(False)
         self.annotator_combo.setCurrentIndex(0)
+        self.split_combo.setCurrentIndex(0)
         for edit in (self.margin_min, self.margin_max, self.search_edit):
             edit.clear()
         with QSignalBlocker(self.queue_check), QSignalBlocker(self.category_combo):
@@ -1011,7 +1103,7 @@ class InspectView(QWidget):
         wrong = margin <= 0
         verdict = "the model prefers the rejected response (mispredicted)" if wrong else "the model agrees"
         self.detail_title.setText(f"Pair #{cid} · {r['split_s']} · margin {margin:+.3f}: {verdict}")
-        bits = [f"label: {r['label_s']}"]
+        bits = [f"label: {r['label_s']}", f"p(chosen) {float(r['p_chosen']):.2f}"]
         if r["annotator"]:
             bits.append(f"by {r['annotator']}")
         if r["status_s"]:
