@@ -86,3 +86,46 @@ def test_the_data_view_imports_a_test_set_and_shows_the_split_sizes(qtbot, main_
         "5 in the test set" in data.split_label.text()
         and "6 comparisons in the training pool" in data.split_label.text()
     )
+
+
+def test_two_runs_selected_in_the_run_list_are_compared_in_the_evaluation_tab(qtbot, main_window, two_runs):
+    """Ctrl+click a second run in the Train view's run list, then Compare: the newer run is evaluated against
+    the older in the training process (``eval --run N --against M``), and the Evaluation tab shows McNemar,
+    the paired interval and the flipped pairs, as ``workbench eval`` computes them."""
+    path, (first, second) = two_runs
+    main_window.install_training_views()
+    assert main_window.open_project(path)
+    view = main_window.train_view
+    main_window.show_view(main_window.stack.indexOf(view))
+    table = view.runs_table
+    rows = {int(table.item(r, 0).data(Qt.ItemDataRole.UserRole)): r for r in range(table.rowCount())}
+
+    def click(run_id: int, modifier: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier) -> None:
+        rect = table.visualItemRect(table.item(rows[run_id], 0))
+        qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, modifier, rect.center())
+
+    click(first)
+    assert not view.compare_button.isEnabled()  # one run: nothing to compare
+    click(second, Qt.KeyboardModifier.ControlModifier)
+    assert [run_id for run_id, _ in view.selected_runs()] == [second, first]
+    assert view.comparable_runs() == (second, first) and view.compare_button.isEnabled()
+    panel = view.eval_panel
+    with qtbot.waitSignal(panel.evaluated, timeout=120_000) as blocker:
+        qtbot.mouseClick(view.compare_button, Qt.MouseButton.LeftButton)
+    panel.wait_idle()
+    qtbot.waitUntil(lambda: not panel.busy(), timeout=5_000)
+    assert view.tabs.currentWidget() is panel
+    assert (panel.run_combo.currentData(), panel.against_combo.currentData()) == (second, first)
+    shown = blocker.args[0]
+    want, _ = evaluate(project=path, run=second, against=first)
+    a, got = want["against"], shown["against"]
+    assert got["run_id"] == first and got["mcnemar"] == a["mcnemar"]
+    assert got["difference"] == pytest.approx(a["difference"]) and got["difference_ci"] == pytest.approx(
+        a["difference_ci"]
+    )
+    text = panel.summary.text()
+    assert f"McNemar p = {a['mcnemar']['p_value']:.3g}" in text and f"{100 * a['difference']:+.1f} points" in text
+    assert panel.flipped_list.count() == len(a["flipped_to_right"]) + len(a["flipped_to_wrong"])
+    # A third selected run, or a run that is not finished, cannot be compared.
+    click(first)
+    assert not view.compare_button.isEnabled()

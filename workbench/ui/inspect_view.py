@@ -1000,9 +1000,18 @@ class InspectView(QWidget):
         f = self.model.frame
         if self.run_id is None or not len(f):
             return
-        wrong = int(f["wrong"].sum()) if "wrong" in f else 0
         shown = self.model.rowCount()
-        self.count_label.setText(f"{shown:,} of {len(f):,} pairs shown · {wrong:,} mispredicted")
+        if "wrong" not in f:
+            self.count_label.setText(f"{shown:,} of {len(f):,} pairs shown")
+            return
+        wrong = f["wrong"].to_numpy(dtype=bool)
+        if 0 < shown < len(f):  # a filter is on (a split, say): how the model does on what is shown
+            here = int(wrong[self.model.visible_positions()].sum())
+            self.count_label.setText(
+                f"{shown:,} of {len(f):,} pairs shown · {here:,} of them mispredicted ({100 * here / shown:.1f}%)"
+            )
+        else:
+            self.count_label.setText(f"{shown:,} of {len(f):,} pairs shown · {int(wrong.sum()):,} mispredicted")
 
     # ------------------------------------------------------------------ selection and detail
     def show_pair(self, run_id: int, comparison_id: int) -> None:
