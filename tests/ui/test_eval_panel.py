@@ -129,3 +129,55 @@ def test_two_runs_selected_in_the_run_list_are_compared_in_the_evaluation_tab(qt
     # A third selected run, or a run that is not finished, cannot be compared.
     click(first)
     assert not view.compare_button.isEnabled()
+
+
+def test_inspect_compares_two_runs_on_the_test_split_as_eval_does(qtbot, tmp_path, tiny_bert_dir):
+    """Inspect with a second run and the Split filter on test: "Flipped only" lists exactly the pairs that
+    ``workbench eval --against`` says flipped, so a flipped pair of the Evaluation panel is found there."""
+    from workbench.ui.inspect_view import InspectView
+
+    path = tmp_path / "flips.wbp"
+    with Project.create(path) as p:
+        p.add_records(synthetic_records(24, 2, seed=0), source="train.jsonl")
+        held = [
+            PairRecord(Text("Held out. " + r.prompt.text), r.response_a, r.response_b, r.choice, r.strength)
+            for r in synthetic_records(10, 2, seed=9)
+        ]
+        p.add_records(held, source="test.jsonl", split="test")
+    run_ids = []
+    for swap in (False, True):
+        if swap:  # half the training labels swapped: a second run that disagrees with the first
+            with Project.open(path) as p:
+                for cid in p.training_pairs()["comparison_id"].tolist()[::2]:
+                    p.review_label(int(cid), "flip", "a test of disagreement")
+        events = list(Trainer(path, TrainConfig(backbone=tiny_bert_dir, **HEAD)).events())
+        assert isinstance(events[-1], Finished), events[-1]
+        run_ids.append(events[-1].run_id)
+    first, second = run_ids
+    want, _ = evaluate(project=path, run=second, against=first)
+    flipped = set(want["against"]["flipped_to_right"]) | set(want["against"]["flipped_to_wrong"])
+    assert flipped, "the two runs disagree on some test pair"
+    project = Project.open(path)
+    view = InspectView()
+    qtbot.addWidget(view)
+    view.resize(1400, 800)
+    with qtbot.waitSignal(view.loaded, timeout=20_000):
+        view.set_project(project)
+    try:
+        assert view.run_id == second
+        with qtbot.waitSignal(view.loaded, timeout=20_000):
+            view.compare_combo.setCurrentIndex(view.compare_combo.findData(first))
+        view.split_combo.setCurrentIndex(view.split_combo.findData("test"))
+        assert view.model.rowCount() == want["overall"]["n"]
+        view.flipped_check.setChecked(True)
+        shown = {int(view.model.value(r, "comparison_id")) for r in range(view.model.rowCount())}
+        assert shown == flipped
+        right = {
+            int(view.model.value(r, "comparison_id"))
+            for r in range(view.model.rowCount())
+            if int(view.model.value(r, "flip")) > 0
+        }
+        assert right == set(want["against"]["flipped_to_right"])
+    finally:
+        view.set_project(None)
+        project.close()

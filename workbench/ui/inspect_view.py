@@ -178,8 +178,11 @@ def build_pairs_frame(
     df["p_chosen"] = 1.0 / (1.0 + np.exp(-df["margin"].to_numpy(dtype=float) / temperature))
     # Compare with another run: a sign change of the margin.
     if compare_run is not None:
-        other = project.pair_scores(compare_run)
-        other = other[other["split"] != "unlabelled"].set_index("comparison_id")["margin"]
+        other_all = project.pair_scores(compare_run)
+        other_labelled = other_all[other_all["split"] != "unlabelled"]
+        other_test = test_split_scores(project, other_all, set(other_labelled["comparison_id"].tolist()))
+        parts = [other_labelled] + ([other_test] if len(other_test) else [])
+        other = pd.concat(parts, ignore_index=True).set_index("comparison_id")["margin"]  # test pairs too
         df["other_margin"] = df["comparison_id"].map(other)
         right, was_right = df["margin"] > 0, df["other_margin"] > 0
         known = df["other_margin"].notna()
@@ -254,8 +257,8 @@ def add_suspects(project: Project, run_id: int, df: pd.DataFrame, compare_run: i
     ids = df["comparison_id"]
     for col in ("p_label_wrong", "oof_margin", "category", "reason"):
         df[col] = ids.map(by_id[col])
-    df["category"] = df["category"].fillna("")
-    df["reason"] = df["reason"].fillna("")
+    df["category"] = df["category"].astype(object).fillna("")
+    df["reason"] = df["reason"].astype(object).fillna("")
     labels = project.labels()
     df["reviewed"] = ids.isin(labels.loc[labels["kind"] == "adjudication", "comparison_id"])
     df["p_wrong_s"] = fixed(2)(df["p_label_wrong"])
@@ -268,8 +271,9 @@ def add_suspects(project: Project, run_id: int, df: pd.DataFrame, compare_run: i
             before = None
         if before is not None:
             was = before[before["category"].isin(QUEUE_CATEGORIES)]
-            label_then, cat_then = ids.map(was["label"]), ids.map(was["category"])
-            label_now = ids.map(by_id["label"])
+            # object dtype: with no pair in the queue the maps are all NaN, float64, and fillna("") warns (pandas 3)
+            label_then, cat_then = ids.map(was["label"]).astype(object), ids.map(was["category"]).astype(object)
+            label_now = ids.map(by_id["label"]).astype(object)
             text = np.where(
                 label_then.notna() & (label_then != label_now),
                 "label flipped",
