@@ -694,6 +694,9 @@ class TrainView(QWidget):
         if pair is None or self.busy():
             return False
         self.tabs.setCurrentWidget(self.eval_panel)
+        if self.eval_panel.busy():
+            self.message.emit("An evaluation is running; compare when it has finished")
+            return False
         return self.eval_panel.evaluate(*pair)
 
     def _runs_menu(self, pos: QPoint) -> None:
