@@ -109,6 +109,9 @@ def test_two_runs_selected_in_the_run_list_are_compared_in_the_evaluation_tab(qt
     click(second, Qt.KeyboardModifier.ControlModifier)
     assert [run_id for run_id, _ in view.selected_runs()] == [second, first]
     assert view.comparable_runs() == (second, first) and view.compare_button.isEnabled()
+    menu = view.runs_menu()  # the right-click menu offers the same
+    compare = menu.actions()[0]
+    assert compare.text() == f"Compare #{second} against #{first}" and compare.isEnabled()
     panel = view.eval_panel
     with qtbot.waitSignal(panel.evaluated, timeout=120_000) as blocker:
         qtbot.mouseClick(view.compare_button, Qt.MouseButton.LeftButton)
@@ -126,9 +129,9 @@ def test_two_runs_selected_in_the_run_list_are_compared_in_the_evaluation_tab(qt
     text = panel.summary.text()
     assert f"McNemar p = {a['mcnemar']['p_value']:.3g}" in text and f"{100 * a['difference']:+.1f} points" in text
     assert panel.flipped_list.count() == len(a["flipped_to_right"]) + len(a["flipped_to_wrong"])
-    # A third selected run, or a run that is not finished, cannot be compared.
+    # One run selected again: nothing to compare, in the menu either.
     click(first)
-    assert not view.compare_button.isEnabled()
+    assert not view.compare_button.isEnabled() and not view.runs_menu().actions()[0].isEnabled()
 
 
 def test_inspect_compares_two_runs_on_the_test_split_as_eval_does(qtbot, tmp_path, tiny_bert_dir):

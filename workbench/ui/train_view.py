@@ -700,6 +700,10 @@ class TrainView(QWidget):
         return self.eval_panel.evaluate(*pair)
 
     def _runs_menu(self, pos: QPoint) -> None:
+        self.runs_menu().exec(self.runs_table.viewport().mapToGlobal(pos))
+
+    def runs_menu(self) -> QMenu:
+        """The run list's context menu: Compare (two finished runs selected), Evaluate, Inspect."""
         menu = QMenu(self)
         pair = self.comparable_runs()
         compare = menu.addAction(
@@ -713,7 +717,7 @@ class TrainView(QWidget):
         inspect = menu.addAction("Inspect pairs")
         inspect.setEnabled(self.inspect_button.isEnabled())
         inspect.triggered.connect(self._inspect_selected)
-        menu.exec(self.runs_table.viewport().mapToGlobal(pos))
+        return menu
 
     def _evaluate_selected(self) -> None:
         run_id = self.selected_run_id()
