@@ -152,7 +152,7 @@ def build_pairs_frame(
         df["annotator"] = ""
     df["choice"] = df["chosen_side"]
     test_labels = project.test_pairs() if project.split_comparisons("test") else None  # one read, two uses
-    test = test_split_scores(test_labels, all_scores, set(df["comparison_id"].tolist()))
+    test = scored_test_pairs(test_labels, all_scores, set(df["comparison_id"].tolist()))
     if len(test):
         df = pd.concat([df, test], ignore_index=True)
     # The label now (after relabels since the run).
@@ -181,7 +181,7 @@ def build_pairs_frame(
     if compare_run is not None:
         other_all = project.pair_scores(compare_run)
         other_labelled = other_all[other_all["split"] != "unlabelled"]
-        other_test = test_split_scores(test_labels, other_all, set(other_labelled["comparison_id"].tolist()))
+        other_test = scored_test_pairs(test_labels, other_all, set(other_labelled["comparison_id"].tolist()))
         parts = [other_labelled] + ([other_test] if len(other_test) else [])
         other = pd.concat(parts, ignore_index=True).set_index("comparison_id")["margin"]  # test pairs too
         df["other_margin"] = df["comparison_id"].map(other)
@@ -208,12 +208,12 @@ def build_pairs_frame(
     return df
 
 
-def test_split_scores(test: pd.DataFrame | None, scores: pd.DataFrame, known: set[int]) -> pd.DataFrame:
+def scored_test_pairs(test: pd.DataFrame | None, scores: pd.DataFrame, known: set[int]) -> pd.DataFrame:
     """The run's test-split pairs (``test``: ``Project.test_pairs()``, None when the project has no test
     split; those not among ``known``) with the rewards its final evaluation stored for them (split
     "unlabelled": the run did not train on them), oriented to their current label, in the columns
     ``build_pairs_frame`` has before its label step. Test pairs it never scored (imported after it) are not
-    here: ``test_pairs_unscored`` counts them."""
+    here: ``unscored_test_pairs`` counts them."""
     if test is None or test.empty:
         return pd.DataFrame()
     test = test[~test["comparison_id"].isin(known)]
@@ -243,7 +243,7 @@ def test_split_scores(test: pd.DataFrame | None, scores: pd.DataFrame, known: se
     )
 
 
-def test_pairs_unscored(project: Project, frame: pd.DataFrame) -> int:
+def unscored_test_pairs(project: Project, frame: pd.DataFrame) -> int:
     """Labelled test pairs the run has no stored score for (imported after it), which the frame lacks."""
     if not project.split_comparisons("test"):
         return 0
@@ -298,7 +298,7 @@ def build_inspect_data(project: Project, run_id: int, compare_run: int | None = 
     the two plots' data (or their messages)."""
     df = build_pairs_frame(project, run_id, compare_run)
     table = add_suspects(project, run_id, df, compare_run)
-    unscored = test_pairs_unscored(project, df)
+    unscored = unscored_test_pairs(project, df)
     test_note = (
         f" · {unscored:,} test pairs imported after this run have no stored score (workbench eval --run {run_id}"
         " --out FILE scores them)"
