@@ -10,15 +10,20 @@ import pytest
 from export_helpers import (
     MAX_LENGTH,
     app_scores,
+    hh_records,
     score_with_plain_transformers,
     train_project,
     training_pairs,
 )
+from training_helpers import collect
 
 from workbench import cli
 from workbench.core.store import Project
+from workbench.training.config import TrainConfig
+from workbench.training.events import Finished
 from workbench.training.export import RunExportError, export_run
 from workbench.training.model import PairEncoder, load_tokenizer
+from workbench.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow  # trains and exports real models
 
@@ -218,3 +223,24 @@ def test_export_model_works_on_a_read_only_project(trained, tmp_path, capsys, mo
     assert code == 0, err
     assert (tmp_path / "ro" / "model.safetensors").is_file()
     assert hashlib.sha256(trained.path.read_bytes()).hexdigest() == before
+
+
+def test_an_mlp_head_with_large_rewards_exports_within_float32_rounding(tmp_path, tiny_bert_dir):
+    """An MLP head trained hard (rewards about ±11) scores a few 1e-5 away from the app's stored scores: its
+    embeddings were batched with other padding, and float32 rounding grows with the rewards. The check is
+    relative to the scores' scale (1e-5 · max(1, max |r|)), so this export passes where a fixed 1e-5 refused
+    it, and the difference stays a rounding: far below that scale."""
+    path = tmp_path / "mlp.wbp"
+    with Project.create(path) as project:
+        project.add_records(hh_records(), source="hh-style.jsonl")
+    settings = dict(mode="head", head="mlp", learning_rate=3e-2, epochs=100, weight_decay=0.0)
+    events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, max_length=MAX_LENGTH, **settings)))
+    assert isinstance(events[-1], Finished), events[-1]
+    with Project.open(path) as project:
+        scores = project.pair_scores(events[-1].run_id)
+    scale = float(scores[["r_chosen", "r_rejected"]].abs().to_numpy().max())
+    assert scale > 5  # large rewards: the case a fixed 1e-5 tolerance refused
+    result = export_run(path, events[-1].run_id, tmp_path / "rm")
+    assert result.checked_pairs > 0 and result.max_abs_diff is not None
+    assert result.max_abs_diff <= 1e-5 * scale
+    assert (tmp_path / "rm" / "model.safetensors").is_file()

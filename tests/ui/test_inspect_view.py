@@ -299,3 +299,75 @@ def test_the_why_tab_attributes_the_pair_on_screen_with_the_runs_model(qtbot, in
     with Project.open(path) as p:
         stored = p.pair_scores(run_id).set_index("comparison_id").loc[cid]
     assert blocker.args[0]["margin"] == pytest.approx(float(stored["margin"]), abs=1e-4)
+
+
+# --------------------------------------------------------------------- the test split (issue 13)
+def test_the_runs_test_split_pairs_are_shown_with_their_eval_results(qtbot, tmp_path, tiny_bert):
+    """Test-split pairs appear beside the run's own pairs, split "test", with the margins, right/wrong and
+    p(chosen) = σ(margin / T) that ``workbench eval`` computes for them (oriented to their label: A or B); the Split filter shows them alone; test pairs imported after the run are counted, not shown;
+    a flipped pair of the Evaluation panel (a test pair) opens."""
+    from wb_testing import synthetic_records
+
+    from workbench.training.eval_run import evaluate
+
+    path = tmp_path / "split.wbp"
+    with Project.create(path) as p:
+        p.add_records(synthetic_records(24, 2, seed=0), source="train.jsonl")
+        held = [
+            PairRecord(Text("Held out. " + r.prompt.text), r.response_a, r.response_b, r.choice, r.strength)
+            for r in synthetic_records(10, 2, seed=9)
+        ]
+        p.add_records(held, source="test.jsonl", split="test")
+        n_train = len(p.training_pairs())
+    run_id = train(path, tiny_bert, **HEAD)[0].run_id
+    want, frame = evaluate(project=path, run=run_id)
+    with Project.open(path) as p:
+        assert set(p.test_pairs()["choice"]) == {"a", "b"}  # both orientations are checked
+    late = [
+        PairRecord(Text("Late. " + r.prompt.text), r.response_a, r.response_b, r.choice, r.strength)
+        for r in synthetic_records(3, 2, seed=5)
+    ]
+    with Project.open(path) as p:
+        p.add_records(late, source="late.jsonl", split="test")
+
+    project = Project.open(path)
+    view = InspectView()
+    qtbot.addWidget(view)
+    view.resize(1400, 800)
+    with qtbot.waitSignal(view.loaded, timeout=20_000):
+        view.set_project(project)
+    try:
+        assert view.model.rowCount() == n_train + len(frame)
+        assert [view.split_combo.itemData(i) for i in range(view.split_combo.count())] == [None, "train", "val", "test"]
+        view.split_combo.setCurrentIndex(view.split_combo.findData("test"))
+        shown = {int(view.model.value(r, "comparison_id")): r for r in range(view.model.rowCount())}
+        assert set(shown) == set(frame["comparison_id"].astype(int))
+        for row in frame.itertuples(index=False):
+            r = shown[int(row.comparison_id)]
+            assert view.model.value(r, "split_s") == "test"
+            assert view.model.value(r, "margin") == pytest.approx(row.margin, abs=1e-9)
+            assert view.model.value(r, "p_chosen") == pytest.approx(row.p_chosen, abs=1e-9)
+            assert bool(view.model.value(r, "wrong")) == (not row.correct)
+        wrong = int((~frame["correct"]).sum())
+        assert f"{len(frame)} of {n_train + len(frame)} pairs shown" in view.count_label.text()
+        assert f"{wrong} of them mispredicted" in view.count_label.text()  # the test split's own mistakes
+        assert f"{len(late)} test pairs imported after this run have no stored score" in view.suspects_note.text()
+        view.split_combo.setCurrentIndex(view.split_combo.findData("train"))
+        assert {view.model.value(r, "split") for r in range(view.model.rowCount())} == {"train"}
+        view.split_combo.setCurrentIndex(0)
+        cid = int(frame["comparison_id"].iloc[0])
+        view.show_pair(run_id, cid)  # what a double-click on a flipped pair in the Evaluation panel does
+        assert view.selected_pair() == cid
+        assert view.detail_title.text().startswith(f"Pair #{cid} · test")
+        assert "p(chosen)" in view.detail_scores.text()
+        assert wrong == int(
+            sum(
+                bool(view.model.value(r, "wrong"))
+                for r in range(view.model.rowCount())
+                if view.model.value(r, "split") == "test"
+            )
+        )
+        assert want["overall"]["n"] == len(frame)
+    finally:
+        view.set_project(None)
+        project.close()

@@ -7,7 +7,10 @@ responses through ``safe_text`` (dataset text is data: no HTML, no resources), w
 
 Actions write to the project at once: relabel (a judgment of kind "relabel" by the current annotator,
 superseding their own earlier label if they had one), flag for review, and exclude from training (the
-next run leaves the pair out). "Compare with run N" adds a column and a filter for the pairs whose
+next run leaves the pair out). The run's test-split pairs (issue 13) are listed too, split "test", with the
+margins its final evaluation stored for them (what ``workbench eval`` reads) oriented to their label; every
+pair shows p(chosen) = σ(margin / T) at the run's fitted temperature, and a Split filter picks train,
+validation or test. "Compare with run N" adds a column and a filter for the pairs whose
 margin changed sign between the two runs, and says which of the other run's suspects flipped.
 
 Suspects (issue 12): where the run has out-of-fold scores, each pair gets p(label wrong), a category and a
@@ -126,9 +129,10 @@ def build_pairs_frame(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> pd.DataFrame:
-    """One row per labelled pair the run scored at its latest evaluation, with texts, labels and marks."""
-    scores = project.pair_scores(run_id)
-    scores = scores[scores["split"] != "unlabelled"].reset_index(drop=True)
+    """One row per labelled pair the run scored at its latest evaluation, with texts, labels and marks: its
+    training and validation pairs, and its test-split pairs (split "test")."""
+    all_scores = project.pair_scores(run_id)
+    scores = all_scores[all_scores["split"] != "unlabelled"].reset_index(drop=True)
     run = project.run(run_id)
     snap = run.get("data_snapshot") or {}
     df = scores.rename(columns={"chosen": "chosen_side"})
@@ -149,6 +153,10 @@ def build_pairs_frame(
         df["strength"] = pd.array([None] * len(df), dtype="Int64")
         df["annotator"] = ""
     df["choice"] = df["chosen_side"]
+    test_labels = project.test_pairs() if project.split_comparisons("test") else None  # one read, two uses
+    test = scored_test_pairs(test_labels, all_scores, set(df["comparison_id"].tolist()))
+    if len(test):
+        df = pd.concat([df, test], ignore_index=True)
     # The label now (after relabels since the run).
     resolved = project.resolved_labels().set_index("comparison_id")
     df["current_choice"] = df["comparison_id"].map(resolved["choice"]).astype(object)
@@ -169,10 +177,15 @@ def build_pairs_frame(
     df["flagged"] = df["flag_mark"] | df["comparison_id"].isin(project.flagged_in_labels())
     df["excluded"] = df["comparison_id"].isin(project.marked("exclude"))
     df["wrong"] = df["margin"] <= 0
+    temperature = float(((run.get("summary") or {}).get("calibration") or {}).get("temperature") or 1.0)
+    df["p_chosen"] = 1.0 / (1.0 + np.exp(-df["margin"].to_numpy(dtype=float) / temperature))
     # Compare with another run: a sign change of the margin.
     if compare_run is not None:
-        other = project.pair_scores(compare_run)
-        other = other[other["split"] != "unlabelled"].set_index("comparison_id")["margin"]
+        other_all = project.pair_scores(compare_run)
+        other_labelled = other_all[other_all["split"] != "unlabelled"]
+        other_test = scored_test_pairs(test_labels, other_all, set(other_labelled["comparison_id"].tolist()))
+        parts = [other_labelled] + ([other_test] if len(other_test) else [])
+        other = pd.concat(parts, ignore_index=True).set_index("comparison_id")["margin"]  # test pairs too
         df["other_margin"] = df["comparison_id"].map(other)
         right, was_right = df["margin"] > 0, df["other_margin"] > 0
         known = df["other_margin"].notna()
@@ -183,7 +196,8 @@ def build_pairs_frame(
     # Display strings, once, here (the GUI thread only indexes them).
     df["id_s"] = "#" + df["comparison_id"].astype(str)
     df["label_s"] = label_strings(df["choice"], df["strength"])
-    df["split_s"] = df["split"].map({"val": "validation", "train": "train"}).fillna(df["split"])
+    df["split_s"] = df["split"].map({"val": "validation", "train": "train", "test": "test"}).fillna(df["split"])
+    df["p_chosen_s"] = fixed(2)(df["p_chosen"])
     for col in ("r_chosen", "r_rejected"):
         df[col + "_s"] = fixed(3, signed=True)(df[col])
     df["margin_s"] = fixed(3, signed=True)(df["margin"])
@@ -194,6 +208,49 @@ def build_pairs_frame(
     df["reviewed"] = False
     df["p_wrong_s"] = df["oof_s"] = ""
     return df
+
+
+def scored_test_pairs(test: pd.DataFrame | None, scores: pd.DataFrame, known: set[int]) -> pd.DataFrame:
+    """The run's test-split pairs (``test``: ``Project.test_pairs()``, None when the project has no test
+    split; those not among ``known``) with the rewards its final evaluation stored for them (split
+    "unlabelled": the run did not train on them), oriented to their current label, in the columns
+    ``build_pairs_frame`` has before its label step. Test pairs it never scored (imported after it) are not
+    here: ``unscored_test_pairs`` counts them."""
+    if test is None or test.empty:
+        return pd.DataFrame()
+    test = test[~test["comparison_id"].isin(known)]
+    stored = scores[scores["split"] == "unlabelled"].set_index("comparison_id")
+    test = test[test["comparison_id"].isin(stored.index)]
+    if test.empty:
+        return pd.DataFrame()
+    rows = stored.loc[test["comparison_id"]]
+    is_a = (rows["chosen"] == "a").to_numpy()
+    r_a = np.where(is_a, rows["r_chosen"], rows["r_rejected"])
+    r_b = np.where(is_a, rows["r_rejected"], rows["r_chosen"])
+    a_wins = (test["choice"] == "a").to_numpy()
+    r_chosen, r_rejected = np.where(a_wins, r_a, r_b), np.where(a_wins, r_b, r_a)
+    return pd.DataFrame(
+        {
+            "comparison_id": test["comparison_id"].to_numpy(dtype=np.int64),
+            "split": "test",
+            "chosen_side": test["choice"].to_numpy(),
+            "r_chosen": r_chosen,
+            "r_rejected": r_rejected,
+            "margin": r_chosen - r_rejected,
+            "judgment_id": pd.NA,
+            "strength": pd.array(test["strength"].tolist(), dtype="Int64"),
+            "annotator": test["annotator"].fillna("").to_numpy(),
+            "choice": test["choice"].to_numpy(),
+        }
+    )
+
+
+def unscored_test_pairs(project: Project, frame: pd.DataFrame) -> int:
+    """Labelled test pairs the run has no stored score for (imported after it), which the frame lacks."""
+    if not project.split_comparisons("test"):
+        return 0
+    test = set(project.test_pairs()["comparison_id"].tolist())
+    return len(test - set(frame["comparison_id"].tolist()))
 
 
 def add_suspects(project: Project, run_id: int, df: pd.DataFrame, compare_run: int | None) -> pd.DataFrame | None:
@@ -207,8 +264,8 @@ def add_suspects(project: Project, run_id: int, df: pd.DataFrame, compare_run: i
     ids = df["comparison_id"]
     for col in ("p_label_wrong", "oof_margin", "category", "reason"):
         df[col] = ids.map(by_id[col])
-    df["category"] = df["category"].fillna("")
-    df["reason"] = df["reason"].fillna("")
+    df["category"] = df["category"].astype(object).fillna("")
+    df["reason"] = df["reason"].astype(object).fillna("")
     labels = project.labels()
     df["reviewed"] = ids.isin(labels.loc[labels["kind"] == "adjudication", "comparison_id"])
     df["p_wrong_s"] = fixed(2)(df["p_label_wrong"])
@@ -221,8 +278,9 @@ def add_suspects(project: Project, run_id: int, df: pd.DataFrame, compare_run: i
             before = None
         if before is not None:
             was = before[before["category"].isin(QUEUE_CATEGORIES)]
-            label_then, cat_then = ids.map(was["label"]), ids.map(was["category"])
-            label_now = ids.map(by_id["label"])
+            # object dtype: with no pair in the queue the maps are all NaN, float64, and fillna("") warns (pandas 3)
+            label_then, cat_then = ids.map(was["label"]).astype(object), ids.map(was["category"]).astype(object)
+            label_now = ids.map(by_id["label"]).astype(object)
             text = np.where(
                 label_then.notna() & (label_then != label_now),
                 "label flipped",
@@ -242,17 +300,24 @@ def build_inspect_data(project: Project, run_id: int, compare_run: int | None = 
     the two plots' data (or their messages)."""
     df = build_pairs_frame(project, run_id, compare_run)
     table = add_suspects(project, run_id, df, compare_run)
+    unscored = unscored_test_pairs(project, df)
+    test_note = (
+        f" · {unscored:,} test pairs imported after this run have no stored score (workbench eval --run {run_id}"
+        " --out FILE scores them)"
+        if unscored
+        else ""
+    )
     if table is None:
         note = (
             f"Run #{run_id} has no out-of-fold scores, so no suspects: compute them with"
             f" python3 -m workbench suspects --project {project.path} --run {run_id} --out suspects.csv"
         )
-        return {"frame": df, "note": note, "cartography": note, "error_map": note}
+        return {"frame": df, "note": note + test_note, "cartography": note, "error_map": note}
     counts = table["category"].value_counts()
     note = "Suspects: " + ", ".join(f"{int(counts.get(c, 0))} {c}" for c in suspects_rule.CATEGORIES)
     return {
         "frame": df,
-        "note": note,
+        "note": note + test_note,
         "cartography": cartography_data(table, dynamics_counts(project, run_id)),
         "error_map": error_map_data(project, run_id, table),
     }
@@ -311,6 +376,15 @@ COLUMNS = [
         align=RIGHT,
         width=76,
         tooltip="The model's reward for the rejected response",
+    ),
+    Column(
+        "p_chosen_s",
+        "p(chosen)",
+        sort_key="p_chosen",
+        align=RIGHT,
+        width=78,
+        tooltip="σ(margin / T): the model's probability that the chosen response wins, at the temperature fitted "
+        "on the run's validation pairs (T = 1 when it has none)",
     ),
     Column(
         "status_s",
@@ -409,12 +483,19 @@ class InspectView(QWidget):
             edit.setValidator(QDoubleValidator(edit))
             edit.setFixedWidth(64)
             edit.setToolTip("Margin range (empty: no limit)")
+        self.split_combo = QComboBox()
+        self.split_combo.setToolTip(
+            "The run's training or validation pairs, or the test split's (never trained on; scored at the run's end)"
+        )
+        self._fill_splits(pd.DataFrame({"split": []}))
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search prompt and responses")
         self.search_edit.setClearButtonEnabled(True)
         filters.addWidget(self.wrong_check)
         filters.addWidget(self.flagged_check)
         filters.addWidget(self.flipped_check)
+        filters.addWidget(QLabel("Split"))
+        filters.addWidget(self.split_combo)
         filters.addWidget(QLabel("Annotator"))
         filters.addWidget(self.annotator_combo)
         filters.addWidget(QLabel("Margin"))
@@ -460,6 +541,7 @@ class InspectView(QWidget):
         for box in (self.wrong_check, self.flagged_check, self.flipped_check):
             box.toggled.connect(self.apply_filters)
         self.annotator_combo.currentIndexChanged.connect(self.apply_filters)
+        self.split_combo.currentIndexChanged.connect(self.apply_filters)
         for edit in (self.margin_min, self.margin_max, self.search_edit):
             edit.textChanged.connect(lambda _=None: self._search_timer.start())
 
@@ -784,6 +866,7 @@ class InspectView(QWidget):
                 if name:
                     self.annotator_combo.addItem(name, name)
             self.annotator_combo.setCurrentIndex(max(0, self.annotator_combo.findData(current)))
+        self._fill_splits(df)
         sort_col = self.model.sort_column if self.model.sort_column >= 0 else MARGIN_COLUMN
         order = self.model.sort_order if self.model.sort_column >= 0 else Qt.SortOrder.AscendingOrder
         self.model.set_frame(df, sort_col, order)
@@ -820,6 +903,19 @@ class InspectView(QWidget):
             if self.run_id is not None:
                 self.loaded.emit(self.run_id)
 
+    def _fill_splits(self, frame: pd.DataFrame) -> None:
+        """All, train, validation, and test when the run has test pairs, each with its count; keeps the pick."""
+        counts = frame["split"].value_counts() if len(frame) else pd.Series(dtype=int)
+        with QSignalBlocker(self.split_combo):
+            current = self.split_combo.currentData()
+            self.split_combo.clear()
+            self.split_combo.addItem("All", None)
+            for key, text in (("train", "train"), ("val", "validation"), ("test", "test")):
+                n = int(counts.get(key, 0))
+                if n or key != "test":
+                    self.split_combo.addItem(f"{text} ({n:,})", key)
+            self.split_combo.setCurrentIndex(max(0, self.split_combo.findData(current)))
+
     # ------------------------------------------------------------------ filters
     def filter_mask(self) -> np.ndarray:
         f = self.model.frame
@@ -836,6 +932,9 @@ class InspectView(QWidget):
         name = self.annotator_combo.currentData()
         if name:
             mask &= (f["annotator"] == name).to_numpy()
+        split = self.split_combo.currentData()
+        if split:
+            mask &= (f["split"] == split).to_numpy()
         if self.has_suspects:
             category = self.category_combo.currentData()
             if category:
@@ -873,6 +972,7 @@ class InspectView(QWidget):
                 self.flagged_check,
                 self.flipped_check,
                 self.annotator_combo,
+                self.split_combo,
                 self.margin_min,
                 self.margin_max,
                 self.search_edit,
@@ -882,6 +982,7 @@ class InspectView(QWidget):
         self.flagged_check.setChecked(False)
         self.flipped_check.setChecked(False)
         self.annotator_combo.setCurrentIndex(0)
+        self.split_combo.setCurrentIndex(0)
         for edit in (self.margin_min, self.margin_max, self.search_edit):
             edit.clear()
         with QSignalBlocker(self.queue_check), QSignalBlocker(self.category_combo):
@@ -928,9 +1029,18 @@ class InspectView(QWidget):
         f = self.model.frame
         if self.run_id is None or not len(f):
             return
-        wrong = int(f["wrong"].sum()) if "wrong" in f else 0
         shown = self.model.rowCount()
-        self.count_label.setText(f"{shown:,} of {len(f):,} pairs shown · {wrong:,} mispredicted")
+        if "wrong" not in f:
+            self.count_label.setText(f"{shown:,} of {len(f):,} pairs shown")
+            return
+        wrong = f["wrong"].to_numpy(dtype=bool)
+        if 0 < shown < len(f):  # a filter is on (a split, say): how the model does on what is shown
+            here = int(wrong[self.model.visible_positions()].sum())
+            self.count_label.setText(
+                f"{shown:,} of {len(f):,} pairs shown · {here:,} of them mispredicted ({100 * here / shown:.1f}%)"
+            )
+        else:
+            self.count_label.setText(f"{shown:,} of {len(f):,} pairs shown · {int(wrong.sum()):,} mispredicted")
 
     # ------------------------------------------------------------------ selection and detail
     def show_pair(self, run_id: int, comparison_id: int) -> None:
@@ -1031,7 +1141,7 @@ class InspectView(QWidget):
         wrong = margin <= 0
         verdict = "the model prefers the rejected response (mispredicted)" if wrong else "the model agrees"
         self.detail_title.setText(f"Pair #{cid} · {r['split_s']} · margin {margin:+.3f}: {verdict}")
-        bits = [f"label: {r['label_s']}"]
+        bits = [f"label: {r['label_s']}", f"p(chosen) {float(r['p_chosen']):.2f}"]
         if r["annotator"]:
             bits.append(f"by {r['annotator']}")
         if r["status_s"]:

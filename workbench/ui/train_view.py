@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QProgressDialog,
@@ -207,7 +208,9 @@ class TrainView(QWidget):
         label = QLabel("Runs")
         label.setObjectName("Section")
         head.addWidget(label)
-        self.runs_hint = QLabel("Select a run to show its curves; double-click to inspect its pairs.")
+        self.runs_hint = QLabel(
+            "Select a run for its curves · Ctrl+click a second to compare · double-click to inspect"
+        )
         self.runs_hint.setObjectName("Muted")
         head.addWidget(self.runs_hint)
         head.addStretch(1)
@@ -222,8 +225,15 @@ class TrainView(QWidget):
             "Evaluate the selected run on the test set (against the run evaluated before it, if one was)"
         )
         self.evaluate_button.clicked.connect(self._evaluate_selected)
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip(
+            "Select two finished runs (Ctrl+click): the newer is evaluated against the older on the test set "
+            "(McNemar's test, the paired interval of the accuracy difference, the pairs that flipped)"
+        )
+        self.compare_button.clicked.connect(self.compare_selected)
         head.addWidget(self.resume_button)
         head.addWidget(self.evaluate_button)
+        head.addWidget(self.compare_button)
         head.addWidget(self.inspect_button)
         runs_col.addLayout(head)
         self.runs_table = QTableWidget(0, len(RUN_COLUMNS))
@@ -231,7 +241,10 @@ class TrainView(QWidget):
         self.runs_table.verticalHeader().hide()
         self.runs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.runs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.runs_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Two runs may be selected, to compare them; the first selected is the one shown.
+        self.runs_table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.runs_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.runs_table.customContextMenuRequested.connect(self._runs_menu)
         self.runs_table.setShowGrid(False)
         self.runs_table.setAlternatingRowColors(True)
         header = self.runs_table.horizontalHeader()
@@ -631,7 +644,10 @@ class TrainView(QWidget):
         rows = self.runs_table.selectionModel().selectedRows() if self.runs_table.selectionModel() else []
         if not rows:
             return None
-        item = self.runs_table.item(rows[0].row(), 0)
+        # Of two selected runs, the one clicked last (the current row) is the one shown.
+        current = self.runs_table.currentRow()
+        row = current if any(r.row() == current for r in rows) else rows[0].row()
+        item = self.runs_table.item(row, 0)
         return int(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
 
     def select_run(self, run_id: int, show: bool = True) -> None:
@@ -639,6 +655,8 @@ class TrainView(QWidget):
             item = self.runs_table.item(r, 0)
             assert item is not None  # refresh_runs sets every cell
             if item.data(Qt.ItemDataRole.UserRole) == run_id:
+                if item.isSelected():
+                    break  # already selected (perhaps with a second run, to compare): keep the selection
                 with QSignalBlocker(self.runs_table):
                     self.runs_table.selectRow(r)
                 break
@@ -651,6 +669,57 @@ class TrainView(QWidget):
         if run_id is None or self.busy():
             return
         self.show_run(run_id)
+
+    def selected_runs(self) -> list[tuple[int, str]]:
+        """(run id, status) of each selected run, in table order (newest first)."""
+        model = self.runs_table.selectionModel()
+        out = []
+        for index in sorted(model.selectedRows() if model else [], key=lambda i: i.row()):
+            item, status = self.runs_table.item(index.row(), 0), self.runs_table.item(index.row(), 1)
+            if item is not None and status is not None:
+                out.append((int(item.data(Qt.ItemDataRole.UserRole)), status.text()))
+        return out
+
+    def comparable_runs(self) -> tuple[int, int] | None:
+        """(newer, older) when exactly two finished runs are selected, else None."""
+        runs = self.selected_runs()
+        if len(runs) != 2 or any(status != "finished" for _, status in runs):
+            return None
+        ids = sorted(run_id for run_id, _ in runs)
+        return ids[1], ids[0]
+
+    def compare_selected(self) -> bool:
+        """Evaluate the newer of the two selected runs against the older (``workbench eval --run N --against
+        M``) as a job in the training process; the Evaluation tab shows McNemar, the paired interval and the
+        pairs that flipped."""
+        pair = self.comparable_runs()
+        if pair is None or self.busy():
+            return False
+        self.tabs.setCurrentWidget(self.eval_panel)
+        if self.eval_panel.busy():
+            self.message.emit("An evaluation is running; compare when it has finished")
+            return False
+        return self.eval_panel.evaluate(*pair)
+
+    def _runs_menu(self, pos: QPoint) -> None:
+        self.runs_menu().exec(self.runs_table.viewport().mapToGlobal(pos))
+
+    def runs_menu(self) -> QMenu:
+        """The run list's context menu: Compare (two finished runs selected), Evaluate, Inspect."""
+        menu = QMenu(self)
+        pair = self.comparable_runs()
+        compare = menu.addAction(
+            f"Compare #{pair[0]} against #{pair[1]}" if pair else "Compare (select two finished runs)"
+        )
+        compare.setEnabled(pair is not None and self.compare_button.isEnabled())
+        compare.triggered.connect(self.compare_selected)
+        evaluate = menu.addAction("Evaluate on the test set")
+        evaluate.setEnabled(self.evaluate_button.isEnabled())
+        evaluate.triggered.connect(self._evaluate_selected)
+        inspect = menu.addAction("Inspect pairs")
+        inspect.setEnabled(self.inspect_button.isEnabled())
+        inspect.triggered.connect(self._inspect_selected)
+        return menu
 
     def _evaluate_selected(self) -> None:
         run_id = self.selected_run_id()
@@ -723,6 +792,7 @@ class TrainView(QWidget):
         self.resume_button.setEnabled(has and not busy and status in ("cancelled", "paused", "running", "failed"))
         self.inspect_button.setEnabled(has and run_id is not None)
         self.evaluate_button.setEnabled(has and not busy and status == "finished")
+        self.compare_button.setEnabled(has and not busy and self.comparable_runs() is not None)
 
     # ------------------------------------------------------------------ pairs
     def _describe_pair(self, comparison_id: int) -> str:
