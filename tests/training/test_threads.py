@@ -100,3 +100,18 @@ def test_an_auto_run_probes_once_and_changes_nothing_it_trains(tmp_path, monkeyp
     assert set_events[-1].summary["threads"] == chosen["threads"]
     a, b = (np.array([e.summary["train_loss"], e.summary["val_loss"]]) for e in (done, set_events[-1]))
     assert np.allclose(a, b, atol=1e-6)  # the probe's passes left the weights and random state alone
+
+
+def test_the_training_process_of_the_window_leaves_a_core_to_the_gui(monkeypatch, tmp_path):
+    """With a core reserved (server._child_main does it), auto never measures or uses every core, and its
+    cached choice is kept apart from the command line's, which may use them all."""
+    monkeypatch.setattr(threads, "_reserved_cores", 0)
+    free_key = threads.machine_key("finetune", 8)
+    threads.reserve_cores(1)
+    assert threads.candidates(8) == [1, 3, 7]
+    assert threads.candidates(2) == [1]
+    assert threads.machine_key("finetune", 8) != free_key
+    clock = FakeClock({1: 1.0, 3: 0.4, 7: 0.2, 8: 0.1})
+    choice = threads.choose_threads(0, "finetune", clock.step, cache_path=tmp_path / "t.json", timer=clock, cores=8)
+    assert choice.threads == 7 and set(choice.seconds) == {1, 3, 7}
+    assert threads.choose_threads(0, "finetune", clock.step, cache_path=tmp_path / "t.json", cores=2).threads == 1

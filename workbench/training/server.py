@@ -156,6 +156,9 @@ def _child_main(jobs: Connection, events: Connection) -> None:
     process (a run first checkpoints), so SIGINT is ignored; a parent gone away (a closed pipe) ends it
     without a traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from workbench.training.threads import reserve_cores
+
+    reserve_cores(1)  # the window's GUI thread keeps a core: auto threads measure and use the others
     try:
         _serve(jobs, events)
     except (BrokenPipeError, ConnectionResetError, EOFError):

@@ -29,6 +29,9 @@ import torch
 _log = logging.getLogger(__name__)
 
 CACHE_FILE = "threads.json"
+#: cores left to another process of this program: the training process that serves the window keeps one free
+#: for the GUI thread (``server._child_main``), which otherwise waits for a core while every core trains
+_reserved_cores = 0
 #: a count with more threads must beat the fewest-thread count by this fraction to be chosen: more threads
 #: cost the other programs of the machine, so a tie goes to the smaller count
 MIN_GAIN = 0.05
@@ -73,9 +76,16 @@ def physical_cores() -> int:
     return max(1, min(physical, usable))
 
 
+def reserve_cores(n: int) -> None:
+    """Leave ``n`` physical cores to the rest of the program: auto threads never use them."""
+    global _reserved_cores
+    _reserved_cores = max(0, n)
+
+
 def candidates(cores: int | None = None) -> list[int]:
-    """1, half the physical cores and all of them (distinct, ascending)."""
+    """1, half the usable physical cores and all of them (distinct, ascending); usable: those not reserved."""
     n = physical_cores() if cores is None else max(1, cores)
+    n = max(1, n - _reserved_cores)
     return sorted({1, max(1, n // 2), n})
 
 
@@ -93,7 +103,8 @@ def cpu_model() -> str:
 def machine_key(kind: str, cores: int | None = None) -> str:
     """What a cached choice is valid for: the CPU, its cores, torch's version and the kind of work."""
     n = physical_cores() if cores is None else cores
-    return f"{cpu_model()}|{os.cpu_count()} logical|{n} physical|torch {torch.__version__}|{kind}"
+    reserved = f"|{_reserved_cores} reserved" if _reserved_cores else ""
+    return f"{cpu_model()}|{os.cpu_count()} logical|{n} physical{reserved}|torch {torch.__version__}|{kind}"
 
 
 def default_cache_path() -> Path:
