@@ -101,6 +101,25 @@ def make_synthetic_project(path: Path, n_prompts: int = 24, per_prompt: int = 2,
     return path
 
 
+def held_out_records(n_prompts: int = 8, seed: int = 9, flip: bool = False) -> list[PairRecord]:
+    """Labelled pairs (two per prompt) over prompts no :func:`synthetic_records` training pair shares, for a
+    test split; ``flip`` reverses every label."""
+    out = []
+    for r in synthetic_records(n_prompts, 2, seed=seed):
+        choice = {"a": "b", "b": "a"}[r.choice] if flip else r.choice
+        out.append(PairRecord(Text("Held out. " + r.prompt.text), r.response_a, r.response_b, choice, r.strength))
+    return out
+
+
+def make_split_project(path: Path, test: list[PairRecord] | None) -> Path:
+    """24 synthetic training prompts (two pairs each) and, unless None, ``test`` as the test split."""
+    with Project.create(path) as project:
+        project.add_records(synthetic_records(24, 2, seed=0), source="train.jsonl")
+        if test is not None:
+            project.add_records(test, source="test.jsonl", split="test")
+    return path
+
+
 def make_labelled_project(
     path: Path,
     n_prompts: int = 16,

@@ -13,10 +13,9 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 from training_helpers import collect, comparable_metrics
-from wb_testing import synthetic_records
+from wb_testing import held_out_records, make_split_project, synthetic_records
 
 from workbench import cli
-from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project
 from workbench.training import checkpoint
 from workbench.training.config import TrainConfig
@@ -29,23 +28,6 @@ from workbench.training.trainer import Trainer
 pytestmark = pytest.mark.slow  # real training runs of a tiny transformer
 
 HEAD = dict(mode="head", learning_rate=3e-2, epochs=30)
-
-
-def held_out(flip: bool = False) -> list[PairRecord]:
-    """16 labelled pairs over 8 prompts no training pair shares; ``flip`` reverses every label."""
-    out = []
-    for r in synthetic_records(8, 2, seed=9):
-        choice = {"a": "b", "b": "a"}[r.choice] if flip else r.choice
-        out.append(PairRecord(Text("Held out. " + r.prompt.text), r.response_a, r.response_b, choice, r.strength))
-    return out
-
-
-def make(path, test: list[PairRecord] | None):
-    with Project.create(path) as p:
-        p.add_records(synthetic_records(24, 2, seed=0), source="train.jsonl")
-        if test is not None:
-            p.add_records(test, source="test.jsonl", split="test")
-    return path
 
 
 def train(path, tiny_bert_dir, **overrides) -> Finished:
@@ -62,7 +44,7 @@ def weights(path, run_id: int) -> dict:
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, tiny_bert_dir):
     """A project with a test split and two finished runs (different seeds)."""
-    path = make(tmp_path_factory.mktemp("eval") / "p.wbp", held_out())
+    path = make_split_project(tmp_path_factory.mktemp("eval") / "p.wbp", held_out_records())
     first = train(path, tiny_bert_dir)
     second = train(path, tiny_bert_dir, seed=1, epochs=3)
     return path, first.run_id, second.run_id
@@ -70,8 +52,8 @@ def evaluated(tmp_path_factory, tiny_bert_dir):
 
 def test_flipping_every_test_label_changes_nothing_a_run_learns(tmp_path, tiny_bert_dir):
     runs = {}
-    for name, test in (("test", held_out()), ("flipped", held_out(flip=True)), ("none", None)):
-        path = make(tmp_path / f"{name}.wbp", test)
+    for name, test in (("test", held_out_records()), ("flipped", held_out_records(flip=True)), ("none", None)):
+        path = make_split_project(tmp_path / f"{name}.wbp", test)
         runs[name] = (path, train(path, tiny_bert_dir).run_id)
     base = weights(*runs["none"])
     for name in ("test", "flipped"):
@@ -187,7 +169,7 @@ def test_the_report_has_its_markdown_and_figures(evaluated, tmp_path, capsys):
 
 
 def test_eval_errors_say_what_to_do(tmp_path, capsys):
-    path = make(tmp_path / "p.wbp", None)
+    path = make_split_project(tmp_path / "p.wbp", None)
     assert cli.main(["eval", "--project", str(path)]) == 1
     assert "no finished run" in capsys.readouterr().err
     assert cli.main(["eval", "--model", str(tmp_path)]) == 1
@@ -202,11 +184,11 @@ def test_write_report_refuses_a_project_as_its_folder(evaluated):
 
 
 def test_test_pairs_a_run_trained_on_are_left_out_with_a_warning(tmp_path, tiny_bert_dir):
-    path = make(tmp_path / "p.wbp", None)
+    path = make_split_project(tmp_path / "p.wbp", None)
     run = train(path, tiny_bert_dir).run_id
     trained = synthetic_records(24, 2, seed=0)[:6]  # pairs the run trained or validated on, now put in the test split
     with Project.open(path) as p:
-        p.add_records(trained + held_out()[:4], source="late-test.jsonl", split="test")
+        p.add_records(trained + held_out_records()[:4], source="late-test.jsonl", split="test")
         n_test = len(p.test_pairs())
         snapshot = set(p.run(run)["data_snapshot"]["comparison_ids"])
         leaked = len(set(p.test_pairs()["comparison_id"]) & snapshot)

@@ -8,9 +8,8 @@ import json
 import pytest
 from PySide6.QtCore import Qt
 from ui_helpers import HEAD
-from wb_testing import synthetic_records
+from wb_testing import held_out_records, make_split_project
 
-from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project
 from workbench.training.config import TrainConfig
 from workbench.training.eval_run import evaluate
@@ -23,13 +22,7 @@ pytestmark = pytest.mark.slow  # real runs, and the training process
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, tiny_bert_dir):
     path = tmp_path_factory.mktemp("evalpanel") / "p.wbp"
-    with Project.create(path) as p:
-        p.add_records(synthetic_records(24, 2, seed=0), source="train.jsonl")
-        held = [
-            PairRecord(Text("Held out. " + r.prompt.text), r.response_a, r.response_b, r.choice, r.strength)
-            for r in synthetic_records(10, 2, seed=9)
-        ]
-        p.add_records(held, source="test.jsonl", split="test")
+    make_split_project(path, held_out_records(10))
     ids = []
     for seed, epochs in ((0, HEAD.get("epochs", 30)), (1, 2)):
         events = list(
@@ -140,13 +133,7 @@ def test_inspect_compares_two_runs_on_the_test_split_as_eval_does(qtbot, tmp_pat
     from workbench.ui.inspect_view import InspectView
 
     path = tmp_path / "flips.wbp"
-    with Project.create(path) as p:
-        p.add_records(synthetic_records(24, 2, seed=0), source="train.jsonl")
-        held = [
-            PairRecord(Text("Held out. " + r.prompt.text), r.response_a, r.response_b, r.choice, r.strength)
-            for r in synthetic_records(10, 2, seed=9)
-        ]
-        p.add_records(held, source="test.jsonl", split="test")
+    make_split_project(path, held_out_records(10))
     run_ids = []
     for swap in (False, True):
         if swap:  # half the training labels swapped: a second run that disagrees with the first

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
 from ui_helpers import ANNOTATOR, HEAD
-from wb_testing import make_labelled_project
+from wb_testing import held_out_records, make_labelled_project, make_split_project
 
 from workbench.core.records import PairRecord, Text
 from workbench.core.store import Project
@@ -304,20 +304,16 @@ def test_the_why_tab_attributes_the_pair_on_screen_with_the_runs_model(qtbot, in
 # --------------------------------------------------------------------- the test split (issue 13)
 def test_the_runs_test_split_pairs_are_shown_with_their_eval_results(qtbot, tmp_path, tiny_bert):
     """Test-split pairs appear beside the run's own pairs, split "test", with the margins, right/wrong and
-    p(chosen) = σ(margin / T) that ``workbench eval`` computes for them (oriented to their label: A or B); the Split filter shows them alone; test pairs imported after the run are counted, not shown;
-    a flipped pair of the Evaluation panel (a test pair) opens."""
+    p(chosen) = σ(margin / T) that ``workbench eval`` computes for them (oriented to their label: A or B); the
+    Split filter shows them alone; test pairs imported after the run are counted, not shown; a flipped pair
+    of the Evaluation panel (a test pair) opens."""
     from wb_testing import synthetic_records
 
     from workbench.training.eval_run import evaluate
 
     path = tmp_path / "split.wbp"
-    with Project.create(path) as p:
-        p.add_records(synthetic_records(24, 2, seed=0), source="train.jsonl")
-        held = [
-            PairRecord(Text("Held out. " + r.prompt.text), r.response_a, r.response_b, r.choice, r.strength)
-            for r in synthetic_records(10, 2, seed=9)
-        ]
-        p.add_records(held, source="test.jsonl", split="test")
+    make_split_project(path, held_out_records(10))
+    with Project.open(path) as p:
         n_train = len(p.training_pairs())
     run_id = train(path, tiny_bert, **HEAD)[0].run_id
     want, frame = evaluate(project=path, run=run_id)
