@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 from workbench.core.store import read_only_message
 from workbench.ui import settings
 from workbench.ui.safe_text import message_box, plain, tooltip
-from workbench.ui.tasks import ProjectTask
+from workbench.ui.tasks import ProjectTask, Recomputation
 from workbench.ui.team_panel import (
     VALUE_ROLE,
     AdjudicationDialog,
@@ -125,14 +125,16 @@ class DataView(QWidget):
         self.project: Project | None = None
         self.annotator = ""
         self.task: ProjectTask | None = None  # import, export or merge: one at a time
-        self.stats_task: ProjectTask | None = None  # agreement, bias and disagreements
-        # annotator reliability: its own task (crowd-kit's import and the bootstrap take seconds), so that the
-        # agreement figures never wait for it
-        self.reliability_task: ProjectTask | None = None
+        # agreement, bias and disagreements; annotator reliability apart (crowd-kit's import and the bootstrap
+        # take seconds), so that the agreement figures never wait for it
+        self.team_figures = Recomputation(_team_figures, "Computing agreement", self)
+        self.team_figures.ready.connect(self._on_team_stats)
+        self.team_figures.failed.connect(self._on_team_failed)
+        self.reliability_figures = Recomputation(_reliability_figures, "Estimating annotator reliability", self)
+        self.reliability_figures.ready.connect(self._on_reliability)
+        self.reliability_figures.failed.connect(self._on_reliability_failed)
         self.reliability: dict | None = None
-        self._reliability_stale = False
         self.team_stats: dict | None = None  # the latest figures for the open project
-        self._stats_stale = False  # data changed while the figures were being computed
         self.error_box: QMessageBox | None = None
         self.last_summary: dict | None = None
         self.last_merge: dict | None = None
@@ -320,9 +322,8 @@ class DataView(QWidget):
         if self.adjudication_dialog is not None:
             self.adjudication_dialog.close()
             self.adjudication_dialog = None
-        for task in (self.stats_task, self.reliability_task):
-            if task is not None:  # a read of the old project: let it end, drop its result
-                task.wait()
+        self.team_figures.forget()  # a read of the old project: let it end, drop its result
+        self.reliability_figures.forget()
         self.project = project
         self.team_stats = None
         self.reliability = None
@@ -413,32 +414,9 @@ class DataView(QWidget):
         they arrive. A request while one runs is served once it ends."""
         if self.project is None:
             return None
-        if self.stats_task is not None:
-            self._stats_stale = True
-            return self.stats_task
-        from workbench.core import team
-
-        def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
-            from workbench.core.assign import assignment_progress
-
-            frame = team.disagreements(project)
-            return {
-                "agreement": team.agreement_report(project),
-                "bias": team.bias_report(project),
-                "disagreements": len(frame),
-                "assignment": assignment_progress(project),
-            }
-
-        path = self.project.path
-        task = ProjectTask(path, work, description="Computing agreement", parent=self)
-        task.succeeded.connect(lambda stats: self._on_team_stats(path, stats))
-        task.failed.connect(lambda msg: self._on_team_failed(path, msg))
-        task.finished.connect(self._on_stats_finished)
-        self._stats_stale = False
-        self.stats_task = task
         if self.team_stats is None:
             self.agreement_panel.set_report(None, busy=True)
-        task.start()
+        task = self.team_figures.request(self.project.path)
         self.refresh_reliability()
         return task
 
@@ -447,63 +425,34 @@ class DataView(QWidget):
         process); the panel and the Reliability column update when it arrives."""
         if self.project is None:
             return None
-        if self.reliability_task is not None:
-            self._reliability_stale = True
-            return self.reliability_task
-
-        def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
-            from workbench.core.reliability import reliability_report
-
-            return reliability_report(project)
-
-        path = self.project.path
-        task = ProjectTask(path, work, description="Estimating annotator reliability", parent=self)
-        task.succeeded.connect(lambda report: self._on_reliability(path, report))
-        task.failed.connect(lambda msg: self._on_reliability_failed(path, msg))
-        task.finished.connect(self._on_reliability_finished)
-        self._reliability_stale = False
-        self.reliability_task = task
         if self.reliability is None:
             self.reliability_panel.set_report(None, busy=True)
-        task.start()
-        return task
+        return self.reliability_figures.request(self.project.path)
 
-    def _on_reliability(self, path: Path, report: dict) -> None:
-        if self.project is None or self.project.path != path:
-            return
+    @property
+    def stats_task(self) -> ProjectTask | None:
+        return self.team_figures.task
+
+    @property
+    def reliability_task(self) -> ProjectTask | None:
+        return self.reliability_figures.task
+
+    def _on_reliability(self, report: dict) -> None:
         self.reliability = report
         self.reliability_panel.set_report(report)
         self._fill_team_columns()
 
-    def _on_reliability_failed(self, path: Path, message: str) -> None:
-        if self.project is not None and self.project.path == path:
-            self.reliability_panel.note.setText(f"Could not estimate reliability: {message}")
+    def _on_reliability_failed(self, message: str) -> None:
+        self.reliability_panel.note.setText(f"Could not estimate reliability: {message}")
 
-    def _on_reliability_finished(self) -> None:
-        task, self.reliability_task = self.reliability_task, None
-        if task is not None:
-            task.deleteLater()
-        if self._reliability_stale and self.project is not None:
-            self.refresh_reliability()
-
-    def _on_team_stats(self, path: Path, stats: dict) -> None:
-        if self.project is None or self.project.path != path:
-            return
+    def _on_team_stats(self, stats: dict) -> None:
         self.team_stats = stats
         self.agreement_panel.set_report(stats["agreement"])
         self._fill_team_columns()
         self._update_adjudicate_button()
 
-    def _on_team_failed(self, path: Path, message: str) -> None:
-        if self.project is not None and self.project.path == path:
-            self.agreement_panel.note.setText(f"Could not compute agreement: {message}")
-
-    def _on_stats_finished(self) -> None:
-        task, self.stats_task = self.stats_task, None
-        if task is not None:
-            task.deleteLater()
-        if self._stats_stale and self.project is not None:
-            self.refresh_team()
+    def _on_team_failed(self, message: str) -> None:
+        self.agreement_panel.note.setText(f"Could not compute agreement: {message}")
 
     def team_busy(self) -> bool:
         return self.stats_task is not None
@@ -1022,3 +971,21 @@ class DataView(QWidget):
         text = f"Wrote {int(n or 0):,} {what} to {path}."
         self._set_status(self.export_status, text)
         self.message.emit(text)
+
+
+def _team_figures(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
+    from workbench.core import team
+    from workbench.core.assign import assignment_progress
+
+    return {
+        "agreement": team.agreement_report(project),
+        "bias": team.bias_report(project),
+        "disagreements": len(team.disagreements(project)),
+        "assignment": assignment_progress(project),
+    }
+
+
+def _reliability_figures(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
+    from workbench.core.reliability import reliability_report
+
+    return reliability_report(project)

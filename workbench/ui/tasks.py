@@ -114,3 +114,51 @@ class ProjectTask(QThread):
 
     def _progress(self, done: int, total: int) -> None:
         self.progressed.emit(int(done), int(total))
+
+
+class Recomputation(QObject):
+    """Figures over the open project that every change asks for again (agreement, reliability): one
+    computation at a time in a :class:`ProjectTask`; a request while one runs is served once more when it
+    ends; a result or failure for a project other than the one asked for last is dropped."""
+
+    ready = Signal(object)  # the result
+    failed = Signal(str)  # a one-line message
+
+    def __init__(self, work: Callable[..., Any], description: str, parent: QObject | None = None):
+        super().__init__(parent)
+        self._work, self._description = work, description
+        self.task: ProjectTask | None = None
+        self._path: Path | None = None  # the project asked for last
+        self._stale = False
+
+    def request(self, path: str | Path) -> ProjectTask:
+        self._path = Path(path)
+        if self.task is not None:
+            self._stale = True
+            return self.task
+        asked = self._path
+        task = ProjectTask(asked, self._work, description=self._description, parent=self)
+        task.succeeded.connect(lambda result: self._deliver(asked, self.ready, result))
+        task.failed.connect(lambda message: self._deliver(asked, self.failed, message))
+        task.finished.connect(self._on_finished)
+        self._stale = False
+        self.task = task
+        task.start()
+        return task
+
+    def forget(self) -> None:
+        """The project is closing: a running computation ends, and its result is dropped."""
+        self._path, self._stale = None, False
+        if self.task is not None:
+            self.task.wait()
+
+    def _deliver(self, asked: Path, signal: Any, value: object) -> None:
+        if asked == self._path:
+            signal.emit(value)
+
+    def _on_finished(self) -> None:
+        task, self.task = self.task, None
+        if task is not None:
+            task.deleteLater()
+        if self._stale and self._path is not None:
+            self.request(self._path)
