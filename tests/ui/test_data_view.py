@@ -57,7 +57,11 @@ def test_import_runs_in_a_thread_and_refreshes_the_views(qtbot, main_window, mak
     path = write_jsonl(tmp_path / "pairs.jsonl", rows)
     task = data.start_import(path, "explicit")
     assert task is not None
+    # while it runs nothing can start a second import, export, merge or assignment, nor change what it reads
+    controls = (data.import_button, data.import_folder_button, data.format_combo, data.split_combo)
+    assert not any(w.isEnabled() for w in (*controls, data.export_pairs_button, data.merge_button))
     wait_idle(qtbot, data)
+    assert all(w.isEnabled() for w in controls)
     assert project.counts()["comparisons"] == 40
     assert data.last_summary["comparisons_added"] == 40
     assert "Imported pairs.jsonl" in data.import_status.text()

@@ -327,20 +327,9 @@ class DataView(QWidget):
         self.project = project
         self.team_stats = None
         self.reliability = None
-        enabled = project is not None
-        for w in (
-            self.import_button,
-            self.import_folder_button,
-            self.export_pairs_button,
-            self.export_splits_button,
-            self.export_log_button,
-            self.refresh_button,
-            self.format_combo,
-            self.split_combo,
-            self.merge_button,
-            self.assign_button,
-        ):
-            w.setEnabled(enabled)
+        self.refresh_button.setEnabled(project is not None)
+        for w in self._data_controls():
+            w.setEnabled(project is not None)
         self.refresh_counts()
 
     def set_annotator(self, name: str) -> None:
@@ -803,17 +792,7 @@ class DataView(QWidget):
         self.progress.setRange(0, 0)
         self.progress.show()
         self.cancel_button.show()
-        for w in (
-            self.import_button,
-            self.import_folder_button,
-            self.export_pairs_button,
-            self.export_splits_button,
-            self.export_log_button,
-            self.format_combo,
-            self.merge_button,
-            self.assign_button,
-            self.adjudicate_button,
-        ):
+        for w in (*self._data_controls(), self.adjudicate_button):
             w.setEnabled(False)
 
     def _set_idle(self) -> None:
@@ -821,19 +800,23 @@ class DataView(QWidget):
         self.progress.setValue(0)
         self.progress.hide()
         self.cancel_button.hide()
-        enabled = self.project is not None
-        for w in (
+        for w in self._data_controls():
+            w.setEnabled(self.project is not None)
+        self._update_adjudicate_button()
+
+    def _data_controls(self) -> tuple[QWidget, ...]:
+        """What starts an import, export, merge or assignment: enabled with a project, off while one runs."""
+        return (
             self.import_button,
             self.import_folder_button,
+            self.format_combo,
+            self.split_combo,
             self.export_pairs_button,
             self.export_splits_button,
             self.export_log_button,
-            self.format_combo,
             self.merge_button,
             self.assign_button,
-        ):
-            w.setEnabled(enabled)
-        self._update_adjudicate_button()
+        )
 
     # ------------------------------------------------------------------ merge
     def choose_merge(self) -> None:
