@@ -31,7 +31,8 @@ peak memory and timings are not inflated by another's leftovers:
 ``--patch pad1`` and ``--patch no_warmup`` (or both, ``pad1+no_warmup``) also run our trainer with an
 experimental change applied from outside (set in its process) to measure what a part of the recipe buys:
 ``pad1`` pads each batch only to its longest sequence instead of a multiple of 16; ``no_warmup`` drops the
-learning-rate warmup; ``mmap1m`` (``mmap4m``, ``mmap16m``) makes glibc mmap every block over that size, so a
+learning-rate warmup; ``padded`` runs the stock padded encoder forward instead of ``training/packed.py``
+(no padding, the last layer at the first token only); ``mmap1m`` (``mmap4m``, ``mmap16m``) makes glibc mmap every block over that size, so a
 freed activation goes back to the system at once. Dropout and micro-batching have config fields of their own
 (``TrainConfig.dropout``, ``TrainConfig.pass_tokens``).
 
@@ -71,7 +72,7 @@ import common
 
 TARGETS = {"speedup": 2.0, "embed_ratio": 1.0, "head_10k_s": 3.0, "eval_fraction": 0.1}
 #: experimental trainer changes that ``--patch`` can measure (see ``_apply_patches``)
-PATCHES = ("pad1", "no_warmup", "mmap1m", "mmap4m", "mmap16m")
+PATCHES = ("pad1", "no_warmup", "mmap1m", "mmap4m", "mmap16m", "padded")
 
 
 def log(message: str) -> None:
@@ -104,10 +105,12 @@ def _use_split(val_prompts: set[str]) -> None:
 
 def _apply_patches(patches: Sequence[str]) -> None:
     """Experimental trainer changes, to measure what a part of the recipe buys (none by default)."""
-    from workbench.training import model, prepare
+    from workbench.training import model, packed, prepare
 
     for name in patches:
-        if name == "pad1":  # batches padded to their longest sequence only: one tensor size per batch
+        if name == "padded":  # the stock padded forward of transformers instead of packed.py
+            packed.ENABLED = False
+        elif name == "pad1":  # batches padded to their longest sequence only: one tensor size per batch
             model.WIDTH_MULTIPLE = 1
         elif name == "no_warmup":
             prepare.WARMUP_FRACTION = 0.0

@@ -142,7 +142,11 @@ def test_micro_batches_give_the_same_training(learnable, tiny_bert_dir):
     split = collect(Trainer(learnable, config.replace(pass_tokens=16)))[-1]
     a, b = comparable_metrics(learnable, whole.run_id), comparable_metrics(learnable, split.run_id)
     assert [k[:3] for k in a] == [k[:3] for k in b]
-    np.testing.assert_allclose([k[3] for k in a], [k[3] for k in b], rtol=1e-4, atol=1e-5)
+    # Summed in other groups, the gradients differ by rounding (measured: 2e-7 relative at step 1, padded or
+    # packed); 20 steps at lr 5e-3 amplify that to about 1e-3 at most, and it fades as the loss settles.
+    first = [i for i, k in enumerate(a) if k[0] == 1]
+    np.testing.assert_allclose([a[i][3] for i in first], [b[i][3] for i in first], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([k[3] for k in a], [k[3] for k in b], rtol=3e-3, atol=1e-5)
     assert whole.summary["val_accuracy"] == split.summary["val_accuracy"] > 0.9
 
 

@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from workbench.training import packed
+
 if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel
@@ -330,6 +332,8 @@ class RewardModel(nn.Module):
         params = inspect.signature(backbone.forward).parameters
         self._pass_positions = self.is_decoder and "position_ids" in params
         self._pass_no_cache = "use_cache" in params
+        #: encoders of BERT's layout run without padding on the CPU (``packed.py``)
+        self._packable = packed.supports(backbone)
 
     @property
     def config(self) -> Any:
@@ -342,6 +346,10 @@ class RewardModel(nn.Module):
         Encoders need right padding (the default of :func:`collate_pairs`): [CLS] must be at index 0,
         and their absolute positions count from the first column.
         """
+        if self._packable and packed.applies(self.backbone, input_ids):
+            states = packed.first_token_states(self.backbone, input_ids, attention_mask)
+            if states is not None:
+                return states
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self._pass_positions:
             # From the mask, so left-padded rows get the same positions as right-padded ones.
