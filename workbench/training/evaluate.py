@@ -17,7 +17,7 @@ run's final model, those it has no score for yet and stores them at its last eva
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,6 +164,7 @@ def score_missing(
     control: RunControl | None = None,
     progress: Callable[[int, int], None] | None = None,
     device: str | None = None,
+    comparison_ids: Sequence[int] | None = None,
 ) -> int | None:
     """Score, with finished run ``run_id``'s final model, every comparison of the project that has no score
     of that run at its last evaluation (the ones it did not train on, and any imported after it ended), and
@@ -172,7 +173,8 @@ def score_missing(
 
     The model is the run's latest checkpoint (``export.load_run_model``, as ``workbench score`` loads it) on
     the tokens of prompt + response (``score_tokens``, each distinct text once, length-sorted batches) in
-    both modes: the scores are those a fresh pass gives. ``progress(done, total)`` counts batches."""
+    both modes: the scores are those a fresh pass gives. ``progress(done, total)`` counts batches;
+    ``comparison_ids`` limits the scoring to those (``workbench eval`` on the test split)."""
     from workbench.training.device import resolve_device
     from workbench.training.export import RunExportError, load_run_model
     from workbench.training.model import PairEncoder
@@ -188,6 +190,9 @@ def score_missing(
             )
         step = project.last_scored_step(run_id)
         ids = project.unscored_comparison_ids(run_id)
+        if comparison_ids is not None:
+            wanted = {int(c) for c in comparison_ids}
+            ids = [c for c in ids if c in wanted]
         if step is None or not ids:
             return 0
         unl = data.unlabelled_from_frame(project.comparisons_frame(ids), [])
