@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -255,6 +256,26 @@ def test_unlabelled_comparisons_are_scored_on_demand_not_at_the_end(tmp_path, ti
             and abs(row["r_chosen"] - r_a[0]) < 1e-5
             and abs(row["r_rejected"] - r_b[0]) < 1e-5
         )
+
+
+def test_assign_with_scores_scores_what_the_run_has_not_first(tmp_path, tiny_bert_dir, capsys):
+    """The one command that hands out the model's scores of every comparison: one line, then complete files."""
+    from workbench import cli
+
+    path = make_synthetic_project(tmp_path / "a.wbp", unlabelled=1)
+    run_id = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1)))[-1].run_id
+    args = ["assign", "--project", str(path), "--annotators", "alice,bob", "--per-item", "2", "--with-scores"]
+    capsys.readouterr()  # the run's own output
+    assert cli.main([*args, "--out", str(tmp_path / "one"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"scoring 24 unlabelled comparisons with run {run_id} (its scores go into the files)"
+    ]
+    assert sorted(json.loads(captured.out)["files"]) == ["alice", "bob"]  # stdout stays the command's JSON
+    with Project.open(tmp_path / "one" / "alice.wbp") as p:
+        assert len(p.pair_scores(run_id)) == p.comparison_count() == 72  # the unlabelled ones included
+    assert cli.main([*args, "--out", str(tmp_path / "two")]) == 0
+    assert "scoring" not in capsys.readouterr().err  # nothing left to score
 
 
 def test_score_missing_is_cancellable_and_refuses_an_unfinished_run(tmp_path, tiny_bert_dir):
