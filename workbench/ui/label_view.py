@@ -368,11 +368,6 @@ class LabelView(QWidget):
         self.flag_badge.hide()
         head.addWidget(self.flag_badge)
         head.addStretch(1)
-        # What the model queue waits for (scoring the comparisons the latest run has not scored), or why not.
-        self.scoring_label = QLabel("")
-        self.scoring_label.setObjectName("Muted")
-        self.scoring_label.hide()
-        head.addWidget(self.scoring_label)
         order_label = QLabel("Queue")
         order_label.setObjectName("Muted")
         head.addWidget(order_label)
@@ -488,6 +483,12 @@ class LabelView(QWidget):
         self.progress_bar.setFixedHeight(6)
         self.progress_bar.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         prog.addWidget(self.progress_bar, 1)
+        # What the model queue waits for (the comparisons the latest run has not scored), or why it failed:
+        # in the status line, so that the comparison on screen does not move when it appears.
+        self.scoring_label = QLabel("")
+        self.scoring_label.setObjectName("Muted")
+        self.scoring_label.hide()
+        prog.addWidget(self.scoring_label)
         self.progress_label = QLabel("")
         self.progress_label.setObjectName("Progress")
         prog.addWidget(self.progress_label)
