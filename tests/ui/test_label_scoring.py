@@ -5,6 +5,8 @@ annotator labelling meanwhile, and follows the scores once they are in. A failur
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from wb_testing import event_names, make_synthetic_project
@@ -25,8 +27,17 @@ def trained(tmp_path_factory, tiny_bert_dir):
     return path, tp.run_id
 
 
-def test_uncertain_order_scores_the_unlabelled_comparisons_and_then_follows_them(qtbot, main_window, trained):
+def fresh_copy(trained, folder: Path) -> tuple[Path, int]:
+    """The trained project and its checkpoints, copied: each test starts with nothing scored on demand."""
     path, run = trained
+    copy = folder / path.name
+    shutil.copy(path, copy)
+    shutil.copytree(path.with_name(path.name + ".checkpoints"), copy.with_name(copy.name + ".checkpoints"))
+    return copy, run
+
+
+def test_uncertain_order_scores_the_unlabelled_comparisons_and_then_follows_them(qtbot, main_window, trained, tmp_path):
+    path, run = fresh_copy(trained, tmp_path)
     with Project.open(path) as p:
         assert p.unscored_count(run) == 24  # the run scored its 48 training pairs only
     assert main_window.open_project(path)
@@ -87,3 +98,16 @@ def test_a_scoring_failure_is_shown_and_not_retried_unasked(qtbot, main_window, 
     view.set_order("uncertain")  # ... picking the order again does
     assert view.score_job is not None
     assert view.wait_for_scoring()
+
+
+def test_work_packages_with_scores_get_every_comparisons_score(qtbot, main_window, trained, tmp_path):
+    """The Data view's Assign work with scores: what the run has not scored is scored first."""
+    path, run = fresh_copy(trained, tmp_path)
+    assert main_window.open_project(path)
+    task = main_window.data_view.start_assign(["alice", "bob"], str(tmp_path / "out"), per_item=2, with_scores=True)
+    assert task is not None
+    with qtbot.waitSignal(task.finished, timeout=120_000):
+        pass
+    with Project.open(tmp_path / "out" / "alice.wbp") as p:
+        assert len(p.pair_scores(run)) == p.comparison_count() == 72
+    assert main_window.project.unscored_count(run) == 0
