@@ -39,6 +39,9 @@ COMMAND_MODULES = (
     core_commands,
     team_commands,
 )
+#: commands that hand out the latest run's scores of every comparison, when asked to: what that run has not
+#: scored is scored first (training.commands.score_missing_first), since a run scores only its training pairs
+SCORES_FIRST = {"assign": lambda args: bool(args.with_scores)}
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL_ERROR = 70
@@ -114,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         subparser = parser.workbench_subparsers.get(getattr(args, "command", None) or "")
         if subparser is not None:
             check_parsed_outputs(subparser, args)
+        wants_scores = SCORES_FIRST.get(getattr(args, "command", None) or "")
+        if wants_scores is not None and wants_scores(args):
+            # on stderr: stdout may be the command's --json
+            training_commands.score_missing_first(
+                args.project, say=lambda line: print(terminal_safe(line), file=sys.stderr)
+            )
         return int(handler(args) or 0)
     except KeyboardInterrupt:
         _report(debug, "interrupted")

@@ -286,6 +286,26 @@ def test_unknown_order(filled):
         filled.next_comparison("ann", "alphabetical")
 
 
+def test_unscored_comparisons_of_a_run_are_those_without_a_score_at_its_last_evaluation(filled):
+    """Issue 16: what ``evaluate.score_missing`` scores and the Label view counts; no torch here."""
+    assert filled.model_queue_run() is None
+    run = filled.create_run("head", "minilm", {})
+    assert filled.last_scored_step(run) is None and filled.unscored_count(run) == 0  # nothing to read
+    filled.add_pair_scores(run, 1, [(c, "train", "a", 0.0, 0.0) for c in range(1, 11)])  # an earlier evaluation
+    filled.add_pair_scores(run, 4, [(c, "train", "a", 1.0, 0.0) for c in (1, 2, 3)])
+    assert filled.last_scored_step(run) == 4
+    assert filled.unscored_count(run) == 7 and filled.unscored_comparison_ids(run) == list(range(4, 11))
+    assert filled.model_queue_run() == run  # no finished run: the latest with scores
+    filled.update_run(run, status="finished")
+    later = filled.create_run("head", "minilm", {})
+    filled.add_pair_scores(later, 2, [(1, "train", "a", 0.0, 0.0)])
+    assert filled.model_queue_run() == run  # a run in progress does not take the queue over
+    filled.add_pair_scores(run, 4, [(c, "unlabelled", "a", 0.0, 0.0) for c in range(4, 11)])
+    assert filled.unscored_count(run) == 0 and filled.unscored_comparison_ids(run) == []
+    filled.add_records([pair(10)], source="later.jsonl")  # imported after the run
+    assert filled.unscored_comparison_ids(run) == [11]
+
+
 def test_model_orders_use_latest_runs_pair_scores(filled):
     assert filled.next_comparison("ann", "uncertain") == 1  # no scores yet: falls back to new
     old = filled.create_run("head", "minilm", {})

@@ -73,7 +73,11 @@ def test_a_run_stores_its_temperature_and_eval_only_reads_its_scores(evaluated):
         pairs = project_test_pairs(p)
     assert cal["n"] > 0 and 0.01 <= cal["temperature"] <= 100 and cal["val_ece_scaled"] <= cal["val_ece"] + 1e-9
     result, frame = evaluate(project=path)  # default: the latest finished run
-    assert result["run_id"] == evaluated[2] and result["scored_now"] == 0
+    # a run does not score its test pairs at its end (issue 16): the first evaluation scores and stores them
+    assert result["run_id"] == evaluated[2] and result["scored_now"] == 16
+    assert evaluate(project=path)[0]["scored_now"] == 0  # ... the next one only reads them
+    result, frame = evaluate(project=path, run=run)
+    assert result["scored_now"] == 16
     result, frame = evaluate(project=path, run=run)
     assert result["scored_now"] == 0 and result["temperature"] == cal["temperature"]
     assert result["n_pairs"] == 16 and result["slices"]["source"][0]["slice"] == "test.jsonl"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -202,20 +203,101 @@ def test_eval_every_steps_and_the_end(learnable, tiny_bert_dir):
     assert [e.step for e in events if isinstance(e, Evaluation)] == expected
 
 
-def test_unlabelled_comparisons_are_scored_at_the_end(tmp_path, tiny_bert_dir):
+def fresh_pass(path, run_id, frame) -> tuple[np.ndarray, np.ndarray]:
+    """(r_a, r_b) of ``frame``'s comparisons from the run's checkpoint through ``scoring.Scorer``, the path of
+    ``workbench score`` and of the "score" job."""
+    from workbench.training.server import _load_scorer
+
+    scorer = _load_scorer({"project": str(path), "run": run_id})
+    prompts = frame["prompt"].tolist()
+    got = scorer.score(prompts + prompts, frame["response_a"].tolist() + frame["response_b"].tolist())
+    return got[: len(frame)], got[len(frame) :]
+
+
+def test_unlabelled_comparisons_are_scored_on_demand_not_at_the_end(tmp_path, tiny_bert_dir):
+    """Issue 16: a run scores only its training pairs; ``score_missing`` scores the rest when asked, with the
+    run's final model, as a fresh pass does (1e-5), once; a comparison imported after the run is scored too."""
+    from workbench.training.evaluate import score_missing
+
     path = make_synthetic_project(tmp_path / "u.wbp", unlabelled=1)  # 24 comparisons with no label
     for mode in ("head", "finetune"):
         events = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode=mode, epochs=2)))
-        evals = [e for e in events if isinstance(e, Evaluation)]
-        assert "unlabelled" not in set(evals[0].split)  # only the final evaluation scores them
-        final = evals[-1]
-        unl = final.split == "unlabelled"
-        assert unl.sum() == 24 and events[-1].summary["n_unlabelled_scored"] == 24
+        run_id, final = events[-1].run_id, [e for e in events if isinstance(e, Evaluation)][-1]
+        assert "unlabelled" not in set(final.split) and events[-1].summary["n_unlabelled_scored"] == 0
         with Project.open(path) as p:
-            scores = p.pair_scores(events[-1].run_id)
-            u = scores[scores["split"] == "unlabelled"]
-            assert len(u) == 24 and set(u["chosen"]) == {"a"}
-            assert np.allclose(np.sort(u["r_chosen"]), np.sort(final.r_chosen[unl]))
+            n_comparisons = p.comparison_count()
+            assert set(p.pair_scores(run_id)["split"]) == {"train", "val"}
+            assert p.unscored_count(run_id) == n_comparisons - 48
+            step = p.last_scored_step(run_id)
+        assert score_missing(path, run_id) == n_comparisons - 48
+        with Project.open(path) as p:
+            scores = p.pair_scores(run_id)  # the run's last evaluation: its step, where the queues read
+            assert p.last_scored_step(run_id) == step and p.unscored_count(run_id) == 0
+            u = scores[scores["split"] == "unlabelled"].sort_values("comparison_id")
+            assert len(u) == n_comparisons - 48 and set(u["chosen"]) == {"a"}
+            assert not set(u["comparison_id"]) & set(p.run(run_id)["data_snapshot"]["comparison_ids"])
+            frame = p.comparisons_frame(u["comparison_id"].tolist())
+        r_a, r_b = fresh_pass(path, run_id, frame)
+        assert np.allclose(u["r_chosen"], r_a, atol=1e-5, rtol=0) and np.allclose(
+            u["r_rejected"], r_b, atol=1e-5, rtol=0
+        )
+        assert score_missing(path, run_id) == 0  # idempotent: nothing is missing any more
+        with Project.open(path) as p:
+            assert len(p.pair_scores(run_id)) == len(scores)
+            # imported after the run ended: a run used to leave these unscored until the next one
+            p.add_records(
+                [PairRecord(Text(f"Later question {mode}"), Text("An excellent answer."), Text("No."))], "late"
+            )
+            late = p.comparisons_frame()["comparison_id"].max()
+            assert p.unscored_count(run_id) == 1
+        assert score_missing(path, run_id) == 1
+        with Project.open(path) as p:
+            row = p.pair_scores(run_id).set_index("comparison_id").loc[late]
+            frame = p.comparisons_frame([late])
+        r_a, r_b = fresh_pass(path, run_id, frame)
+        assert (
+            row["split"] == "unlabelled"
+            and abs(row["r_chosen"] - r_a[0]) < 1e-5
+            and abs(row["r_rejected"] - r_b[0]) < 1e-5
+        )
+
+
+def test_assign_with_scores_scores_what_the_run_has_not_first(tmp_path, tiny_bert_dir, capsys):
+    """The one command that hands out the model's scores of every comparison: one line, then complete files."""
+    from workbench import cli
+
+    path = make_synthetic_project(tmp_path / "a.wbp", unlabelled=1)
+    run_id = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1)))[-1].run_id
+    args = ["assign", "--project", str(path), "--annotators", "alice,bob", "--per-item", "2", "--with-scores"]
+    capsys.readouterr()  # the run's own output
+    assert cli.main([*args, "--out", str(tmp_path / "one"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"scoring 24 unlabelled comparisons with run {run_id} (its scores go into the files)"
+    ]
+    assert sorted(json.loads(captured.out)["files"]) == ["alice", "bob"]  # stdout stays the command's JSON
+    with Project.open(tmp_path / "one" / "alice.wbp") as p:
+        assert len(p.pair_scores(run_id)) == p.comparison_count() == 72  # the unlabelled ones included
+    assert cli.main([*args, "--out", str(tmp_path / "two")]) == 0
+    assert "scoring" not in capsys.readouterr().err  # nothing left to score
+
+
+def test_score_missing_is_cancellable_and_refuses_an_unfinished_run(tmp_path, tiny_bert_dir):
+    from workbench.training.evaluate import ScoreMissingError, score_missing
+    from workbench.training.run_control import RunControl
+
+    path = make_synthetic_project(tmp_path / "c.wbp", unlabelled=1)
+    run_id = collect(Trainer(path, TrainConfig(backbone=tiny_bert_dir, mode="head", epochs=1)))[-1].run_id
+    control = RunControl()
+    control.cancel()
+    assert score_missing(path, run_id, control=control) is None
+    with Project.open(path) as p:
+        assert p.unscored_count(run_id) == 24  # a cancelled call writes nothing
+        other = p.create_run("head", tiny_bert_dir, {})
+    with pytest.raises(ScoreMissingError, match="not finished"):
+        score_missing(path, other)
+    with pytest.raises(ScoreMissingError, match="no run 99"):
+        score_missing(path, 99)
 
 
 # --------------------------------------------------------------------- data handling
@@ -281,6 +363,11 @@ def test_excluded_pairs_are_not_in_the_next_run(learnable, tiny_bert_dir):
     with Project.open(learnable) as p:
         snap = p.run(events[-1].run_id)["data_snapshot"]
         assert not set(snap["comparison_ids"]) & set(excluded) and snap["n_excluded"] == 2
+        assert not set(p.pair_scores(events[-1].run_id)["comparison_id"]) & set(excluded)  # not scored at the end
+    from workbench.training.evaluate import score_missing
+
+    assert score_missing(learnable, events[-1].run_id) == 2  # asked for, they are scored as unlabelled
+    with Project.open(learnable) as p:
         scores = p.pair_scores(events[-1].run_id)
         assert set(scores[scores["comparison_id"].isin(excluded)]["split"]) == {"unlabelled"}
 

@@ -347,7 +347,7 @@ def test_the_runs_test_split_pairs_are_shown_with_their_eval_results(qtbot, tmp_
         wrong = int((~frame["correct"]).sum())
         assert f"{len(frame)} of {n_train + len(frame)} pairs shown" in view.count_label.text()
         assert f"{wrong} of them mispredicted" in view.count_label.text()  # the test split's own mistakes
-        assert f"{len(late)} test pairs imported after this run have no stored score" in view.suspects_note.text()
+        assert f"{len(late)} test pairs have no stored score of this run yet" in view.suspects_note.text()
         view.split_combo.setCurrentIndex(view.split_combo.findData("train"))
         assert {view.model.value(r, "split") for r in range(view.model.rowCount())} == {"train"}
         view.split_combo.setCurrentIndex(0)

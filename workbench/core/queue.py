@@ -205,6 +205,10 @@ class LabelQueue:
         self._model_positions[position_key] = position
         return found
 
+    def model_queue_run(self) -> int | None:
+        """The run whose per-pair scores order the model queues (``uncertain``, ``disagree``), or None."""
+        return self._latest_scored_run()
+
     def _latest_scored_run(self) -> int | None:
         """The run whose scores order the model queues: the latest finished one (a run still in progress
         has scored only some pairs at its latest step), else the latest with any scores."""

@@ -145,6 +145,34 @@ class RunStore:
         r_a, r_b = (r_c, r_r) if chosen == "a" else (r_r, r_c)
         return {"run_id": int(run_id), "step": int(step), "r_a": float(r_a), "r_b": float(r_b)}
 
+    def last_scored_step(self, run_id: int) -> int | None:
+        """The step of a run's latest evaluation (where its per-pair scores are read), or None when it has none."""
+        row = self._conn.execute("SELECT MAX(step) FROM pair_scores WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def _unscored_sql(self, what: str) -> str:
+        # An index probe per comparison on pair_scores' key (run_id, step, comparison_id).
+        return (
+            f"SELECT {what} FROM comparisons c WHERE NOT EXISTS (SELECT 1 FROM pair_scores s"
+            " WHERE s.run_id = ? AND s.step = ? AND s.comparison_id = c.id)"
+        )
+
+    def unscored_count(self, run_id: int) -> int:
+        """How many comparisons have no score of run ``run_id`` at its latest evaluation: the comparisons it did
+        not train on (a run scores those only when asked, ``evaluate.score_missing``) and any imported after it.
+        0 for a run without scores."""
+        step = self.last_scored_step(run_id)
+        if step is None:
+            return 0
+        return int(self._conn.execute(self._unscored_sql("COUNT(*)"), (run_id, step)).fetchone()[0])
+
+    def unscored_comparison_ids(self, run_id: int) -> list[int]:
+        """The comparisons ``unscored_count`` counts, by id."""
+        step = self.last_scored_step(run_id)
+        if step is None:
+            return []
+        return [r[0] for r in self._conn.execute(self._unscored_sql("c.id") + " ORDER BY c.id", (run_id, step))]
+
     def pair_score_history(self, run_id: int) -> pd.DataFrame:
         """A run's scores of its labelled pairs at every evaluation (the training dynamics of each pair):
         comparison_id, step, chosen, r_chosen, r_rejected, margin; unlabelled comparisons left out."""

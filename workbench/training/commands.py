@@ -39,6 +39,35 @@ def _error(command: str, message: str) -> None:
     print(f"workbench {command}: error: {terminal_safe(' '.join(str(message).split()))}", file=sys.stderr, flush=True)
 
 
+def score_missing_first(project: str | os.PathLike, say: Any = print) -> int:
+    """For commands that hand out the latest run's scores of every comparison (``assign --with-scores``):
+    score, synchronously, the comparisons the run the model queues read has no score for (a run does not
+    score them at its end; issue 16), saying so in one line. Returns how many were scored (0: none missing,
+    no finished run, or a run without a checkpoint)."""
+    from pathlib import Path
+
+    from workbench.core.store import Project
+
+    if not Path(project).is_file():
+        return 0  # the command itself says that the project is missing
+    with Project.open(project) as p:
+        run_id = p.model_queue_run()
+        if run_id is None or p.run(run_id)["status"] != "finished":
+            return 0
+        if not (p.checkpoint_dir(run_id) / "latest.json").is_file():
+            return 0
+        missing = p.unscored_count(run_id)
+    if not missing:
+        return 0
+    say(f"scoring {missing:,} unlabelled comparisons with run {run_id} (its scores go into the files)")
+    from workbench.training.model_commands import _quiet_libraries
+
+    _quiet_libraries()  # the line above says what happens: no "Loading weights" bars on the terminal
+    from workbench.training.evaluate import score_missing
+
+    return score_missing(project, run_id) or 0
+
+
 # --------------------------------------------------------------------- train
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(

@@ -8,9 +8,11 @@ The figures themselves are ``core.evaluation`` (torch-free); this module finds t
 
 - the pairs: the project's test split (``Project.test_pairs``), or any labelled file (``--input``, read as
   ``workbench score`` reads it, so the margins are those its ``score_chosen - score_rejected`` give);
-- the margins of a run on its project's test pairs are *read*: a finished run scored every comparison it did
-  not train on at its final evaluation (``pair_scores``, split "unlabelled"); only pairs it has no score for
-  (imported after the run) are scored with its checkpoint. An exported folder, or a run on a file, scores;
+- the margins of a run on its project's test pairs are *read* from its stored scores (``pair_scores``); test
+  pairs a finished run has no score for yet (a run scores the comparisons it did not train on only when asked,
+  and not those imported after it) are scored once with its checkpoint and stored
+  (``evaluate.score_missing``, split "unlabelled"), so that the next evaluation reads them. An exported
+  folder, or a run on a file, scores;
 - the temperature is the run's (fitted on its validation pairs when it finished, in its summary) or the
   exported folder's (``config.json``'s ``temperature``).
 
@@ -200,6 +202,16 @@ def margins_of(
     if from_project and model.run_id is not None:
         with Project.open(project_path) as project:  # type: ignore[arg-type]
             margins = stored_margins(project, model.run_id, pairs)
+        missing = np.flatnonzero(np.isnan(margins))
+        if len(missing) and model.run is not None and model.run["status"] == "finished":
+            from workbench.training.evaluate import score_missing
+
+            say(f"{model.label}: scoring {len(missing):,} pairs (stored for the next evaluation)")
+            score_missing(project_path, model.run_id, comparison_ids=pairs["comparison_id"].iloc[missing].tolist())  # type: ignore[arg-type]
+            with Project.open(project_path) as project:  # type: ignore[arg-type]
+                margins = stored_margins(project, model.run_id, pairs)
+            if not np.isnan(margins).any():
+                return margins, len(missing)
     missing = np.flatnonzero(np.isnan(margins))
     if len(missing):
         say(f"{model.label}: scoring {len(missing):,} pairs")

@@ -3,16 +3,21 @@
 It owns what a run does to judge its model (TRL's metrics under ``no_grad``). ``evaluate`` is one evaluation
 step: score every labelled pair (``score_pairs``), check the rewards are finite, compute the train and
 validation metrics (``split_metrics``), write them and the per-pair scores through the project's named
-methods (rank 0 only), at the end of a run also score every comparison that is not a training pair
-(``score_unlabelled``, for the "model-uncertain first" queue), and emit the per-pair margins as one
-``Evaluation`` event. Scoring is ``score_tokens`` in fine-tune mode (token sequences in length-sorted batches,
-split across ranks, with progress events and cancellation) and ``score_features`` in head mode (cached
-features, ``embed.py``). The trainer decides when to evaluate.
+methods (rank 0 only), and emit the per-pair margins as one ``Evaluation`` event. Scoring is
+``score_tokens`` in fine-tune mode (token sequences in length-sorted batches, split across ranks, with
+progress events and cancellation) and ``score_features`` in head mode (cached features, ``embed.py``). The
+trainer decides when to evaluate.
+
+The comparisons a run did not train on ("unlabelled": no label, ties, excluded, the test split, anything
+imported later) are scored on demand, not at the end of every run: ``score_missing`` scores, with a finished
+run's final model, those it has no score for yet and stores them at its last evaluation's step, when the
+"model-uncertain first" queue, the score hint or ``workbench assign --with-scores`` asks for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import os
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +27,7 @@ from torch import nn
 from workbench.core.store import Project
 from workbench.training import data, distributed
 from workbench.training.config import TrainConfig
-from workbench.training.embed import Embedding, Features, embed_sides
+from workbench.training.embed import Features
 from workbench.training.events import Evaluation, Event, PhaseProgress
 from workbench.training.loss import pairwise_loss
 from workbench.training.model import batch_width, make_batches, pad_batch
@@ -40,15 +45,6 @@ class PairScores:
     r_rejected: np.ndarray
 
 
-@dataclass(frozen=True)
-class UnlabelledScores:
-    """The rewards of the comparisons that are not training pairs (r_chosen = r_a)."""
-
-    comparison_ids: np.ndarray
-    r_a: np.ndarray
-    r_b: np.ndarray
-
-
 def evaluate(
     project: Project,
     run: RunData,
@@ -56,9 +52,7 @@ def evaluate(
     p: Progress,
     labelled: PairScores | None,
     *,
-    final: bool,
     features: Features | None,
-    embedding: Embedding | None,
     flush: Callable[[], None],
     run_id: int,
     device: torch.device,
@@ -74,11 +68,9 @@ def evaluate(
     are. Every other pair (validation, and training pairs that epoch did not pass, e.g. before a resume)
     is scored afresh.
 
-    ``labelled`` is the previous evaluation's scores, reused when it was at this step; ``final`` adds the
-    unlabelled comparisons (once per step: ``p.unlabelled_step``). ``flush`` writes the buffered step
-    metrics in the same transaction as the evaluation's. Head mode passes ``features`` (the pairs') and
-    ``embedding`` (the cache, for the unlabelled texts). Returns the labelled pairs' scores, or None when
-    cancelled before all the scores asked for were complete."""
+    ``labelled`` is the previous evaluation's scores, reused when it was at this step. ``flush`` writes the
+    buffered step metrics in the same transaction as the evaluation's. Head mode passes ``features`` (the
+    pairs'). Returns the labelled pairs' scores, or None when cancelled before they were complete."""
     cfg, pairs = run.config, run.pairs
     if p.last_eval_step != p.step or labelled is None:
         r_c, r_r = np.zeros(len(pairs)), np.zeros(len(pairs))
@@ -112,22 +104,6 @@ def evaluate(
         p.last_eval_step, p.train_metrics, p.val_metrics = p.step, train, val
         labelled = PairScores(pairs.comparison_ids, split, r_c, r_r)
     cids, split, r_c, r_r = labelled.comparison_ids, labelled.split, labelled.r_chosen, labelled.r_rejected
-    if final and p.unlabelled_step != p.step:
-        unl = yield from score_unlabelled(
-            project, run, state, embedding, run_id=run_id, device=device, dist=dist, control=control
-        )
-        if unl is not None:
-            n = len(unl.comparison_ids)
-            if dist.is_main and n:
-                project.add_pair_scores(
-                    run_id,
-                    p.step,
-                    zip(unl.comparison_ids.tolist(), ["unlabelled"] * n, ["a"] * n, unl.r_a.tolist(), unl.r_b.tolist()),
-                )
-            p.unlabelled_step, p.n_unlabelled = p.step, n
-            cids = np.concatenate([cids, unl.comparison_ids])
-            split = np.concatenate([split, np.full(n, "unlabelled")])
-            r_c, r_r = np.concatenate([r_c, unl.r_a]), np.concatenate([r_r, unl.r_b])
     yield Evaluation(
         run_id,
         p.step,
@@ -139,7 +115,7 @@ def evaluate(
         np.asarray(r_c),
         np.asarray(r_r),
     )
-    return None if final and p.unlabelled_step != p.step else labelled
+    return labelled
 
 
 def score_pairs(
@@ -177,48 +153,91 @@ def score_pairs(
     )
 
 
-def score_unlabelled(
-    project: Project,
-    run: RunData,
-    state: RunState,
-    embedding: Embedding | None,
-    *,
+class ScoreMissingError(ValueError):
+    """The comparisons cannot be scored with that run; the message says why and what to do."""
+
+
+def score_missing(
+    project_path: str | os.PathLike,
     run_id: int,
-    device: torch.device,
-    dist: distributed.DistInfo,
-    control: RunControl,
-) -> Generator[Event, None, UnlabelledScores | None]:
-    """The rewards of every comparison that is not a training pair, or None when cancelled; head mode
-    (``embedding``) embeds their texts through the cache first."""
-    cfg = run.config
-    unl = data.unlabelled_from_frame(project.comparisons_frame(), run.pairs.comparison_ids.tolist())
-    if not len(unl):
-        return UnlabelledScores(unl.comparison_ids, np.zeros(0), np.zeros(0))
-    enc_a = data.encode_sides(state.encoder, unl.prompts, unl.response_a)
-    enc_b = data.encode_sides(state.encoder, unl.prompts, unl.response_b)
-    if embedding is not None:
-        features = yield from embed_sides(
-            project, embedding, state, enc_a, enc_b, device=device, dist=dist, control=control, run_id=run_id
-        )
-        if features is None:
-            return None
-        r_a, r_b = score_features(state.scorer, features.X, features.rows_a, features.rows_b)
-        return UnlabelledScores(unl.comparison_ids, r_a, r_b)
-    scores = yield from score_tokens(
-        state.model,
-        state.tokenizer.pad_token_id,
+    *,
+    control: RunControl | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    device: str | None = None,
+    comparison_ids: Sequence[int] | None = None,
+) -> int | None:
+    """Score, with finished run ``run_id``'s final model, every comparison of the project that has no score
+    of that run at its last evaluation (the ones it did not train on, and any imported after it ended), and
+    store them there (split "unlabelled", r_chosen = r_a). Returns how many were written (0: nothing was
+    missing, so a second call writes nothing), or None when ``control`` cancelled it (nothing is written).
+
+    The model is the run's latest checkpoint (``export.load_run_model``, as ``workbench score`` loads it) on
+    the tokens of prompt + response (``score_tokens``, each distinct text once, length-sorted batches) in
+    both modes: the scores are those a fresh pass gives. ``progress(done, total)`` counts batches;
+    ``comparison_ids`` limits the scoring to those (``workbench eval`` on the test split)."""
+    from workbench.training.device import resolve_device
+    from workbench.training.export import RunExportError, load_run_model
+    from workbench.training.model import PairEncoder
+
+    with Project.open(project_path) as project:
+        try:
+            run = project.run(run_id)
+        except KeyError:
+            raise ScoreMissingError(f"there is no run {run_id} in {project.path.name}") from None
+        if run["status"] != "finished":
+            raise ScoreMissingError(
+                f"run {run_id} is {run['status']}, not finished: only a finished run's model scores comparisons"
+            )
+        step = project.last_scored_step(run_id)
+        ids = project.unscored_comparison_ids(run_id)
+        if comparison_ids is not None:
+            wanted = {int(c) for c in comparison_ids}
+            ids = [c for c in ids if c in wanted]
+        if step is None or not ids:
+            return 0
+        unl = data.unlabelled_from_frame(project.comparisons_frame(ids), [])
+    try:
+        model, tokenizer, config, _ = load_run_model(project_path, run_id)
+        if device is None:
+            try:
+                device = resolve_device(config)
+            except ValueError:
+                device = "cpu"  # the run's explicit device is gone (another machine): score on the CPU
+        model.to(device)
+    except RunExportError as exc:
+        raise ScoreMissingError(str(exc)) from None
+    encoder = PairEncoder.for_model(model, tokenizer, config.max_length)
+    enc_a = data.encode_sides(encoder, unl.prompts, unl.response_a)
+    enc_b = data.encode_sides(encoder, unl.prompts, unl.response_b)
+    scoring = score_tokens(
+        model,
+        tokenizer.pad_token_id,
         enc_a.input_ids,
         enc_b.input_ids,
-        batch_size=cfg.batch_size,
-        max_length=cfg.max_length,
-        device=device,
-        dist=dist,
-        control=control,
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        device=torch.device(device),
+        dist=distributed.DistInfo(),
+        control=control or RunControl(),
         run_id=run_id,
     )
+    while True:
+        try:
+            event = next(scoring)
+        except StopIteration as stop:
+            scores = stop.value
+            break
+        if progress is not None and isinstance(event, PhaseProgress):
+            progress(event.done, event.total)
     if scores is None:
         return None
-    return UnlabelledScores(unl.comparison_ids, scores[0], scores[1])
+    r_a, r_b = scores
+    n = len(unl.comparison_ids)
+    with Project.open(project_path) as project:
+        project.add_pair_scores(
+            run_id, step, zip(unl.comparison_ids.tolist(), ["unlabelled"] * n, ["a"] * n, r_a.tolist(), r_b.tolist())
+        )
+    return n
 
 
 def pair_width(a_ids: list[list[int]], b_ids: list[list[int]], index: list[int], max_length: int) -> int:

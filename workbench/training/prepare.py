@@ -343,11 +343,9 @@ class Progress:
     train_s: float = 0.0
     pairs_trained: int = 0
     last_eval_step: int = -1
-    unlabelled_step: int = -1
     last_ckpt_step: int = -1
     train_metrics: dict = field(default_factory=dict)
     val_metrics: dict = field(default_factory=dict)
-    n_unlabelled: int = 0
 
 
 def restore(run: RunData, state: RunState, run_id: int | None, dist: distributed.DistInfo) -> Progress:
@@ -373,10 +371,8 @@ def restore(run: RunData, state: RunState, run_id: int | None, dist: distributed
         "train_s",
         "pairs_trained",
         "last_eval_step",
-        "unlabelled_step",
         "train_metrics",
         "val_metrics",
-        "n_unlabelled",
     ):
         setattr(p, name, s.get(name, getattr(p, name)))
     p.last_ckpt_step = p.step

@@ -3,7 +3,8 @@ where torch runs for the GUI.
 
 It owns what runs in the child: ``_child_main`` (its entry, named by ``process`` as a module path only),
 the serving loop ``_serve`` (training runs one at a time; short jobs in ``JOB_KINDS`` while no run trains),
-and the short jobs themselves (``score_job``, ``attribute_job``, ``what_if_job``, with their model cache). The parent side (``TrainerProcess``, ``run_job``) lives in
+and the short jobs themselves (``score_job``, ``attribute_job``, ``what_if_job``, with their model cache;
+``evaluate_job``, ``score_unlabelled_job``). The parent side (``TrainerProcess``, ``run_job``) lives in
 ``process.py``, which the GUI imports and which must never import this module: torch and transformers are
 imported here, inside ``_serve``, in the child only.
 """
@@ -134,9 +135,25 @@ def evaluate_job(payload: dict) -> dict:
     return {"result": result, "report": report}
 
 
+def score_unlabelled_job(payload: dict) -> dict:
+    """Short job "score_unlabelled" (issue 16): ``evaluate.score_missing`` of ``payload["project"]`` and
+    finished run ``payload["run"]``: the comparisons it has no score for, scored with its final model and
+    stored for the model queues and the score hint. Returns {"run": run id, "scored": how many were written}."""
+    from workbench.training.evaluate import score_missing
+
+    run_id = int(payload["run"])
+    return {"run": run_id, "scored": score_missing(payload["project"], run_id) or 0}
+
+
 #: the short jobs the child runs, by kind: ``function(payload) -> picklable result``. A new kind
 #: (evaluation, ...) is one function here; "train" is the long job.
-JOB_KINDS = {"score": score_job, "attribute": attribute_job, "what_if": what_if_job, "evaluate": evaluate_job}
+JOB_KINDS = {
+    "score": score_job,
+    "attribute": attribute_job,
+    "what_if": what_if_job,
+    "evaluate": evaluate_job,
+    "score_unlabelled": score_unlabelled_job,
+}
 
 
 class _ChildRun:

@@ -18,8 +18,8 @@ goes (nanoGPT's directness, TRL's loss and metrics):
    then linear decay, gradient clipping at 1.0; batches bucketed by length, in an order derived from
    seed + epoch; metrics accumulate on the device and are read (``.tolist()``) only at log points;
 5. evaluation (``evaluate.evaluate`` scores, records and emits it) every ``eval_every`` steps (0: each
-   epoch) and at the end: train and validation metrics and per-pair scores; at the end also every comparison
-   that is not a training pair ("unlabelled", r_chosen = r_a) for the "model-uncertain first" queue. At an
+   epoch) and at the end: train and validation metrics and per-pair scores (the comparisons that are not
+   training pairs are scored later, when a queue or view asks: ``evaluate.score_missing``). At an
    epoch's end a fine-tune (dropout off) keeps the training pairs' rewards from that epoch's own passes
    (``EpochRewards``, in-sample margins as TRL logs them) and scores only the rest: the evaluation after the
    steps then costs a validation pass, not a second pass over the training split (``rescore_train`` asks for
@@ -473,12 +473,12 @@ class Trainer:
                 end_of_epoch = p.step % spe == 0
                 every = self.cfg.eval_every
                 if (every and p.step % every == 0) or (not every and end_of_epoch):
-                    if not (yield from self._evaluate(final=p.step == self.state.total_steps)):
+                    if not (yield from self._evaluate()):
                         return "cancelled"
                 if end_of_epoch:
                     yield from self._checkpoint()
-        if p.last_eval_step != p.step or p.unlabelled_step != p.step:
-            if not (yield from self._evaluate(final=True)):
+        if p.last_eval_step != p.step:
+            if not (yield from self._evaluate()):
                 return "cancelled"
         return "finished"
 
@@ -650,8 +650,8 @@ class Trainer:
         self._last_flush = time.perf_counter()
 
     # ----------------------------------------------------------------- 5. evaluation
-    def _evaluate(self, final: bool) -> Generator[Event, None, bool]:
-        """Score every labelled pair (and at the end the other comparisons), store and emit them
+    def _evaluate(self) -> Generator[Event, None, bool]:
+        """Score every labelled pair, store and emit them
         (``evaluate.evaluate``). Returns False when cancelled before the scores were complete."""
         p, spe = self._p, self.state.steps_per_epoch
         in_sample = None
@@ -664,9 +664,7 @@ class Trainer:
             self.state,
             self._p,
             self._scores,
-            final=final,
             features=self._features,
-            embedding=self._embedding,
             flush=self._flush_metrics,
             run_id=self._id,
             device=self._device,
@@ -697,10 +695,8 @@ class Trainer:
             "train_s": p.train_s,
             "pairs_trained": p.pairs_trained,
             "last_eval_step": p.last_eval_step,
-            "unlabelled_step": p.unlabelled_step,
             "train_metrics": p.train_metrics,
             "val_metrics": p.val_metrics,
-            "n_unlabelled": p.n_unlabelled,
             "dynamics": self._dynamics.state(),
             # rank 0's passes only: under torchrun a resumed run scores the other ranks' pairs afresh
             "epoch_rewards": self._epoch_rewards.state() if self._epoch_rewards is not None else {},
@@ -843,7 +839,7 @@ class Trainer:
             "n_train": self.data.n_train,
             "n_val": self.data.n_val,
             "n_overlong": self.state.n_overlong,
-            "n_unlabelled_scored": p.n_unlabelled,
+            "n_unlabelled_scored": 0,  # scored on demand since issue 16 (evaluate.score_missing), not at the end
             "steps": p.step,
             "total_steps": self.state.total_steps,
             "epochs": self.state.epochs,

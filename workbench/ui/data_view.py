@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from workbench.core.store import read_only_message
 from workbench.ui import settings
+from workbench.ui.label_view import SCORE_JOB_TIMEOUT_S
 from workbench.ui.safe_text import message_box, plain, tooltip
 from workbench.ui.tasks import ProjectTask, Recomputation
 from workbench.ui.team_panel import (
@@ -578,6 +579,8 @@ class DataView(QWidget):
         from workbench.core.assign import assign_work
 
         def work(project: Project, progress: Callable[[int, int], None], cancel: Callable[[], bool]) -> object:
+            if with_scores:
+                _score_missing_first(project)
             return assign_work(
                 project.path,
                 annotators,
@@ -972,3 +975,17 @@ def _reliability_figures(project: Project, progress: Callable[[int, int], None],
     from workbench.core.reliability import reliability_report
 
     return reliability_report(project)
+
+
+def _score_missing_first(project: Project) -> None:
+    """Work packages with scores hand out the latest run's scores of every comparison; a run scores only its
+    training pairs, so the rest are scored first by the training process's "score_unlabelled" job (as
+    ``workbench assign --with-scores`` does). Called in the task's thread: the job is waited for there."""
+    run_id = project.model_queue_run()
+    if run_id is None or project.run(run_id)["status"] != "finished":
+        return
+    if not (project.checkpoint_dir(run_id) / "latest.json").is_file() or not project.unscored_count(run_id):
+        return
+    from workbench.training import process
+
+    process.run_job("score_unlabelled", timeout=SCORE_JOB_TIMEOUT_S, project=str(project.path), run=run_id)

@@ -212,10 +212,10 @@ def build_pairs_frame(
 
 def scored_test_pairs(test: pd.DataFrame | None, scores: pd.DataFrame, known: set[int]) -> pd.DataFrame:
     """The run's test-split pairs (``test``: ``Project.test_pairs()``, None when the project has no test
-    split; those not among ``known``) with the rewards its final evaluation stored for them (split
-    "unlabelled": the run did not train on them), oriented to their current label, in the columns
-    ``build_pairs_frame`` has before its label step. Test pairs it never scored (imported after it) are not
-    here: ``unscored_test_pairs`` counts them."""
+    split; those not among ``known``) with the rewards stored for them (split "unlabelled": the run did not
+    train on them; stored when it was evaluated on them), oriented to their current label, in the columns
+    ``build_pairs_frame`` has before its label step. Test pairs it has not scored (a run scores them only when
+    asked: ``workbench eval``, the Evaluation panel) are not here: ``unscored_test_pairs`` counts them."""
     if test is None or test.empty:
         return pd.DataFrame()
     test = test[~test["comparison_id"].isin(known)]
@@ -246,7 +246,7 @@ def scored_test_pairs(test: pd.DataFrame | None, scores: pd.DataFrame, known: se
 
 
 def unscored_test_pairs(project: Project, frame: pd.DataFrame) -> int:
-    """Labelled test pairs the run has no stored score for (imported after it), which the frame lacks."""
+    """Labelled test pairs the run has no stored score for (not evaluated yet, or imported after it)."""
     if not project.split_comparisons("test"):
         return 0
     test = set(project.test_pairs()["comparison_id"].tolist())
@@ -302,8 +302,9 @@ def build_inspect_data(project: Project, run_id: int, compare_run: int | None = 
     table = add_suspects(project, run_id, df, compare_run)
     unscored = unscored_test_pairs(project, df)
     test_note = (
-        f" · {unscored:,} test pairs imported after this run have no stored score (workbench eval --run {run_id}"
-        " --out FILE scores them)"
+        f" · {unscored:,} test pairs have no stored score of this run yet (a run scores only its training pairs;"
+        f" evaluating it on the test set, in the Train view or with workbench eval --run {run_id}, scores and"
+        " stores them)"
         if unscored
         else ""
     )

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QResizeEvent, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -73,6 +74,42 @@ SCORE_HINT_TIP = (
     "seeing the model's opinion before judging can sway the judgment."
 )
 CHOICE_WORDS = {"tie": "Tie", "both_bad": "Both bad", "skip": "Skipped"}
+#: scoring every comparison of a large project on a CPU takes minutes; past this the job is reported failed
+SCORE_JOB_TIMEOUT_S = 3600.0
+
+ScoreRunner = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _score_in_training_process(payload: dict[str, Any]) -> dict[str, Any]:
+    """The "score_unlabelled" job (``training/server.py``): torch runs in the training process, never here."""
+    from workbench.training import process
+
+    result = process.run_job("score_unlabelled", timeout=SCORE_JOB_TIMEOUT_S, **payload)
+    assert isinstance(result, dict)
+    return result
+
+
+class _ScoreJob(QThread):
+    """One on-demand scoring of a run's unlabelled comparisons, waited for in a worker thread. It has no
+    parent (a view closed meanwhile must not destroy a running QThread): ``_LIVE_JOBS`` keeps it until it ends."""
+
+    succeeded = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, runner: ScoreRunner, payload: dict[str, Any]):
+        super().__init__()
+        self.runner, self.payload = runner, payload
+
+    def run(self) -> None:  # the worker thread
+        try:
+            result = self.runner(self.payload)
+        except Exception as exc:  # noqa: BLE001 - shown in the view, never raised into Qt
+            self.failed.emit(str(exc) or type(exc).__name__)
+        else:
+            self.succeeded.emit(result)
+
+
+_LIVE_JOBS: set[_ScoreJob] = set()
 
 
 def _format_duration(seconds: float) -> str:
@@ -269,6 +306,10 @@ class LabelView(QWidget):
         self._batch: tuple[int, int] | None = None  # (done, assigned) of an assigned work package
         self._active = False
         self._response_count = 0
+        #: how the "score_unlabelled" job runs (tests may run it in this process)
+        self.score_runner: ScoreRunner = _score_in_training_process
+        self.score_job: _ScoreJob | None = None
+        self._score_failed: set[tuple[str, int]] = set()  # (project, run) whose scoring failed: not retried unasked
         self._build()
         self._build_actions()
         self._clock = QTimer(self)
@@ -442,6 +483,12 @@ class LabelView(QWidget):
         self.progress_bar.setFixedHeight(6)
         self.progress_bar.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         prog.addWidget(self.progress_bar, 1)
+        # What the model queue waits for (the comparisons the latest run has not scored), or why it failed:
+        # in the status line, so that the comparison on screen does not move when it appears.
+        self.scoring_label = QLabel("")
+        self.scoring_label.setObjectName("Muted")
+        self.scoring_label.hide()
+        prog.addWidget(self.scoring_label)
         self.progress_label = QLabel("")
         self.progress_label.setObjectName("Progress")
         prog.addWidget(self.progress_label)
@@ -551,6 +598,7 @@ class LabelView(QWidget):
         if self.annotator:
             self.load_next()
         self._clock.start()
+        self._score_unlabelled_if_needed(asked=False)
 
     def set_annotator(self, name: str) -> None:
         self.session.set_annotator(name)
@@ -563,6 +611,7 @@ class LabelView(QWidget):
         if active and self.project is not None:  # a run may have finished meanwhile
             self._fill_orders()
             self._update_score_hint()
+            self._score_unlabelled_if_needed(asked=False)
         self._update_enabled()
 
     def refresh(self) -> None:
@@ -575,6 +624,7 @@ class LabelView(QWidget):
             self.load_next()
         else:
             self._update_progress()
+        self._score_unlabelled_if_needed(asked=False)  # an import adds comparisons the run has not scored
 
     # ------------------------------------------------------------------ the queue
     def _fill_orders(self) -> None:
@@ -614,6 +664,7 @@ class LabelView(QWidget):
         settings.set_value("label/order", key)
         if self.project is not None and self.previous is None:
             self.load_next()
+        self._score_unlabelled_if_needed(asked=True)
 
     def set_order(self, key: str) -> None:
         index = self.order_combo.findData(key)
@@ -900,6 +951,104 @@ class LabelView(QWidget):
                 action.setChecked(self.score_hint)
         settings.set_value("label/score_hint", self.score_hint)
         self._update_score_hint()
+        if self.score_hint:
+            self._score_unlabelled_if_needed(asked=True)
+
+    # ------------------------------------------------------------------ scores on demand
+    def _needs_model_scores(self) -> bool:
+        """Whether what is on screen reads the latest run's scores of unlabelled comparisons: the
+        model-uncertain order or the score hint (the model-disagrees order reads labelled pairs only)."""
+        return self.order == "uncertain" or self.score_hint
+
+    def _score_unlabelled_if_needed(self, asked: bool) -> None:
+        """Start the "score_unlabelled" job when the run the model queue reads is finished, has a model and
+        has not scored some comparisons (a run no longer scores them at its end). The queue serves what is
+        scored (then "new first") meanwhile, and follows the new scores once they land. ``asked``: the user
+        picked the order or the hint now, so a run whose scoring failed before is tried again."""
+        project = self.project
+        if project is None or not self._needs_model_scores() or project.read_only is not None:
+            return
+        if self.score_job is not None:  # one at a time; the next look after it ends picks up anything new
+            return
+        run_id = project.model_queue_run()
+        if run_id is None:
+            return
+        key = (str(project.path), run_id)
+        if key in self._score_failed and not asked:
+            return
+        try:
+            run = project.run(run_id)
+        except KeyError:
+            return
+        has_model = (project.checkpoint_dir(run_id) / "latest.json").is_file()
+        missing = project.unscored_count(run_id) if run["status"] == "finished" and has_model else 0
+        if not missing:
+            return
+        self._score_failed.discard(key)
+        text = f"Scoring {missing:,} unlabelled comparisons with run {run_id}…"
+        self.scoring_label.setText(text)
+        self.scoring_label.setToolTip(
+            "The model-uncertain order and the score hint need the latest run's scores of the comparisons it did "
+            "not train on. They are computed in the training process (after a training run, if one is on); keep "
+            "labelling meanwhile: the queue follows the scores once they are in."
+        )
+        self._set_scoring_look("Muted")
+        self.scoring_label.show()
+        self.message.emit(text)
+        job = _ScoreJob(self.score_runner, {"project": str(project.path), "run": run_id})
+        _LIVE_JOBS.add(job)
+        job.succeeded.connect(lambda result, path=project.path: self._on_scored(path, result))
+        job.failed.connect(lambda message, key=key: self._on_score_failed(key, message))
+        job.finished.connect(lambda job=job: self._on_score_job_finished(job))
+        self.score_job = job
+        job.start()
+
+    def _set_scoring_look(self, name: str) -> None:
+        """Muted while the job runs, the style sheet's error colour when it failed."""
+        self.scoring_label.setObjectName(name)
+        self.scoring_label.style().unpolish(self.scoring_label)
+        self.scoring_label.style().polish(self.scoring_label)
+
+    def _on_scored(self, path: Path, result: object) -> None:
+        assert isinstance(result, dict)  # the job's {"run", "scored"}
+        if self.project is None or self.project.path != path:
+            return  # another project was opened meanwhile
+        text = f"Scored {int(result['scored']):,} unlabelled comparisons with run {result['run']}."
+        self.scoring_label.hide()
+        self.message.emit(text)
+        if self._needs_model_scores():
+            self._fill_orders()
+            if self.order == "uncertain" and self.previous is None and not self.note_row.isVisible():
+                self.load_next()  # the most uncertain comparison now, not the fallback's
+            else:
+                self._update_score_hint()
+
+    def _on_score_failed(self, key: tuple[str, int], message: str) -> None:
+        self._score_failed.add(key)
+        if self.project is None or str(self.project.path) != key[0]:
+            return
+        text = f"Could not score the unlabelled comparisons with run {key[1]}: {message}"
+        self.scoring_label.setText(f"⚠ Scoring with run {key[1]} failed")
+        self.scoring_label.setToolTip(tooltip(text + "\nPick the order again to retry."))
+        self._set_scoring_look("Error")
+        self.scoring_label.show()
+        self.message.emit(text)
+
+    def _on_score_job_finished(self, job: _ScoreJob) -> None:
+        _LIVE_JOBS.discard(job)
+        if self.score_job is job:
+            self.score_job = None
+        self._score_unlabelled_if_needed(asked=False)  # comparisons imported while it ran
+
+    def wait_for_scoring(self, timeout_ms: int = 60_000) -> bool:
+        """Block until the scoring job (if any) has ended and its signals were handled (tests, closing)."""
+        from PySide6.QtCore import QCoreApplication, QDeadlineTimer
+
+        deadline = QDeadlineTimer(timeout_ms)
+        while self.score_job is not None and not deadline.hasExpired():
+            self.score_job.wait(50)
+            QCoreApplication.processEvents()
+        return self.score_job is None
 
     def _update_score_hint(self) -> None:
         """The scores in the response cards' headers (muted, right-aligned), or nothing."""
