@@ -72,7 +72,7 @@ import common
 
 TARGETS = {"speedup": 2.0, "embed_ratio": 1.0, "head_10k_s": 3.0, "eval_fraction": 0.1}
 #: experimental trainer changes that ``--patch`` can measure (see ``_apply_patches``)
-PATCHES = ("pad1", "no_warmup", "mmap1m", "mmap4m", "mmap16m", "padded", "heap64m", "heap256m")
+PATCHES = ("pad1", "no_warmup", "mmap1m", "mmap4m", "mmap16m", "padded", "heap64m", "heap256m", "trim")
 
 
 def log(message: str) -> None:
@@ -118,6 +118,18 @@ def _apply_patches(patches: Sequence[str]) -> None:
             import ctypes
 
             ctypes.CDLL("libc.so.6").mallopt(-3, int(name[4:-1]) << 20)  # M_MMAP_THRESHOLD
+        elif name == "trim":  # glibc: hand the freed heap back to the system after every optimizer step
+            import ctypes
+
+            from workbench.training import trainer
+
+            libc, step = ctypes.CDLL("libc.so.6"), trainer.Trainer._step
+
+            def trimmed(self: Any, batch: list[int]) -> None:
+                step(self, batch)
+                libc.malloc_trim(0)
+
+            trainer.Trainer._step = trimmed  # type: ignore[method-assign]
         elif name.startswith("heap"):  # glibc: blocks up to N MB from the heap, kept there when freed
             import ctypes
 

@@ -37,9 +37,8 @@ from PySide6.QtWidgets import (
 
 from workbench.core.store import read_only_message
 from workbench.ui import settings
-from workbench.ui.label_view import SCORE_JOB_TIMEOUT_S
 from workbench.ui.safe_text import message_box, plain, tooltip
-from workbench.ui.tasks import ProjectTask, Recomputation
+from workbench.ui.tasks import SCORE_JOB_TIMEOUT_S, ProjectTask, Recomputation, training_job
 from workbench.ui.team_panel import (
     VALUE_ROLE,
     AdjudicationDialog,
@@ -986,6 +985,4 @@ def _score_missing_first(project: Project) -> None:
         return
     if not (project.checkpoint_dir(run_id) / "latest.json").is_file() or not project.unscored_count(run_id):
         return
-    from workbench.training import process
-
-    process.run_job("score_unlabelled", timeout=SCORE_JOB_TIMEOUT_S, project=str(project.path), run=run_id)
+    training_job("score_unlabelled", SCORE_JOB_TIMEOUT_S)({"project": str(project.path), "run": run_id})

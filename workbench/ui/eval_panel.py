@@ -10,12 +10,11 @@ run McNemar's test, the paired interval and the pairs that flipped (a click open
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -34,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.ui.safe_text import plain
+from workbench.ui.tasks import JobRunner, JobThread, training_job
 
 if TYPE_CHECKING:
     from workbench.core.store import Project
@@ -42,35 +42,6 @@ if TYPE_CHECKING:
 JOB_TIMEOUT_S = 600.0
 SLICE_COLUMNS = ["By", "Slice", "Pairs", "Accuracy", "95% interval", "Loss"]
 RAW, SCALED, MODEL, LONGER = (214, 39, 40), (31, 119, 180), (31, 119, 180), (170, 170, 170)
-
-Runner = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def _run_in_training_process(payload: dict[str, Any]) -> dict[str, Any]:
-    from workbench.training import process
-
-    result = process.run_job("evaluate", timeout=JOB_TIMEOUT_S, **payload)
-    assert isinstance(result, dict)
-    return result
-
-
-class _Job(QThread):
-    """One evaluation in a worker thread; its result or error comes back as a signal."""
-
-    succeeded = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, runner: Runner, payload: dict[str, Any], parent: QObject | None = None):
-        super().__init__(parent)
-        self.runner, self.payload = runner, payload
-
-    def run(self) -> None:  # the worker thread
-        try:
-            result = self.runner(self.payload)
-        except Exception as exc:  # noqa: BLE001 - shown in the panel, never raised into Qt
-            self.failed.emit(str(exc) or type(exc).__name__)
-        else:
-            self.succeeded.emit(result)
 
 
 def _pct(x: float | None) -> str:
@@ -89,12 +60,12 @@ class EvalPanel(QWidget):
     evaluated = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None, runner: Runner | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, runner: JobRunner | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("EvalPanel")
         self.project: Project | None = None
-        self.runner: Runner = runner or _run_in_training_process
-        self.job: _Job | None = None
+        self.runner: JobRunner = runner or training_job("evaluate", JOB_TIMEOUT_S)
+        self.job: JobThread | None = None
         self.result: dict[str, Any] | None = None
         self._report_dir: str | None = None
         self._build()
@@ -260,7 +231,7 @@ class EvalPanel(QWidget):
         if report:
             payload["report"] = report
         self.status.setText(f"Evaluating run {run}" + (f" against run {other}" if other else "") + "…")
-        job = _Job(self.runner, payload)
+        job = JobThread(self.runner, payload)
         job.succeeded.connect(self._on_result)
         job.failed.connect(self._on_failed)
         job.finished.connect(self._on_job_finished)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, QThread, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QResizeEvent, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -43,6 +43,7 @@ from workbench.core.label_session import DEFAULT_STRENGTH, LabelSession
 from workbench.core.records import STRENGTHS, Comparison, Judgment, Text
 from workbench.ui import settings, style
 from workbench.ui.safe_text import SafeTextBrowser, build_diff_document, build_document, plain, tooltip, word_diff
+from workbench.ui.tasks import SCORE_JOB_TIMEOUT_S, JobRunner, JobThread, training_job
 from workbench.ui.widgets import Card, ChoiceRow, KeyButton
 
 if TYPE_CHECKING:
@@ -74,42 +75,10 @@ SCORE_HINT_TIP = (
     "seeing the model's opinion before judging can sway the judgment."
 )
 CHOICE_WORDS = {"tie": "Tie", "both_bad": "Both bad", "skip": "Skipped"}
-#: scoring every comparison of a large project on a CPU takes minutes; past this the job is reported failed
-SCORE_JOB_TIMEOUT_S = 3600.0
 
-ScoreRunner = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def _score_in_training_process(payload: dict[str, Any]) -> dict[str, Any]:
-    """The "score_unlabelled" job (``training/server.py``): torch runs in the training process, never here."""
-    from workbench.training import process
-
-    result = process.run_job("score_unlabelled", timeout=SCORE_JOB_TIMEOUT_S, **payload)
-    assert isinstance(result, dict)
-    return result
-
-
-class _ScoreJob(QThread):
-    """One on-demand scoring of a run's unlabelled comparisons, waited for in a worker thread. It has no
-    parent (a view closed meanwhile must not destroy a running QThread): ``_LIVE_JOBS`` keeps it until it ends."""
-
-    succeeded = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, runner: ScoreRunner, payload: dict[str, Any]):
-        super().__init__()
-        self.runner, self.payload = runner, payload
-
-    def run(self) -> None:  # the worker thread
-        try:
-            result = self.runner(self.payload)
-        except Exception as exc:  # noqa: BLE001 - shown in the view, never raised into Qt
-            self.failed.emit(str(exc) or type(exc).__name__)
-        else:
-            self.succeeded.emit(result)
-
-
-_LIVE_JOBS: set[_ScoreJob] = set()
+#: running score jobs: parentless (a view closed meanwhile must not destroy a running QThread), kept here until
+#: they end
+_LIVE_JOBS: set[JobThread] = set()
 
 
 def _format_duration(seconds: float) -> str:
@@ -307,8 +276,8 @@ class LabelView(QWidget):
         self._active = False
         self._response_count = 0
         #: how the "score_unlabelled" job runs (tests may run it in this process)
-        self.score_runner: ScoreRunner = _score_in_training_process
-        self.score_job: _ScoreJob | None = None
+        self.score_runner: JobRunner = training_job("score_unlabelled", SCORE_JOB_TIMEOUT_S)
+        self.score_job: JobThread | None = None
         self._score_failed: set[tuple[str, int]] = set()  # (project, run) whose scoring failed: not retried unasked
         self._build()
         self._build_actions()
@@ -995,7 +964,7 @@ class LabelView(QWidget):
         self._set_scoring_look("Muted")
         self.scoring_label.show()
         self.message.emit(text)
-        job = _ScoreJob(self.score_runner, {"project": str(project.path), "run": run_id})
+        job = JobThread(self.score_runner, {"project": str(project.path), "run": run_id})
         _LIVE_JOBS.add(job)
         job.succeeded.connect(lambda result, path=project.path: self._on_scored(path, result))
         job.failed.connect(lambda message, key=key: self._on_score_failed(key, message))
@@ -1034,7 +1003,7 @@ class LabelView(QWidget):
         self.scoring_label.show()
         self.message.emit(text)
 
-    def _on_score_job_finished(self, job: _ScoreJob) -> None:
+    def _on_score_job_finished(self, job: JobThread) -> None:
         _LIVE_JOBS.discard(job)
         if self.score_job is job:
             self.score_job = None

@@ -58,6 +58,47 @@ def limit_numeric_threads() -> Iterator[int]:
             release()
 
 
+#: the "score_unlabelled" job: scoring every comparison of a large project on a CPU takes minutes; past this
+#: it is reported failed
+SCORE_JOB_TIMEOUT_S = 3600.0
+#: a short job's call: payload in, result out (``training_job``; tests pass a function of their own)
+JobRunner = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def training_job(kind: str, timeout: float) -> JobRunner:
+    """A runner that sends its payload as short job ``kind`` to the training process (``training/server.py``):
+    torch runs there, never in the GUI process."""
+
+    def run(payload: dict[str, Any]) -> dict[str, Any]:
+        from workbench.training import process
+
+        result = process.run_job(kind, timeout=timeout, **payload)
+        assert isinstance(result, dict)
+        return result
+
+    return run
+
+
+class JobThread(QThread):
+    """One ``runner(payload)`` waited for in a worker thread; its result or error comes back as a signal,
+    never raised into Qt."""
+
+    succeeded = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, runner: JobRunner, payload: dict[str, Any], parent: QObject | None = None):
+        super().__init__(parent)
+        self.runner, self.payload = runner, payload
+
+    def run(self) -> None:  # the worker thread
+        try:
+            result = self.runner(self.payload)
+        except Exception as exc:  # noqa: BLE001 - the view shows it
+            self.failed.emit(str(exc) or type(exc).__name__)
+        else:
+            self.succeeded.emit(result)
+
+
 class ProjectTask(QThread):
     progressed = Signal(int, int)  # done, total
     succeeded = Signal(object)  # the function's result
