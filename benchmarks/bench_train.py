@@ -125,7 +125,7 @@ def _apply_patches(patches: Sequence[str]) -> None:
 
             libc, step = ctypes.CDLL("libc.so.6"), trainer.Trainer._step
 
-            def trimmed(self: Any, batch: list[int]) -> None:
+            def trimmed(self: Any, batch: list[int], step: Any = step, libc: Any = libc) -> None:
                 step(self, batch)
                 libc.malloc_trim(0)
 
