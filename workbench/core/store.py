@@ -374,6 +374,18 @@ class Project(LabelQueue, RunStore):
     def checkpoint_dir(self, run_id: int) -> Path:
         return self.checkpoint_root / f"run-{run_id}"
 
+    def scores_to_compute(self) -> tuple[int, int] | None:
+        """(run, how many comparisons it has not scored) when the model queues' run is finished, has a model to
+        score with and lacks some scores; None otherwise. The one test the Label view, the Data view's work
+        packages and ``assign --with-scores`` make before asking ``evaluate.score_missing`` for them."""
+        run_id = self.model_queue_run()
+        if run_id is None or self.run(run_id)["status"] != "finished":
+            return None
+        if not (self.checkpoint_dir(run_id) / "latest.json").is_file():
+            return None
+        missing = self.unscored_count(run_id)
+        return (run_id, missing) if missing else None
+
     def check_writable(self) -> None:
         """Raise ``ProjectError`` if the project was opened read-only."""
         if self.read_only is not None:

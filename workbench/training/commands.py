@@ -51,14 +51,10 @@ def score_missing_first(project: str | os.PathLike, say: Any = print) -> int:
     if not Path(project).is_file():
         return 0  # the command itself says that the project is missing
     with Project.open(project) as p:
-        run_id = p.model_queue_run()
-        if run_id is None or p.run(run_id)["status"] != "finished":
-            return 0
-        if not (p.checkpoint_dir(run_id) / "latest.json").is_file():
-            return 0
-        missing = p.unscored_count(run_id)
-    if not missing:
+        due = p.scores_to_compute()
+    if due is None:
         return 0
+    run_id, missing = due
     say(f"scoring {missing:,} unlabelled comparisons with run {run_id} (its scores go into the files)")
     from workbench.training.model_commands import _quiet_libraries
 

@@ -980,9 +980,6 @@ def _score_missing_first(project: Project) -> None:
     """Work packages with scores hand out the latest run's scores of every comparison; a run scores only its
     training pairs, so the rest are scored first by the training process's "score_unlabelled" job (as
     ``workbench assign --with-scores`` does). Called in the task's thread: the job is waited for there."""
-    run_id = project.model_queue_run()
-    if run_id is None or project.run(run_id)["status"] != "finished":
-        return
-    if not (project.checkpoint_dir(run_id) / "latest.json").is_file() or not project.unscored_count(run_id):
-        return
-    training_job("score_unlabelled", SCORE_JOB_TIMEOUT_S)({"project": str(project.path), "run": run_id})
+    due = project.scores_to_compute()
+    if due is not None:
+        training_job("score_unlabelled", SCORE_JOB_TIMEOUT_S)({"project": str(project.path), "run": due[0]})

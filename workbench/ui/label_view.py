@@ -939,19 +939,12 @@ class LabelView(QWidget):
             return
         if self.score_job is not None:  # one at a time; the next look after it ends picks up anything new
             return
-        run_id = project.model_queue_run()
-        if run_id is None:
+        due = project.scores_to_compute()
+        if due is None:
             return
+        run_id, missing = due
         key = (str(project.path), run_id)
         if key in self._score_failed and not asked:
-            return
-        try:
-            run = project.run(run_id)
-        except KeyError:
-            return
-        has_model = (project.checkpoint_dir(run_id) / "latest.json").is_file()
-        missing = project.unscored_count(run_id) if run["status"] == "finished" and has_model else 0
-        if not missing:
             return
         self._score_failed.discard(key)
         text = f"Scoring {missing:,} unlabelled comparisons with run {run_id}…"
