@@ -32,9 +32,11 @@ peak memory and timings are not inflated by another's leftovers:
 experimental change applied from outside (set in its process) to measure what a part of the recipe buys:
 ``pad1`` pads each batch only to its longest sequence instead of a multiple of 16; ``no_warmup`` drops the
 learning-rate warmup; ``padded`` runs the stock padded encoder forward instead of ``training/packed.py``
-(no padding, the last layer at the first token only); ``mmap1m`` (``mmap4m``, ``mmap16m``) makes glibc mmap every block over that size, so a
-freed activation goes back to the system at once. Dropout and micro-batching have config fields of their own
-(``TrainConfig.dropout``, ``TrainConfig.pass_tokens``).
+(no padding, the last layer at the first token only); ``mmap1m`` (``mmap2m``, ``mmap4m``, ``mmap16m``) makes
+glibc map every block of that size or more for itself, so a freed activation goes back to the system at once
+(the trainer's own setting is 2 MB, ``packed.map_large_blocks``), ``nomap`` leaves glibc's default;
+``trim`` (``trim4``, ``trim16``) calls ``malloc_trim`` after every (4th, 16th) step; ``passN`` sets
+``TrainConfig.pass_tokens`` to N. Dropout has a config field of its own (``TrainConfig.dropout``).
 
 Figures go to stdout, progress to stderr; the LAST line of stdout is one JSON object with everything.
 Targets: our pairs/s >= 2.0x TRL's at no lower accuracy and no more memory (or, with --ceiling, the fraction of the
@@ -72,7 +74,23 @@ import common
 
 TARGETS = {"speedup": 2.0, "embed_ratio": 1.0, "head_10k_s": 3.0, "eval_fraction": 0.1}
 #: experimental trainer changes that ``--patch`` can measure (see ``_apply_patches``)
-PATCHES = ("pad1", "no_warmup", "mmap1m", "mmap4m", "mmap16m", "padded", "heap64m", "heap256m", "trim")
+PATCHES = (
+    "pad1",
+    "no_warmup",
+    "mmap1m",
+    "mmap2m",
+    "mmap4m",
+    "mmap16m",
+    "nomap",
+    "padded",
+    "heap64m",
+    "heap256m",
+    "trim",
+    "trim4",
+    "trim16",
+)
+#: ``passN``: ``TrainConfig.pass_tokens`` N (e.g. ``pass1024``), any N
+PASS_PREFIX = "pass"
 
 
 def log(message: str) -> None:
@@ -115,28 +133,32 @@ def _apply_patches(patches: Sequence[str]) -> None:
         elif name == "no_warmup":
             prepare.WARMUP_FRACTION = 0.0
         elif name.startswith("mmap"):  # glibc: blocks over N MB mmapped (returned at free), no dynamic threshold
+            packed.LARGE_BLOCK_BYTES = int(name[4:-1]) << 20
+        elif name == "nomap":  # glibc's own mmap threshold (dynamic: up to the largest block freed, 32 MB at most)
+            packed.LARGE_BLOCK_BYTES = 0
+        elif name.startswith("trim"):  # glibc: hand the freed heap back to the system every N optimizer steps
             import ctypes
-
-            ctypes.CDLL("libc.so.6").mallopt(-3, int(name[4:-1]) << 20)  # M_MMAP_THRESHOLD
-        elif name == "trim":  # glibc: hand the freed heap back to the system after every optimizer step
-            import ctypes
+            import itertools
 
             from workbench.training import trainer
 
             libc, step = ctypes.CDLL("libc.so.6"), trainer.Trainer._step
+            every, count = int(name[4:] or 1), itertools.count(1)
 
-            def trimmed(self: Any, batch: list[int], step: Any = step, libc: Any = libc) -> None:
+            def trimmed(
+                self: Any, batch: list[int], step: Any = step, libc: Any = libc, every: int = every, count: Any = count
+            ) -> None:
                 step(self, batch)
-                libc.malloc_trim(0)
+                if next(count) % every == 0:
+                    libc.malloc_trim(0)
 
             trainer.Trainer._step = trimmed  # type: ignore[method-assign]
         elif name.startswith("heap"):  # glibc: blocks up to N MB from the heap, kept there when freed
             import ctypes
 
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-3, int(name[4:-1]) << 20)  # M_MMAP_THRESHOLD
-            libc.mallopt(-1, 2 * int(name[4:-1]) << 20)  # M_TRIM_THRESHOLD
-        else:
+            packed.LARGE_BLOCK_BYTES = int(name[4:-1]) << 20  # the trainer sets M_MMAP_THRESHOLD to it
+            ctypes.CDLL("libc.so.6").mallopt(-1, 2 * int(name[4:-1]) << 20)  # M_TRIM_THRESHOLD
+        elif not name.startswith(PASS_PREFIX):  # passN is a config field: run_ours sets it
             raise ValueError(f"unknown patch {name!r}")
 
 
@@ -221,6 +243,7 @@ def run_ours(
         folds=0,
         **decay,
         **(extra or {}),
+        **dict(("pass_tokens", int(p[len(PASS_PREFIX) :])) for p in patches if p.startswith(PASS_PREFIX)),
     )
     common.warm_up_torch()
     trainer = Trainer(path, config)
@@ -726,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     for variant in ns.patch:
         patches = tuple(p for p in variant.split("+") if p)
-        unknown = [p for p in patches if p not in PATCHES]
+        unknown = [p for p in patches if p not in PATCHES and not p[len(PASS_PREFIX) :].isdigit()]
         if unknown:
             parser.error(f"unknown patch(es) {unknown}; choose from {', '.join(PATCHES)}")
         key = "ours+" + "+".join(patches)
