@@ -131,12 +131,13 @@ def map_large_blocks() -> str | None:
     to the largest block freed so far (up to 32 MB), so every activation of a fine-tuning step lives in that
     heap. The padded forward's activations come in a few sizes (widths are multiples of 16), which the heap
     reuses; the packed forward's come in a new size at every pass ([its tokens, hidden]), and the freed space
-    is cut into pieces that no later block fits, so the heap keeps growing through a run. Measured on MiniLM
-    with the HH pairs (one epoch of 1,442 pairs, one process, the peak of its resident memory): packed
-    1,783 MB against padded 1,508 MB; with 2 MB blocks mapped, 1,565 MB, for 2-4% of the step time (the
-    pages of a mapped block are new at every allocation; interleaved in one process, 1 and 2 threads). 1 MB
-    kept more (1,332 MB) but cost 16% of the speed; 4 MB saved a third as much. glibc maps a block only when
-    its heap has no free space that fits it, so this is set before a run's first passes (the thread probe)."""
+    is cut into pieces that no later block fits, so the heap keeps growing through a run. Measured with
+    ``bench_train.py`` on MiniLM and the HH pairs (one epoch of 1,442 pairs, each trainer in a process of its
+    own, one run): peak memory 1,633 MB against 2,011 MB with glibc's default (``--patch nomap``), and
+    TRL's 1,944 MB; the price is speed, 5.76 against 6.50 pairs/s, since a mapped block's pages are new at
+    every allocation (the quick split: 7%). 1 MB saved more memory but cost 16-17%; 4 MB saved a third as much.
+    glibc maps a block only when its heap has no free space that fits it, so this is set before a run's
+    first passes (the thread probe)."""
     if not ENABLED or LARGE_BLOCK_BYTES <= 0 or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
