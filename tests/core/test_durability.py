@@ -179,3 +179,40 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path, project_path, anno
         )
         assert sum(per_annotator.values()) == len(ids) + undos
         assert set(per_annotator) == set(annotators)
+
+
+# Another process writes to the project and closes it, while this process has it open twice.
+_WRITE_AND_CLOSE = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from workbench.core.store import Project
+
+    for round in range(3):
+        with Project.open(sys.argv[1]) as p:
+            p.store_embeddings("k", {f"h{round}-{i}": np.ones(384, dtype=np.float32) for i in range(500)})
+    """
+)
+
+
+def test_opening_a_project_twice_keeps_its_locks_for_another_process(tmp_path):
+    """A second open in a process that has the project open (the window and a task's thread) must not
+    touch the file through a descriptor of its own: closing it would drop the first connection's locks,
+    and another process's last close would then delete the WAL under it ("database disk image is
+    malformed"; judgments written after that land in a deleted file)."""
+    path = tmp_path / "p.wbp"
+    with Project.create(path) as p:
+        p.add_records([PairRecord(Text(f"prompt {i}"), Text(f"good {i}"), Text(f"bad {i}")) for i in range(5)], "f")
+    first = Project.open(path)
+    try:
+        before = len(first.comparisons_frame())
+        Project.open(path).close()
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        subprocess.run([sys.executable, "-c", _WRITE_AND_CLOSE, str(path)], check=True, env=env, timeout=120)
+        assert Path(f"{path}-wal").exists()  # this process's connection still counts as a reader
+        with Project.open(path) as again:
+            assert len(again.cached_embeddings("k", [f"h2-{i}" for i in range(500)])) == 500
+        assert len(first.comparisons_frame()) == before
+        assert len(first.cached_embeddings("k", [f"h0-{i}" for i in range(500)])) == 500
+    finally:
+        first.close()

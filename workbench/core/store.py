@@ -21,6 +21,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -107,13 +108,40 @@ class ImportSummary:
         }
 
 
+#: The projects this process has open, by file (device, inode). POSIX drops every lock a process holds on a
+#: file when it closes any descriptor of that file, SQLite's locks included; so while a project is open here
+#: this module never opens the file itself (the header check, the write probe). Otherwise another process's
+#: last connection finds the file unlocked, checkpoints and deletes the WAL under ours: "database disk image
+#: is malformed" here, and writes that land in a deleted WAL (sqlite.org/howtocorrupt.html, 2.2).
+_OPEN: dict[tuple[int, int], weakref.WeakSet[Project]] = {}
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _open_here(path: Path) -> Project | None:
+    """A project of this process that has the file at ``path`` open, if any."""
+    key = _file_id(path)
+    live = _OPEN.get(key) if key is not None else None
+    return next(iter(live), None) if live else None
+
+
 def probe_read_only(path: str | os.PathLike) -> str | None:
     """Why the project file at ``path`` cannot be written (read-only media, no permission), or None.
 
     Tried, not guessed from permission bits (root may write where the bits say no, but not on read-only
-    media): the file is opened for writing, and the folder must take the -wal and -shm files. Tests replace
+    media): the file is opened for writing, and the folder must take the -wal and -shm files; unless this
+    process has it open already, when that connection's answer is the answer (see ``_OPEN``). Tests replace
     this function to simulate read-only media."""
     path = Path(path)
+    held = _open_here(path)
+    if held is not None:
+        return held.read_only
     try:
         fd = os.open(path, os.O_RDWR)
     except OSError as exc:
@@ -187,6 +215,9 @@ class Project(LabelQueue, RunStore):
         #: Why the project was opened read-only (read-only media, no permission), or None when writable.
         #: Every write (``transaction``) then raises ProjectError.
         self.read_only: str | None = None
+        self._file = _file_id(self.path)
+        if self._file is not None:
+            _OPEN.setdefault(self._file, weakref.WeakSet()).add(self)
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -226,9 +257,13 @@ class Project(LabelQueue, RunStore):
 
     @classmethod
     def _connect(cls, path: Path, create: bool = False) -> Project:
+        held = _open_here(path)
         try:
-            with open(path, "rb") as fh:
-                head = fh.read(16)
+            if held is not None:  # an open project: no descriptor of ours may touch the file (``_OPEN``)
+                head = b"SQLite format 3\x00"
+            else:
+                with open(path, "rb") as fh:
+                    head = fh.read(16)
         except FileNotFoundError:
             if not create:
                 raise ProjectError(f"{path}: no such project file") from None
@@ -355,6 +390,12 @@ class Project(LabelQueue, RunStore):
 
     def close(self) -> None:
         self._conn.close()
+        key = self._file
+        live = _OPEN.get(key) if key is not None else None
+        if key is not None and live is not None:
+            live.discard(self)
+            if not live:
+                del _OPEN[key]
 
     def __enter__(self) -> Project:
         return self
