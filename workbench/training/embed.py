@@ -5,13 +5,14 @@ It owns how a head-mode run gets the head's input: every distinct text is looked
 ones are computed once in length-sorted batches (split across ranks), stored (``Project.store_embeddings``,
 rank 0 only) and counted (``Embedding``). ``embed_sides`` gives the feature matrix of two sides (a pair's
 chosen and rejected, or a comparison's a and b) and each side's rows in it; a head whose hidden layer is
-frozen gets tanh(dense(h)) once here instead of at every step.
+frozen gets tanh(dense(h)) once here instead of at every step. ``embed_texts`` is also how a finished head
+run scores comparisons on demand (``evaluate.score_cached``), so runs, folds and scoring share the vectors.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,8 @@ def embed_sides(
     found = yield from embed_texts(
         project,
         embedding,
-        state,
+        state.model,
+        state.tokenizer.pad_token_id,
         a.texts + b.texts,
         a.input_ids + b.input_ids,
         device=device,
@@ -115,16 +117,21 @@ def pooled_batches(
 def embed_texts(
     project: Project,
     embedding: Embedding,
-    state: RunState,
+    model: Any,
+    pad_id: int,
     texts: list[str],
-    input_ids: list[list[int]],
+    input_ids: Sequence[list[int]] | Callable[[list[int]], list[list[int]]],
     *,
     device: torch.device,
     dist: distributed.DistInfo,
     control: RunControl,
     run_id: int,
 ) -> Generator[Event, None, tuple[torch.Tensor, np.ndarray] | None]:
-    """(unique feature matrix on the device, row of each text) or None when cancelled."""
+    """(unique feature matrix on the device, row of each text) or None when cancelled.
+
+    ``input_ids`` are the token ids of each text, or a function from text indices to their token ids: then
+    only the texts missing from the cache are tokenised (on-demand scoring, ``evaluate.score_missing``,
+    where most texts are usually cached and tokenising them all would cost more than the head)."""
     key = embedding.key
     hashes = [data.text_hash(t) for t in texts]
     unique: dict[str, int] = {}
@@ -144,14 +151,14 @@ def embed_texts(
         pending: dict[str, np.ndarray] = {}
         new: dict[str, np.ndarray] = {}
         yield PhaseProgress(run_id, "embedding", 0, len(missing))
-        batches = pooled_batches(
-            state.model, state.tokenizer.pad_token_id, [input_ids[first[unique[h]]] for h in mine], device
-        )
+        todo = [first[unique[h]] for h in mine]
+        ids = input_ids(todo) if callable(input_ids) else [input_ids[i] for i in todo]
+        batches = pooled_batches(model, pad_id, ids, device)
         while True:
             if not dist.enabled and control.cancel_requested:
                 if pending and dist.is_main:
                     project.store_embeddings(key, pending)  # keep what was computed
-                state.model.train()
+                model.train()
                 return None
             found = next(batches, None)
             if found is None:
@@ -165,7 +172,7 @@ def embed_texts(
                     project.store_embeddings(key, pending)
                 pending = {}
             yield PhaseProgress(run_id, "embedding", min(len(missing), done * dist.world_size), len(missing))
-        state.model.train()
+        model.train()
         if dist.enabled:
             merged: dict[str, np.ndarray] = {}
             for part in distributed.all_gather_objects(new, dist):
@@ -179,7 +186,7 @@ def embed_texts(
     H = (
         torch.from_numpy(np.stack([vectors[h] for h in unique])).to(device)
         if unique
-        else torch.zeros((0, state.model.config.get_text_config().hidden_size), device=device)
+        else torch.zeros((0, model.config.get_text_config().hidden_size), device=device)
     )
     rows = np.array([unique[h] for h in hashes], dtype=np.int64)
     return H, rows

@@ -11,7 +11,9 @@ trainer decides when to evaluate.
 The comparisons a run did not train on ("unlabelled": no label, ties, excluded, the test split, anything
 imported later) are scored on demand, not at the end of every run: ``score_missing`` scores, with a finished
 run's final model, those it has no score for yet and stores them at its last evaluation's step, when the
-"model-uncertain first" queue, the score hint or ``workbench assign --with-scores`` asks for them.
+"model-uncertain first" queue, the score hint or ``workbench assign --with-scores`` asks for them; a head
+run through the embedding cache (``score_cached``: only texts no run or scoring has embedded yet cost a
+backbone pass), a fine-tune on tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +30,7 @@ from torch import nn
 from workbench.core.store import Project
 from workbench.training import data, distributed
 from workbench.training.config import TrainConfig
-from workbench.training.embed import Features
+from workbench.training.embed import Embedding, Features, embed_texts
 from workbench.training.events import Evaluation, Event, PhaseProgress
 from workbench.training.loss import pairwise_loss
 from workbench.training.model import batch_width, make_batches, pad_batch
@@ -165,19 +168,26 @@ def score_missing(
     progress: Callable[[int, int], None] | None = None,
     device: str | None = None,
     comparison_ids: Sequence[int] | None = None,
+    embedding_counts: Callable[[Embedding], None] | None = None,
 ) -> int | None:
     """Score, with finished run ``run_id``'s final model, every comparison of the project that has no score
     of that run at its last evaluation (the ones it did not train on, and any imported after it ended), and
     store them there (split "unlabelled", r_chosen = r_a). Returns how many were written (0: nothing was
-    missing, so a second call writes nothing), or None when ``control`` cancelled it (nothing is written).
+    missing, so a second call writes nothing), or None when ``control`` cancelled it (no score is written;
+    in head mode the embeddings computed before the cancel stay in the project's cache, for the next call).
 
-    The model is the run's latest checkpoint (``export.load_run_model``, as ``workbench score`` loads it) on
-    the tokens of prompt + response (``score_tokens``, each distinct text once, length-sorted batches) in
-    both modes: the scores are those a fresh pass gives. ``progress(done, total)`` counts batches;
-    ``comparison_ids`` limits the scoring to those (``workbench eval`` on the test split)."""
+    The model is the run's latest checkpoint (``export.load_run_model``, as ``workbench score`` loads it). A
+    fine-tune scores the tokens of prompt + response (``score_tokens``, each distinct text once,
+    length-sorted batches). A head run's backbone is frozen, so each distinct text's pooled features come
+    from the project's embedding cache under the key the run trained with (texts embedded by a run, its
+    folds or an earlier scoring cost nothing), only the missing ones are tokenised and embedded (and
+    cached), and the trained head gives the rewards (``score_cached``). Either way the scores are those a
+    fresh pass gives. ``progress(done, total)`` counts batches (fine-tune) or texts embedded (head mode);
+    ``comparison_ids`` limits the scoring to those (``workbench eval`` on the test split);
+    ``embedding_counts`` receives a head run's cache counts (texts found, texts embedded, seconds)."""
     from workbench.training.device import resolve_device
     from workbench.training.export import RunExportError, load_run_model
-    from workbench.training.model import PairEncoder
+    from workbench.training.model import PairEncoder, resolve_backbone_path
 
     with Project.open(project_path) as project:
         try:
@@ -206,30 +216,57 @@ def score_missing(
         model.to(device)
     except RunExportError as exc:
         raise ScoreMissingError(str(exc)) from None
+    control = control or RunControl()
     encoder = PairEncoder.for_model(model, tokenizer, config.max_length)
-    enc_a = data.encode_sides(encoder, unl.prompts, unl.response_a)
-    enc_b = data.encode_sides(encoder, unl.prompts, unl.response_b)
-    scoring = score_tokens(
-        model,
-        tokenizer.pad_token_id,
-        enc_a.input_ids,
-        enc_b.input_ids,
-        batch_size=config.batch_size,
-        max_length=config.max_length,
-        device=torch.device(device),
-        dist=distributed.DistInfo(),
-        control=control or RunControl(),
-        run_id=run_id,
-    )
-    while True:
-        try:
-            event = next(scoring)
-        except StopIteration as stop:
-            scores = stop.value
-            break
-        if progress is not None and isinstance(event, PhaseProgress):
-            progress(event.done, event.total)
-    if scores is None:
+
+    def drive(scoring: Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]) -> Any:
+        while True:
+            try:
+                event = next(scoring)
+            except StopIteration as stop:
+                return stop.value
+            if progress is not None and isinstance(event, PhaseProgress):
+                progress(event.done, event.total)
+
+    if config.mode == "head":
+        embedding = Embedding(
+            data.embedding_key(resolve_backbone_path(config.backbone), model.pooling, config.max_length)
+        )
+        with Project.open(project_path) as project:
+            scores = drive(
+                score_cached(
+                    project,
+                    embedding,
+                    model,
+                    encoder,
+                    unl.prompts,
+                    unl.response_a,
+                    unl.response_b,
+                    device=torch.device(device),
+                    control=control,
+                    run_id=run_id,
+                )
+            )
+        if embedding_counts is not None:
+            embedding_counts(embedding)
+    else:
+        enc_a = data.encode_sides(encoder, unl.prompts, unl.response_a)
+        enc_b = data.encode_sides(encoder, unl.prompts, unl.response_b)
+        scores = drive(
+            score_tokens(
+                model,
+                tokenizer.pad_token_id,
+                enc_a.input_ids,
+                enc_b.input_ids,
+                batch_size=config.batch_size,
+                max_length=config.max_length,
+                device=torch.device(device),
+                dist=distributed.DistInfo(),
+                control=control,
+                run_id=run_id,
+            )
+        )
+    if scores is None or control.cancel_requested:
         return None
     r_a, r_b = scores
     n = len(unl.comparison_ids)
@@ -238,6 +275,53 @@ def score_missing(
             run_id, step, zip(unl.comparison_ids.tolist(), ["unlabelled"] * n, ["a"] * n, r_a.tolist(), r_b.tolist())
         )
     return n
+
+
+def score_cached(
+    project: Project,
+    embedding: Embedding,
+    model: Any,
+    encoder: Any,
+    prompts: Sequence[data.Text],
+    responses_a: Sequence[data.Text],
+    responses_b: Sequence[data.Text],
+    *,
+    device: torch.device,
+    control: RunControl,
+    run_id: int,
+) -> Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]:
+    """Head mode: (r_a, r_b) of (prompt, response) texts as float64 numpy arrays, or None when cancelled.
+
+    Each distinct text's pooled features come from the cache under ``embedding.key`` or, when missing, from
+    the backbone (``embed.embed_texts``: tokenised and embedded only then, stored in the cache, with
+    "embedding" progress); the model's trained head (its frozen pooler included) maps them to rewards, as
+    its forward pass on the tokens does."""
+    both = list(prompts) + list(prompts)
+    responses = list(responses_a) + list(responses_b)
+    texts = [encoder.text(p, r)[0] for p, r in zip(both, responses)]
+
+    def tokenise(index: list[int]) -> list[list[int]]:
+        return data.encode_sides(encoder, [both[i] for i in index], [responses[i] for i in index]).input_ids
+
+    found = yield from embed_texts(
+        project,
+        embedding,
+        model,
+        encoder.pad_token_id,
+        texts,
+        tokenise,
+        device=device,
+        dist=distributed.SINGLE,
+        control=control,
+        run_id=run_id,
+    )
+    model.eval()  # embed_texts leaves a training model in train mode
+    if found is None:
+        return None
+    H, rows = found
+    n = len(prompts)
+    row_t = torch.as_tensor(rows, dtype=torch.long, device=device)
+    return score_features(model.head, H, row_t[:n], row_t[n:])
 
 
 def pair_width(a_ids: list[list[int]], b_ids: list[list[int]], index: list[int], max_length: int) -> int:
