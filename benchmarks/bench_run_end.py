@@ -92,8 +92,8 @@ def full_model_scores(project: Path, run_id: int) -> tuple[list[int], list[float
     import torch
 
     from workbench.core.store import Project
-    from workbench.training import data, distributed
-    from workbench.training.evaluate import score_tokens
+    from workbench.training import data
+    from workbench.training.evaluate import score_comparison_tokens
     from workbench.training.export import load_run_model
     from workbench.training.model import PairEncoder
     from workbench.training.run_control import RunControl
@@ -102,19 +102,8 @@ def full_model_scores(project: Path, run_id: int) -> tuple[list[int], list[float
         unl = data.unlabelled_from_frame(p.comparisons_frame(p.unscored_comparison_ids(run_id)), [])
     model, tokenizer, config, _ = load_run_model(project, run_id)
     encoder = PairEncoder.for_model(model, tokenizer, config.max_length)
-    a = data.encode_sides(encoder, unl.prompts, unl.response_a)
-    b = data.encode_sides(encoder, unl.prompts, unl.response_b)
-    gen = score_tokens(
-        model,
-        tokenizer.pad_token_id,
-        a.input_ids,
-        b.input_ids,
-        batch_size=config.batch_size,
-        max_length=config.max_length,
-        device=torch.device("cpu"),
-        dist=distributed.SINGLE,
-        control=RunControl(),
-        run_id=run_id,
+    gen = score_comparison_tokens(
+        model, encoder, config, unl, device=torch.device("cpu"), control=RunControl(), run_id=run_id
     )
     while True:
         try:

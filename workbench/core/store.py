@@ -255,15 +255,12 @@ class Project(LabelQueue, RunStore):
         path = Path(path)
         return cls.open(path) if _has_content(path) else cls.create(path, **kwargs)
 
-    @classmethod
-    def _connect(cls, path: Path, create: bool = False) -> Project:
-        held = _open_here(path)
+    @staticmethod
+    def _check_header(path: Path, create: bool) -> None:
+        """Refuse a missing (unless creating), empty or non-SQLite file before SQLite touches it."""
         try:
-            if held is not None:  # an open project: no descriptor of ours may touch the file (``_OPEN``)
-                head = b"SQLite format 3\x00"
-            else:
-                with open(path, "rb") as fh:
-                    head = fh.read(16)
+            with open(path, "rb") as fh:
+                head = fh.read(16)
         except FileNotFoundError:
             if not create:
                 raise ProjectError(f"{path}: no such project file") from None
@@ -274,6 +271,11 @@ class Project(LabelQueue, RunStore):
             raise ProjectError(f"{path}: an empty file, not a Preference Workbench project")
         if head and not head.startswith(b"SQLite format 3"):
             raise ProjectError(f"{path}: not a Preference Workbench project (not an SQLite file)")
+
+    @classmethod
+    def _connect(cls, path: Path, create: bool = False) -> Project:
+        if _open_here(path) is None:  # an open project: no descriptor of ours may touch the file (``_OPEN``)
+            cls._check_header(path, create)
         read_only = None if create else probe_read_only(path)
         if read_only is not None:
             return cls._connect_read_only(path, read_only)

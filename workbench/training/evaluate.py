@@ -250,20 +250,9 @@ def score_missing(
         if embedding_counts is not None:
             embedding_counts(embedding)
     else:
-        enc_a = data.encode_sides(encoder, unl.prompts, unl.response_a)
-        enc_b = data.encode_sides(encoder, unl.prompts, unl.response_b)
         scores = drive(
-            score_tokens(
-                model,
-                tokenizer.pad_token_id,
-                enc_a.input_ids,
-                enc_b.input_ids,
-                batch_size=config.batch_size,
-                max_length=config.max_length,
-                device=torch.device(device),
-                dist=distributed.DistInfo(),
-                control=control,
-                run_id=run_id,
+            score_comparison_tokens(
+                model, encoder, config, unl, device=torch.device(device), control=control, run_id=run_id
             )
         )
     if scores is None or control.cancel_requested:
@@ -275,6 +264,36 @@ def score_missing(
             run_id, step, zip(unl.comparison_ids.tolist(), ["unlabelled"] * n, ["a"] * n, r_a.tolist(), r_b.tolist())
         )
     return n
+
+
+def score_comparison_tokens(
+    model: nn.Module,
+    encoder: Any,
+    config: TrainConfig,
+    unl: data.Unlabelled,
+    *,
+    device: torch.device,
+    control: RunControl,
+    run_id: int,
+) -> Generator[Event, None, tuple[np.ndarray, np.ndarray] | None]:
+    """(r_a, r_b) of comparisons ``unl`` from the whole model on the tokens of prompt + response
+    (``score_tokens``): a fine-tune's on-demand scoring, and the path a head run's took before the cache."""
+    enc_a = data.encode_sides(encoder, unl.prompts, unl.response_a)
+    enc_b = data.encode_sides(encoder, unl.prompts, unl.response_b)
+    return (
+        yield from score_tokens(
+            model,
+            encoder.pad_token_id,
+            enc_a.input_ids,
+            enc_b.input_ids,
+            batch_size=config.batch_size,
+            max_length=config.max_length,
+            device=device,
+            dist=distributed.DistInfo(),
+            control=control,
+            run_id=run_id,
+        )
+    )
 
 
 def score_cached(
