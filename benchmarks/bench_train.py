@@ -32,10 +32,10 @@ peak memory and timings are not inflated by another's leftovers:
 experimental change applied from outside (set in its process) to measure what a part of the recipe buys:
 ``pad1`` pads each batch only to its longest sequence instead of a multiple of 16; ``no_warmup`` drops the
 learning-rate warmup; ``padded`` runs the stock padded encoder forward instead of ``training/packed.py``
-(no padding, the last layer at the first token only); ``mmap1m`` (``mmap2m``, ``mmap4m``, ``mmap16m``) makes
-glibc map every block of that size or more for itself, so a freed activation goes back to the system at once
-(the trainer's own setting is 2 MB, ``packed.map_large_blocks``), ``nomap`` leaves glibc's default;
-``trim`` (``trim4``, ``trim16``) calls ``malloc_trim`` after every (4th, 16th) step; ``passN`` sets
+(no padding, the last layer at the first token only); ``rowsN`` rounds the packed rows up to a multiple of N
+instead of ``packed.ROW_MULTIPLE`` (``rows1``: not at all); ``mmap1m`` (``mmap2m``, ``mmap4m``, ``mmap16m``)
+makes glibc map every block of that size or more for itself, so a freed activation goes back to the system at
+once; ``trim`` (``trim4``, ``trim16``) calls ``malloc_trim`` after every (4th, 16th) step; ``passN`` sets
 ``TrainConfig.pass_tokens`` to N. Dropout has a config field of its own (``TrainConfig.dropout``).
 
 Figures go to stdout, progress to stderr; the LAST line of stdout is one JSON object with everything.
@@ -81,7 +81,6 @@ PATCHES = (
     "mmap2m",
     "mmap4m",
     "mmap16m",
-    "nomap",
     "padded",
     "heap64m",
     "heap256m",
@@ -89,8 +88,10 @@ PATCHES = (
     "trim4",
     "trim16",
 )
-#: ``passN``: ``TrainConfig.pass_tokens`` N (e.g. ``pass1024``), any N
+#: ``passN``: ``TrainConfig.pass_tokens`` N (e.g. ``pass1024``); ``rowsN``: ``packed.ROW_MULTIPLE`` N; any N
 PASS_PREFIX = "pass"
+ROWS_PREFIX = "rows"
+_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD = -3, -1  # mallopt's parameter numbers, from glibc's malloc.h
 
 
 def log(message: str) -> None:
@@ -132,10 +133,12 @@ def _apply_patches(patches: Sequence[str]) -> None:
             model.WIDTH_MULTIPLE = 1
         elif name == "no_warmup":
             prepare.WARMUP_FRACTION = 0.0
+        elif name.startswith(ROWS_PREFIX):
+            packed.ROW_MULTIPLE = int(name[len(ROWS_PREFIX) :])
         elif name.startswith("mmap"):  # glibc: blocks over N MB mmapped (returned at free), no dynamic threshold
-            packed.LARGE_BLOCK_BYTES = int(name[4:-1]) << 20
-        elif name == "nomap":  # glibc's own mmap threshold (dynamic: up to the largest block freed, 32 MB at most)
-            packed.LARGE_BLOCK_BYTES = 0
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, int(name[4:-1]) << 20)
         elif name.startswith("trim"):  # glibc: hand the freed heap back to the system every N optimizer steps
             import ctypes
             import itertools
@@ -156,8 +159,9 @@ def _apply_patches(patches: Sequence[str]) -> None:
         elif name.startswith("heap"):  # glibc: blocks up to N MB from the heap, kept there when freed
             import ctypes
 
-            packed.LARGE_BLOCK_BYTES = int(name[4:-1]) << 20  # the trainer sets M_MMAP_THRESHOLD to it
-            ctypes.CDLL("libc.so.6").mallopt(-1, 2 * int(name[4:-1]) << 20)  # M_TRIM_THRESHOLD
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(_M_MMAP_THRESHOLD, int(name[4:-1]) << 20)
+            libc.mallopt(_M_TRIM_THRESHOLD, 2 * int(name[4:-1]) << 20)
         elif not name.startswith(PASS_PREFIX):  # passN is a config field: run_ours sets it
             raise ValueError(f"unknown patch {name!r}")
 
@@ -749,7 +753,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     for variant in ns.patch:
         patches = tuple(p for p in variant.split("+") if p)
-        unknown = [p for p in patches if p not in PATCHES and not p[len(PASS_PREFIX) :].isdigit()]
+        unknown = [
+            p
+            for p in patches
+            if p not in PATCHES
+            and not any(p.startswith(x) and p[len(x) :].isdigit() for x in (PASS_PREFIX, ROWS_PREFIX))
+        ]
         if unknown:
             parser.error(f"unknown patch(es) {unknown}; choose from {', '.join(PATCHES)}")
         key = "ours+" + "+".join(patches)

@@ -3,14 +3,8 @@ the same first-token states, rewards and parameter gradients, on random BERT-lay
 
 from __future__ import annotations
 
-import platform
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
-from training_helpers import collect
 from transformers import (
     BertConfig,
     BertModel,
@@ -23,11 +17,8 @@ from transformers import (
     XLMRobertaConfig,
     XLMRobertaModel,
 )
-from wb_testing import make_synthetic_project
 
 from workbench.training import packed
-from workbench.training.config import TrainConfig
-from workbench.training.events import RunStarted
 from workbench.training.model import (
     MINILM,
     PairEncoder,
@@ -36,7 +27,6 @@ from workbench.training.model import (
     collate_pairs,
     pad_batch,
 )
-from workbench.training.trainer import Trainer
 
 SIZES = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48, vocab_size=120)
 ENCODERS = {
@@ -80,8 +70,10 @@ def _rewards_and_grads(model: RewardModel, ids: torch.Tensor, mask: torch.Tensor
     return rewards.detach(), grads
 
 
+@pytest.mark.parametrize("row_multiple", [1, 50])  # 128 tokens: no padding segment, then one of 22 rows
 @pytest.mark.parametrize("kind", sorted(ENCODERS))
-def test_rewards_and_every_gradient_equal_the_stock_forward(kind, monkeypatch):
+def test_rewards_and_every_gradient_equal_the_stock_forward(kind, row_multiple, monkeypatch):
+    monkeypatch.setattr(packed, "ROW_MULTIPLE", row_multiple)
     model = _tiny(kind)
     model.train()
     assert model._packable
@@ -166,55 +158,19 @@ def test_minilm_on_hh_pairs_scores_as_the_stock_forward(hh_rows, monkeypatch):
     torch.testing.assert_close(fast, stock, atol=1e-5, rtol=1e-5)
 
 
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-
-# In a fresh process each time: the setting lasts for the rest of the process, and where a block comes from
-# depends on what the process freed before.
-_MAPPED_BLOCKS = textwrap.dedent(
-    """
-    import ctypes, sys, torch
-    from workbench.training import packed
-
-    class Info(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = Info
-    applied = packed.map_large_blocks() is not None if sys.argv[1] == "mapped" else False
-    big = torch.ones(16 << 18)
-    del big  # glibc's default now keeps blocks up to 16 MB in its heap
-    before = libc.mallinfo2().hblkhd
-    block = torch.ones(3 << 18)  # a 3 MB activation
-    held = libc.mallinfo2().hblkhd - before
-    del block
-    print(applied, held, libc.mallinfo2().hblkhd - before)
-    """
-)
-
-
-def _three_mb_block(how: str) -> tuple[str, int, int]:
-    out = subprocess.run([sys.executable, "-c", _MAPPED_BLOCKS, how], capture_output=True, text=True, check=True)
-    applied, held, after = out.stdout.split()
-    return applied, int(held), int(after)
-
-
-@pytest.mark.skipif(not GLIBC, reason="the setting is glibc's (mallopt); other C libraries keep their own")
-def test_large_blocks_get_memory_of_their_own_and_return_it_when_freed():
-    """After glibc has freed a 16 MB block its default keeps a 3 MB activation in the heap, where freed space
-    of every packed size fragments; after ``map_large_blocks`` the block is mapped, and unmapped when freed."""
-    assert _three_mb_block("default") == ("False", 0, 0)
-    applied, held, after = _three_mb_block("mapped")
-    assert applied == "True" and held >= 3 << 20 and after == 0
-
-
-@pytest.mark.skipif(not GLIBC, reason="the setting is glibc's (mallopt); other C libraries keep their own")
-def test_a_cpu_fine_tune_maps_large_blocks_and_a_head_run_leaves_the_allocator_alone(tmp_path, tiny_bert_dir):
-    notes = {}
-    for mode in ("head", "finetune"):
-        path = make_synthetic_project(tmp_path / f"{mode}.wbp")
-        cfg = TrainConfig(backbone=tiny_bert_dir, mode=mode, epochs=1, folds=0, threads=1)
-        started = next(e for e in collect(Trainer(path, cfg)) if isinstance(e, RunStarted))
-        notes[mode] = started.details["heap_note"]
-    assert notes["head"] is None
-    assert "2 MB" in notes["finetune"]
+def test_packed_rows_come_in_multiples_and_the_last_layer_runs_at_the_first_tokens_only(monkeypatch):
+    """The heap reuses blocks of a few sizes (``packed.ROW_MULTIPLE``); the padding rows change nothing."""
+    model = _tiny("bert").eval()
+    rows: list[int] = []
+    for layer in model.backbone.encoder.layer:
+        layer.intermediate.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    ids, mask = _batch([9, 3, 17])
+    rounded_rows = -(-29 // packed.ROW_MULTIPLE) * packed.ROW_MULTIPLE
+    with torch.no_grad():
+        rounded = model(ids, mask)
+        assert rows == [rounded_rows, rounded_rows, 3]
+        rows.clear()
+        monkeypatch.setattr(packed, "ROW_MULTIPLE", 1)
+        exact = model(ids, mask)
+    assert rows == [29, 29, 3]
+    torch.testing.assert_close(rounded, exact, atol=1e-6, rtol=1e-6)

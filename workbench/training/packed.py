@@ -24,8 +24,6 @@ forward. ``tests/training/test_packed.py`` checks rewards and every gradient aga
 
 from __future__ import annotations
 
-import ctypes
-import platform
 from typing import Any
 
 import torch
@@ -44,9 +42,14 @@ _FIRST_POSITION = {
 #: Off only for measurement (``bench_train.py --patch padded``): the stock padded forward everywhere.
 ENABLED = True
 
-#: Blocks from this size up get memory of their own from glibc (``map_large_blocks``); 0 leaves its default.
-LARGE_BLOCK_BYTES = 2 << 20
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+#: The packed token matrix's rows are rounded up to a multiple of this with padding rows that no text reads.
+#: Why: every activation of a pass is [rows, width], and glibc's heap keeps freed blocks for reuse; with rows
+#: of a new count at every pass the freed space was cut into pieces no later block fitted, and the heap grew
+#: through a run. Measured on MiniLM with the HH pairs (one epoch of 1,442 pairs, fine-tuning, one thread,
+#: one process each): peak memory 1,424 MB at 6.54 pairs/s with 128, against 1,874 MB at 6.66 unrounded, and
+#: 1,570 MB at 6.17 with glibc mapping blocks of 2 MB and more for themselves instead (the earlier remedy:
+#: a mapped block's pages are new at every pass). ``bench_train.py --patch rowsN`` measures other multiples.
+ROW_MULTIPLE = 128
 
 
 def supports(backbone: nn.Module) -> bool:
@@ -83,24 +86,29 @@ def first_token_states(
         return None
     base = _base(backbone)
     config = base.config
-    lens = lengths.tolist()
     ids = input_ids[mask]  # row by row: each text's tokens, contiguous
-    positions = torch.cat([torch.arange(n, device=ids.device) for n in lens]) + _FIRST_POSITION[config.model_type](
-        config
-    )
+    segments = lengths.tolist()
+    positions = [torch.arange(n, device=ids.device) for n in segments]
+    spare = -ids.shape[0] % ROW_MULTIPLE
+    if spare:  # one segment of padding after the texts, all at the first position: read by no text
+        ids = torch.cat([ids, ids.new_full((spare,), config.pad_token_id or 0)])
+        positions.append(ids.new_zeros(spare))
+        segments.append(spare)
+    first_position = _FIRST_POSITION[config.model_type](config)
     firsts = torch.cumsum(lengths, 0) - lengths
-    h = base.embeddings(input_ids=ids[None], position_ids=positions[None])[0]
+    h = base.embeddings(input_ids=ids[None], position_ids=(torch.cat(positions) + first_position)[None])[0]
     layers = base.encoder.layer
     for layer in layers[:-1]:
-        h = _layer(layer, h, lens, base.training)
-    return _layer(layers[-1], h, lens, base.training, queries=firsts)
+        h = _layer(layer, h, segments, base.training)
+    return _layer(layers[-1], h, segments, base.training, queries=firsts)
 
 
 def _layer(
-    layer: Any, h: torch.Tensor, lens: list[int], training: bool, queries: torch.Tensor | None = None
+    layer: Any, h: torch.Tensor, segments: list[int], training: bool, queries: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """One BERT layer on packed tokens ``h`` [N, H] of texts of ``lens`` tokens; with ``queries`` (one row
-    index per text), the layer's output at those rows only."""
+    """One BERT layer on packed tokens ``h`` [N, H] in ``segments`` of rows that attend to each other (the
+    texts, then any padding); with ``queries`` (one row index per text, in order), the layer's output at those
+    rows only."""
     attn = layer.attention.self
     heads, size = attn.num_attention_heads, attn.attention_head_size
     n = h.shape[0]
@@ -109,44 +117,19 @@ def _layer(
     q = attn.query(hq).view(1, -1, heads, size).transpose(1, 2)
     k = attn.key(h).view(1, n, heads, size).transpose(1, 2)
     v = attn.value(h).view(1, n, heads, size).transpose(1, 2)
-    q_lens = lens if queries is None else [1] * len(lens)
+    q_lens = segments if queries is None else [1] * len(queries)
     dropout = attn.dropout.p if training else 0.0
     context = torch.cat(
         [
             F.scaled_dot_product_attention(qi, ki, vi, dropout_p=dropout, scale=attn.scaling)
-            for qi, ki, vi in zip(q.split(q_lens, 2), k.split(lens, 2), v.split(lens, 2), strict=True)
+            # with queries, the padding segment has none: zip stops at the last text
+            for qi, ki, vi in zip(q.split(q_lens, 2), k.split(segments, 2), v.split(segments, 2), strict=False)
         ],
         dim=2,
     )
     context = context.transpose(1, 2).reshape(hq.shape[0], heads * size)
     h1 = layer.attention.output(context, hq)
     return layer.output(layer.intermediate(h1), h1)
-
-
-def map_large_blocks() -> str | None:
-    """Make glibc's malloc map every block of ``LARGE_BLOCK_BYTES`` or more for itself (returned to the system
-    when freed) for the rest of the process; a note for the run's summary, or None where it does not apply.
-
-    Why: glibc keeps freed blocks in its heap for reuse and, by default, raises the size it maps for itself
-    to the largest block freed so far (up to 32 MB), so every activation of a fine-tuning step lives in that
-    heap. The padded forward's activations come in a few sizes (widths are multiples of 16), which the heap
-    reuses; the packed forward's come in a new size at every pass ([its tokens, hidden]), and the freed space
-    is cut into pieces that no later block fits, so the heap keeps growing through a run. Measured with
-    ``bench_train.py`` on MiniLM and the HH pairs (one epoch of 1,442 pairs, each trainer in a process of its
-    own, one run): peak memory 1,633 MB against 2,011 MB with glibc's default (``--patch nomap``), and
-    TRL's 1,944 MB; the price is speed, 5.76 against 6.50 pairs/s, since a mapped block's pages are new at
-    every allocation (the quick split: 7%). 1 MB saved more memory but cost 16-17%; 4 MB saved a third as much.
-    glibc maps a block only when its heap has no free space that fits it, so this is set before a run's
-    first passes (the thread probe)."""
-    if not ENABLED or LARGE_BLOCK_BYTES <= 0 or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return None
-    if not mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES):
-        return None
-    return f"glibc: blocks of {LARGE_BLOCK_BYTES / 2**20:g} MB and more mapped for themselves (packed forward)"
 
 
 def _base(backbone: nn.Module) -> Any:

@@ -51,7 +51,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from workbench.core.store import Project, ProjectError
-from workbench.training import checkpoint, distributed, embed, evaluate, packed, prepare, threads
+from workbench.training import checkpoint, distributed, embed, evaluate, prepare, threads
 from workbench.training.config import TrainConfig
 from workbench.training.evaluate import batches_by_rank  # noqa: F401 - used by tests/training/test_distributed.py
 from workbench.training.events import (
@@ -312,15 +312,6 @@ class Trainer:
         self.state = prepare.build_run(self.data, backbone_path, self._device, self._dist)
         self._p = prepare.restore(self.data, self.state, self.run_id, self._dist)
         self.resumed_from = self._p.step
-        # before the thread probe's passes: glibc carves large blocks from free heap space while it has some
-        self._heap_note = (
-            packed.map_large_blocks()
-            if self.cfg.mode == "finetune"
-            and not self.cfg.gradient_checkpointing
-            and self._device.type == "cpu"
-            and packed.supports(self.state.model.backbone)
-            else None
-        )
         self._threads = self._choose_threads()
         # float64 sums (MPS has no float64: float32 there)
         self._acc = torch.zeros(
@@ -407,7 +398,6 @@ class Trainer:
             "log_every": self._log_every,
             "threads": self._threads.as_dict(),
             "threads_note": self._threads.describe(),
-            "heap_note": self._heap_note,
             "autocast": str(self.state.autocast).removeprefix("torch.") if self.state.autocast else None,
             "gradient_checkpointing": bool(self.cfg.gradient_checkpointing and self.cfg.mode == "finetune"),
             "tf32": self._device.type == "cuda",
