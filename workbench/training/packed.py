@@ -45,10 +45,10 @@ ENABLED = True
 #: The packed token matrix's rows are rounded up to a multiple of this with padding rows that no text reads.
 #: Why: every activation of a pass is [rows, width], and glibc's heap keeps freed blocks for reuse; with rows
 #: of a new count at every pass the freed space was cut into pieces no later block fitted, and the heap grew
-#: through a run. Measured on MiniLM with the HH pairs (one epoch of 1,442 pairs, fine-tuning, one thread,
-#: one process each): peak memory 1,424 MB at 6.54 pairs/s with 128, against 1,874 MB at 6.66 unrounded, and
-#: 1,570 MB at 6.17 with glibc mapping blocks of 2 MB and more for themselves instead (the earlier remedy:
-#: a mapped block's pages are new at every pass). ``bench_train.py --patch rowsN`` measures other multiples.
+#: through a run. Measured with ``bench_train.py`` on MiniLM and the HH pairs (one epoch of 1,442 pairs, one
+#: thread, same run): peak memory 1,498 MB at 6.36 pairs/s with 128, against 1,835 MB at 6.22 unrounded
+#: (``--patch rows1``); the earlier remedy, glibc mapping blocks of 2 MB and more for themselves, had cost
+#: 7-11% of the speed (a mapped block's pages are new at every pass). ``--patch rowsN`` measures others.
 ROW_MULTIPLE = 128
 
 
